@@ -1,0 +1,51 @@
+"""Helpers shared by the CLI commands: one-line errors, parsing, consoles."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import typer
+from rich.console import Console
+
+from mfphys.errors import MfphysError
+
+console = Console()
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2):
+    """Print one clear line on stderr and exit non-zero."""
+    err_console.print(f"error: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+def user_errors(fn):
+    """Turn :class:`MfphysError` (and Ctrl-C) into one stderr line and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MfphysError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            err_console.print("interrupted", markup=False)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def parse_ints(text: str, option: str) -> tuple[int, ...]:
+    """``784,100,10`` -> (784, 100, 10), or one clear error naming the option."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise MfphysError(f"{option} must be comma-separated integers like 784,100,100,10, got {text!r}") from None
+    if any(v <= 0 for v in values):
+        raise MfphysError(f"{option} must be positive integers, got {text!r}")
+    return values
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty()

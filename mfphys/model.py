@@ -1,0 +1,334 @@
+"""Spike-and-slab ensemble network: mean-field forward pass, gBP backward pass, sampling.
+
+Symbols follow MODEL.md (stated once here, used everywhere):
+
+=========  ==========================================================================
+code       meaning (MODEL.md section)
+=========  ==========================================================================
+``pi``     probability that a connection is absent (spike at 0), in [0, 1]      (1)
+``m``      mean of the Gaussian slab                                             (1)
+``xi``     variance ``Xi`` of the slab, >= 0                                     (1)
+``mu``     weight mean ``(1 - pi) m``                                            (1)
+``var``    weight variance ``(1 - pi) Xi + pi (1 - pi) m^2``                     (1)
+``G``      mean of the pre-activation ``h`` (``mu @ a / sqrt(n)``)               (2)
+``Delta``  variance of ``h`` (``var @ a^2 / n``); ``s = sqrt(Delta)``            (2)
+``eps``    the standard-normal noise of ``h = G + s eps``, fixed in the backward (3)
+``delta``  ``dLoss/dh`` for the mini-batch-mean cross-entropy                   (3)
+=========  ==========================================================================
+
+Shapes: every parameter array of layer ``l`` is ``(R, N_l, N_{l-1})`` with a leading
+replica axis ``R``; activities are ``(R, B, N)``. The BP baseline is the limit
+``pi = Xi = 0`` (MODEL.md section 2), run through the same functions with ``bp=True``,
+which skips the variance path (it is identically zero there).
+
+All functions are pure and take/return plain ``xp`` arrays (NumPy or CuPy); the namespace
+is taken from the arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from .backend import namespace_of
+
+
+class Layer(NamedTuple):
+    """Spike-and-slab parameters of one layer, each ``(R, N_out, N_in)``."""
+
+    pi: object
+    m: object
+    xi: object
+
+
+Params = tuple  # tuple[Layer, ...], input layer first
+
+
+# --- activations: (f(h), f'(h) given h and f(h)) ------------------------------------------
+
+
+def _relu(xp, h):
+    return xp.maximum(h, 0)
+
+
+def _relu_d(xp, h, a):
+    return (h > 0).astype(h.dtype)
+
+
+def _tanh(xp, h):
+    return xp.tanh(h)
+
+
+def _tanh_d(xp, h, a):
+    return 1 - a * a
+
+
+def _sigmoid(xp, h):
+    return 1 / (1 + xp.exp(-h))
+
+
+def _sigmoid_d(xp, h, a):
+    return a * (1 - a)
+
+
+def _softplus(xp, h):
+    return xp.logaddexp(0, h)
+
+
+def _softplus_d(xp, h, a):
+    return 1 / (1 + xp.exp(-h))
+
+
+def _linear(xp, h):
+    return h
+
+
+def _linear_d(xp, h, a):
+    return xp.ones_like(h)
+
+
+ACTIVATIONS = {
+    "relu": (_relu, _relu_d),
+    "tanh": (_tanh, _tanh_d),
+    "sigmoid": (_sigmoid, _sigmoid_d),
+    "softplus": (_softplus, _softplus_d),
+    "linear": (_linear, _linear_d),
+}
+
+
+# --- moments (the one place mu and var are computed; STYLE.md lesson 8) -----------------
+
+
+def moments(pi, m, xi):
+    """Weight mean and variance of the spike-and-slab distribution (MODEL.md section 1)."""
+    q = 1 - pi
+    return q * m, q * (xi + pi * m * m)
+
+
+def scaled_moments(layer: Layer, *, bp: bool = False):
+    """``mu / sqrt(n)`` and ``var / n`` of a layer: the matrices the forward pass multiplies.
+
+    Folding the ``1/sqrt(n)`` and ``1/n`` of MODEL.md section 2 into the weight-shaped
+    arrays costs one pass over them and none over the (larger) activities. With ``bp``,
+    ``pi = Xi = 0`` and ``var`` is not computed (returned as ``None``).
+    """
+    n = layer.m.shape[-1]
+    if bp:
+        return layer.m * (1 / math.sqrt(n)), None
+    mu, var = moments(layer.pi, layer.m, layer.xi)
+    return mu * (1 / math.sqrt(n)), var * (1 / n)
+
+
+def _t(a):
+    """Swap the last two axes (a view)."""
+    return a.swapaxes(-1, -2)
+
+
+def onehot(y, n_classes: int, dtype):
+    """One-hot encoding of integer labels ``y`` (any leading shape)."""
+    xp = namespace_of(y)
+    return (y[..., None] == xp.arange(n_classes)).astype(dtype)
+
+
+def log_softmax(z):
+    xp = namespace_of(z)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - xp.log(xp.exp(z).sum(axis=-1, keepdims=True))
+
+
+# --- forward and backward ------------------------------------------------------------------
+
+
+class Forward(NamedTuple):
+    """What the backward pass needs from the forward pass of one layer."""
+
+    a: object  # input activity (R, B, n)
+    a2: object  # a**2, or None in BP mode
+    mu_hat: object  # mu / sqrt(n)
+    var_hat: object  # var / n, or None in BP mode
+    w: object  # eps / s where s > 0, else 0 (R, B, N_out); None in BP mode
+    h: object  # pre-activation (R, B, N_out)
+
+
+def forward(params: Params, x, eps, *, activation: str = "relu", bp: bool = False, x2=None):
+    """Mean-field forward pass (MODEL.md section 2) with fixed noise.
+
+    ``x``: (R, B, N_0) inputs; ``eps``: one (R, B, N_l) array per layer, or ``None`` for
+    the noise-free pass (``h = G``). ``x2`` may pass a precomputed ``x**2``.
+    Returns the output pre-activations ``h_L`` (logits) and the per-layer caches.
+    """
+    xp = namespace_of(x)
+    f, _ = ACTIVATIONS[activation]
+    L = len(params)
+    a = x
+    a2 = None if bp else (x2 if x2 is not None else x * x)
+    caches = []
+    for l, layer in enumerate(params):
+        mu_hat, var_hat = scaled_moments(layer, bp=bp)
+        G = a @ _t(mu_hat)
+        if bp or eps is None:
+            h, w = G, None
+            if not bp:  # noise-free gBP evaluation still needs nothing from var
+                var_hat = None
+        else:
+            Delta = a2 @ _t(var_hat)
+            s = xp.sqrt(Delta)
+            e = eps[l]
+            h = G + s * e
+            # d h / d Delta = eps / (2 s) is infinite where s = 0 (MODEL.md section 3): there
+            # the variance path carries no signal, so mask it to 0 instead of producing NaN.
+            pos = s > 0
+            w = e / xp.where(pos, s, 1) * pos
+        caches.append(Forward(a, a2, mu_hat, var_hat, w, h))
+        if l < L - 1:
+            a = f(xp, h)
+            a2 = None if (bp or eps is None) else a * a
+    return h, caches
+
+
+def cross_entropy(logits, y):
+    """Per-replica mean cross-entropy and softmax probabilities; ``y`` (R, B) ints."""
+    logp = log_softmax(logits)
+    oh = onehot(y, logits.shape[-1], logits.dtype)
+    loss = -(oh * logp).sum(axis=-1).mean(axis=-1)
+    return loss, namespace_of(logits).exp(logp), oh
+
+
+def backward(params: Params, caches, delta, *, activation: str = "relu", bp: bool = False):
+    """Generalized backprop (MODEL.md section 3): gradients of the loss w.r.t. (pi, m, xi).
+
+    ``delta`` is dLoss/dh of the output layer. Returns one :class:`Layer` of gradients per
+    layer; in BP mode the ``pi`` and ``xi`` entries are ``None`` (those parameters are frozen).
+    """
+    xp = namespace_of(delta)
+    _, fprime = ACTIVATIONS[activation]
+    grads = [None] * len(params)
+    for l in range(len(params) - 1, -1, -1):
+        layer, c = params[l], caches[l]
+        n = layer.m.shape[-1]
+        # g_mu = (1/sqrt n) delta^T a ; g_var = (1/n) (delta eps / 2s)^T a^2   (section 3)
+        g_mu = _t(delta * (1 / math.sqrt(n))) @ c.a
+        if bp:
+            dw = None
+            grads[l] = Layer(None, g_mu, None)
+        else:
+            dw = delta * c.w  # delta * eps / s
+            g_var = _t(dw * (0.5 / n)) @ c.a2
+            pi, m, xi = layer
+            q = 1 - pi
+            # chain rule through mu(m, pi) and var(m, pi, Xi)   (section 3)
+            grads[l] = Layer(
+                pi=-m * g_mu + ((1 - 2 * pi) * m * m - xi) * g_var,
+                m=q * g_mu + 2 * pi * q * m * g_var,
+                xi=q * g_var,
+            )
+        if l > 0:
+            # dLoss/da = (1/sqrt n) delta mu + (1/n) (delta eps / s) var * a   (section 3)
+            da = delta @ c.mu_hat
+            if not bp:
+                da += (dw @ c.var_hat) * c.a
+            prev = caches[l - 1]
+            delta = da * fprime(xp, prev.h, c.a)
+    return tuple(grads)
+
+
+def loss_and_grad(params: Params, x, y, eps, *, activation: str = "relu", bp: bool = False, x2=None):
+    """Mini-batch loss per replica (R,), gradients per layer, and the logits.
+
+    The loss is the mean cross-entropy of the noisy mean-field output; ``eps`` is held fixed
+    in the backward pass (the reparameterization of MODEL.md section 3).
+    """
+    logits, caches = forward(params, x, eps, activation=activation, bp=bp, x2=x2)
+    loss, p, oh = cross_entropy(logits, y)
+    delta = (p - oh) * (1 / logits.shape[-2])  # dLoss/dh_L for the batch-mean loss
+    return loss, backward(params, caches, delta, activation=activation, bp=bp), logits
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+
+def predict(params: Params, x, *, activation: str = "relu", chunk: int = 4096):
+    """Noise-free mean-field output (eps = 0, MODEL.md section 5): logits (R, P, C).
+
+    ``x`` is (P, N_0), shared by all replicas; processed in chunks of ``chunk`` patterns.
+    """
+    xp = namespace_of(x)
+    f, _ = ACTIVATIONS[activation]
+    # only the mean weights enter the noise-free pass
+    mats = [_t(moments(l.pi, l.m, l.xi)[0] * (1 / math.sqrt(l.m.shape[-1]))) for l in params]
+    out = []
+    for i in range(0, x.shape[0], chunk):
+        a = x[i : i + chunk]
+        for l, w in enumerate(mats):
+            a = a @ w  # (P,n)@(R,n,N) broadcasts to (R,P,N)
+            if l < len(mats) - 1:
+                a = f(xp, a)
+        out.append(a)
+    return xp.concatenate(out, axis=-2)
+
+
+def sample_weights(params: Params, rngs, n_draws: int, xp=np):
+    """Concrete weights ``w ~ pi delta(w) + (1 - pi) Normal(m, Xi)`` (MODEL.md section 5).
+
+    ``params`` are host (NumPy) arrays; ``rngs`` one NumPy Generator per replica, so the
+    draws do not depend on the backend. Returns one (R, K, N_out, N_in) array per layer in
+    ``xp``.
+    """
+    out = []
+    for layer in params:
+        pi, m, xi = (np.asarray(v) for v in layer)
+        ws = []
+        for r, rng in enumerate(rngs):
+            shape = (n_draws,) + pi.shape[1:]
+            present = rng.random(shape) >= pi[r]
+            z = rng.standard_normal(shape)
+            ws.append(present * (m[r] + np.sqrt(xi[r]) * z))
+        out.append(xp.asarray(np.stack(ws).astype(pi.dtype)))
+    return tuple(out)
+
+
+def predict_sampled(weights, x, *, activation: str = "relu", chunk: int = 2048):
+    """Outputs of sampled sub-networks ``h = w @ a / sqrt(n)``: logits (R, K, P, C)."""
+    xp = namespace_of(x)
+    f, _ = ACTIVATIONS[activation]
+    mats = [_t(w) * (1 / math.sqrt(w.shape[-1])) for w in weights]
+    out = []
+    for i in range(0, x.shape[0], chunk):
+        a = x[i : i + chunk]
+        for l, w in enumerate(mats):
+            a = a @ w
+            if l < len(mats) - 1:
+                a = f(xp, a)
+        out.append(a)
+    return xp.concatenate(out, axis=-2)
+
+
+def vote(logits):
+    """Majority vote of the K sub-networks' predicted labels: (R, K, P, C) -> (R, P)."""
+    xp = namespace_of(logits)
+    pred = logits.argmax(axis=-1)  # (R, K, P)
+    votes = onehot(pred, logits.shape[-1], np.int32).sum(axis=-3)  # (R, P, C)
+    return votes.argmax(axis=-1)
+
+
+# --- initialisation ---------------------------------------------------------------------------
+
+
+def init_params(layers, rngs, *, m_std: float, xi_scale: float = 0.01, bp: bool = False, dtype=np.float64):
+    """Initial parameters on the host (MODEL.md section 4): pi = 0, Xi ~ xi_scale U(0,1), m ~ m_std N(0,1).
+
+    One NumPy Generator per replica; draws in layer order (m then Xi per layer), so replica
+    ``r`` gets the same numbers whatever the number of replicas. In BP mode Xi = 0.
+    """
+    params = []
+    for n_in, n_out in zip(layers[:-1], layers[1:]):
+        ms, xis = [], []
+        for rng in rngs:
+            ms.append(m_std * rng.standard_normal((n_out, n_in)))
+            xis.append(xi_scale * rng.random((n_out, n_in)))
+        m = np.stack(ms).astype(dtype)
+        xi = np.zeros_like(m) if bp else np.stack(xis).astype(dtype)
+        params.append(Layer(np.zeros_like(m), m, xi))
+    return tuple(params)

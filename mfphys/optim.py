@@ -1,0 +1,99 @@
+"""Adam with the reference implementation's weight decay, and the hard projection.
+
+MODEL.md section 4: ``theta -= lr * (adam_step + weight_decay * theta)`` with the usual
+bias-corrected Adam step (Kingma & Ba, Algorithm 1; beta1 0.9, beta2 0.999, eps 1e-8),
+then ``pi`` is clipped to [0, 1] and ``Xi`` to >= 0. The projection is what puts many
+connections exactly on the boundaries (the categories of MODEL.md section 6).
+
+optax-style: :func:`adam_init` builds the state, :func:`adam_update` returns new
+parameters and state. For speed the update writes into the arrays it is given (the
+training loop owns them); callers that need the old values must copy them first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from .model import Layer
+
+PARAM_NAMES = ("pi", "m", "xi")
+
+
+@dataclass(frozen=True)
+class AdamConfig:
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 1e-4
+    #: which parameter kinds get the weight decay: ("m", "xi") as in the paper's 2020
+    #: code, all three in its later revision (MODEL.md section 4)
+    decay_on: tuple = ("m", "xi")
+
+
+class AdamState(NamedTuple):
+    count: int
+    mu: tuple  # first moments, one Layer per layer (None where a kind is frozen)
+    nu: tuple  # second moments
+
+
+def adam_init(params, *, trainable=PARAM_NAMES) -> AdamState:
+    """Zero moments for every trainable parameter array."""
+
+    def zeros(layer):
+        xp_zeros = [None if k not in trainable else _zeros_like(getattr(layer, k)) for k in PARAM_NAMES]
+        return Layer(*xp_zeros)
+
+    return AdamState(0, tuple(zeros(l) for l in params), tuple(zeros(l) for l in params))
+
+
+def _zeros_like(a):
+    z = a.copy()
+    z[...] = 0
+    return z
+
+
+def _leaf(theta, g, mu, nu, *, lr, c1, c2, cfg: AdamConfig, decay: bool):
+    """One Adam step on one array, in place. ``c1``, ``c2``: bias corrections."""
+    mu *= cfg.b1
+    mu += (1 - cfg.b1) * g
+    nu *= cfg.b2
+    g *= g  # g is a temporary owned by the caller: reuse it for g**2
+    g *= 1 - cfg.b2
+    nu += g
+    # step = (mu / c1) / (sqrt(nu / c2) + eps), computed as mu * [lr / c1 / (sqrt(nu)/sqrt(c2) + eps)]
+    denom = (nu ** 0.5) * (1 / c2**0.5)
+    denom += cfg.eps
+    step = mu / denom
+    step *= lr / c1
+    if decay:
+        theta -= (lr * cfg.weight_decay) * theta
+    theta -= step
+
+
+def adam_update(grads, state: AdamState, params, *, lr: float, cfg: AdamConfig = AdamConfig()):
+    """Adam + decay step for every array whose gradient is not ``None``, then project.
+
+    Updates ``params`` and the state's moments in place and returns them. The gradients are
+    used as scratch space.
+    """
+    count = state.count + 1
+    c1 = 1 - cfg.b1**count
+    c2 = 1 - cfg.b2**count
+    for layer, g, mu, nu in zip(params, grads, state.mu, state.nu):
+        for k in PARAM_NAMES:
+            gk = getattr(g, k)
+            if gk is None:
+                continue
+            _leaf(getattr(layer, k), gk, getattr(mu, k), getattr(nu, k), lr=lr, c1=c1, c2=c2, cfg=cfg,
+                  decay=k in cfg.decay_on)
+        project(layer)
+    return params, AdamState(count, state.mu, state.nu)
+
+
+def project(layer: Layer) -> Layer:
+    """Hard projection of MODEL.md section 4, in place: pi into [0, 1], Xi to >= 0."""
+    pi, _, xi = layer
+    pi.clip(0, 1, out=pi)
+    xi.clip(0, None, out=xi)
+    return layer

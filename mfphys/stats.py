@@ -1,0 +1,30 @@
+"""Numbers as physicists read them: mean +/- standard error over replicas."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def mean_err(values) -> tuple[float, float]:
+    """Mean and standard error of the mean of ``values`` (NaNs ignored; error 0 for one value)."""
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, math.nan
+    err = v.std(ddof=1) / math.sqrt(v.size) if v.size > 1 else 0.0
+    return float(v.mean()), float(err)
+
+
+def format_stat(values, digits: int | None = None) -> str:
+    """``0.9561 ± 0.0012``: the error with two significant digits and the mean to match."""
+    mean, err = mean_err(values)
+    if math.isnan(mean):
+        return "nan"
+    if digits is None:
+        digits = 4 if err == 0 or not math.isfinite(err) else max(0, 1 - int(math.floor(math.log10(err))))
+        digits = min(digits, 8)
+    if err == 0:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {err:.{digits}f}"

@@ -1,0 +1,206 @@
+"""Runs as ``xarray.Dataset`` objects and netCDF files (DESIGN.md "Stored data").
+
+The only module that builds xarray objects. A run file holds the learning curves, the
+final ``pi``, ``m``, ``Xi`` of every layer, the order parameters of MODEL.md section 6 and,
+as attributes, the configuration (JSON), package version, backend, data checksum and
+timings, so that a file alone says how it was made. Nothing is pickled.
+
+Files are written atomically: to a temporary file in the same folder, flushed to disk,
+then renamed over the target, so a reader (the TUI, a scan being resumed) sees either the
+old complete file or the new complete file, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from . import __version__, order
+from .errors import MfphysError
+from .model import Layer
+
+ENGINE = "netcdf4"
+KIND_ATTR = "mfphys_kind"
+
+LONG_NAMES = {
+    "train_loss": ("mean cross-entropy over the epoch's mini-batches (noisy mean-field)", "nats"),
+    "train_acc": ("accuracy on the epoch's mini-batches (noisy mean-field)", "1"),
+    "test_loss": ("test cross-entropy, noise-free mean-field (eps = 0)", "nats"),
+    "test_acc": ("test accuracy, noise-free mean-field (eps = 0)", "1"),
+    "lr": ("learning rate", "1"),
+    "epoch_seconds": ("wall-clock time of the epoch, evaluation included", "s"),
+    "test_acc_sampled": ("test accuracy of sampled sub-networks, mean over draws", "1"),
+    "test_acc_sampled_draw": ("test accuracy of each sampled sub-network", "1"),
+    "test_acc_vote": ("test accuracy of the majority vote of the sampled sub-networks", "1"),
+    "sparsity": ("fraction of absent connections, pi >= 1 - tol", "1"),
+    "frac_vip": ("fraction of very important connections (pi <= tol, Xi <= xi_tol)", "1"),
+    "frac_uip": ("fraction of unimportant connections (pi >= 1 - tol)", "1"),
+    "frac_variable": ("fraction of variable connections", "1"),
+    "mean_pi": ("mean of pi over the layer", "1"),
+    "mean_xi": ("mean Xi over present connections (pi < 1 - tol)", "1"),
+    "weight_var": ("mean weight variance (1-pi) Xi + pi (1-pi) m^2", "1"),
+    "entropy": ("mean entropy per connection", "nats"),
+    "entropy_median": ("median entropy per connection", "nats"),
+    "frac_point": ("fraction of connections with Xi <= xi_zero (point-mass slab)", "1"),
+}
+
+
+def _long(name: str):
+    base = name.removesuffix("_exact").removesuffix("_live")
+    long, units = LONG_NAMES.get(base, (name, "1"))
+    if name.endswith("_exact"):
+        long += ", exact equality (tol = xi_tol = 0)"
+    if name.endswith("_live"):
+        long += ", layer 1 over connections from inputs that vary in the training set"
+    return {"long_name": long, "units": units}
+
+
+def architecture(layers) -> str:
+    return "-".join(str(n) for n in layers)
+
+
+def run_to_dataset(result, *, tol: float = order.TOL, xi_tol: float = order.XI_TOL,
+                   xi_zero: float = order.XI_ZERO, command: str | None = None) -> xr.Dataset:
+    """Build the public-schema Dataset (DESIGN.md) of a :class:`mfphys.train.TrainResult`."""
+    cfg = result.config
+    params = result.params
+    R, E, L = cfg.replicas, cfg.epochs, len(params)
+    coords = {"epoch": np.arange(1, E + 1), "replica": np.arange(R), "layer": np.arange(1, L + 1),
+              "draw": np.arange(result.sampled_acc.shape[1])}
+    data = {}
+    for k in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        data[k] = (("replica", "epoch"), result.history[k], _long(k))
+    for k in ("lr", "epoch_seconds"):
+        data[k] = (("epoch",), result.history[k], _long(k))
+    data["test_acc_sampled"] = (("replica",), result.sampled_acc.mean(axis=1) if result.sampled_acc.size
+                                else np.full(R, np.nan), _long("test_acc_sampled"))
+    data["test_acc_sampled_draw"] = (("replica", "draw"), result.sampled_acc, _long("test_acc_sampled_draw"))
+    data["test_acc_vote"] = (("replica",), result.vote_acc, _long("test_acc_vote"))
+    for l, layer in enumerate(params, start=1):
+        dims = ("replica", f"post_{l}", f"pre_{l}")
+        for name, v in zip(("pi", "m", "xi"), layer):
+            data[f"{name}_{l}"] = (dims, v, {"long_name": f"{name} of layer {l} (from unit pre to unit post)",
+                                             "units": "1"})
+    live = ~np.asarray(result.dead_inputs, dtype=bool)
+    for k, v in order.run_order(params, live_inputs=live, tol=tol, xi_tol=xi_tol, xi_zero=xi_zero).items():
+        data[k] = (("replica", "layer"), v, _long(k))
+    edges = order.histogram_edges(params)
+    for name, e in edges.items():
+        coords[f"{name}_edge"] = e
+        counts = np.stack([order.histogram(getattr(layer, name), e) for layer in params], axis=1)
+        data[f"hist_{name}"] = (("replica", "layer", f"{name}_bin"), counts,
+                                {"long_name": f"histogram of {name} per layer (edges: {name}_edge)",
+                                 "units": "connections"})
+    data["dead_inputs"] = (("input",), np.asarray(result.dead_inputs, dtype=np.int8),
+                           {"long_name": "1 where the input is constant over the training set", "units": "1"})
+    ds = xr.Dataset({k: xr.Variable(d, v, attrs=a) for k, (d, v, a) in data.items()}, coords=coords)
+    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    ds.attrs = {
+        KIND_ATTR: "run",
+        "title": f"mfphys {cfg.mode} run: {result.data['name']} {architecture(cfg.layers)}",
+        "mfphys_version": __version__,
+        "config": cfg.to_json(),
+        "mode": cfg.mode,
+        "dataset": result.data["name"],
+        "architecture": architecture(cfg.layers),
+        "backend": result.backend,
+        "data_checksum": result.data["checksum"],
+        "data_source": str(result.data["source"]),
+        "data_summary": json.dumps(result.data, default=str),
+        "timings": json.dumps(result.timings),
+        "order_tolerances": json.dumps({"tol": tol, "xi_tol": xi_tol, "xi_zero": xi_zero}),
+        "created": now,
+        "history": f"{now} {command or 'mfphys.train'}",
+        "host": f"{socket.gethostname()} ({platform.platform()}), python {sys.version.split()[0]}, "
+                f"numpy {np.__version__}, xarray {xr.__version__}",
+        "Conventions": "CF-1.8",
+    }
+    return ds
+
+
+def params_from_dataset(ds: xr.Dataset) -> tuple:
+    """The (pi, m, Xi) arrays of every layer of a run file, as :class:`mfphys.model.Layer`."""
+    L = int(ds.sizes["layer"])
+    return tuple(Layer(*(ds[f"{k}_{l}"].values for k in ("pi", "m", "xi"))) for l in range(1, L + 1))
+
+
+def config_from_dataset(ds: xr.Dataset):
+    from .train import TrainConfig  # noqa: PLC0415
+
+    return TrainConfig.from_json(ds.attrs["config"])
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail early, with one clear line, if ``path`` cannot be written (before hours of training)."""
+    path = Path(path)
+    if path.is_dir():
+        raise MfphysError(f"--out {path} is a directory: give a file name ending in .nc")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _temp_path(path) as tmp:
+            tmp.write_bytes(b"")
+    except OSError as exc:
+        raise MfphysError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+@contextlib.contextmanager
+def _temp_path(path: Path):
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_atomic(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write ``ds`` as netCDF to ``path`` atomically (temp file, fsync, rename)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _temp_path(path) as tmp:
+            ds.to_netcdf(tmp, engine=ENGINE)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+    except OSError as exc:
+        raise MfphysError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def save_run(result, path, **kwargs) -> Path:
+    """Build the run's Dataset and write it atomically to ``path``."""
+    return write_atomic(run_to_dataset(result, **kwargs), path)
+
+
+def read_dataset(path: str | os.PathLike) -> xr.Dataset:
+    """Read a whole netCDF file into memory and close it (no handle stays open)."""
+    path = Path(path)
+    if not path.exists():
+        raise MfphysError(f"no such file: {path}")
+    try:
+        with xr.open_dataset(path, engine=ENGINE) as ds:
+            return ds.load()
+    except Exception as exc:  # netCDF4 raises OSError/RuntimeError/ValueError for bad files
+        raise MfphysError(f"cannot read {path}: not a readable netCDF file ({type(exc).__name__}: {exc})") from None
+
+
+def open_run(path: str | os.PathLike) -> xr.Dataset:
+    """Open an mfphys run file as an in-memory ``xarray.Dataset`` (public schema, DESIGN.md)."""
+    ds = read_dataset(path)
+    if KIND_ATTR not in ds.attrs:
+        raise MfphysError(f"{path} is a netCDF file but not an mfphys file (no '{KIND_ATTR}' attribute)")
+    return ds
