@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from . import data as data_cmd
 from . import train as train_cmd
 
 app = typer.Typer(
@@ -14,6 +15,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("train")(train_cmd.train)
+app.add_typer(data_cmd.app, name="data")
 
 
 @app.command()

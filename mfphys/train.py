@@ -162,6 +162,13 @@ def train(config: TrainConfig, *, data_dir=None, dataset=None,
     called after every epoch with an :class:`EpochRecord`. Raises :class:`DivergenceError`
     when the loss or the parameters stop being finite.
     """
+    # a diverging run overflows before its loss turns NaN: that is reported as a
+    # DivergenceError below, so NumPy's floating-point warnings would only be noise
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _train(config, data_dir, dataset, callback)
+
+
+def _train(config, data_dir, dataset, callback) -> TrainResult:
     config.validate()
     be = get_backend(config.backend, config.dtype)
     xp, dt = be.xp, be.dtype

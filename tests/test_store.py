@@ -1,0 +1,100 @@
+"""Run files: public schema, round trip, atomic writes, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from mfphys import MfphysError, open_run, run_to_dataset, save_run, store
+from mfphys.data import TeacherConfig, load_dataset
+from mfphys.order import SCALARS
+from mfphys.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module", params=["gbp", "bp"])
+def result(request):
+    ds = load_dataset("teacher", n_train=200, n_test=100, teacher=TeacherConfig(n_in=12))
+    return train(TrainConfig(dataset="teacher", layers=(12, 8, 6, 10), n_train=200, n_test=100, epochs=3,
+                             batch_size=50, replicas=2, mode=request.param, backend="numpy"), dataset=ds)
+
+
+def test_public_schema(result):
+    ds = run_to_dataset(result)
+    assert list(ds.epoch.values) == [1, 2, 3] and list(ds.replica.values) == [0, 1]
+    assert list(ds.layer.values) == [1, 2, 3]
+    for k in ("train_loss", "test_acc"):
+        assert ds[k].dims == ("replica", "epoch")
+    assert ds.test_acc_sampled.dims == ("replica",)
+    for l, (n_out, n_in) in enumerate([(8, 12), (6, 8), (10, 6)], start=1):
+        for k in ("pi", "m", "xi"):
+            assert ds[f"{k}_{l}"].shape == (2, n_out, n_in)
+    for k in SCALARS:
+        assert ds[k].dims == ("replica", "layer")
+        assert "long_name" in ds[k].attrs and "units" in ds[k].attrs
+    np.testing.assert_allclose(ds.frac_vip + ds.frac_uip + ds.frac_variable, 1.0)
+    assert 0 <= float(ds.test_acc.min()) and float(ds.test_acc.max()) <= 1
+    assert TrainConfig.from_json(ds.attrs["config"]) == result.config
+    for k in ("mfphys_version", "backend", "data_checksum", "history", "created", "timings"):
+        assert ds.attrs[k]
+    if result.config.mode == "bp":
+        assert float(abs(ds.pi_1).max()) == 0 and float(ds.sparsity.max()) == 0
+
+
+def test_round_trip_is_identical(result, tmp_path):
+    path = save_run(result, tmp_path / "run.nc")
+    back = open_run(path)
+    xr.testing.assert_identical(back, run_to_dataset(result).assign_attrs(created=back.attrs["created"],
+                                                                          history=back.attrs["history"]))
+    assert store.config_from_dataset(back) == result.config
+    for a, b in zip(store.params_from_dataset(back), result.params):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    assert [p.name for p in tmp_path.iterdir()] == ["run.nc"]  # no temp files left behind
+
+
+def test_write_replaces_atomically_and_leaves_old_file_on_failure(result, tmp_path, monkeypatch):
+    path = save_run(result, tmp_path / "run.nc")
+    before = path.read_bytes()
+
+    def boom(self, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", boom)
+    with pytest.raises(MfphysError, match="No space left"):
+        save_run(result, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.nc"]
+
+
+def test_unreadable_and_foreign_files_are_clear_errors(tmp_path):
+    bad = tmp_path / "bad.nc"
+    bad.write_bytes(b"CDF\x01 truncated garbage")
+    with pytest.raises(MfphysError, match="cannot read"):
+        open_run(bad)
+    foreign = tmp_path / "foreign.nc"
+    xr.Dataset({"t": ("x", np.arange(3.0))}).to_netcdf(foreign)
+    with pytest.raises(MfphysError, match="not an mfphys file"):
+        open_run(foreign)
+    with pytest.raises(MfphysError, match="no such file"):
+        open_run(tmp_path / "missing.nc")
+
+
+def test_check_writable(tmp_path):
+    assert store.check_writable(tmp_path / "new" / "dir" / "run.nc").parent.is_dir()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(MfphysError, match="cannot write"):
+        store.check_writable(blocker / "run.nc")
+    with pytest.raises(MfphysError, match="is a directory"):
+        store.check_writable(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["file", "new"]
+
+
+def test_attributes_are_plain_json_not_pickles(result):
+    ds = run_to_dataset(result)
+    for k in ("config", "timings", "data_summary", "order_tolerances"):
+        json.loads(ds.attrs[k])

@@ -1,0 +1,141 @@
+"""The training loop: replicas, reproducibility, learning on real MNIST, divergence, validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mfphys import MfphysError, DivergenceError
+from mfphys.data import TeacherConfig, load_dataset
+from mfphys.train import TrainConfig, train
+
+TEACHER = dict(dataset="teacher", layers=(20, 16, 12, 10), n_train=300, n_test=200, epochs=3, batch_size=64,
+               backend="numpy")
+
+
+@pytest.fixture(scope="module")
+def teacher_data():
+    return load_dataset("teacher", n_train=300, n_test=200, teacher=TeacherConfig(n_in=20))
+
+
+def arrays_of(result):
+    out = dict(result.history)
+    for l, layer in enumerate(result.params):
+        for k, v in layer._asdict().items():
+            out[f"{k}_{l}"] = v
+    out["sampled"] = result.sampled_acc
+    return out
+
+
+@pytest.mark.parametrize("mode", ["gbp", "bp"])
+def test_replica_r_equals_single_run_with_seed_plus_r(mode, teacher_data):
+    """Replica r of an R-replica run is the same computation as a 1-replica run seeded seed + r (float64)."""
+    R = 3
+    many = train(TrainConfig(**TEACHER, mode=mode, replicas=R, seed=7, dtype="float64"), dataset=teacher_data)
+    for r in range(R):
+        one = train(TrainConfig(**TEACHER, mode=mode, replicas=1, seed=7 + r, dtype="float64"), dataset=teacher_data)
+        a, b = arrays_of(many), arrays_of(one)
+        for k in a:
+            if k in ("lr", "epoch_seconds"):
+                continue
+            np.testing.assert_allclose(a[k][r], b[k][0], rtol=1e-12, atol=0, err_msg=k)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_seeded_runs_are_reproducible(dtype, teacher_data):
+    cfg = TrainConfig(**TEACHER, replicas=2, seed=3, dtype=dtype)
+    a, b = arrays_of(train(cfg, dataset=teacher_data)), arrays_of(train(cfg, dataset=teacher_data))
+    for k in a:
+        if k != "epoch_seconds":
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    c = arrays_of(train(TrainConfig(**TEACHER, replicas=2, seed=4, dtype=dtype), dataset=teacher_data))
+    assert not np.array_equal(a["m_0"], c["m_0"])
+
+
+def test_bp_mode_keeps_pi_and_xi_at_zero(teacher_data):
+    res = train(TrainConfig(**TEACHER, mode="bp"), dataset=teacher_data)
+    for layer in res.params:
+        assert np.all(layer.pi == 0) and np.all(layer.xi == 0)
+
+
+def test_projection_puts_parameters_on_the_boundaries(teacher_data):
+    res = train(TrainConfig(**{**TEACHER, "epochs": 10}), dataset=teacher_data)
+    pi = np.concatenate([l.pi.ravel() for l in res.params])
+    xi = np.concatenate([l.xi.ravel() for l in res.params])
+    assert pi.min() >= 0 and pi.max() <= 1 and xi.min() >= 0
+    assert np.any(pi == 0) and np.any(xi == 0)  # the hard projection of MODEL.md section 4
+
+
+def test_lr_halving_schedule():
+    cfg = TrainConfig(lr=0.1, lr_halve_every=20)
+    assert [cfg.lr_at(e) for e in (1, 20, 21, 40, 41)] == [0.1, 0.1, 0.05, 0.05, 0.025]
+    assert TrainConfig(lr=0.1).lr_at(1000) == 0.1
+
+
+def test_config_json_round_trip():
+    cfg = TrainConfig(layers=(784, 50, 10), decay_on=("pi", "m", "xi"), replicas=4)
+    assert TrainConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_learns_real_mnist_quickly(mnist_dir):
+    """A shortened version of the paper's set-up (784-100-100-10, batch 500, Adam lr 0.1, ReLU).
+
+    The full-length check (100 epochs, >= 0.953 gBP / 0.948 BP) is the slow test below.
+    """
+    res = train(TrainConfig(epochs=6, replicas=1, backend="numpy"), data_dir=mnist_dir)
+    assert res.history["test_acc"][0, -1] > 0.91
+    assert res.history["train_loss"][0, -1] < res.history["train_loss"][0, 0]
+    assert res.sampled_acc.shape == (1, 10) and res.sampled_acc.min() > 0.85
+    assert res.data["name"] == "mnist" and res.dead_inputs.sum() > 50
+
+
+@pytest.mark.slow
+def test_paper_accuracy_on_mnist(mnist_dir):
+    """MODEL.md section 7.1 / issue 2 item 4: defaults, 100 epochs, 3 seeds."""
+    accs = {}
+    for mode in ("gbp", "bp"):
+        res = train(TrainConfig(mode=mode, replicas=3, backend="numpy"), data_dir=mnist_dir)
+        accs[mode] = res.history["test_acc"][:, -10:].mean()
+        if mode == "gbp":
+            from mfphys.order import run_order
+
+            o = run_order(res.params, tol=0.0, xi_tol=0.0)
+            assert np.all(o["frac_uip"] > 0) and np.all(o["frac_vip"] > 0)  # categories in every layer
+    assert accs["gbp"] >= 0.953, accs
+    assert accs["bp"] >= 0.948, accs
+
+
+def test_divergence_is_reported(teacher_data):
+    with pytest.raises(DivergenceError, match="diverged"):
+        train(TrainConfig(**{**TEACHER, "lr": 1e12, "epochs": 5}), dataset=teacher_data)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(layers=(784,)), "at least two"),
+        (dict(layers=(784, 0, 10)), "positive"),
+        (dict(epochs=0), "--epochs"),
+        (dict(batch_size=-1), "--batch-size"),
+        (dict(lr=0.0), "--lr"),
+        (dict(lr=float("nan")), "--lr"),
+        (dict(mode="sgd"), "--mode"),
+        (dict(activation="gelu"), "--activation"),
+        (dict(replicas=0), "--replicas"),
+        (dict(backend="tpu"), "backend"),
+        (dict(dtype="float16"), "dtype"),
+        (dict(decay_on=("w",)), "--decay-on"),
+    ],
+)
+def test_bad_configs_are_clear_errors(kwargs, match):
+    with pytest.raises(MfphysError, match=match):
+        train(TrainConfig(**{**TEACHER, **kwargs}))
+
+
+def test_layer_widths_must_match_the_data(mnist_dir):
+    with pytest.raises(MfphysError, match="784 input features"):
+        train(TrainConfig(layers=(100, 10), epochs=1), data_dir=mnist_dir)
+    with pytest.raises(MfphysError, match="10 classes"):
+        train(TrainConfig(layers=(784, 5), epochs=1), data_dir=mnist_dir)
+    with pytest.raises(MfphysError, match="larger than"):
+        train(TrainConfig(n_train=70_000, epochs=1), data_dir=mnist_dir)
