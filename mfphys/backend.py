@@ -68,9 +68,13 @@ class Backend:
         return np.asarray(a)
 
     def device_rng(self, seed: int):
-        """A generator on the device for per-step noise (``standard_normal``)."""
+        """A generator on the device for per-step noise: ``.standard_normal(size, dtype=...)``.
+
+        CuPy's ``RandomState`` (cuRAND) is used because its ``standard_normal`` takes a
+        ``dtype``, so float32 noise is drawn as float32 on the GPU.
+        """
         if self.name == "cupy":
-            return self.xp.random.default_rng(seed)
+            return self.xp.random.RandomState(seed)
         return np.random.default_rng(seed)
 
     def synchronize(self) -> None:

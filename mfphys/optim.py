@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from .backend import namespace_of
 from .model import Layer
 
 PARAM_NAMES = ("pi", "m", "xi")
@@ -94,6 +95,7 @@ def adam_update(grads, state: AdamState, params, *, lr: float, cfg: AdamConfig =
 def project(layer: Layer) -> Layer:
     """Hard projection of MODEL.md section 4, in place: pi into [0, 1], Xi to >= 0."""
     pi, _, xi = layer
-    pi.clip(0, 1, out=pi)
-    xi.clip(0, None, out=xi)
+    xp = namespace_of(pi)
+    xp.clip(pi, 0, 1, out=pi)
+    xp.maximum(xi, 0, out=xi)
     return layer

@@ -38,6 +38,7 @@ LONG_NAMES = {
     "test_acc": ("test accuracy, noise-free mean-field (eps = 0)", "1"),
     "lr": ("learning rate", "1"),
     "epoch_seconds": ("wall-clock time of the epoch, evaluation included", "s"),
+    "eval_seconds": ("wall-clock time of the epoch's noise-free test evaluation", "s"),
     "test_acc_sampled": ("test accuracy of sampled sub-networks, mean over draws", "1"),
     "test_acc_sampled_draw": ("test accuracy of each sampled sub-network", "1"),
     "test_acc_vote": ("test accuracy of the majority vote of the sampled sub-networks", "1"),
@@ -79,7 +80,7 @@ def run_to_dataset(result, *, tol: float = order.TOL, xi_tol: float = order.XI_T
     data = {}
     for k in ("train_loss", "train_acc", "test_loss", "test_acc"):
         data[k] = (("replica", "epoch"), result.history[k], _long(k))
-    for k in ("lr", "epoch_seconds"):
+    for k in ("lr", "epoch_seconds", "eval_seconds"):
         data[k] = (("epoch",), result.history[k], _long(k))
     data["test_acc_sampled"] = (("replica",), result.sampled_acc.mean(axis=1) if result.sampled_acc.size
                                 else np.full(R, np.nan), _long("test_acc_sampled"))

@@ -194,7 +194,7 @@ def _train(config, data_dir, dataset, callback) -> TrainResult:
     order_rngs = replica_seeds(config.seed, R, ORDER)
     noise_host = replica_seeds(config.seed, R, NOISE)
     noise_dev = noise_host if (config.host_noise or be.name == "numpy") else [
-        be.device_rng(int(g.integers(2**63))) for g in noise_host]
+        be.device_rng(int(g.integers(2**32))) for g in noise_host]
     widths = config.layers[1:]
     splits = np.cumsum(widths)[:-1]
 
@@ -204,10 +204,10 @@ def _train(config, data_dir, dataset, callback) -> TrainResult:
             return None
         draws = [g.standard_normal((b, sum(widths)), dtype=dt) for g in noise_dev]
         e = xp.asarray(np.stack(draws)) if noise_dev is noise_host else xp.stack(draws)
-        return xp.split(e, splits, axis=-1) if len(splits) else [e]
+        return xp.split(e, splits.tolist(), axis=-1) if len(splits) else [e]
 
     hist = {k: np.zeros((R, config.epochs)) for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
-    lrs, secs = np.zeros(config.epochs), np.zeros(config.epochs)
+    lrs, secs, eval_secs = np.zeros(config.epochs), np.zeros(config.epochs), np.zeros(config.epochs)
     n_batches = math.ceil(P / B)
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
@@ -231,12 +231,14 @@ def _train(config, data_dir, dataset, callback) -> TrainResult:
             bad = int(np.flatnonzero(~np.isfinite(hist["train_loss"][:, e]))[0])
             raise DivergenceError(f"training diverged at epoch {epoch} (replica {bad}, loss is not finite): "
                                   f"try a smaller --lr than {config.lr}")
+        be.synchronize()
+        t_eval = time.perf_counter()
         logits = model.predict(params, x_test, activation=config.activation)
         tl, _, _ = model.cross_entropy(logits, xp.broadcast_to(y_test, logits.shape[:-1]))
         hist["test_loss"][:, e] = be.to_numpy(tl)
-        hist["test_acc"][:, e] = be.to_numpy((logits.argmax(axis=-1) == y_test).mean(axis=-1))
+        hist["test_acc"][:, e] = be.to_numpy((logits.argmax(axis=-1) == y_test).sum(axis=-1)) / y_test.shape[0]
         be.synchronize()
-        lrs[e], secs[e] = lr, time.perf_counter() - t0
+        lrs[e], secs[e], eval_secs[e] = lr, time.perf_counter() - t0, time.perf_counter() - t_eval
         if callback is not None:
             callback(EpochRecord(epoch, hist["train_loss"][:, e], hist["train_acc"][:, e], hist["test_loss"][:, e],
                                  hist["test_acc"][:, e], lr, secs[e]))
@@ -251,7 +253,7 @@ def _train(config, data_dir, dataset, callback) -> TrainResult:
     t_eval = time.perf_counter() - t0
     from .data import dataset_summary, dead_inputs  # noqa: PLC0415
 
-    hist["lr"], hist["epoch_seconds"] = lrs, secs
+    hist["lr"], hist["epoch_seconds"], hist["eval_seconds"] = lrs, secs, eval_secs
     return TrainResult(config, host, hist, sampled, voted, dataset_summary(ds), dead_inputs(ds.x_train),
                        be.describe(), {"train_seconds": t_train, "sampled_eval_seconds": t_eval})
 
@@ -269,6 +271,6 @@ def evaluate_sampled(params, x, y, *, n_draws: int, rngs, activation: str, be=No
     ws = model.sample_weights(params, rngs, n_draws, xp=be.xp)
     xd, yd = be.asarray(x), be.xp.asarray(y)
     logits = model.predict_sampled(ws, xd, activation=activation)  # (R, K, P, C)
-    acc = (logits.argmax(axis=-1) == yd).mean(axis=-1)
-    vote = (model.vote(logits) == yd).mean(axis=-1)
-    return be.to_numpy(acc), be.to_numpy(vote)
+    acc = be.to_numpy((logits.argmax(axis=-1) == yd).sum(axis=-1)) / len(y)
+    vote = be.to_numpy((model.vote(logits) == yd).sum(axis=-1)) / len(y)
+    return acc, vote

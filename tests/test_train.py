@@ -36,7 +36,7 @@ def test_replica_r_equals_single_run_with_seed_plus_r(mode, teacher_data):
         one = train(TrainConfig(**TEACHER, mode=mode, replicas=1, seed=7 + r, dtype="float64"), dataset=teacher_data)
         a, b = arrays_of(many), arrays_of(one)
         for k in a:
-            if k in ("lr", "epoch_seconds"):
+            if k in ("lr", "epoch_seconds", "eval_seconds"):
                 continue
             np.testing.assert_allclose(a[k][r], b[k][0], rtol=1e-12, atol=0, err_msg=k)
 
@@ -46,7 +46,7 @@ def test_seeded_runs_are_reproducible(dtype, teacher_data):
     cfg = TrainConfig(**TEACHER, replicas=2, seed=3, dtype=dtype)
     a, b = arrays_of(train(cfg, dataset=teacher_data)), arrays_of(train(cfg, dataset=teacher_data))
     for k in a:
-        if k != "epoch_seconds":
+        if k not in ("epoch_seconds", "eval_seconds"):
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     c = arrays_of(train(TrainConfig(**TEACHER, replicas=2, seed=4, dtype=dtype), dataset=teacher_data))
     assert not np.array_equal(a["m_0"], c["m_0"])
@@ -139,3 +139,50 @@ def test_layer_widths_must_match_the_data(mnist_dir):
         train(TrainConfig(layers=(784, 5), epochs=1), data_dir=mnist_dir)
     with pytest.raises(MfphysError, match="larger than"):
         train(TrainConfig(n_train=70_000, epochs=1), data_dir=mnist_dir)
+
+
+# --- NumPy and CuPy agree (run where a GPU works; skipped with the reason elsewhere) ----------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["gbp", "bp"])
+def test_numpy_and_cupy_training_agree(mode, teacher_data):
+    """Same config, same host-drawn noise, float64: the two backends give the same run."""
+    base = dict(TEACHER, mode=mode, dtype="float64", replicas=2, host_noise=True)
+    a = arrays_of(train(TrainConfig(**{**base, "backend": "numpy"}), dataset=teacher_data))
+    b = arrays_of(train(TrainConfig(**{**base, "backend": "cupy"}), dataset=teacher_data))
+    for k in a:
+        if k not in ("epoch_seconds", "eval_seconds"):
+            np.testing.assert_allclose(b[k], a[k], rtol=1e-7, atol=1e-9, err_msg=k)
+
+
+@pytest.mark.gpu
+def test_cupy_default_path_learns_and_is_reproducible(teacher_data):
+    """The fast GPU path (float32, noise drawn on the device) learns and repeats itself."""
+    cfg = TrainConfig(**{**TEACHER, "epochs": 8, "backend": "cupy", "replicas": 4})
+    a, b = train(cfg, dataset=teacher_data), train(cfg, dataset=teacher_data)
+    assert np.all(a.history["test_acc"][:, -1] > a.history["test_acc"][:, 0])
+    np.testing.assert_array_equal(a.history["train_loss"], b.history["train_loss"])
+    np.testing.assert_array_equal(a.params[0].m, b.params[0].m)
+
+
+@pytest.mark.gpu
+def test_auto_backend_picks_a_working_gpu():
+    from mfphys.backend import get_backend
+
+    assert get_backend("auto").name == "cupy"
+
+
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+def test_sampled_evaluation_agrees_across_backends(backend, teacher_data):
+    from mfphys.backend import get_backend
+    from mfphys.train import EVAL, evaluate_sampled, replica_seeds
+
+    res = train(TrainConfig(**{**TEACHER, "dtype": "float64", "eval_samples": 0}), dataset=teacher_data)
+    kw = dict(n_draws=5, activation="relu")
+    ref = evaluate_sampled(res.params, teacher_data.x_test, teacher_data.y_test, rngs=replica_seeds(0, 1, EVAL), **kw)
+    got = evaluate_sampled(res.params, teacher_data.x_test, teacher_data.y_test, rngs=replica_seeds(0, 1, EVAL),
+                           be=get_backend(backend, "float64"), **kw)
+    np.testing.assert_allclose(got[0], ref[0])
+    np.testing.assert_allclose(got[1], ref[1])
+    assert ref[0].shape == (1, 5) and np.all((ref[0] > 0.05) & (ref[0] <= 1))
