@@ -97,7 +97,10 @@ def train(
     store.write_atomic(ds, out)
     if not quiet:
         console.print(summary_table(ds))
+        last = min(10, ds.sizes["epoch"])
         console.print(f"test accuracy (mean-field, last epoch): {format_stat(ds.test_acc.isel(epoch=-1).values)}   "
+                      f"mean of the last {last} epochs: "
+                      f"{format_stat(ds.test_acc.isel(epoch=slice(-last, None)).mean('epoch').values)}   "
                       f"sampled sub-networks: {format_stat(ds.test_acc_sampled.values)}   "
                       f"vote: {format_stat(ds.test_acc_vote.values)}")
         console.print(f"{result.backend}, {result.timings['train_seconds']:.1f} s; wrote {out}")

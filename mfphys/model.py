@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import kernels
 from .backend import namespace_of
 
 
@@ -117,8 +118,7 @@ def scaled_moments(layer: Layer, *, bp: bool = False):
     n = layer.m.shape[-1]
     if bp:
         return layer.m * (1 / math.sqrt(n)), None
-    mu, var = moments(layer.pi, layer.m, layer.xi)
-    return mu * (1 / math.sqrt(n)), var * (1 / n)
+    return kernels.scaled_moments(layer.pi, layer.m, layer.xi, n)
 
 
 def _t(a):
@@ -173,14 +173,8 @@ def forward(params: Params, x, eps, *, activation: str = "relu", bp: bool = Fals
             if not bp:  # noise-free gBP evaluation still needs nothing from var
                 var_hat = None
         else:
-            Delta = a2 @ _t(var_hat)
-            s = xp.sqrt(Delta)
-            e = eps[l]
-            h = G + s * e
-            # d h / d Delta = eps / (2 s) is infinite where s = 0 (MODEL.md section 3): there
-            # the variance path carries no signal, so mask it to 0 instead of producing NaN.
-            pos = s > 0
-            w = e / xp.where(pos, s, 1) * pos
+            # h = G + s eps, and w = eps / s masked to 0 where s = 0 (MODEL.md sections 2-3)
+            h, w = kernels.noisy_preactivation(G, a2 @ _t(var_hat), eps[l])
         caches.append(Forward(a, a2, mu_hat, var_hat, w, h))
         if l < L - 1:
             a = f(xp, h)
@@ -216,14 +210,8 @@ def backward(params: Params, caches, delta, *, activation: str = "relu", bp: boo
         else:
             dw = delta * c.w  # delta * eps / s
             g_var = _t(dw * (0.5 / n)) @ c.a2
-            pi, m, xi = layer
-            q = 1 - pi
             # chain rule through mu(m, pi) and var(m, pi, Xi)   (section 3)
-            grads[l] = Layer(
-                pi=-m * g_mu + ((1 - 2 * pi) * m * m - xi) * g_var,
-                m=q * g_mu + 2 * pi * q * m * g_var,
-                xi=q * g_var,
-            )
+            grads[l] = Layer(*kernels.chain_rule(*layer, g_mu, g_var))
         if l > 0:
             # dLoss/da = (1/sqrt n) delta mu + (1/n) (delta eps / s) var * a   (section 3)
             da = delta @ c.mu_hat

@@ -15,10 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .backend import namespace_of
+from . import kernels
 from .model import Layer
 
 PARAM_NAMES = ("pi", "m", "xi")
+#: the hard projection of MODEL.md section 4: pi in [0, 1], Xi >= 0
+BOUNDS = {"pi": {"lo": 0.0, "hi": 1.0}, "m": {}, "xi": {"lo": 0.0}}
 
 
 @dataclass(frozen=True)
@@ -54,26 +56,8 @@ def _zeros_like(a):
     return z
 
 
-def _leaf(theta, g, mu, nu, *, lr, c1, c2, cfg: AdamConfig, decay: bool):
-    """One Adam step on one array, in place. ``c1``, ``c2``: bias corrections."""
-    mu *= cfg.b1
-    mu += (1 - cfg.b1) * g
-    nu *= cfg.b2
-    g *= g  # g is a temporary owned by the caller: reuse it for g**2
-    g *= 1 - cfg.b2
-    nu += g
-    # step = (mu / c1) / (sqrt(nu / c2) + eps), computed as mu * [lr / c1 / (sqrt(nu)/sqrt(c2) + eps)]
-    denom = (nu ** 0.5) * (1 / c2**0.5)
-    denom += cfg.eps
-    step = mu / denom
-    step *= lr / c1
-    if decay:
-        theta -= (lr * cfg.weight_decay) * theta
-    theta -= step
-
-
 def adam_update(grads, state: AdamState, params, *, lr: float, cfg: AdamConfig = AdamConfig()):
-    """Adam + decay step for every array whose gradient is not ``None``, then project.
+    """Adam + decay step, then the projection, for every array whose gradient is not ``None``.
 
     Updates ``params`` and the state's moments in place and returns them. The gradients are
     used as scratch space.
@@ -86,16 +70,8 @@ def adam_update(grads, state: AdamState, params, *, lr: float, cfg: AdamConfig =
             gk = getattr(g, k)
             if gk is None:
                 continue
-            _leaf(getattr(layer, k), gk, getattr(mu, k), getattr(nu, k), lr=lr, c1=c1, c2=c2, cfg=cfg,
-                  decay=k in cfg.decay_on)
-        project(layer)
+            # the projection of MODEL.md section 4 is fused into the step
+            kernels.adam_leaf(getattr(layer, k), gk, getattr(mu, k), getattr(nu, k), lr=lr, c1=c1, c2=c2,
+                              b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, wd=cfg.weight_decay if k in cfg.decay_on else 0.0,
+                              **BOUNDS[k])
     return params, AdamState(count, state.mu, state.nu)
-
-
-def project(layer: Layer) -> Layer:
-    """Hard projection of MODEL.md section 4, in place: pi into [0, 1], Xi to >= 0."""
-    pi, _, xi = layer
-    xp = namespace_of(pi)
-    xp.clip(pi, 0, 1, out=pi)
-    xp.maximum(xi, 0, out=xi)
-    return layer

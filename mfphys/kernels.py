@@ -1,0 +1,138 @@
+"""Fused element-wise kernels for the hot spots of a training step.
+
+Each function here computes one formula of MODEL.md on weight- or activity-shaped arrays.
+On NumPy it is plain array code (written to make few passes and few temporaries); on CuPy the
+same formula runs as one fused CUDA kernel (``cupy.ElementwiseKernel``), because at the
+paper's small shapes a GPU step is bound by kernel launches, not arithmetic
+(``bench/README.md``). The two versions are the same formula twice, so the NumPy/CuPy
+agreement tests (``tests/test_model.py``, ``tests/test_train.py``, marker ``gpu``) and the
+finite-difference tests guard both.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+from .backend import namespace_of
+
+
+def _is_cupy(a) -> bool:
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda():
+    import cupy as cp  # noqa: PLC0415
+
+    return {
+        # (mu / sqrt n, var / n) from (pi, m, Xi): MODEL.md sections 1-2
+        "moments": cp.ElementwiseKernel(
+            "T pi, T m, T xi, T c_mu, T c_var", "T mu_hat, T var_hat",
+            "T q = 1 - pi; mu_hat = q * m * c_mu; var_hat = q * (xi + pi * m * m) * c_var;",
+            "mfphys_moments"),
+        # h = G + s eps and w = eps / s (0 where s = 0): MODEL.md sections 2-3
+        "noise": cp.ElementwiseKernel(
+            "T G, T Delta, T e", "T h, T w",
+            "T s = sqrt(Delta); h = G + s * e; w = s > 0 ? e / s : (T)0;",
+            "mfphys_noise"),
+        # chain rule through mu(m, pi) and var(m, pi, Xi): MODEL.md section 3
+        "chain": cp.ElementwiseKernel(
+            "T pi, T m, T xi, T g_mu, T g_var", "T d_pi, T d_m, T d_xi",
+            "T q = 1 - pi;"
+            "d_pi = -m * g_mu + ((1 - 2 * pi) * m * m - xi) * g_var;"
+            "d_m = q * g_mu + 2 * pi * q * m * g_var;"
+            "d_xi = q * g_var;",
+            "mfphys_chain"),
+        # Adam + decay + projection, in place: MODEL.md section 4
+        "adam": cp.ElementwiseKernel(
+            "T g, T lr, T c1, T c2, T b1, T b2, T eps, T wd, T lo, T hi", "T theta, T mu, T nu",
+            "mu = b1 * mu + (1 - b1) * g; nu = b2 * nu + (1 - b2) * g * g;"
+            "T step = (mu / c1) / (sqrt(nu / c2) + eps);"
+            "theta = min(max(theta - lr * (step + wd * theta), lo), hi);",
+            "mfphys_adam"),
+    }
+
+
+def scaled_moments(pi, m, xi, n: int):
+    """``mu / sqrt(n)`` and ``var / n`` (MODEL.md sections 1-2) in one pass."""
+    c_mu, c_var = 1 / math.sqrt(n), 1 / n
+    if _is_cupy(m):
+        dt = m.dtype.type
+        return _cuda()["moments"](pi, m, xi, dt(c_mu), dt(c_var))
+    q = 1 - pi
+    mu_hat = q * m
+    var_hat = pi * m
+    var_hat *= m
+    var_hat += xi
+    var_hat *= q
+    mu_hat *= c_mu
+    var_hat *= c_var
+    return mu_hat, var_hat
+
+
+def noisy_preactivation(G, Delta, e):
+    """``h = G + sqrt(Delta) eps`` and ``w = eps / sqrt(Delta)`` (0 where ``Delta = 0``).
+
+    ``d h / d Delta = eps / (2 s)`` is infinite where ``s = 0``; there the variance path
+    carries no signal, so it is masked to 0 instead of producing NaN (MODEL.md section 3).
+    """
+    if _is_cupy(G):
+        return _cuda()["noise"](G, Delta, e)
+    xp = namespace_of(G)
+    s = xp.sqrt(Delta)
+    h = s * e
+    h += G
+    pos = s > 0
+    s[~pos] = 1
+    w = e / s
+    w *= pos
+    return h, w
+
+
+def chain_rule(pi, m, xi, g_mu, g_var):
+    """Gradients w.r.t. (pi, m, Xi) from those w.r.t. (mu, var) (MODEL.md section 3)."""
+    if _is_cupy(m):
+        return _cuda()["chain"](pi, m, xi, g_mu, g_var)
+    q = 1 - pi
+    mg = m * g_var  # m g_var, shared by d_pi and d_m
+    d_xi = q * g_var
+    d_m = 2 * pi
+    d_m *= mg
+    d_m += g_mu
+    d_m *= q
+    d_pi = 1 - 2 * pi
+    d_pi *= m
+    d_pi *= mg  # (1 - 2 pi) m^2 g_var
+    d_pi -= xi * g_var
+    d_pi -= m * g_mu
+    return d_pi, d_m, d_xi
+
+
+def adam_leaf(theta, g, mu, nu, *, lr, c1, c2, b1, b2, eps, wd, lo=-math.inf, hi=math.inf):
+    """One Adam step with decay and projection on one array, in place (MODEL.md section 4).
+
+    ``theta -= lr * (mu_hat / (sqrt(nu_hat) + eps) + wd * theta)``, then clip to [lo, hi].
+    ``g`` is used as scratch space.
+    """
+    if _is_cupy(theta):
+        dt = theta.dtype.type
+        _cuda()["adam"](g, *(dt(v) for v in (lr, c1, c2, b1, b2, eps, wd, lo, hi)), theta, mu, nu)
+        return
+    xp = namespace_of(theta)
+    mu *= b1
+    mu += (1 - b1) * g
+    g *= g  # the gradient is scratch: reuse it for g**2
+    g *= 1 - b2
+    nu *= b2
+    nu += g
+    denom = xp.sqrt(nu, out=g)
+    denom *= 1 / math.sqrt(c2)
+    denom += eps
+    step = xp.divide(mu, denom, out=denom)
+    step *= lr / c1
+    if wd:
+        theta *= 1 - lr * wd
+    theta -= step
+    if lo > -math.inf or hi < math.inf:
+        xp.clip(theta, lo, hi, out=theta)
