@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from .backend import namespace_of
+from .errors import MfphysError
 from .model import moments
 
 TOL = 0.01
@@ -165,3 +166,45 @@ def histogram_edges(params, n_bins: int = N_BINS):
         "m": np.linspace(-m_max, m_max, n_bins + 1),
         "xi": np.linspace(0.0, xi_max, n_bins + 1),
     }
+
+
+def layer_reports(params, *, live_inputs=None, tol: float = TOL, xi_tol: float = XI_TOL, xi_zero: float = XI_ZERO):
+    """What ``mfphys order`` shows: one entry ``(layer, inputs, values)`` per column.
+
+    ``values`` maps each :func:`layer_order` name, plus ``frac_vip_exact``, ``frac_uip_exact``
+    and ``frac_variable_exact`` (``tol = xi_tol = 0``), to a (R,) array. ``inputs`` is
+    ``"all"``; when ``live_inputs`` (N_0,) is given, layer 1 gets a second entry with
+    ``inputs = "live"`` over the connections from inputs that vary over the training set
+    (MODEL.md section 6, dead inputs).
+    """
+    out = []
+    for l, (pi, m, xi) in enumerate(params, start=1):
+        masks = [("all", None)]
+        if l == 1 and live_inputs is not None:
+            masks.append(("live", live_inputs))
+        for inputs, mask in masks:
+            values = dict(layer_order(pi, m, xi, tol=tol, xi_tol=xi_tol, xi_zero=xi_zero, mask=mask))
+            exact = layer_order(pi, m, xi, tol=0.0, xi_tol=0.0, xi_zero=xi_zero, mask=mask)
+            for k in ("frac_vip", "frac_uip", "frac_variable"):
+                values[f"{k}_exact"] = exact[k]
+            out.append((l, inputs, values))
+    return out
+
+
+def resolve_tolerances(stored=None, *, tol=None, xi_tol=None, xi_zero=None, exact: bool = False) -> dict:
+    """The thresholds to use: those given, else ``stored`` (a run file's ``order_tolerances``),
+    else the defaults; ``exact`` sets ``tol = xi_tol = 0``. Raises MfphysError for bad values."""
+    if exact and (tol is not None or xi_tol is not None):
+        raise MfphysError("--exact means --tol 0 --xi-tol 0: give either --exact or --tol/--xi-tol")
+    t = {"tol": TOL, "xi_tol": XI_TOL, "xi_zero": XI_ZERO, **(stored or {})}
+    for name, v in (("tol", tol), ("xi_tol", xi_tol), ("xi_zero", xi_zero)):
+        if v is not None:
+            t[name] = float(v)
+    if exact:
+        t["tol"] = t["xi_tol"] = 0.0
+    if not (0 <= t["tol"] < 0.5):
+        raise MfphysError(f"--tol must be in [0, 0.5) (pi <= tol: present, pi >= 1 - tol: absent), got {t['tol']}")
+    for name in ("xi_tol", "xi_zero"):
+        if not (t[name] >= 0 and math.isfinite(t[name])):
+            raise MfphysError(f"--{name.replace('_', '-')} must be a number >= 0, got {t[name]}")
+    return t

@@ -1,0 +1,238 @@
+"""``mfphys order`` (order parameters of a run) and ``mfphys perturb`` (MODEL.md section 7.3)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich import box
+from rich.table import Table
+
+from mfphys import order as order_mod
+from mfphys import perturb as perturb_mod
+from mfphys import store
+from mfphys.errors import MfphysError
+from mfphys.stats import format_stat, mean_err
+
+from .common import console, user_errors
+from .train import make_progress
+
+#: rows of the ``order`` table: the run-file variable names (docs/order-parameters.md)
+QUANTITIES = ("sparsity", "frac_vip", "frac_uip", "frac_variable", "frac_vip_exact", "frac_uip_exact",
+              "frac_variable_exact", "mean_pi", "mean_xi", "weight_var", "entropy", "entropy_median", "frac_point")
+
+
+# --- shared ----------------------------------------------------------------------------------
+
+
+def open_run_file(path: Path):
+    """A run file (not a scan or perturbation file), fully read; one clear line otherwise."""
+    ds = store.open_run(path)
+    kind = ds.attrs.get(store.KIND_ATTR)
+    if kind != "run":
+        raise MfphysError(f"{path} is an mfphys {kind} file, not a run file (made by mfphys train)")
+    if "layer" not in ds.sizes or any(f"{k}_1" not in ds for k in ("pi", "m", "xi")):
+        raise MfphysError(f"{path} has no pi_1/m_1/xi_1 parameters: not a complete run file")
+    return ds
+
+
+def live_inputs(ds):
+    """(N_0,) mask of inputs that vary over the training set, or None if the file does not say."""
+    return ds["dead_inputs"].values == 0 if "dead_inputs" in ds else None
+
+
+def tolerances(ds, tol, xi_tol, xi_zero, exact):
+    """The thresholds to use: the options given, else those the file's order parameters used."""
+    return order_mod.resolve_tolerances(json.loads(ds.attrs.get("order_tolerances", "{}")), tol=tol, xi_tol=xi_tol,
+                                        xi_zero=xi_zero, exact=exact)
+
+
+# --- mfphys order ----------------------------------------------------------------------------
+
+
+def column_label(layer: int, inputs: str) -> str:
+    return f"layer {layer}" + (" live" if inputs == "live" else "")
+
+
+def order_table(path, ds, reports, tol) -> Table:
+    R = ds.sizes["replica"]
+    t = Table(title=f"{path}: {ds.attrs.get('mode', '?')} {ds.attrs.get('dataset', '?')} "
+                    f"{ds.attrs.get('architecture', '?')}, {R} replica(s); mean ± error over replicas",
+              caption=f"vip: pi <= tol and Xi <= xi_tol; uip: pi >= 1 - tol; variable: the rest; "
+                      f"tol = {tol['tol']:g}, xi_tol = {tol['xi_tol']:g}, xi_zero = {tol['xi_zero']:g}; "
+                      "_exact: tol = xi_tol = 0; entropy in nats; frac_point: Xi <= xi_zero",
+              box=box.SIMPLE_HEAD)
+    t.add_column("order parameter", no_wrap=True)
+    for layer, inputs, _ in reports:
+        t.add_column(column_label(layer, inputs), justify="right")
+    for name in QUANTITIES:
+        t.add_row(name, *(format_stat(v[name]) for _, _, v in reports))
+    return t
+
+
+@user_errors
+def order(
+    run: Path = typer.Argument(..., help="run file (.nc) written by mfphys train"),
+    tol: Optional[float] = typer.Option(None, help="pi tolerance of the categories (default: the file's, 0.01)"),
+    xi_tol: Optional[float] = typer.Option(None, help="Xi <= xi_tol counts as deterministic (default: the "
+                                                      "file's, 1e-4)"),
+    xi_zero: Optional[float] = typer.Option(None, help="Xi <= xi_zero is a point mass in the entropy (default: "
+                                                       "the file's, 1e-8)"),
+    exact: bool = typer.Option(False, "--exact", help="the reference code's exact equality: tol = xi_tol = 0"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON (per replica, mean and error) instead"),
+    as_csv: bool = typer.Option(False, "--csv", help="print CSV, one row per layer, inputs and replica"),
+):
+    """Print a run's order parameters per layer (MODEL.md section 6), recomputed from its pi, m, Xi.
+
+    Layer 1 is shown over all connections and over those from inputs that vary in the
+    training set (live inputs); see docs/order-parameters.md.
+    """
+    if as_json and as_csv:
+        raise MfphysError("give at most one of --json and --csv")
+    ds = open_run_file(run)
+    tol_ = tolerances(ds, tol, xi_tol, xi_zero, exact)
+    live = live_inputs(ds)
+    reports = order_mod.layer_reports(store.params_from_dataset(ds), live_inputs=live, **tol_)
+    names = list(QUANTITIES)
+    if as_csv:
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(["layer", "inputs", "replica", *names])
+        for layer, inputs, v in reports:
+            for r in range(ds.sizes["replica"]):
+                w.writerow([layer, inputs, r, *(repr(float(v[k][r])) for k in names)])
+        return
+    if as_json:
+        out = {"file": str(run), "tolerances": tol_, "replicas": int(ds.sizes["replica"]),
+               "dead_inputs": None if live is None else int((~live).sum()),
+               "columns": [{"layer": layer, "inputs": inputs,
+                            "values": {k: {"mean": _num(mean_err(v[k])[0]), "err": _num(mean_err(v[k])[1]),
+                                           "replicas": [_num(x) for x in np.asarray(v[k], dtype=float)]}
+                                       for k in names}}
+                           for layer, inputs, v in reports]}
+        typer.echo(json.dumps(out, indent=1))
+        return
+    console.print(order_table(run, ds, reports, tol_))
+    if live is not None:
+        console.print(f"live inputs: {int(live.sum())} of {live.size} vary over the training set; "
+                      f"{int((~live).sum())} dead inputs are left out of the 'layer 1 live' column")
+    if "test_acc" in ds:
+        console.print(f"test accuracy: mean-field {format_stat(ds.test_acc.isel(epoch=-1).values)}, "
+                      f"sampled sub-networks {format_stat(ds.test_acc_sampled.values)}")
+
+
+def _num(x):
+    """JSON has no NaN: write null."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+# --- mfphys perturb --------------------------------------------------------------------------
+
+
+def parse_fractions(text: str) -> np.ndarray:
+    """``0:1:0.1`` (start:stop:step, stop included when the steps reach it) or ``0,0.5,1``."""
+    bad = MfphysError(f"--fractions takes start:stop:step (like 0:1:0.1) or a comma list (like 0,0.5,1) of "
+                      f"numbers in [0, 1], got {text!r}")
+    try:
+        if ":" in text:
+            parts = [float(p) for p in text.split(":")]
+            if len(parts) != 3:
+                raise bad
+            start, stop, step = parts
+            if not (step > 0 and stop >= start and math.isfinite(stop)):
+                raise bad
+            n = math.floor((stop - start) / step + 1e-9)
+            values = np.round(start + step * np.arange(n + 1), 12)
+        else:
+            values = np.array([float(p) for p in text.split(",")])
+    except ValueError:
+        raise bad from None
+    if values.size == 0 or not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
+        raise bad
+    if np.unique(values).size != values.size:
+        raise MfphysError(f"--fractions has repeated values: {text!r}")
+    return values
+
+
+def default_perturb_out(run: Path, layer: int) -> Path:
+    return run.with_name(f"{run.stem}.perturb-layer{layer}.nc")
+
+
+def perturb_table(pds) -> Table:
+    L = pds.attrs["layer"]
+    t = Table(title=f"targeted perturbation of layer {L}: test error (%), mean ± error over "
+                    f"{pds.sizes['replica']} replica(s), {pds.sizes['sample']} sampled sub-networks each",
+              caption="vip: very important connections removed; variable: the same number of variable "
+                      "connections removed (control); mf: noise-free mean-field network")
+    for c in ("fraction", "removed", "vip (sampled)", "vip (mf)", "removed (variable)", "variable (sampled)",
+              "variable (mf)"):
+        t.add_column(c, justify="right")
+    for i, f in enumerate(pds.fraction.values):
+        row = pds.isel(fraction=i)
+        t.add_row(f"{f:g}", format_stat(row.n_removed.values, 0), format_stat(row.error_vip.values),
+                  format_stat(row.error_vip_mf.values), format_stat(row.n_removed_variable.values, 0),
+                  format_stat(row.error_variable.values), format_stat(row.error_variable_mf.values))
+    return t
+
+
+@user_errors
+def perturb(
+    run: Path = typer.Argument(..., help="run file (.nc) written by mfphys train"),
+    layer: int = typer.Option(1, help="layer whose connections are removed (1 = from the inputs)"),
+    fractions: str = typer.Option("0:1:0.1", help="fractions of the very important connections to remove: "
+                                                  "start:stop:step (stop included) or a comma list"),
+    samples: int = typer.Option(10, help="sampled sub-networks per replica and condition"),
+    seed: Optional[int] = typer.Option(None, help="seed of the choices and draws (default: the run's seed)"),
+    tol: Optional[float] = typer.Option(None, help="pi tolerance of the categories (default: the file's, 0.01)"),
+    xi_tol: Optional[float] = typer.Option(None, help="Xi tolerance of the categories (default: the file's, "
+                                                      "1e-4)"),
+    exact: bool = typer.Option(False, "--exact", help="the reference code's exact equality: tol = xi_tol = 0"),
+    all_inputs: bool = typer.Option(False, "--all-inputs", help="in layer 1, also remove connections from "
+                                                                "dead (constant) inputs"),
+    backend: str = typer.Option("auto", help="auto, numpy or cupy"),
+    data_dir: Optional[Path] = typer.Option(None, help="folder with the run's dataset files (else "
+                                                       "$MFPHYS_DATA_DIR, cache)"),
+    out: Optional[Path] = typer.Option(None, help="dataset to write (default: <run>.perturb-layer<l>.nc "
+                                                  "next to the run)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or table"),
+):
+    """Remove important vs variable connections of one layer and measure the test error (MODEL.md 7.3)."""
+    fr = parse_fractions(fractions)
+    ds = open_run_file(run)  # every check before anything is written (bad input: nothing written over)
+    L = ds.sizes["layer"]
+    if not 1 <= layer <= L:
+        raise MfphysError(f"--layer must be between 1 and {L} for this {L}-layer run, got {layer}")
+    if samples < 1:
+        raise MfphysError(f"--samples must be at least 1, got {samples}")
+    tolerances(ds, tol, xi_tol, None, exact)
+    out = Path(out) if out is not None else default_perturb_out(run, layer)
+    if out.resolve() == run.resolve():
+        raise MfphysError(f"--out {out} is the run file itself: give another name")
+    store.check_writable(out)
+    command = "mfphys " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    with make_progress(transient=True) as progress:
+        task = progress.add_task(f"perturb layer {layer}", total=2 * fr.size + 1, status="", visible=not quiet)
+        pds = perturb_mod.perturb_run(run, layer=layer, fractions=fr, samples=samples, seed=seed, tol=tol,
+                                      xi_tol=xi_tol, exact=exact, all_inputs=all_inputs, backend=backend,
+                                      data_dir=data_dir, callback=lambda: progress.advance(task), command=command)
+    store.write_atomic(pds, out)
+    if quiet:
+        return
+    console.print(perturb_table(pds))
+    a = pds.attrs
+    dead = f" ({a['dead_inputs_excluded']} dead inputs left out)" if a["dead_inputs_excluded"] else ""
+    console.print(f"candidates: {a['candidates']}{dead}; n_vip {'/'.join(map(str, pds.n_vip.values))}, n_variable "
+                  f"{'/'.join(map(str, pds.n_variable.values))} per replica; tol = {a['tol']:g}, "
+                  f"xi_tol = {a['xi_tol']:g}; seed {a['seed']}")
+    if a["capped"]:
+        console.print("[yellow]note[/]: fewer variable than very important connections: the control was capped "
+                      "at all variable connections (see n_removed_variable)")
+    console.print(f"unperturbed: sampled {format_stat(pds.error_base.values)} %, mean-field "
+                  f"{format_stat(pds.error_base_mf.values)} %; wrote {out}")
