@@ -34,14 +34,15 @@ def make_progress(transient: bool = False) -> Progress:
 
 
 def summary_table(ds) -> Table:
-    """Per-layer order parameters and the accuracies, mean ± error over replicas."""
-    t = Table(title=f"{ds.attrs['title']}  ({ds.sizes['replica']} replica(s), {ds.sizes['epoch']} epochs)")
+    """Per-layer order parameters, mean over replicas (``mfphys order`` shows their errors)."""
+    t = Table(title=f"{ds.attrs['title']}  ({ds.sizes['replica']} replica(s), {ds.sizes['epoch']} epochs); "
+                    f"order parameters, mean over replicas")
     t.add_column("layer", justify="right")
     cols = ("sparsity", "frac_vip", "frac_uip", "frac_variable", "mean_xi", "entropy")
     for c in cols:
         t.add_column(c, justify="right")
     for l in ds.layer.values:
-        t.add_row(str(l), *(format_stat(ds[c].sel(layer=l).values) for c in cols))
+        t.add_row(str(l), *(f"{float(ds[c].sel(layer=l).mean()):.4g}" for c in cols))
     return t
 
 

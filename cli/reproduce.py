@@ -1,0 +1,154 @@
+"""``mfphys reproduce``: the paper's four experiments, datasets and PNG figures, under runs/paper/."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from mfphys import reproduce as rep
+from mfphys import store
+from mfphys.errors import MfphysError
+from mfphys.stats import format_stat
+
+from . import figures
+from .common import console, err_console, user_errors
+from .train import make_progress
+
+CHOICES = rep.EXPERIMENTS + ("all",)
+
+
+def _train_bar(progress, label, epochs):
+    """A progress bar for one training run; returns (epoch callback, task id)."""
+    task = progress.add_task(label, total=epochs, status="")
+
+    def cb(rec):
+        progress.update(task, advance=1, status=f"test acc {np.mean(rec.test_acc):.4f}")
+
+    return cb, task
+
+
+def _scan_bar(progress, label):
+    task = progress.add_task(label, total=None, status="")
+
+    def cb(ev):
+        c = ev.counts
+        progress.update(task, total=c["total"], completed=c["done"] + c["failed"],
+                        status=f"{c['running']} running, {c['failed']} failed"
+                               + (f", epoch {ev.record.epoch}" if ev.kind == "epoch" else ""))
+
+    return cb
+
+
+def accuracy_table(cds) -> Table:
+    t = Table(title="1. learning curves: test error (%), mean ± error over seeds")
+    last = min(10, cds.sizes["epoch"])
+    for c in ("mode", "last epoch", f"mean of last {last} epochs", "sampled sub-networks (end)"):
+        t.add_column(c, justify="right")
+    for mode in cds.mode.values:
+        e = cds.test_error.sel(mode=mode)
+        t.add_row(str(mode), format_stat(e.isel(epoch=-1).values),
+                  format_stat(e.isel(epoch=slice(-last, None)).mean("epoch").values),
+                  format_stat(cds.test_error_sampled.sel(mode=mode).values))
+    return t
+
+
+def categories_table(dds) -> Table:
+    t = Table(title="2. connection categories per layer (gBP), mean ± error over seeds")
+    cols = ("frac_vip", "frac_uip", "frac_variable", "frac_vip_exact", "frac_uip_exact", "mean_xi")
+    t.add_column("layer", justify="right")
+    for c in cols:
+        t.add_column(c, justify="right")
+    for l in dds.layer.values:
+        t.add_row(str(l), *(format_stat(dds[c].sel(layer=l).values) for c in cols))
+    return t
+
+
+def perturbation_table(pds) -> Table:
+    t = Table(title=f"3. perturbation of layer {pds.attrs.get('layer', 1)}: test error (%) of sampled sub-networks")
+    for c in ("fraction", "removed", "very important removed", "variable removed"):
+        t.add_column(c, justify="right")
+    for i, f in enumerate(pds.fraction.values):
+        t.add_row(f"{f:.2f}", str(int(pds.n_removed.isel(fraction=i).mean())),
+                  format_stat(pds.error_vip.isel(fraction=i).values),
+                  format_stat(pds.error_variable.isel(fraction=i).values))
+    return t
+
+
+def entropy_table(eds) -> Table:
+    t = Table(title=f"4. entropy per connection (nats), {eds.attrs['architecture']}, mean ± error over seeds")
+    t.add_column("n_train", justify="right")
+    for l in eds.layer.values:
+        t.add_column(f"layer {l}", justify="right")
+    for n in eds.n_train.values:
+        t.add_row(f"{n:,}", *(format_stat(eds.entropy.sel(n_train=n, layer=l).values) for l in eds.layer.values))
+    return t
+
+
+@user_errors
+def reproduce(
+    experiment: str = typer.Argument("all", help="curves, distributions, perturbation, entropy or all"),
+    quick: bool = typer.Option(False, "--quick", help="a reduced version that runs in a few minutes"),
+    out: Optional[Path] = typer.Option(None, help="output folder (default runs/paper, runs/paper/quick with "
+                                                  "--quick)"),
+    seeds: Optional[int] = typer.Option(None, help="independent seeds (default 3, 2 with --quick)"),
+    epochs: Optional[int] = typer.Option(None, help="training epochs (default 100, 5 with --quick)"),
+    backend: str = typer.Option("auto", help="auto, numpy or cupy"),
+    workers: Optional[int] = typer.Option(None, help="run the entropy scan's cells on a local Dask cluster"),
+    data_dir: Optional[Path] = typer.Option(None, help="folder with the MNIST IDX files"),
+):
+    """Run the paper's experiments (MODEL.md section 7) and write their datasets and figures."""
+    if experiment not in CHOICES:
+        raise MfphysError(f"unknown experiment {experiment!r}: choose one of {', '.join(CHOICES)}")
+    overrides = {k: v for k, v in (("seeds", seeds), ("epochs", epochs)) if v is not None}
+    overrides["backend"] = backend
+    protocol = rep.Protocol.quick(**overrides) if quick else rep.Protocol(**overrides)
+    if protocol.seeds < 1 or protocol.epochs < 1:
+        raise MfphysError("--seeds and --epochs must be positive")
+    todo = rep.EXPERIMENTS if experiment == "all" else (experiment,)
+    folder = Path(out) if out is not None else Path("runs/paper") / ("quick" if quick else "")
+    folder.mkdir(parents=True, exist_ok=True)
+    est = protocol.estimate_seconds(todo)
+    err_console.print(f"mfphys reproduce {experiment}{' --quick' if quick else ''}: {protocol.seeds} seeds, "
+                      f"{protocol.epochs} epochs; expected duration about "
+                      f"{f'{est:.0f} s' if est < 90 else f'{est / 60:.0f} min'} on a 2-core CPU "
+                      f"(much less on a GPU); writing to {folder}/", markup=False, highlight=False)
+    t0 = time.perf_counter()
+    written = []
+    with make_progress() as progress:
+        runs = {}
+        if {"curves", "distributions", "perturbation"} & set(todo):
+            modes = ("gbp", "bp") if "curves" in todo else ("gbp",)
+            for mode in modes:
+                cfg = protocol.train_config(mode)
+                cb, task = _train_bar(progress, f"train {mode}", cfg.epochs)
+                runs[mode] = rep.train_or_reuse(cfg, folder / f"run-{mode}.nc", data_dir=data_dir, callback=cb)
+                if not progress.tasks[task].completed:
+                    progress.update(task, completed=cfg.epochs, status="reused the existing run file")
+        results = {}
+        if "curves" in todo:
+            results["curves"] = rep.curves_dataset(runs["gbp"], runs["bp"], protocol)
+        if "distributions" in todo:
+            results["distributions"] = rep.distributions_dataset(runs["gbp"], protocol)
+        if "perturbation" in todo:
+            task = progress.add_task("perturbation", total=2 * len(protocol.fractions) + 1, status="")
+            results["perturbation"] = rep.perturbation_dataset(folder / "run-gbp.nc", protocol, data_dir=data_dir,
+                                                               callback=lambda: progress.advance(task))
+        if "entropy" in todo:
+            scan_folder = folder / "entropy-scan"
+            rep.run_entropy_scan(protocol, scan_folder, data_dir=data_dir, workers=workers,
+                                 callback=_scan_bar(progress, "entropy scan"))
+            results["entropy"] = rep.entropy_dataset(scan_folder, protocol)
+    for name, ds in results.items():
+        written.append(store.write_atomic(ds, folder / f"{name}.nc"))
+        written.append(figures.FIGURES[name](ds, folder / f"{name}.png"))
+    tables = {"curves": accuracy_table, "distributions": categories_table, "perturbation": perturbation_table,
+              "entropy": entropy_table}
+    for name, ds in results.items():
+        console.print(tables[name](ds))
+    console.print(f"done in {time.perf_counter() - t0:.0f} s; wrote {', '.join(str(p) for p in written)}",
+                  markup=False, highlight=False)

@@ -1,0 +1,66 @@
+"""``mfphys reproduce --quick``: every dataset and figure of the paper's experiments is produced."""
+
+from __future__ import annotations
+
+import matplotlib.image
+import numpy as np
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+from cli.main import app
+from mfphys.reproduce import EXPERIMENTS, Protocol
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory, mnist_dir):
+    out = tmp_path_factory.mktemp("paper")
+    res = CliRunner().invoke(app, ["reproduce", "all", "--quick", "--backend", "numpy", "--data-dir", str(mnist_dir),
+                                   "--out", str(out)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return out, res
+
+
+def test_every_dataset_and_figure_is_written(quick):
+    out, res = quick
+    for name in EXPERIMENTS:
+        ds = xr.open_dataset(out / f"{name}.nc").load()
+        assert ds.attrs["mfphys_kind"] in ("reproduction", "perturbation")
+        img = matplotlib.image.imread(out / f"{name}.png")
+        assert img.ndim == 3 and img.shape[0] > 300 and img.shape[1] > 500
+        assert img[..., :3].std() > 0.05  # not a blank canvas
+    assert "expected duration" in res.stderr
+
+
+def test_datasets_have_the_protocol_dimensions_and_no_nan(quick):
+    out, _ = quick
+    p = Protocol.quick()
+    c = xr.open_dataset(out / "curves.nc").load()
+    assert list(c.mode.values) == ["gbp", "bp"] and c.sizes["epoch"] == p.epochs and c.sizes["replica"] == p.seeds
+    assert np.all(np.isfinite(c.test_error)) and float(c.test_error.max()) <= 100
+    d = xr.open_dataset(out / "distributions.nc").load()
+    assert d.sizes["layer"] == 3
+    np.testing.assert_allclose(d.frac_vip + d.frac_uip + d.frac_variable, 1.0)
+    per_layer = d.hist_pi_total.sum("pi_bin").values
+    np.testing.assert_array_equal(per_layer, [784 * 100 * p.seeds, 100 * 100 * p.seeds, 100 * 10 * p.seeds])
+    q = xr.open_dataset(out / "perturbation.nc").load()
+    np.testing.assert_allclose(q.fraction, p.fractions)
+    assert np.all(np.isfinite(q.error_vip)) and np.all(np.isfinite(q.error_variable))
+    np.testing.assert_allclose(q.error_vip.isel(fraction=0), q.error_variable.isel(fraction=0))
+    e = xr.open_dataset(out / "entropy.nc").load()
+    assert list(e.n_train.values) == list(p.entropy_sizes) and e.sizes["layer"] == p.entropy_depth + 1
+    assert np.all(np.isfinite(e.entropy))
+
+
+def test_rerun_reuses_finished_work(quick, mnist_dir):
+    out, _ = quick
+    before = {f.name: f.stat().st_mtime_ns for f in out.glob("run-*.nc")}
+    res = CliRunner().invoke(app, ["reproduce", "curves", "--quick", "--backend", "numpy", "--data-dir",
+                                   str(mnist_dir), "--out", str(out)], catch_exceptions=False)
+    assert res.exit_code == 0
+    assert {f.name: f.stat().st_mtime_ns for f in out.glob("run-*.nc")} == before
+
+
+def test_unknown_experiment_is_one_line():
+    res = CliRunner().invoke(app, ["reproduce", "figure9"])
+    assert res.exit_code == 2 and res.stderr.strip().startswith("error: unknown experiment")
