@@ -49,7 +49,7 @@ def _cuda():
             "T g, T lr, T c1, T c2, T b1, T b2, T eps, T wd, T lo, T hi", "T theta, T mu, T nu",
             "mu = b1 * mu + (1 - b1) * g; nu = b2 * nu + (1 - b2) * g * g;"
             "T step = (mu / c1) / (sqrt(nu / c2) + eps);"
-            "theta = min(max(theta - lr * (step + wd * theta), lo), hi);",
+            "T t = theta - lr * (step + wd * theta); t = t < lo ? lo : t; theta = t > hi ? hi : t;",
             "mfphys_adam"),
     }
 
