@@ -5,7 +5,11 @@ from __future__ import annotations
 import typer
 
 from . import data as data_cmd
+from . import order as order_cmd
+from . import reproduce as reproduce_cmd
+from . import scan as scan_cmd
 from . import train as train_cmd
+from . import tui as tui_cmd
 
 app = typer.Typer(
     name="mfphys",
@@ -15,7 +19,13 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("train")(train_cmd.train)
+app.command("order")(order_cmd.order)
+app.command("perturb")(order_cmd.perturb)
+app.command("scan")(scan_cmd.scan)
+app.command("scan-plot")(scan_cmd.scan_plot)
 app.add_typer(data_cmd.app, name="data")
+app.command("tui")(tui_cmd.tui)
+app.command("reproduce")(reproduce_cmd.reproduce)
 
 
 @app.command()

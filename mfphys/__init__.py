@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 from .errors import DivergenceError, MfphysError  # noqa: E402
 from .store import open_run, save_run, run_to_dataset  # noqa: E402
 from .train import TrainConfig, TrainResult, train  # noqa: E402
+from .scan import ScanSpec, open_scan, run_scan  # noqa: E402
 
 __all__ = ["__version__", "MfphysError", "DivergenceError", "TrainConfig", "TrainResult", "train", "open_run",
-           "save_run", "run_to_dataset"]
+           "save_run", "run_to_dataset", "ScanSpec", "open_scan", "run_scan"]

@@ -1,0 +1,264 @@
+"""``mfphys scan`` (a resumable grid of runs over depth x n_train) and ``mfphys scan-plot`` (its phase picture).
+
+See docs/scans.md. Exit codes: 0 every cell done; 2 bad input (one line, nothing written);
+4 the scan ran through but some cells failed, a divergence included (recorded in
+``cells/<key>.failed.json``); 130 interrupted (rerun the same command to resume).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mfphys import scan as scan_mod
+from mfphys.errors import MfphysError
+from mfphys.stats import format_stat
+
+from .common import console, err_console, user_errors
+
+#: exit code when the scan ran to the end but some cells failed
+EXIT_FAILED_CELLS = 4
+
+LIST = "; a comma-separated list scans it"
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"),
+                    TimeRemainingColumn(), console=err_console, disable=quiet)
+
+
+def _counts_text(c: dict) -> str:
+    return f"done {c['done']}  running {c['running']}  failed {c['failed']}  pending {c['pending']}"
+
+
+def summary_table(ds) -> Table:
+    """One row per cell: status, accuracies (mean ± error over replicas), network sparsity, time."""
+    dims = [d for d in ds.status.dims]
+    t = Table(title=f"scan {ds.attrs['name']}  ({ds.sizes['replica']} replica(s) per cell)")
+    for d in dims:
+        t.add_column(d, justify="right")
+    for c in ("status", "test error", "sampled acc", "sparsity", "frac_vip", "seconds"):
+        t.add_column(c, justify="right")
+    sparsity = scan_mod.network_mean(ds, "sparsity") if "sparsity" in ds else None
+    vip = scan_mod.network_mean(ds, "frac_vip") if "frac_vip" in ds else None
+    for index in np.ndindex(ds.status.shape):
+        sel = dict(zip(dims, index))
+        row = [str(ds[d].values[i]) for d, i in zip(dims, index)]
+        status = str(ds.status.values[index])
+        if status != "done":
+            t.add_row(*row, status, *[""] * 5)
+            continue
+        t.add_row(*row, status, format_stat(ds.test_error.isel(sel).values),
+                  format_stat(ds.test_acc_sampled.isel(sel).values) if "test_acc_sampled" in ds else "",
+                  format_stat(sparsity.isel(sel).values) if sparsity is not None else "",
+                  format_stat(vip.isel(sel).values) if vip is not None else "",
+                  f"{float(ds.train_seconds.values[index]):.1f}")
+    return t
+
+
+@user_errors
+def scan(
+    depth: Optional[str] = typer.Option(None, help="hidden-layer counts to scan, e.g. 1,2,3,4"),
+    n_train: Optional[str] = typer.Option(None, help="training-set sizes to scan, e.g. 1000,10000,60000"),
+    width: Optional[str] = typer.Option(None, help="hidden-layer width" + LIST, show_default="100"),
+    input_dim: Optional[str] = typer.Option(None, help="input size N0 for --dataset teacher", show_default="784"),
+    dataset: Optional[str] = typer.Option(None, help="mnist, fashion-mnist or teacher" + LIST, show_default="mnist"),
+    n_test: Optional[str] = typer.Option(None, help="test patterns (first N)", show_default="all"),
+    epochs: Optional[str] = typer.Option(None, help="training epochs" + LIST, show_default="100"),
+    batch_size: Optional[str] = typer.Option(None, help="mini-batch size" + LIST, show_default="500"),
+    lr: Optional[str] = typer.Option(None, help="Adam learning rate" + LIST, show_default="0.1"),
+    lr_halve_every: Optional[str] = typer.Option(None, help="halve lr every N epochs; 0 = constant", show_default="0"),
+    activation: Optional[str] = typer.Option(None, help="hidden activation" + LIST, show_default="relu"),
+    mode: Optional[str] = typer.Option(None, help="gbp or bp" + LIST, show_default="gbp"),
+    replicas: Optional[int] = typer.Option(None, "--replicas", "-R", help="seeds per cell, trained together; "
+                                                                          "replica r uses seed + r", show_default="1"),
+    seed: Optional[str] = typer.Option(None, help="base seed, the same in every cell", show_default="0"),
+    backend: Optional[str] = typer.Option(None, help="auto, numpy or cupy", show_default="auto"),
+    dtype: Optional[str] = typer.Option(None, help="float32 or float64", show_default="float32"),
+    weight_decay: Optional[str] = typer.Option(None, help="decay added to the Adam step", show_default="1e-4"),
+    decay_on: Optional[str] = typer.Option(None, help="parameters that get the decay", show_default="m,xi"),
+    init_m_std: Optional[str] = typer.Option(None, help="std of the initial m", show_default="sqrt(2/784)"),
+    init_xi: Optional[str] = typer.Option(None, help="initial Xi scale", show_default="0.01"),
+    eval_samples: Optional[str] = typer.Option(None, help="sampled sub-networks evaluated at the end",
+                                               show_default="10"),
+    teacher_seed: Optional[str] = typer.Option(None, help="teacher network seed (--dataset teacher)", show_default="0"),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with [grid] and [fixed] tables "
+                                                                 "(options given here override it)"),
+    name: Optional[str] = typer.Option(None, help="scan name = folder runs/<name>", show_default=""
+                                                  "<dataset>-scan-<hash of the configuration>"),
+    out: Optional[Path] = typer.Option(None, help="scan folder (instead of runs/<name>)"),
+    workers: Optional[int] = typer.Option(None, help="run cells on a local Dask cluster of N single-threaded "
+                                                     "processes (about one per core)"),
+    scheduler: Optional[str] = typer.Option(None, help="run cells on the Dask cluster at this address "
+                                                       "(tcp://host:8786)"),
+    connect_timeout: float = typer.Option(5.0, help="seconds to wait for --scheduler"),
+    blas_threads: int = typer.Option(1, help="BLAS threads per cell; 1 makes the numbers independent of "
+                                             "where a cell ran (use --workers for speed)"),
+    retry_failed: bool = typer.Option(True, help="train cells that failed before again"),
+    reuse: List[Path] = typer.Option([], help="another scan folder whose finished cells (same key and "
+                                              "configuration) are copied instead of trained; repeatable"),
+    data_dir: Optional[Path] = typer.Option(None, help="folder with the IDX files (else $MFPHYS_DATA_DIR, cache)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars or summary"),
+):
+    """Train a grid of runs over --depth x --n-train (and any list-valued option) into one resumable scan folder.
+
+    Rerun the same command to finish an interrupted scan: cells already written are kept.
+    """
+    options = dict(depth=depth, n_train=n_train, width=width, input_dim=input_dim, dataset=dataset, n_test=n_test,
+                   epochs=epochs, batch_size=batch_size, lr=lr, lr_halve_every=lr_halve_every,
+                   activation=activation, mode=mode, replicas=None if replicas is None else str(replicas),
+                   seed=seed, backend=backend, dtype=dtype, weight_decay=weight_decay, decay_on=decay_on,
+                   init_m_std=init_m_std, init_xi=init_xi, eval_samples=eval_samples, teacher_seed=teacher_seed)
+    if replicas is not None and replicas < 1:
+        raise MfphysError(f"--replicas must be positive, got {replicas}")
+    spec = scan_mod.spec_from_options(options, config=config, name=name)
+    folder = out if out is not None else Path("runs") / (spec.name or spec.default_name())
+    command = "mfphys " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+    # the bars appear once the checks have passed (event "begin"): bad input gives one line only
+    progress = _progress(quiet)
+    cells_task = progress.add_task(folder.name, total=len(spec.cells()), status="")
+    cell_task = progress.add_task("", total=1, status="", visible=False)
+    with contextlib.ExitStack() as stack:
+
+        def on_event(ev: scan_mod.ScanEvent):
+            if ev.kind == "begin":
+                stack.enter_context(progress)
+            c = ev.counts
+            progress.update(cells_task, completed=c["done"] + c["failed"], status=_counts_text(c))
+            if ev.kind == "cell_start":
+                progress.reset(cell_task, total=ev.cell.config.epochs, description=f"  {ev.cell.key}",
+                               status="loading data", visible=True)
+            elif ev.kind == "epoch":
+                progress.update(cell_task, advance=1, status=f"loss {np.mean(ev.record.train_loss):.4f}  "
+                                                             f"test acc {np.mean(ev.record.test_acc):.4f}")
+            elif ev.kind in ("cell_done", "cell_failed", "end"):
+                progress.update(cell_task, visible=False)
+
+        report = scan_mod.run_scan(spec, folder, workers=workers, scheduler=scheduler, callback=on_event,
+                                   data_dir=data_dir, retry_failed=retry_failed, command=command,
+                                   connect_timeout=connect_timeout, blas_threads=blas_threads, reuse=reuse)
+    if not quiet:
+        console.print(summary_table(scan_mod.open_scan(folder)))
+        reused = f", {report.reused} reused" if report.reused else ""
+        console.print(f"{report.done}/{report.total} cells done ({report.trained} trained now, {report.skipped} "
+                      f"kept{reused}), {report.failed} failed; {report.seconds:.1f} s; {folder}")
+    if report.failed:
+        for key, error in report.failed_cells:
+            err_console.print(f"cell {key} failed: {error}", markup=False)
+        raise typer.Exit(EXIT_FAILED_CELLS)
+
+
+#: what ``scan-plot`` shows by default: the phase-like picture of docs/scans.md
+PLOT_VARS = "test_error,sparsity,frac_vip,entropy"
+
+
+def phase_figure(ds, variables, *, layer: Optional[int] = None):
+    """A grid of heatmaps over (depth, n_train), one per variable, mean over replicas.
+
+    Per-layer order parameters are averaged over the network weighted by connections
+    (:func:`mfphys.scan.network_mean`) unless ``layer`` picks one layer.
+    """
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    n = len(variables)
+    cols = min(n, 2)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax, var in zip(axes.flat, variables):
+        da = ds[var]
+        if "layer" in da.dims:
+            if layer is None:
+                da, what = scan_mod.network_mean(ds, var), "whole network"
+            else:
+                da, what = da.sel(layer=layer), f"layer {layer}"
+        else:
+            what = ""
+        if "epoch" in da.dims:
+            da = da.isel(epoch=-1)
+        z = da.mean("replica", skipna=False).transpose("depth", "n_train").values if "replica" in da.dims else \
+            da.transpose("depth", "n_train").values
+        im = ax.imshow(z, origin="lower", aspect="auto", cmap="viridis")
+        ax.grid(False)
+        ax.set_xticks(range(ds.sizes["n_train"]), [f"{v:,}" for v in ds.n_train.values])
+        ax.set_yticks(range(ds.sizes["depth"]), [str(v) for v in ds.depth.values])
+        ax.set_xlabel("n_train (P)")
+        ax.set_ylabel("depth (hidden layers)")
+        ax.set_title(f"{var}" + (f" ({what})" if what else ""))
+        fig.colorbar(im, ax=ax)
+        finite = z[np.isfinite(z)]
+        mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+        for (i, j), v in np.ndenumerate(z):
+            ax.text(j, i, "—" if not np.isfinite(v) else f"{v:.3f}", ha="center", va="center", fontsize=8,
+                    color="white" if np.isfinite(v) and v < mid else "black")
+    f = json.loads(ds.attrs.get("fixed", "{}"))
+    fig.suptitle(f"scan {ds.attrs.get('name', '')}: {f.get('dataset', '')}, width {f.get('width', '')}, "
+                 f"{f.get('epochs', '')} epochs, {ds.sizes['replica']} replica(s), mode {f.get('mode', '')}")
+    fig.tight_layout()
+    return fig
+
+
+@user_errors
+def scan_plot(
+    folder: Path = typer.Argument(..., help="scan folder (runs/<name>)"),
+    out: Optional[Path] = typer.Option(None, help="PNG to write", show_default="<folder>/phase.png"),
+    variables: str = typer.Option(PLOT_VARS, "--vars", help="variables to show, comma-separated"),
+    layer: Optional[int] = typer.Option(None, help="show this layer of per-layer variables", show_default=""
+                                                   "connection-weighted mean over the network"),
+    sel: List[str] = typer.Option([], help="pick one value of another scanned option, e.g. --sel lr=0.1"),
+):
+    """Draw a scan's phase-like picture: heatmaps over depth x n_train (mean over replicas)."""
+    ds = scan_mod.open_scan(folder)
+    for item in sel:
+        key, _, value = item.partition("=")
+        if key not in ds.status.dims or key in ("depth", "n_train"):
+            raise MfphysError(f"--sel {item!r}: {key!r} is not another scanned option of {folder}")
+        try:
+            ds = ds.sel({key: type(ds[key].values[0].item())(value)})
+        except (KeyError, ValueError):
+            raise MfphysError(f"--sel {item!r}: {key} takes one of {', '.join(map(str, ds[key].values))}") from None
+    extra = [d for d in ds.status.dims if d not in ("depth", "n_train") and ds.sizes[d] > 1]
+    if extra:
+        raise MfphysError(f"{folder} also scans {', '.join(extra)}: pick one value with --sel {extra[0]}=...")
+    single = [d for d in ds.status.dims if d not in ("depth", "n_train")]
+    if single:
+        ds = ds.squeeze(single, drop=True)
+    names = [v for v in (s.strip() for s in variables.split(",")) if v]
+    unknown = [v for v in names if v not in ds]
+    if unknown or not names:
+        raise MfphysError(f"--vars: unknown variable(s) {', '.join(unknown) or '(none given)'}; e.g. {PLOT_VARS}")
+    if layer is not None and not 1 <= layer <= ds.sizes["layer"]:
+        raise MfphysError(f"--layer must be in 1..{ds.sizes['layer']}, got {layer}")
+    if not (ds.status == "done").any():
+        raise MfphysError(f"{folder}: no cell is done yet, nothing to draw")
+    out = out or Path(folder) / "phase.png"
+    if out.suffix.lower() != ".png":
+        raise MfphysError(f"--out {out}: give a file name ending in .png")
+    fig = phase_figure(ds, names, layer=layer)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:  # atomically, like every file we write: a reader never sees half a PNG
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(tmp, dpi=120, format="png")
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise MfphysError(f"cannot write {out}: {exc.strerror or exc}") from None
+    counts = {s: int((ds.status == s).sum()) for s in ("done", "failed", "running", "pending")}
+    console.print(f"wrote {out} ({counts['done']} cell(s) done, {counts['pending'] + counts['running']} not yet, "
+                  f"{counts['failed']} failed)")

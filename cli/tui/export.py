@@ -1,0 +1,220 @@
+"""Export of a view's numbers (CSV) and plot (PNG, matplotlib Agg), written atomically.
+
+File names: ``<entry>-<view>-<param>-layer<l>.csv`` / ``.png`` (scan view),
+``<entry>-run-curves``, ``<entry>-run-order``, ``<entry>-run-hist-layer<l>`` (run view) and
+``<entry>-perturbation-error`` (perturbation view), where ``<entry>`` is the entry's name
+with ``/`` replaced by ``_``. Each file goes to a temporary name in the same folder and is
+renamed into place, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mfphys.errors import MfphysError
+
+from . import data as D
+
+
+def safe_name(name: str) -> str:
+    return name.replace(os.sep, "_").replace("/", "_")
+
+
+def _atomic_bytes(path: Path, payload: bytes) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise MfphysError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(OSError):  # not there (renamed), or its folder never was
+            tmp.unlink()
+    return path
+
+
+def _cell(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        return "nan" if math.isnan(v) else repr(float(v))
+    if isinstance(v, np.integer):
+        return str(int(v))
+    return str(v)
+
+
+def csv_bytes(header, rows) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    for row in rows:
+        w.writerow([_cell(v) for v in row])
+    return buf.getvalue().encode()
+
+
+def write_csv(path: Path, header, rows) -> Path:
+    return _atomic_bytes(Path(path), csv_bytes(header, rows))
+
+
+def write_png(path: Path, fig) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    return _atomic_bytes(Path(path), buf.getvalue())
+
+
+def _figure(ncols: int, size):
+    # the object-oriented API (no pyplot): no global state, safe in the app's worker thread
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    fig = Figure(figsize=size, layout="constrained")
+    return fig, [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+
+
+# --- scan --------------------------------------------------------------------------------------
+
+
+def scan_stem(entry_name: str, grid: D.Grid) -> str:
+    layer = f"-layer{grid.layer}" if grid.layer is not None else ""
+    return f"{safe_name(entry_name)}-scan-{grid.param}{layer}"
+
+
+def export_scan(entry_name: str, grid: D.Grid, folder: Path, *, stat: str = "mean") -> list[Path]:
+    """CSV of every cell (status, mean, std, sem, each replica) and a PNG heatmap of the shown statistic."""
+    folder = Path(folder)
+    stem = scan_stem(entry_name, grid)
+    header, rows = D.grid_table(grid)
+    out = [write_csv(folder / f"{stem}.csv", header, rows)]
+    fig, (ax,) = _figure(1, (1.2 + 0.9 * len(grid.cols), 1.0 + 0.6 * len(grid.rows)))
+    shown = grid.shown(stat)
+    im = ax.imshow(np.ma.masked_invalid(shown), origin="lower", aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(grid.cols)), [str(D._plain(c)) for c in grid.cols])
+    ax.set_yticks(range(len(grid.rows)), [str(D._plain(r)) for r in grid.rows])
+    ax.set_xlabel(grid.col_dim or "")
+    ax.set_ylabel(grid.row_dim)
+    ax.grid(False)
+    for i in range(shown.shape[0]):
+        for j in range(shown.shape[1]):
+            st, v = str(grid.status[i, j]), shown[i, j]
+            label = f"{v:.3g}" if np.isfinite(v) else (st if st != "done" else "")
+            ink = "k" if np.isfinite(v) and im.norm(v) > 0.6 else "w"  # dark text on the bright end
+            ax.text(j, i, label, ha="center", va="center", fontsize=7, color=ink)
+    what = "std over replicas" if stat == "spread" else "mean over replicas"
+    layer = f", layer {grid.layer}" if grid.layer is not None else ""
+    ax.set_title(f"{entry_name}: {grid.param}{layer} ({what})", fontsize=9)
+    fig.colorbar(im, ax=ax)
+    out.append(write_png(folder / f"{stem}.png", fig))
+    return out
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+
+def curves_table(run: D.RunSummary) -> tuple[list[str], list[list]]:
+    """Per epoch: mean and sem of each curve, every replica's value, and the BP baseline's means."""
+    header, cols = ["epoch"], [run.epoch.astype(float)]
+    for k, v in run.curves.items():
+        m, e = D.curve_stats(v)
+        header += [f"{k}_mean", f"{k}_sem", *(f"{k}_r{r}" for r in range(v.shape[0]))]
+        cols += [m, e, *v]
+    for k, v in run.baseline.items():
+        m, _ = D.curve_stats(v)
+        aligned = np.full(run.epoch.size, np.nan)
+        for i, ep in enumerate(run.baseline_epoch):
+            hit = np.flatnonzero(run.epoch == ep)
+            if hit.size:
+                aligned[hit[0]] = m[i]
+        header.append(f"bp_{k}_mean")
+        cols.append(aligned)
+    rows = [[int(run.epoch[i])] + [c[i] for c in cols[1:]] for i in range(run.epoch.size)]
+    return header, rows
+
+
+def order_table(run: D.RunSummary) -> tuple[list[str], list[list]]:
+    cols = [c for c in D.ORDER_COLUMNS if c in run.order]
+    header = ["layer"] + [f"{c}_{s}" for c in cols for s in ("mean", "sem")]
+    rows = []
+    for i, l in enumerate(run.layers):
+        row = [int(l)]
+        for c in cols:
+            row += list(D.mean_err(run.order[c][:, i]))
+        rows.append(row)
+    return header, rows
+
+
+def hist_table(run: D.RunSummary, layer_index: int) -> tuple[list[str], list[list]]:
+    names = [n for n in D.HIST_NAMES if n in run.hist]
+    parts = {n: D.hist_counts(run, n, layer_index) for n in names}
+    nb = max(len(c) for _, c in parts.values()) if parts else 0
+    header = ["bin"] + [f"{n}_{s}" for n in names for s in ("left", "right", "count")]
+    rows = []
+    for b in range(nb):
+        row = [b]
+        for n in names:
+            e, c = parts[n]
+            row += [e[b], e[b + 1], int(c[b])] if b < len(c) else [math.nan, math.nan, 0]
+        rows.append(row)
+    return header, rows
+
+
+def export_run(entry_name: str, run: D.RunSummary, layer_index: int, folder: Path) -> list[Path]:
+    """Curves, per-layer order parameters and one layer's histograms: CSVs, and PNGs of the plots."""
+    folder = Path(folder)
+    base = f"{safe_name(entry_name)}-run"
+    layer = int(run.layers[layer_index]) if run.layers.size else 0
+    out = [write_csv(folder / f"{base}-curves.csv", *curves_table(run)),
+           write_csv(folder / f"{base}-order.csv", *order_table(run))]
+    fig, axes = _figure(2, (9, 3.2))
+    for ax, k, label in zip(axes, ("train_loss", "test_acc"), ("train loss (nats)", "test accuracy")):
+        m, e = D.curve_stats(run.curves[k])
+        ax.errorbar(run.epoch, m, yerr=e, label=f"{run.mode or 'run'} (mean ± sem, {run.replicas} replicas)")
+        if k in run.baseline:
+            bm, be = D.curve_stats(run.baseline[k])
+            ax.errorbar(run.baseline_epoch, bm, yerr=be, label="BP baseline")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+    fig.suptitle(entry_name, fontsize=9)
+    out.append(write_png(folder / f"{base}-curves.png", fig))
+    if run.hist and run.layers.size:
+        out.append(write_csv(folder / f"{base}-hist-layer{layer}.csv", *hist_table(run, layer_index)))
+        names = [n for n in D.HIST_NAMES if n in run.hist]
+        fig, axes = _figure(len(names), (3 * len(names), 2.8))
+        for ax, n in zip(axes, names):
+            e, c = D.hist_counts(run, n, layer_index)
+            ax.stairs(c, e, fill=True)
+            ax.set_xlabel({"xi": "Xi"}.get(n, n))
+            ax.set_ylabel(f"connections ({run.replicas} replicas)")
+        fig.suptitle(f"{entry_name}: layer {layer}", fontsize=9)
+        out.append(write_png(folder / f"{base}-hist-layer{layer}.png", fig))
+    return out
+
+
+# --- perturbation ------------------------------------------------------------------------------
+
+
+def export_perturbation(entry_name: str, p: D.PerturbationSummary, folder: Path) -> list[Path]:
+    folder = Path(folder)
+    stem = f"{safe_name(entry_name)}-perturbation-error"
+    out = [write_csv(folder / f"{stem}.csv", *D.perturbation_table(p))]
+    fig, (ax,) = _figure(1, (5, 3.2))
+    for k, v in p.errors.items():
+        stats = np.array([D.mean_err(v[i]) for i in range(v.shape[0])]).reshape(-1, 2)
+        ax.errorbar(p.fraction, stats[:, 0], yerr=stats[:, 1], label=k, marker="o", ms=3)
+    ax.set_xlabel("fraction removed")
+    ax.set_ylabel("test error (%)")
+    ax.legend(fontsize=7)
+    ax.set_title(entry_name, fontsize=9)
+    out.append(write_png(folder / f"{stem}.png", fig))
+    return out
