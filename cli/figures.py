@@ -89,9 +89,6 @@ def perturbation(ds, path: Path) -> Path:
                     label=label)
     ax.set_xlabel(f"fraction f of layer {ds.attrs.get('layer', 1)}'s very important connections")
     ax.set_ylabel("test error (%), sampled sub-networks")
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     n = ds.sizes["replica"]
     ax.set_title(f"targeted perturbation (mean ± std over {n} seed{'s' * (n > 1)}, "
                  f"{ds.sizes['sample']} draws each)")
@@ -114,7 +111,7 @@ def entropy(ds, path: Path) -> Path:
     ax.set_ylabel("entropy per connection (nats)")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_title(f"entropy per connection, {ds.attrs['architecture']}")
-    ax.legend(title="training set")
+    ax.legend(title="training set", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     return _save(fig, path)
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import functools
 import gc
 import hashlib
 import itertools
@@ -540,6 +541,23 @@ def _combinable(dims: tuple) -> bool:
     return bool(dims) and set(dims) <= {"replica", "layer", "epoch"}
 
 
+@functools.lru_cache(maxsize=8192)
+def _cell_summary(path: str, mtime_ns: int, size: int) -> xr.Dataset:
+    """The combinable variables of one cell file, read once per (path, mtime, size).
+
+    Only what the combined view keeps is loaded (not the per-connection pi/m/Xi arrays or the
+    histograms), and an unchanged file is never read twice in a process, so refreshing a
+    large running scan (the TUI does it every few seconds) reads only the cells that changed.
+    The cached datasets are shared: callers must not modify them.
+    """
+    try:
+        with xr.open_dataset(path, engine=store.ENGINE) as ds:
+            keep = [k for k, v in ds.data_vars.items() if _combinable(v.dims)]
+            return ds[keep].load()
+    except Exception as exc:  # vanished, half-written by a foreign writer, or not netCDF
+        raise MfphysError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
+
+
 def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     """One in-memory ``xarray.Dataset`` of a whole scan (DESIGN.md, scan's combined view).
 
@@ -593,8 +611,9 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
             status[index] = st
             continue
         try:
-            ds = store.read_dataset(p.nc(key))
-        except MfphysError:  # vanished or not readable: treat as not done
+            info = os.stat(p.nc(key))
+            ds = _cell_summary(str(p.nc(key)), info.st_mtime_ns, info.st_size)
+        except (OSError, MfphysError):  # vanished or not readable: treat as not done
             continue
         if ds.attrs.get("scan_cell") is None or json.loads(ds.attrs["scan_cell"]) != dict(coords):
             continue

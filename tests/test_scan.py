@@ -275,14 +275,14 @@ def test_corrupt_or_vanishing_cell(fresh_scan, monkeypatch):
     ds = scan.open_scan(fresh_scan)  # never fails on a damaged cell: it is not done
     assert ds.status.sel(depth=1, n_train=600) == "pending" and (ds.status == "done").sum() == 8
     assert np.isnan(ds.sparsity.sel(depth=1, n_train=600)).all()
-    read = store.read_dataset
+    read = scan._cell_summary
 
-    def vanish(path):  # a cell deleted between the listing and the read
+    def vanish(path, *key):  # a cell deleted between the listing and the read
         if "depth=3,n_train=200" in str(path):
-            raise MfphysError(f"no such file: {path}")
-        return read(path)
+            raise MfphysError(f"cannot read {path}: FileNotFoundError")
+        return read(path, *key)
 
-    monkeypatch.setattr(store, "read_dataset", vanish)
+    monkeypatch.setattr(scan, "_cell_summary", vanish)
     assert scan.open_scan(fresh_scan).status.sel(depth=3, n_train=200) == "pending"
     monkeypatch.undo()
     report = scan.run_scan(tiny_spec(), fresh_scan)  # a damaged cell is trained again
