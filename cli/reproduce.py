@@ -96,7 +96,7 @@ def reproduce(
     out: Optional[Path] = typer.Option(None, help="output folder (default runs/paper, runs/paper/quick with "
                                                   "--quick)"),
     seeds: Optional[int] = typer.Option(None, help="independent seeds (default 3, 2 with --quick)"),
-    epochs: Optional[int] = typer.Option(None, help="training epochs (default 100, 5 with --quick)"),
+    epochs: Optional[int] = typer.Option(None, help="training epochs (default 100, 6 with --quick)"),
     backend: str = typer.Option("auto", help="auto, numpy or cupy"),
     workers: Optional[int] = typer.Option(None, help="run the entropy scan's cells on a local Dask cluster"),
     data_dir: Optional[Path] = typer.Option(None, help="folder with the MNIST IDX files"),

@@ -93,7 +93,7 @@ def scan(
     eval_samples: Optional[str] = typer.Option(None, help="sampled sub-networks evaluated at the end",
                                                show_default="10"),
     teacher_seed: Optional[str] = typer.Option(None, help="teacher network seed (--dataset teacher)", show_default="0"),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with [grid] and [fixed] tables "
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with \\[grid] and \\[fixed] tables "
                                                                  "(options given here override it)"),
     name: Optional[str] = typer.Option(None, help="scan name = folder runs/<name>", show_default=""
                                                   "<dataset>-scan-<hash of the configuration>"),
