@@ -10,7 +10,7 @@ from rich.console import Console
 
 from mfphys.errors import MfphysError
 
-console = Console()
+console = Console(soft_wrap=True)  # long lines (paths) stay whole, for copy and paste
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

@@ -295,7 +295,6 @@ def predict_sampled(weights, x, *, activation: str = "relu", chunk: int = 2048):
 
 def vote(logits):
     """Majority vote of the K sub-networks' predicted labels: (R, K, P, C) -> (R, P)."""
-    xp = namespace_of(logits)
     pred = logits.argmax(axis=-1)  # (R, K, P)
     votes = onehot(pred, logits.shape[-1], np.int32).sum(axis=-3)  # (R, P, C)
     return votes.argmax(axis=-1)

@@ -134,6 +134,15 @@ def check_fractions(fractions) -> np.ndarray:
     return f
 
 
+def check_arguments(n_layers: int, layer: int, samples: int, fractions) -> np.ndarray:
+    """Validate the experiment's arguments (one clear line each); returns the fractions."""
+    if not 1 <= layer <= n_layers:
+        raise MfphysError(f"--layer must be between 1 and {n_layers} for this {n_layers}-layer run, got {layer}")
+    if samples < 1:
+        raise MfphysError(f"--samples must be at least 1, got {samples}")
+    return check_fractions(fractions)
+
+
 def perturbation(params, layer: int, fractions, x, y, *, samples: int = 10, seed: int = 0,
                  tol: float = order.TOL, xi_tol: float = order.XI_TOL, live=None, activation: str = "relu",
                  be=None, callback: Callable[[], None] | None = None) -> PerturbResult:
@@ -143,12 +152,7 @@ def perturbation(params, layer: int, fractions, x, y, *, samples: int = 10, seed
     set; ``live``: (N_in,) mask of the layer's inputs allowed as candidates (None: all).
     ``callback`` is called after each of the ``2 F + 1`` evaluations (progress bars).
     """
-    L = len(params)
-    if not 1 <= layer <= L:
-        raise MfphysError(f"--layer must be between 1 and {L} for this {L}-layer run, got {layer}")
-    if samples < 1:
-        raise MfphysError(f"--samples must be at least 1, got {samples}")
-    fractions = check_fractions(fractions)
+    fractions = check_arguments(len(params), layer, samples, fractions)
     target = params[layer - 1]
     R = target.pi.shape[0]
     vip, variable = candidates(target, tol=tol, xi_tol=xi_tol, live=live)
@@ -200,12 +204,7 @@ def perturb_run(run_path, *, layer: int = 1, fractions=FRACTIONS, samples: int =
         raise MfphysError(f"{run_path} is an mfphys {ds.attrs.get(store.KIND_ATTR)} file, not a run file "
                           "(made by mfphys train)")
     params = store.params_from_dataset(ds)
-    L = len(params)
-    if not 1 <= layer <= L:
-        raise MfphysError(f"--layer must be between 1 and {L} for this {L}-layer run, got {layer}")
-    if samples < 1:
-        raise MfphysError(f"--samples must be at least 1, got {samples}")
-    fractions = check_fractions(fractions)
+    fractions = check_arguments(len(params), layer, samples, fractions)
     t = order.resolve_tolerances(json.loads(ds.attrs.get("order_tolerances", "{}")), tol=tol, xi_tol=xi_tol,
                                  exact=exact)
     cfg = store.config_from_dataset(ds)

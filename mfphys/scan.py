@@ -396,18 +396,8 @@ def _now() -> str:
 
 def _write_json_atomic(obj, path: Path) -> None:
     """JSON to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise MfphysError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    with store.atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1))
 
 
 def _read_json(path: Path):
@@ -767,17 +757,8 @@ def _cell_done(p: _Paths, cell: Cell, *, foreign_ok: bool = False) -> bool:
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
+    with store.atomic_file(dst) as tmp:
         shutil.copyfile(src, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dst)
-    except OSError as exc:
-        raise MfphysError(f"cannot copy {src} to {dst}: {exc.strerror or exc}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def _preflight(cells: Sequence[Cell], data_dir) -> None:

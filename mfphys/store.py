@@ -163,23 +163,36 @@ def _temp_path(path: Path):
     try:
         yield tmp
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # renamed already, or its folder never was
             tmp.unlink()
 
 
-def write_atomic(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write ``ds`` as netCDF to ``path`` atomically (temp file, fsync, rename)."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike):
+    """Write a file atomically: yield a temporary path beside ``path`` to write to; on success
+    it is flushed to disk and renamed over ``path``, on failure removed.
+
+    A reader sees the old complete file or the new complete file, never half of one. Every
+    file mfphys writes (runs, scans, reproductions, figures, exports) goes through here;
+    an ``OSError`` becomes one clear :class:`MfphysError`.
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _temp_path(path) as tmp:
-            ds.to_netcdf(tmp, engine=ENGINE)
+            yield tmp
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
     except OSError as exc:
         raise MfphysError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path
+
+
+def write_atomic(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write ``ds`` as netCDF to ``path`` atomically (see :func:`atomic_file`)."""
+    with atomic_file(path) as tmp:
+        ds.to_netcdf(tmp, engine=ENGINE)
+    return Path(path)
 
 
 def save_run(result, path, **kwargs) -> Path:

@@ -9,7 +9,6 @@ renamed into place, so a reader never sees half a file.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mfphys.errors import MfphysError
+from mfphys import store
 
 from . import data as D
 
@@ -28,19 +27,8 @@ def safe_name(name: str) -> str:
 
 
 def _atomic_bytes(path: Path, payload: bytes) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise MfphysError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        with contextlib.suppress(OSError):  # not there (renamed), or its folder never was
-            tmp.unlink()
+    with store.atomic_file(path) as tmp:
+        tmp.write_bytes(payload)
     return path
 
 
