@@ -35,10 +35,11 @@ from .train import TrainConfig, train
 
 EXPERIMENTS = ("curves", "distributions", "perturbation", "entropy")
 
-#: measured on the project's 2-core CPU (float32, NumPy): seconds per replica, per epoch and
-#: per 10,000 training images of the default 784-100-100-10 network (bench/README.md); used
-#: only to announce the expected duration
-CPU_SECONDS_PER_REPLICA_EPOCH_10K = 0.12
+#: seconds per replica, per epoch and per 10,000 training images of the default 784-100-100-10
+#: network on the project's 2-core CPU (float32, NumPy), evaluation and file writing included,
+#: from the full `mfphys reproduce all` (docs/reproduction.md); used only to announce the
+#: expected duration
+CPU_SECONDS_PER_REPLICA_EPOCH_10K = 0.2
 
 
 @dataclass(frozen=True)
