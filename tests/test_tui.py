@@ -703,10 +703,14 @@ def test_scan_rereads_are_throttled_by_their_own_duration(runs_dir):
 
     app = MfphysTUI(runs_dir, interval=2.5)
     ds, now = D.load_scan(runs_dir / "scan"), time.monotonic()
-    assert not app._scan_read_due(ScanPayload(ds, loaded_at=now - 2.0, seconds=0.1))  # within the interval
-    assert app._scan_read_due(ScanPayload(ds, loaded_at=now - 3.0, seconds=0.1))
-    assert not app._scan_read_due(ScanPayload(ds, loaded_at=now - 30.0, seconds=10.0))  # 4 x 10 s
-    assert app._scan_read_due(ScanPayload(ds, loaded_at=now - 41.0, seconds=10.0))
+
+    def read(age, took):  # a combined dataset read `age` s ago that took `took` s (synthetic clock)
+        return ScanPayload(ds, loaded_at=now - age, seconds=took)
+
+    assert not app._scan_read_due(read(2.0, 0.1))  # within the interval
+    assert app._scan_read_due(read(3.0, 0.1))
+    assert not app._scan_read_due(read(30.0, 10.0))  # 4 x 10 s
+    assert app._scan_read_due(read(41.0, 10.0))
 
 
 @pytest.mark.slow
