@@ -142,16 +142,15 @@ def run_order(params, *, live_inputs=None, tol: float = TOL, xi_tol: float = XI_
     over the training set (MODEL.md section 6, dead inputs; deeper layers are unchanged).
     """
     xp = namespace_of(params[0].m)
+    reports = layer_reports(params, live_inputs=live_inputs, tol=tol, xi_tol=xi_tol, xi_zero=xi_zero)
     out: dict[str, list] = {}
-    for l, (pi, m, xi) in enumerate(params):
-        rows = dict(layer_order(pi, m, xi, tol=tol, xi_tol=xi_tol, xi_zero=xi_zero))
-        exact = layer_order(pi, m, xi, tol=0.0, xi_tol=0.0, xi_zero=xi_zero)
-        for k in ("frac_vip", "frac_uip", "frac_variable"):
-            rows[f"{k}_exact"] = exact[k]
-        if live_inputs is not None:
-            live = layer_order(pi, m, xi, tol=tol, xi_tol=xi_tol, xi_zero=xi_zero,
-                               mask=live_inputs if l == 0 else None)
-            rows.update({f"{k}_live": v for k, v in live.items()})
+    for l, inputs, values in reports:
+        if inputs == "live":
+            continue
+        rows = dict(values)
+        if live_inputs is not None:  # layer 1 over live inputs; deeper layers unchanged
+            live = next((v for ll, i, v in reports if ll == l and i == "live"), values)
+            rows.update({f"{k}_live": v for k, v in live.items() if not k.endswith("_exact")})
         for k, v in rows.items():
             out.setdefault(k, []).append(v)
     return {k: xp.stack(v, axis=-1) for k, v in out.items()}
