@@ -32,17 +32,6 @@ QUANTITIES = ("sparsity", "frac_vip", "frac_uip", "frac_variable", "frac_vip_exa
 # --- shared ----------------------------------------------------------------------------------
 
 
-def open_run_file(path: Path):
-    """A run file (not a scan or perturbation file), fully read; one clear line otherwise."""
-    ds = store.open_run(path)
-    kind = ds.attrs.get(store.KIND_ATTR)
-    if kind != "run":
-        raise MfphysError(f"{path} is an mfphys {kind} file, not a run file (made by mfphys train)")
-    if "layer" not in ds.sizes or any(f"{k}_1" not in ds for k in ("pi", "m", "xi")):
-        raise MfphysError(f"{path} has no pi_1/m_1/xi_1 parameters: not a complete run file")
-    return ds
-
-
 def live_inputs(ds):
     """(N_0,) mask of inputs that vary over the training set, or None if the file does not say."""
     return ds["dead_inputs"].values == 0 if "dead_inputs" in ds else None
@@ -96,7 +85,7 @@ def order(
     """
     if as_json and as_csv:
         raise MfphysError("give at most one of --json and --csv")
-    ds = open_run_file(run)
+    ds = store.open_trained_run(run)
     tol_ = tolerances(ds, tol, xi_tol, xi_zero, exact)
     live = live_inputs(ds)
     reports = order_mod.layer_reports(store.params_from_dataset(ds), live_inputs=live, **tol_)
@@ -205,12 +194,8 @@ def perturb(
 ):
     """Remove important vs variable connections of one layer and measure the test error (MODEL.md 7.3)."""
     fr = parse_fractions(fractions)
-    ds = open_run_file(run)  # every check before anything is written (bad input: nothing written over)
-    L = ds.sizes["layer"]
-    if not 1 <= layer <= L:
-        raise MfphysError(f"--layer must be between 1 and {L} for this {L}-layer run, got {layer}")
-    if samples < 1:
-        raise MfphysError(f"--samples must be at least 1, got {samples}")
+    ds = store.open_trained_run(run)  # every check before anything is written (bad input: nothing written over)
+    perturb_mod.check_arguments(ds.sizes["layer"], layer, samples, fr)
     tolerances(ds, tol, xi_tol, None, exact)
     out = Path(out) if out is not None else default_perturb_out(run, layer)
     if out.resolve() == run.resolve():

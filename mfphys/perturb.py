@@ -199,10 +199,7 @@ def perturb_run(run_path, *, layer: int = 1, fractions=FRACTIONS, samples: int =
     Everything is validated before the data are loaded.
     """
     run_path = Path(run_path)
-    ds = store.open_run(run_path)
-    if ds.attrs.get(store.KIND_ATTR) != "run":
-        raise MfphysError(f"{run_path} is an mfphys {ds.attrs.get(store.KIND_ATTR)} file, not a run file "
-                          "(made by mfphys train)")
+    ds = store.open_trained_run(run_path)
     params = store.params_from_dataset(ds)
     fractions = check_arguments(len(params), layer, samples, fractions)
     t = order.resolve_tolerances(json.loads(ds.attrs.get("order_tolerances", "{}")), tol=tol, xi_tol=xi_tol,

@@ -218,3 +218,14 @@ def open_run(path: str | os.PathLike) -> xr.Dataset:
     if KIND_ATTR not in ds.attrs:
         raise MfphysError(f"{path} is a netCDF file but not an mfphys file (no '{KIND_ATTR}' attribute)")
     return ds
+
+
+def open_trained_run(path: str | os.PathLike) -> xr.Dataset:
+    """:func:`open_run`, refusing scan/perturbation files and runs without their parameters."""
+    ds = open_run(path)
+    kind = ds.attrs.get(KIND_ATTR)
+    if kind != "run":
+        raise MfphysError(f"{path} is an mfphys {kind} file, not a run file (made by mfphys train)")
+    if "layer" not in ds.sizes or any(f"{k}_1" not in ds for k in ("pi", "m", "xi")):
+        raise MfphysError(f"{path} has no pi_1/m_1/xi_1 parameters: not a complete run file")
+    return ds
