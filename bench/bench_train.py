@@ -26,7 +26,7 @@ import tracemalloc
 import numpy as np
 
 from mfphys.backend import get_backend
-from mfphys.train import TrainConfig, load_data, train, evaluate_sampled, replica_seeds, EVAL
+from mfphys.train import EVAL, TrainConfig, evaluate_sampled, load_data, replica_seeds, train
 
 
 def step_matmul_shapes(layers, B, bp):
@@ -47,7 +47,6 @@ def flops(shapes, R):
 
 def time_matmuls(be, layers, B, R, n_batches, bp, repeats=5):
     """Seconds for one epoch's worth of the same batched products, with the same transposed layouts."""
-    xp = be.xp
     rng = np.random.default_rng(0)
     ops = []
     for (m, k), (_, n) in step_matmul_shapes(layers, B, bp):

@@ -25,7 +25,7 @@ fi
   echo "== paper default (784-100-100-10, 10k MNIST, 100 epochs), 3 seeds, on the GPU"
   for mode in gbp bp; do
     t0=$SECONDS
-    timeout 120 python3 -m cli.main train --backend cupy --mode $mode --replicas 3 \
+    timeout 120 python3 -m mfphys train --backend cupy --mode $mode --replicas 3 \
       --out "$OUT/${mode}_gpu.nc" 2>&1 | tail -14
     echo "$mode: $((SECONDS - t0)) s wall, data loading and start-up included"
   done

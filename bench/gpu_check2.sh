@@ -17,7 +17,7 @@ fi
   timeout 90 python3 bench/bench_train.py --backend cupy --replicas 1,8,64 --epochs 6 --json "$OUT/bench_cupy.json"
   echo "== mfphys reproduce all (full protocol) on the GPU"
   t0=$SECONDS
-  timeout 300 python3 -m cli.main reproduce all --backend cupy --out runs/paper 2>&1 | grep -v "^\s*$" | tail -60
+  timeout 300 python3 -m mfphys reproduce all --backend cupy --out runs/paper 2>&1 | grep -v "^\s*$" | tail -60
   echo "reproduce: $((SECONDS - t0)) s wall"
   tar czf "$OUT/paper.tgz" runs/paper
 } 2>&1 | tee "$OUT/log.txt"

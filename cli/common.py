@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import shlex
 import sys
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from mfphys.errors import MfphysError
 
@@ -49,3 +51,18 @@ def parse_ints(text: str, option: str) -> tuple[int, ...]:
 
 def is_tty() -> bool:
     return sys.stderr.isatty()
+
+
+def command_line() -> str:
+    """The command as the user typed it (``mfphys train --epochs 5``), for a file's ``history``."""
+    return "mfphys " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def make_progress(*, transient: bool = False, quiet: bool = False) -> Progress:
+    """The one progress-bar layout of every long loop: description, bar, n/N, status, time, eta.
+
+    Bars go to stderr, so tables and results on stdout stay clean when piped.
+    """
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"),
+                    TimeRemainingColumn(), console=err_console, transient=transient, disable=quiet)

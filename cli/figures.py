@@ -6,43 +6,53 @@ atomically; error bars are the standard deviation over replicas (seeds).
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
+from typing import Optional
 
 import matplotlib
 import matplotlib.ticker
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from mfphys.fileio import atomic_file
+from mfphys.stats import sample_std
 
-from mfphys import store  # noqa: E402
-
+# Figures are made as plain `Figure` objects (no pyplot, no global backend or rcParams):
+# importing this module changes nothing for a script that also uses matplotlib.
 COLORS = {"gbp": "#1f77b4", "bp": "#d62728", "vip": "#d62728", "variable": "#2ca02c"}
-plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "font.size": 10, "axes.grid": True,
-                     "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False})
+STYLE = {"figure.dpi": 110, "savefig.dpi": 150, "font.size": 10, "axes.grid": True,
+         "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False}
+
+
+def _styled(fn):
+    """Draw under :data:`STYLE`, restored afterwards."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(STYLE):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _save(fig, path: Path) -> Path:
-    try:
-        with store.atomic_file(path) as tmp:
-            fig.savefig(tmp, format="png", bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
     return Path(path)
 
 
-def _std(a, axis):
-    return a.std(axis=axis, ddof=1) if a.shape[axis] > 1 else np.zeros(np.delete(a.shape, axis))
-
-
+@_styled
 def curves(ds, path: Path) -> Path:
     """Test error (%) vs epoch, gBP vs BP: mean over seeds with a ±1 std band."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
     epochs = ds.epoch.values
     last = min(10, len(epochs))
     for mode, label in (("gbp", "gBP (spike-and-slab ensemble)"), ("bp", "BP (deterministic)")):
         err = ds.test_error.sel(mode=mode).values  # (replica, epoch)
-        mean, std = err.mean(axis=0), _std(err, 0)
+        mean, std = err.mean(axis=0), sample_std(err, 0)
         ax.plot(epochs, mean, color=COLORS[mode], label=f"{label}: {mean[-last:].mean():.2f} %")
         ax.fill_between(epochs, mean - std, mean + std, color=COLORS[mode], alpha=0.25, lw=0)
     ax.set_yscale("log")
@@ -56,10 +66,12 @@ def curves(ds, path: Path) -> Path:
     return _save(fig, path)
 
 
+@_styled
 def distributions(ds, path: Path) -> Path:
     """Histograms of pi, m, Xi (rows) per layer (columns), all replicas, log counts."""
     L = ds.sizes["layer"]
-    fig, axes = plt.subplots(3, L, figsize=(3.4 * L, 7.6), squeeze=False)
+    fig = Figure(figsize=(3.4 * L, 7.6))
+    axes = fig.subplots(3, L, squeeze=False)
     for row, (name, sym) in enumerate((("pi", r"$\pi$"), ("m", r"$m$"), ("xi", r"$\Xi$"))):
         edges = ds[f"{name}_edge"].values
         for col, l in enumerate(ds.layer.values):
@@ -80,13 +92,15 @@ def distributions(ds, path: Path) -> Path:
     return _save(fig, path)
 
 
+@_styled
 def perturbation(ds, path: Path) -> Path:
     """Test error vs fraction removed: very important vs the same number of variable connections."""
-    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    fig = Figure(figsize=(6.0, 4.2))
+    ax = fig.subplots()
     f = ds.fraction.values
     for arm, label in (("vip", "very important removed"), ("variable", "same number of variable removed")):
         err = ds[f"error_{arm}"].values  # (fraction, replica)
-        ax.errorbar(f, err.mean(axis=1), yerr=_std(err, 1), marker="o", ms=4, capsize=3, color=COLORS[arm],
+        ax.errorbar(f, err.mean(axis=1), yerr=sample_std(err, 1), marker="o", ms=4, capsize=3, color=COLORS[arm],
                     label=label)
     ax.set_xlabel(f"fraction f of layer {ds.attrs.get('layer', 1)}'s very important connections")
     ax.set_ylabel("test error (%), sampled sub-networks")
@@ -97,15 +111,17 @@ def perturbation(ds, path: Path) -> Path:
     return _save(fig, path)
 
 
+@_styled
 def entropy(ds, path: Path) -> Path:
     """Mean entropy per connection vs layer, one line per training-set size, ± std over seeds."""
-    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    fig = Figure(figsize=(6.0, 4.2))
+    ax = fig.subplots()
     layers = ds.layer.values
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     sizes = ds.n_train.values
     for i, n in enumerate(sizes):
         e = ds.entropy.sel(n_train=n).values  # (replica, layer)
-        ax.errorbar(layers + (i - (len(sizes) - 1) / 2) * 0.04, e.mean(axis=0), yerr=_std(e, 0), marker="o",
+        ax.errorbar(layers + (i - (len(sizes) - 1) / 2) * 0.04, e.mean(axis=0), yerr=sample_std(e, 0), marker="o",
                     ms=4, capsize=3, color=cmap(i / max(len(sizes) - 1, 1)), label=f"{n:,} images")
     ax.set_xticks(layers)
     ax.set_xlabel("layer")
@@ -115,5 +131,54 @@ def entropy(ds, path: Path) -> Path:
     ax.legend(title="training set", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     return _save(fig, path)
 
+
+
+@_styled
+def phase_figure(ds, variables, *, layer: Optional[int] = None):
+    """A grid of heatmaps over (depth, n_train), one per variable, mean over replicas.
+
+    Per-layer order parameters are averaged over the network weighted by connections
+    (:func:`mfphys.scan.network_mean`) unless ``layer`` picks one layer.
+    """
+    from mfphys.scan import network_mean
+
+    n = len(variables)
+    cols = min(n, 2)
+    rows = (n + cols - 1) // cols
+    fig = Figure(figsize=(5.2 * cols, 3.8 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax, var in zip(axes.flat, variables):
+        da = ds[var]
+        if "layer" in da.dims:
+            if layer is None:
+                da, what = network_mean(ds, var), "whole network"
+            else:
+                da, what = da.sel(layer=layer), f"layer {layer}"
+        else:
+            what = ""
+        if "epoch" in da.dims:
+            da = da.isel(epoch=-1)
+        z = da.mean("replica", skipna=False).transpose("depth", "n_train").values if "replica" in da.dims else \
+            da.transpose("depth", "n_train").values
+        im = ax.imshow(z, origin="lower", aspect="auto", cmap="viridis")
+        ax.grid(False)
+        ax.set_xticks(range(ds.sizes["n_train"]), [f"{v:,}" for v in ds.n_train.values])
+        ax.set_yticks(range(ds.sizes["depth"]), [str(v) for v in ds.depth.values])
+        ax.set_xlabel("n_train (P)")
+        ax.set_ylabel("depth (hidden layers)")
+        ax.set_title(f"{var}" + (f" ({what})" if what else ""))
+        fig.colorbar(im, ax=ax)
+        finite = z[np.isfinite(z)]
+        mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+        for (i, j), v in np.ndenumerate(z):
+            ax.text(j, i, "—" if not np.isfinite(v) else f"{v:.3f}", ha="center", va="center", fontsize=8,
+                    color="white" if np.isfinite(v) and v < mid else "black")
+    f = json.loads(ds.attrs.get("fixed", "{}"))
+    fig.suptitle(f"scan {ds.attrs.get('name', '')}: {f.get('dataset', '')}, width {f.get('width', '')}, "
+                 f"{f.get('epochs', '')} epochs, {ds.sizes['replica']} replica(s), mode {f.get('mode', '')}")
+    fig.tight_layout()
+    return fig
 
 FIGURES = {"curves": curves, "distributions": distributions, "perturbation": perturbation, "entropy": entropy}

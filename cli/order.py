@@ -1,11 +1,10 @@
-"""``mfphys order`` (order parameters of a run) and ``mfphys perturb`` (MODEL.md section 7.3)."""
+"""``mfphys order`` (order parameters of a run) and ``mfphys perturb`` (docs/model.md section 7.3)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
-import shlex
 import sys
 from pathlib import Path
 from typing import Optional
@@ -16,13 +15,10 @@ from rich import box
 from rich.table import Table
 
 from mfphys import order as order_mod
-from mfphys import perturb as perturb_mod
-from mfphys import store
 from mfphys.errors import MfphysError
 from mfphys.stats import format_stat, mean_err
 
-from .common import console, user_errors
-from .train import make_progress
+from .common import command_line, console, make_progress, user_errors
 
 #: rows of the ``order`` table: the run-file variable names (docs/order-parameters.md)
 QUANTITIES = ("sparsity", "frac_vip", "frac_uip", "frac_variable", "frac_vip_exact", "frac_uip_exact",
@@ -30,17 +26,6 @@ QUANTITIES = ("sparsity", "frac_vip", "frac_uip", "frac_variable", "frac_vip_exa
 
 
 # --- shared ----------------------------------------------------------------------------------
-
-
-def live_inputs(ds):
-    """(N_0,) mask of inputs that vary over the training set, or None if the file does not say."""
-    return ds["dead_inputs"].values == 0 if "dead_inputs" in ds else None
-
-
-def tolerances(ds, tol, xi_tol, xi_zero, exact):
-    """The thresholds to use: the options given, else those the file's order parameters used."""
-    return order_mod.resolve_tolerances(json.loads(ds.attrs.get("order_tolerances", "{}")), tol=tol, xi_tol=xi_tol,
-                                        xi_zero=xi_zero, exact=exact)
 
 
 # --- mfphys order ----------------------------------------------------------------------------
@@ -78,16 +63,18 @@ def order(
     as_json: bool = typer.Option(False, "--json", help="print JSON (per replica, mean and error) instead"),
     as_csv: bool = typer.Option(False, "--csv", help="print CSV, one row per layer, inputs and replica"),
 ):
-    """Print a run's order parameters per layer (MODEL.md section 6), recomputed from its pi, m, Xi.
+    """Print a run's order parameters per layer (docs/model.md section 6), recomputed from its pi, m, Xi.
 
     Layer 1 is shown over all connections and over those from inputs that vary in the
     training set (live inputs); see docs/order-parameters.md.
     """
+    from mfphys import store  # xarray: loaded when the command runs, so `mfphys --help` starts fast
+
     if as_json and as_csv:
         raise MfphysError("give at most one of --json and --csv")
     ds = store.open_trained_run(run)
-    tol_ = tolerances(ds, tol, xi_tol, xi_zero, exact)
-    live = live_inputs(ds)
+    tol_ = store.run_tolerances(ds, tol=tol, xi_tol=xi_tol, xi_zero=xi_zero, exact=exact)
+    live = store.live_inputs(ds)
     reports = order_mod.layer_reports(store.params_from_dataset(ds), live_inputs=live, **tol_)
     names = list(QUANTITIES)
     if as_csv:
@@ -192,16 +179,19 @@ def perturb(
                                                   "next to the run)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or table"),
 ):
-    """Remove important vs variable connections of one layer and measure the test error (MODEL.md 7.3)."""
+    """Remove important vs variable connections of one layer and measure the test error (docs/model.md section 7.3)."""
+    from mfphys import perturb as perturb_mod
+    from mfphys import store
+
     fr = parse_fractions(fractions)
     ds = store.open_trained_run(run)  # every check before anything is written (bad input: nothing written over)
     perturb_mod.check_arguments(ds.sizes["layer"], layer, samples, fr)
-    tolerances(ds, tol, xi_tol, None, exact)
+    store.run_tolerances(ds, tol=tol, xi_tol=xi_tol, exact=exact)
     out = Path(out) if out is not None else default_perturb_out(run, layer)
     if out.resolve() == run.resolve():
         raise MfphysError(f"--out {out} is the run file itself: give another name")
     store.check_writable(out)
-    command = "mfphys " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line()
     with make_progress(transient=True) as progress:
         task = progress.add_task(f"perturb layer {layer}", total=2 * fr.size + 1, status="", visible=not quiet)
         pds = perturb_mod.perturb_run(run, layer=layer, fractions=fr, samples=samples, seed=seed, tol=tol,

@@ -10,16 +10,14 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from mfphys import reproduce as rep
-from mfphys import store
 from mfphys.errors import MfphysError
 from mfphys.stats import format_stat
 
-from . import figures
-from .common import console, err_console, user_errors
-from .train import make_progress
+from .common import console, err_console, make_progress, user_errors
 
-CHOICES = rep.EXPERIMENTS + ("all",)
+#: mfphys.reproduce.EXPERIMENTS + "all" (a test checks they agree; importing that module here
+#: would load xarray for every `mfphys --help`)
+CHOICES = ("curves", "distributions", "perturbation", "entropy", "all")
 
 
 def _train_bar(progress, label, epochs):
@@ -101,7 +99,12 @@ def reproduce(
     workers: Optional[int] = typer.Option(None, help="run the entropy scan's cells on a local Dask cluster"),
     data_dir: Optional[Path] = typer.Option(None, help="folder with the MNIST IDX files"),
 ):
-    """Run the paper's experiments (MODEL.md section 7) and write their datasets and figures."""
+    """Run the paper's experiments (docs/model.md section 7) and write their datasets and figures."""
+    from mfphys import reproduce as rep
+    from mfphys import store
+
+    from . import figures
+
     if experiment not in CHOICES:
         raise MfphysError(f"unknown experiment {experiment!r}: choose one of {', '.join(CHOICES)}")
     overrides = {k: v for k, v in (("seeds", seeds), ("epochs", epochs)) if v is not None}

@@ -8,34 +8,23 @@ See docs/scans.md. Exit codes: 0 every cell done; 2 bad input (one line, nothing
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import shlex
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mfphys import scan as scan_mod
 from mfphys.errors import MfphysError
+from mfphys.fileio import atomic_file
 from mfphys.stats import format_stat
 
-from .common import console, err_console, user_errors
+from .common import command_line, console, err_console, make_progress, user_errors
 
 #: exit code when the scan ran to the end but some cells failed
 EXIT_FAILED_CELLS = 4
 
 LIST = "; a comma-separated list scans it"
-
-
-def _progress(quiet: bool) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"),
-                    TimeRemainingColumn(), console=err_console, disable=quiet)
 
 
 def _counts_text(c: dict) -> str:
@@ -44,6 +33,8 @@ def _counts_text(c: dict) -> str:
 
 def summary_table(ds) -> Table:
     """One row per cell: status, accuracies (mean ± error over replicas), network sparsity, time."""
+    from mfphys import scan as scan_mod
+
     dims = [d for d in ds.status.dims]
     t = Table(title=f"scan {ds.attrs['name']}  ({ds.sizes['replica']} replica(s) per cell)")
     for d in dims:
@@ -115,6 +106,8 @@ def scan(
 
     Rerun the same command to finish an interrupted scan: cells already written are kept.
     """
+    from mfphys import scan as scan_mod
+
     options = dict(depth=depth, n_train=n_train, width=width, input_dim=input_dim, dataset=dataset, n_test=n_test,
                    epochs=epochs, batch_size=batch_size, lr=lr, lr_halve_every=lr_halve_every,
                    activation=activation, mode=mode, replicas=None if replicas is None else str(replicas),
@@ -124,10 +117,10 @@ def scan(
         raise MfphysError(f"--replicas must be positive, got {replicas}")
     spec = scan_mod.spec_from_options(options, config=config, name=name)
     folder = out if out is not None else Path("runs") / (spec.name or spec.default_name())
-    command = "mfphys " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line()
 
     # the bars appear once the checks have passed (event "begin"): bad input gives one line only
-    progress = _progress(quiet)
+    progress = make_progress(quiet=quiet)
     cells_task = progress.add_task(folder.name, total=len(spec.cells()), status="")
     cell_task = progress.add_task("", total=1, status="", visible=False)
     with contextlib.ExitStack() as stack:
@@ -164,56 +157,6 @@ def scan(
 PLOT_VARS = "test_error,sparsity,frac_vip,entropy"
 
 
-def phase_figure(ds, variables, *, layer: Optional[int] = None):
-    """A grid of heatmaps over (depth, n_train), one per variable, mean over replicas.
-
-    Per-layer order parameters are averaged over the network weighted by connections
-    (:func:`mfphys.scan.network_mean`) unless ``layer`` picks one layer.
-    """
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    n = len(variables)
-    cols = min(n, 2)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
-    for ax, var in zip(axes.flat, variables):
-        da = ds[var]
-        if "layer" in da.dims:
-            if layer is None:
-                da, what = scan_mod.network_mean(ds, var), "whole network"
-            else:
-                da, what = da.sel(layer=layer), f"layer {layer}"
-        else:
-            what = ""
-        if "epoch" in da.dims:
-            da = da.isel(epoch=-1)
-        z = da.mean("replica", skipna=False).transpose("depth", "n_train").values if "replica" in da.dims else \
-            da.transpose("depth", "n_train").values
-        im = ax.imshow(z, origin="lower", aspect="auto", cmap="viridis")
-        ax.grid(False)
-        ax.set_xticks(range(ds.sizes["n_train"]), [f"{v:,}" for v in ds.n_train.values])
-        ax.set_yticks(range(ds.sizes["depth"]), [str(v) for v in ds.depth.values])
-        ax.set_xlabel("n_train (P)")
-        ax.set_ylabel("depth (hidden layers)")
-        ax.set_title(f"{var}" + (f" ({what})" if what else ""))
-        fig.colorbar(im, ax=ax)
-        finite = z[np.isfinite(z)]
-        mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
-        for (i, j), v in np.ndenumerate(z):
-            ax.text(j, i, "—" if not np.isfinite(v) else f"{v:.3f}", ha="center", va="center", fontsize=8,
-                    color="white" if np.isfinite(v) and v < mid else "black")
-    f = json.loads(ds.attrs.get("fixed", "{}"))
-    fig.suptitle(f"scan {ds.attrs.get('name', '')}: {f.get('dataset', '')}, width {f.get('width', '')}, "
-                 f"{f.get('epochs', '')} epochs, {ds.sizes['replica']} replica(s), mode {f.get('mode', '')}")
-    fig.tight_layout()
-    return fig
-
-
 @user_errors
 def scan_plot(
     folder: Path = typer.Argument(..., help="scan folder (runs/<name>)"),
@@ -224,6 +167,10 @@ def scan_plot(
     sel: List[str] = typer.Option([], help="pick one value of another scanned option, e.g. --sel lr=0.1"),
 ):
     """Draw a scan's phase-like picture: heatmaps over depth x n_train (mean over replicas)."""
+    from mfphys import scan as scan_mod
+
+    from . import figures
+
     ds = scan_mod.open_scan(folder)
     for item in sel:
         key, _, value = item.partition("=")
@@ -250,15 +197,9 @@ def scan_plot(
     out = out or Path(folder) / "phase.png"
     if out.suffix.lower() != ".png":
         raise MfphysError(f"--out {out}: give a file name ending in .png")
-    fig = phase_figure(ds, names, layer=layer)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:  # atomically, like every file we write: a reader never sees half a PNG
-        out.parent.mkdir(parents=True, exist_ok=True)
+    fig = figures.phase_figure(ds, names, layer=layer)
+    with atomic_file(out) as tmp:  # like every file we write: a reader never sees half a PNG
         fig.savefig(tmp, dpi=120, format="png")
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise MfphysError(f"cannot write {out}: {exc.strerror or exc}") from None
     counts = {s: int((ds.status == s).sum()) for s in ("done", "failed", "running", "pending")}
     console.print(f"wrote {out} ({counts['done']} cell(s) done, {counts['pending'] + counts['running']} not yet, "
                   f"{counts['failed']} failed)")

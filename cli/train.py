@@ -3,34 +3,26 @@
 from __future__ import annotations
 
 import datetime as _dt
-import shlex
-import sys
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mfphys import store
+from mfphys.model import architecture
 from mfphys.stats import format_stat
-from mfphys.train import TrainConfig, train as run_training
+from mfphys.train import TrainConfig
+from mfphys.train import train as run_training
 
-from .common import console, err_console, parse_ints, user_errors
+from .common import command_line, console, make_progress, parse_ints, user_errors
 
 D = TrainConfig()
 
 
 def default_out(cfg: TrainConfig) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.dataset}-{store.architecture(cfg.layers)}-{cfg.mode}-seed{cfg.seed}-{stamp}.nc"
-
-
-def make_progress(transient: bool = False) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"),
-                    TimeRemainingColumn(), console=err_console, transient=transient)
+    return Path("runs") / f"{cfg.dataset}-{architecture(cfg.layers)}-{cfg.mode}-seed{cfg.seed}-{stamp}.nc"
 
 
 def summary_table(ds) -> Table:
@@ -49,7 +41,7 @@ def summary_table(ds) -> Table:
 @user_errors
 def train(
     dataset: str = typer.Option(D.dataset, help="mnist, fashion-mnist or teacher (teacher-student, no download)"),
-    layers: str = typer.Option(store.architecture(D.layers).replace("-", ","), help="layer widths, input first"),
+    layers: str = typer.Option(architecture(D.layers).replace("-", ","), help="layer widths, input first"),
     n_train: int = typer.Option(D.n_train, help="train on the first N training patterns"),
     n_test: Optional[int] = typer.Option(None, help="evaluate on the first N test patterns (default: all)"),
     epochs: int = typer.Option(D.epochs, help="training epochs"),
@@ -76,6 +68,8 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),
 ):
     """Train spike-and-slab ensembles by gBP (or the BP baseline) and write one netCDF run file."""
+    from mfphys import store
+
     cfg = TrainConfig(
         dataset=dataset, layers=parse_ints(layers, "--layers"), n_train=n_train, n_test=n_test, epochs=epochs,
         batch_size=batch_size, lr=lr, lr_halve_every=lr_halve_every, activation=activation, replicas=replicas,
@@ -85,7 +79,7 @@ def train(
     ).validate()
     out = store.check_writable(out or default_out(cfg))
     with make_progress() as progress:
-        task = progress.add_task(f"{cfg.mode} {store.architecture(cfg.layers)}", total=cfg.epochs,
+        task = progress.add_task(f"{cfg.mode} {architecture(cfg.layers)}", total=cfg.epochs,
                                  status="loading data", visible=not quiet)
 
         def on_epoch(rec):
@@ -93,7 +87,7 @@ def train(
                                                     f"test acc {np.mean(rec.test_acc):.4f}")
 
         result = run_training(cfg, data_dir=data_dir, callback=on_epoch)
-    command = "mfphys " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line()
     ds = store.run_to_dataset(result, command=command)
     store.write_atomic(ds, out)
     if not quiet:

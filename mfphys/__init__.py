@@ -6,14 +6,48 @@ Public surface for scripts::
     result = mfphys.train(mfphys.TrainConfig(epochs=10))
     mfphys.save_run(result, "runs/demo.nc")
     ds = mfphys.open_run("runs/demo.nc")        # an xarray.Dataset
+
+``import mfphys`` is light: it loads NumPy and the training engine; the storage and scan
+names (xarray, netCDF4, Dask) are loaded on first use (PEP 562), so a script that only trains
+never imports them, and the ``mfphys`` command starts fast.
+The front ends (``mfphys.cli``: typer, rich, Textual, matplotlib) are never imported by the
+library.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from .errors import DivergenceError, MfphysError  # noqa: E402
-from .store import open_run, save_run, run_to_dataset  # noqa: E402
-from .train import TrainConfig, TrainResult, train  # noqa: E402
-from .scan import ScanSpec, open_scan, run_scan  # noqa: E402
+# Eager: `mfphys.train` must stay the function even after `import mfphys.train` (the submodule
+# import binds the module to the package attribute; this import, run first, rebinds it).
+from .errors import DivergenceError, MfphysError
+from .train import TrainConfig, TrainResult, train
 
-__all__ = ["__version__", "MfphysError", "DivergenceError", "TrainConfig", "TrainResult", "train", "open_run",
-           "save_run", "run_to_dataset", "ScanSpec", "open_scan", "run_scan"]
+#: public name -> the module that defines it, loaded on first access
+_LAZY = {
+    "open_run": "store", "save_run": "store", "run_to_dataset": "store",
+    "ScanSpec": "scan", "open_scan": "scan", "run_scan": "scan",
+}
+
+__all__ = ["__version__", "MfphysError", "DivergenceError", "TrainConfig", "TrainResult", "train",
+           "open_run", "save_run", "run_to_dataset", "ScanSpec", "open_scan", "run_scan"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mfphys' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from __getattr__
+    from .scan import ScanSpec, open_scan, run_scan
+    from .store import open_run, run_to_dataset, save_run

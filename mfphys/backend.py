@@ -23,6 +23,20 @@ import numpy as np
 from .errors import MfphysError
 
 BACKENDS = ("auto", "numpy", "cupy")
+
+#: the independent random streams of a replica (the ``stream`` of :func:`replica_rngs`): initial
+#: parameters, mini-batch order, host noise, sampled evaluation (training), and the random choice
+#: of very important / variable connections (perturbation experiment)
+INIT, ORDER, NOISE, EVAL, SELECT_VIP, SELECT_VARIABLE = range(6)
+
+
+def replica_rngs(seed: int, replicas: int, stream: int) -> list[np.random.Generator]:
+    """One NumPy generator per replica ``r`` for one purpose: child ``stream`` of
+    ``SeedSequence(seed + r)`` (the same as ``SeedSequence(seed + r).spawn(n)[stream]`` for any
+    ``n > stream``), so replica ``r`` of an R-replica run repeats a 1-replica run seeded ``seed + r``."""
+    if seed < 0:
+        raise MfphysError(f"seed must be >= 0, got {seed}")
+    return [np.random.default_rng(np.random.SeedSequence(seed + r, spawn_key=(stream,))) for r in range(replicas)]
 DTYPES = ("float32", "float64")
 
 
@@ -34,7 +48,7 @@ def gpu_status() -> tuple[bool, str]:
     the first allocation), so this allocates, computes and synchronises a tiny array.
     """
     try:
-        import cupy  # noqa: PLC0415
+        import cupy
 
         n = cupy.cuda.runtime.getDeviceCount()
         if n < 1:
@@ -103,7 +117,7 @@ def get_backend(name: str = "auto", dtype: str = "float32") -> Backend:
         ok, why = gpu_status()
         if not ok:
             raise MfphysError(f"--backend cupy needs a working GPU: {why}; use --backend numpy or auto")
-        import cupy  # noqa: PLC0415
+        import cupy
 
         return Backend("cupy", cupy, np.dtype(dtype))
     return Backend("numpy", np, np.dtype(dtype))
@@ -115,7 +129,7 @@ def namespace_of(*arrays) -> Any:
     if len(kinds) > 1:
         raise TypeError(f"arrays from different backends were mixed: {sorted(kinds)}")
     if kinds == {"cupy"}:
-        import cupy  # noqa: PLC0415
+        import cupy
 
         return cupy
     return np

@@ -40,7 +40,6 @@ import hashlib
 import http.client
 import json
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -50,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from mfphys.errors import MfphysError
+from mfphys.fileio import atomic_file
 
 __all__ = [
     "DATASETS",
@@ -400,11 +400,10 @@ def _check_file(name: str, stem: str, path: Path, raw: bytes) -> tuple[np.ndarra
         )
     if "labels" in stem and arr.size and int(arr.max()) >= _N_CLASSES[name]:
         raise MfphysError(f"{path} failed verification: label {int(arr.max())} >= {_N_CLASSES[name]} classes")
-    if table is None:
-        # Fashion-MNIST is checked by structure only; catch the likely mix-up of pointing a
-        # shared data folder at MNIST and loading it as Fashion-MNIST.
-        if sha == SHA256["mnist"][stem]:
-            raise MfphysError(f"{path} is the MNIST file, not {name}; put {name} in a folder of its own")
+    # Fashion-MNIST is checked by structure only (table is None); catch the likely mix-up of
+    # pointing a shared data folder at MNIST and loading it as Fashion-MNIST.
+    if table is None and sha == SHA256["mnist"][stem]:
+        raise MfphysError(f"{path} is the MNIST file, not {name}; put {name} in a folder of its own")
     return arr, sha
 
 
@@ -441,6 +440,10 @@ def verify(name: str, data_dir: str | os.PathLike | None = None) -> list[tuple[s
 # --------------------------------------------------------------------------- download
 
 
+class _NetworkError(Exception):
+    """A mirror could not be reached or broke off (internal: becomes a ``network`` entry)."""
+
+
 class _DownloadFailed(Exception):
     """Internal: every mirror failed for one file; turned into one MfphysError by the caller."""
 
@@ -456,25 +459,23 @@ def _download_one(name: str, stem: str, folder: Path) -> Path:
     errors = []
     for mirror in MIRRORS[name]:
         url = f"{mirror}{stem}.gz"
-        # temp file in the same folder, so os.replace is an atomic rename on one filesystem
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".part", dir=folder)
-        tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
-                while chunk := resp.read(1 << 20):
-                    out.write(chunk)
-            md5 = _GZ_MD5.get(name, {}).get(stem)
-            if md5 is not None and hashlib.md5(tmp.read_bytes()).hexdigest() != md5:
-                raise MfphysError(f"{url} does not match the official MD5 {md5}")
-            _check_file(name, stem, target, _read_bytes(tmp))
-            os.replace(tmp, target)
+            with atomic_file(target) as tmp:  # a reader never sees half a download
+                try:
+                    with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
+                        while chunk := resp.read(1 << 20):
+                            out.write(chunk)
+                except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+                    raise _NetworkError(f"{url}: {getattr(exc, 'reason', exc)}") from None
+                md5 = _GZ_MD5.get(name, {}).get(stem)
+                if md5 is not None and hashlib.md5(tmp.read_bytes()).hexdigest() != md5:
+                    raise MfphysError(f"{url} does not match the official MD5 {md5}")
+                _check_file(name, stem, target, _read_bytes(tmp))
             return target
-        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-            errors.append(("network", f"{url}: {getattr(exc, 'reason', exc)}"))
+        except _NetworkError as exc:
+            errors.append(("network", str(exc)))
         except MfphysError as exc:
             errors.append(("verify", f"{url}: {exc}"))
-        finally:
-            tmp.unlink(missing_ok=True)
     kinds = {kind for kind, _ in errors}
     last = errors[-1][1] if errors else "no mirrors configured"
     raise _DownloadFailed(kinds, " ".join(last.split()))
@@ -689,7 +690,7 @@ def dataset_summary(ds: Dataset) -> dict:
 def dead_inputs(x: np.ndarray) -> np.ndarray:
     """Boolean mask ``(N0,)`` of inputs constant over the rows of ``x`` (zero variance).
 
-    Their first-layer connections never receive a gradient (MODEL.md section 6), so
+    Their first-layer connections never receive a gradient (docs/model.md section 6), so
     order parameters are reported both over all inputs and over the live ones.
     """
     x = np.asarray(x)

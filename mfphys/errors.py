@@ -1,4 +1,4 @@
-"""The one exception type for user mistakes (STYLE.md lesson 7).
+"""The one exception type for user mistakes (the project's error convention).
 
 Anything the user can fix (a bad option, a missing file, a diverging run) is raised as
 :class:`MfphysError`; the CLI prints its message as one line on stderr and exits non-zero.

@@ -21,22 +21,22 @@ def _is_cupy(a) -> bool:
     return type(a).__module__.split(".")[0] == "cupy"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cuda():
-    import cupy as cp  # noqa: PLC0415
+    import cupy as cp
 
     return {
-        # (mu / sqrt n, var / n) from (pi, m, Xi): MODEL.md sections 1-2
+        # (mu / sqrt n, var / n) from (pi, m, Xi): docs/model.md sections 1-2
         "moments": cp.ElementwiseKernel(
             "T pi, T m, T xi, T c_mu, T c_var", "T mu_hat, T var_hat",
             "T q = 1 - pi; mu_hat = q * m * c_mu; var_hat = q * (xi + pi * m * m) * c_var;",
             "mfphys_moments"),
-        # h = G + s eps and w = eps / s (0 where s = 0): MODEL.md sections 2-3
+        # h = G + s eps and w = eps / s (0 where s = 0): docs/model.md sections 2-3
         "noise": cp.ElementwiseKernel(
             "T G, T Delta, T e", "T h, T w",
             "T s = sqrt(Delta); h = G + s * e; w = s > 0 ? e / s : (T)0;",
             "mfphys_noise"),
-        # chain rule through mu(m, pi) and var(m, pi, Xi): MODEL.md section 3
+        # chain rule through mu(m, pi) and var(m, pi, Xi): docs/model.md section 3
         "chain": cp.ElementwiseKernel(
             "T pi, T m, T xi, T g_mu, T g_var", "T d_pi, T d_m, T d_xi",
             "T q = 1 - pi;"
@@ -44,7 +44,7 @@ def _cuda():
             "d_m = q * g_mu + 2 * pi * q * m * g_var;"
             "d_xi = q * g_var;",
             "mfphys_chain"),
-        # Adam + decay + projection, in place: MODEL.md section 4
+        # Adam + decay + projection, in place: docs/model.md section 4
         "adam": cp.ElementwiseKernel(
             "T g, T lr, T c1, T c2, T b1, T b2, T eps, T wd, T lo, T hi", "T theta, T mu, T nu",
             "mu = b1 * mu + (1 - b1) * g; nu = b2 * nu + (1 - b2) * g * g;"
@@ -55,7 +55,7 @@ def _cuda():
 
 
 def scaled_moments(pi, m, xi, n: int):
-    """``mu / sqrt(n)`` and ``var / n`` (MODEL.md sections 1-2) in one pass."""
+    """``mu / sqrt(n)`` and ``var / n`` (docs/model.md sections 1-2) in one pass."""
     c_mu, c_var = 1 / math.sqrt(n), 1 / n
     if _is_cupy(m):
         dt = m.dtype.type
@@ -75,7 +75,7 @@ def noisy_preactivation(G, Delta, e):
     """``h = G + sqrt(Delta) eps`` and ``w = eps / sqrt(Delta)`` (0 where ``Delta = 0``).
 
     ``d h / d Delta = eps / (2 s)`` is infinite where ``s = 0``; there the variance path
-    carries no signal, so it is masked to 0 instead of producing NaN (MODEL.md section 3).
+    carries no signal, so it is masked to 0 instead of producing NaN (docs/model.md section 3).
     """
     if _is_cupy(G):
         return _cuda()["noise"](G, Delta, e)
@@ -91,7 +91,7 @@ def noisy_preactivation(G, Delta, e):
 
 
 def chain_rule(pi, m, xi, g_mu, g_var):
-    """Gradients w.r.t. (pi, m, Xi) from those w.r.t. (mu, var) (MODEL.md section 3)."""
+    """Gradients w.r.t. (pi, m, Xi) from those w.r.t. (mu, var) (docs/model.md section 3)."""
     if _is_cupy(m):
         return _cuda()["chain"](pi, m, xi, g_mu, g_var)
     q = 1 - pi
@@ -110,7 +110,7 @@ def chain_rule(pi, m, xi, g_mu, g_var):
 
 
 def adam_leaf(theta, g, mu, nu, *, lr, c1, c2, b1, b2, eps, wd, lo=-math.inf, hi=math.inf):
-    """One Adam step with decay and projection on one array, in place (MODEL.md section 4).
+    """One Adam step with decay and projection on one array, in place (docs/model.md section 4).
 
     ``theta -= lr * (mu_hat / (sqrt(nu_hat) + eps) + wd * theta)``, then clip to [lo, hi].
     ``g`` is used as scratch space.

@@ -3,7 +3,7 @@
 Symbols follow MODEL.md (stated once here, used everywhere):
 
 =========  ==========================================================================
-code       meaning (MODEL.md section)
+code       meaning (docs/model.md section)
 =========  ==========================================================================
 ``pi``     probability that a connection is absent (spike at 0), in [0, 1]      (1)
 ``m``      mean of the Gaussian slab                                             (1)
@@ -18,7 +18,7 @@ code       meaning (MODEL.md section)
 
 Shapes: every parameter array of layer ``l`` is ``(R, N_l, N_{l-1})`` with a leading
 replica axis ``R``; activities are ``(R, B, N)``. The BP baseline is the limit
-``pi = Xi = 0`` (MODEL.md section 2), run through the same functions with ``bp=True``,
+``pi = Xi = 0`` (docs/model.md section 2), run through the same functions with ``bp=True``,
 which skips the variance path (it is identically zero there).
 
 All functions are pure and take/return plain ``xp`` arrays (NumPy or CuPy); the namespace
@@ -34,6 +34,11 @@ import numpy as np
 
 from . import kernels
 from .backend import namespace_of
+
+
+def architecture(layers) -> str:
+    """The architecture label of layer widths, input first: (784, 100, 10) -> ``784-100-10``."""
+    return "-".join(str(int(n)) for n in layers)
 
 
 class Layer(NamedTuple):
@@ -99,11 +104,11 @@ ACTIVATIONS = {
 }
 
 
-# --- moments (the one place mu and var are computed; STYLE.md lesson 8) -----------------
+# --- moments (the one place mu and var are computed; the project's error convention) -----------------
 
 
 def moments(pi, m, xi):
-    """Weight mean and variance of the spike-and-slab distribution (MODEL.md section 1)."""
+    """Weight mean and variance of the spike-and-slab distribution (docs/model.md section 1)."""
     q = 1 - pi
     return q * m, q * (xi + pi * m * m)
 
@@ -111,7 +116,7 @@ def moments(pi, m, xi):
 def scaled_moments(layer: Layer, *, bp: bool = False):
     """``mu / sqrt(n)`` and ``var / n`` of a layer: the matrices the forward pass multiplies.
 
-    Folding the ``1/sqrt(n)`` and ``1/n`` of MODEL.md section 2 into the weight-shaped
+    Folding the ``1/sqrt(n)`` and ``1/n`` of docs/model.md section 2 into the weight-shaped
     arrays costs one pass over them and none over the (larger) activities. With ``bp``,
     ``pi = Xi = 0`` and ``var`` is not computed (returned as ``None``).
     """
@@ -153,7 +158,7 @@ class Forward(NamedTuple):
 
 
 def forward(params: Params, x, eps, *, activation: str = "relu", bp: bool = False, x2=None):
-    """Mean-field forward pass (MODEL.md section 2) with fixed noise.
+    """Mean-field forward pass (docs/model.md section 2) with fixed noise.
 
     ``x``: (R, B, N_0) inputs; ``eps``: one (R, B, N_l) array per layer, or ``None`` for
     the noise-free pass (``h = G``). ``x2`` may pass a precomputed ``x**2``.
@@ -173,7 +178,7 @@ def forward(params: Params, x, eps, *, activation: str = "relu", bp: bool = Fals
             if not bp:  # noise-free gBP evaluation still needs nothing from var
                 var_hat = None
         else:
-            # h = G + s eps, and w = eps / s masked to 0 where s = 0 (MODEL.md sections 2-3)
+            # h = G + s eps, and w = eps / s masked to 0 where s = 0 (docs/model.md sections 2-3)
             h, w = kernels.noisy_preactivation(G, a2 @ _t(var_hat), eps[l])
         caches.append(Forward(a, a2, mu_hat, var_hat, w, h))
         if l < L - 1:
@@ -191,7 +196,7 @@ def cross_entropy(logits, y):
 
 
 def backward(params: Params, caches, delta, *, activation: str = "relu", bp: bool = False):
-    """Generalized backprop (MODEL.md section 3): gradients of the loss w.r.t. (pi, m, xi).
+    """Generalized backprop (docs/model.md section 3): gradients of the loss w.r.t. (pi, m, xi).
 
     ``delta`` is dLoss/dh of the output layer. Returns one :class:`Layer` of gradients per
     layer; in BP mode the ``pi`` and ``xi`` entries are ``None`` (those parameters are frozen).
@@ -226,7 +231,7 @@ def loss_and_grad(params: Params, x, y, eps, *, activation: str = "relu", bp: bo
     """Mini-batch loss per replica (R,), gradients per layer, and the logits.
 
     The loss is the mean cross-entropy of the noisy mean-field output; ``eps`` is held fixed
-    in the backward pass (the reparameterization of MODEL.md section 3).
+    in the backward pass (the reparameterization of docs/model.md section 3).
     """
     logits, caches = forward(params, x, eps, activation=activation, bp=bp, x2=x2)
     loss, p, oh = cross_entropy(logits, y)
@@ -238,7 +243,7 @@ def loss_and_grad(params: Params, x, y, eps, *, activation: str = "relu", bp: bo
 
 
 def predict(params: Params, x, *, activation: str = "relu", chunk: int = 4096):
-    """Noise-free mean-field output (eps = 0, MODEL.md section 5): logits (R, P, C).
+    """Noise-free mean-field output (eps = 0, docs/model.md section 5): logits (R, P, C).
 
     ``x`` is (P, N_0), shared by all replicas; processed in chunks of ``chunk`` patterns.
     """
@@ -258,7 +263,7 @@ def predict(params: Params, x, *, activation: str = "relu", chunk: int = 4096):
 
 
 def sample_weights(params: Params, rngs, n_draws: int, xp=np):
-    """Concrete weights ``w ~ pi delta(w) + (1 - pi) Normal(m, Xi)`` (MODEL.md section 5).
+    """Concrete weights ``w ~ pi delta(w) + (1 - pi) Normal(m, Xi)`` (docs/model.md section 5).
 
     ``params`` are host (NumPy) arrays; ``rngs`` one NumPy Generator per replica, so the
     draws do not depend on the backend. Returns one (R, K, N_out, N_in) array per layer in
@@ -304,7 +309,7 @@ def vote(logits):
 
 
 def init_params(layers, rngs, *, m_std: float, xi_scale: float = 0.01, bp: bool = False, dtype=np.float64):
-    """Initial parameters on the host (MODEL.md section 4): pi = 0, Xi ~ xi_scale U(0,1), m ~ m_std N(0,1).
+    """Initial parameters on the host (docs/model.md section 4): pi = 0, Xi ~ xi_scale U(0,1), m ~ m_std N(0,1).
 
     One NumPy Generator per replica; draws in layer order (m then Xi per layer), so replica
     ``r`` gets the same numbers whatever the number of replicas. In BP mode Xi = 0.

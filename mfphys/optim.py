@@ -1,9 +1,9 @@
 """Adam with the reference implementation's weight decay, and the hard projection.
 
-MODEL.md section 4: ``theta -= lr * (adam_step + weight_decay * theta)`` with the usual
+docs/model.md section 4: ``theta -= lr * (adam_step + weight_decay * theta)`` with the usual
 bias-corrected Adam step (Kingma & Ba, Algorithm 1; beta1 0.9, beta2 0.999, eps 1e-8),
 then ``pi`` is clipped to [0, 1] and ``Xi`` to >= 0. The projection is what puts many
-connections exactly on the boundaries (the categories of MODEL.md section 6).
+connections exactly on the boundaries (the categories of docs/model.md section 6).
 
 optax-style: :func:`adam_init` builds the state, :func:`adam_update` returns new
 parameters and state. For speed the update writes into the arrays it is given (the
@@ -19,7 +19,7 @@ from . import kernels
 from .model import Layer
 
 PARAM_NAMES = ("pi", "m", "xi")
-#: the hard projection of MODEL.md section 4: pi in [0, 1], Xi >= 0
+#: the hard projection of docs/model.md section 4: pi in [0, 1], Xi >= 0
 BOUNDS = {"pi": {"lo": 0.0, "hi": 1.0}, "m": {}, "xi": {"lo": 0.0}}
 
 
@@ -30,7 +30,7 @@ class AdamConfig:
     eps: float = 1e-8
     weight_decay: float = 1e-4
     #: which parameter kinds get the weight decay: ("m", "xi") as in the paper's 2020
-    #: code, all three in its later revision (MODEL.md section 4)
+    #: code, all three in its later revision (docs/model.md section 4)
     decay_on: tuple = ("m", "xi")
 
 
@@ -70,7 +70,7 @@ def adam_update(grads, state: AdamState, params, *, lr: float, cfg: AdamConfig =
             gk = getattr(g, k)
             if gk is None:
                 continue
-            # the projection of MODEL.md section 4 is fused into the step
+            # the projection of docs/model.md section 4 is fused into the step
             kernels.adam_leaf(getattr(layer, k), gk, getattr(mu, k), getattr(nu, k), lr=lr, c1=c1, c2=c2,
                               b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, wd=cfg.weight_decay if k in cfg.decay_on else 0.0,
                               **BOUNDS[k])

@@ -1,4 +1,4 @@
-"""Order parameters of a trained ensemble (MODEL.md section 6).
+"""Order parameters of a trained ensemble (docs/model.md section 6).
 
 Pure functions of the parameter arrays ``pi``, ``m``, ``xi`` of one layer, shaped
 ``(R, N_out, N_in)`` (replica first); every per-layer quantity is returned per replica,
@@ -10,7 +10,7 @@ shape ``(R,)``. Thresholds are named parameters with documented defaults:
   (the reference code's threshold).
 
 ``tol = xi_tol = 0`` gives the reference code's exact-equality categories, which the hard
-projection of MODEL.md section 4 makes meaningful.
+projection of docs/model.md section 4 makes meaningful.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ SCALARS = ("sparsity", "frac_vip", "frac_uip", "frac_variable", "mean_pi", "mean
 
 
 def categories(pi, xi, *, tol: float = TOL, xi_tol: float = XI_TOL):
-    """Boolean masks (vip, uip, variable) of MODEL.md section 6; they partition the connections.
+    """Boolean masks (vip, uip, variable) of docs/model.md section 6; they partition the connections.
 
     very important: ``pi <= tol`` and ``Xi <= xi_tol``; unimportant: ``pi >= 1 - tol``
     (checked first, so a connection is never both); variable: the rest.
@@ -43,7 +43,7 @@ def categories(pi, xi, *, tol: float = TOL, xi_tol: float = XI_TOL):
 
 
 def entropy(pi, m, xi, *, xi_zero: float = XI_ZERO):
-    """Entropy per connection in nats, elementwise, in closed form (MODEL.md section 6).
+    """Entropy per connection in nats, elementwise, in closed form (docs/model.md section 6).
 
     For ``Xi > xi_zero``::
 
@@ -78,7 +78,7 @@ def layer_order(pi, m, xi, *, tol: float = TOL, xi_tol: float = XI_TOL, xi_zero:
     - ``sparsity``: fraction with ``pi >= 1 - tol``; ``mean_pi``: mean of ``pi``;
     - ``frac_vip``, ``frac_uip``, ``frac_variable``: the categories (sum to 1);
     - ``mean_xi``: mean ``Xi`` over present connections (``pi < 1 - tol``), NaN if none;
-    - ``weight_var``: mean weight variance ``var`` (MODEL.md section 1);
+    - ``weight_var``: mean weight variance ``var`` (docs/model.md section 1);
     - ``entropy``: mean entropy per connection (nats), with ``entropy_median`` and the
       fractions of connections in each entropy regime: ``frac_point`` (``Xi <= xi_zero``).
     """
@@ -139,7 +139,7 @@ def run_order(params, *, live_inputs=None, tol: float = TOL, xi_tol: float = XI_
     ``frac_vip_exact``, ``frac_uip_exact``, ``frac_variable_exact`` (the reference code's
     exact equality, ``tol = xi_tol = 0``) and, when ``live_inputs`` (N_0,) is given,
     ``<name>_live`` versions in which layer 1 counts only connections from inputs that vary
-    over the training set (MODEL.md section 6, dead inputs; deeper layers are unchanged).
+    over the training set (docs/model.md section 6, dead inputs; deeper layers are unchanged).
     """
     xp = namespace_of(params[0].m)
     reports = layer_reports(params, live_inputs=live_inputs, tol=tol, xi_tol=xi_tol, xi_zero=xi_zero)
@@ -174,7 +174,7 @@ def layer_reports(params, *, live_inputs=None, tol: float = TOL, xi_tol: float =
     and ``frac_variable_exact`` (``tol = xi_tol = 0``), to a (R,) array. ``inputs`` is
     ``"all"``; when ``live_inputs`` (N_0,) is given, layer 1 gets a second entry with
     ``inputs = "live"`` over the connections from inputs that vary over the training set
-    (MODEL.md section 6, dead inputs).
+    (docs/model.md section 6, dead inputs).
     """
     out = []
     for l, (pi, m, xi) in enumerate(params, start=1):

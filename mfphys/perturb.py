@@ -1,9 +1,9 @@
-"""The targeted-perturbation experiment (MODEL.md section 7.3).
+"""The targeted-perturbation experiment (docs/model.md section 7.3).
 
 In one layer, remove (set ``pi = 1``) a fraction ``f`` of the *very important* connections
 (``pi <= tol`` and ``Xi <= xi_tol``, :func:`mfphys.order.categories`), chosen at random; as
 the control, remove the same *number* of connections chosen at random among the *variable*
-ones. The test error (%) is measured on sampled sub-networks (MODEL.md section 5, mean over
+ones. The test error (%) is measured on sampled sub-networks (docs/model.md section 5, mean over
 ``samples`` draws) and on the noise-free mean-field network. The paper's finding: removing
 important connections hurts far more.
 
@@ -14,11 +14,11 @@ Choices, each a named parameter (docs/order-parameters.md says why):
   with ``f`` (the curve is not re-randomised at every point, and does not depend on the
   grid);
 - **common random numbers**: every evaluation re-creates the same per-replica sampling
-  generators (``train.replica_seeds(seed, R, EVAL)``, as ``mfphys train`` uses for
+  generators (``backend.replica_rngs(seed, R, EVAL)``, as ``mfphys train`` uses for
   ``test_acc_sampled``), so all fractions and both arms see the same noise draws and differ
   only by the removed connections; with the run's seed and ``samples = eval_samples``,
   ``f = 0`` reproduces the run's ``test_acc_sampled`` exactly;
-- **dead inputs** (MODEL.md section 6): by default, in layer 1 only connections from inputs
+- **dead inputs** (docs/model.md section 6): by default, in layer 1 only connections from inputs
   that vary over the training set are candidates. A connection from a constant-zero pixel
   is "variable" (it kept its initial ``Xi``) but removing it changes nothing, which would
   make the control look harmless for a trivial reason (``live=None`` keeps them);
@@ -32,7 +32,6 @@ are the storage edge.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -41,13 +40,10 @@ import numpy as np
 import xarray as xr
 
 from . import __version__, model, order, store
-from .backend import get_backend
+from .backend import EVAL, SELECT_VARIABLE, SELECT_VIP, get_backend, replica_rngs
 from .errors import MfphysError
-from .train import EVAL, evaluate_sampled, load_data, replica_seeds
-
-#: stream indices of ``SeedSequence(seed + r).spawn`` for choosing connections; 0..3 are
-#: taken by ``train`` (INIT, ORDER, NOISE, EVAL)
-SELECT_VIP, SELECT_VARIABLE = 4, 5
+from .fileio import utc_now
+from .train import evaluate_sampled, load_data
 
 #: rank given to connections outside a candidate pool (never removed)
 NOT_CANDIDATE = np.iinfo(np.int64).max
@@ -67,12 +63,6 @@ class PerturbResult(NamedTuple):
     error_variable_mf: np.ndarray  # (F, R) the same, variable removed
     error_base: np.ndarray  # (R, K) unperturbed network, sampled
     error_base_mf: np.ndarray  # (R,) unperturbed network, mean-field
-
-
-def selection_rngs(seed: int, replicas: int, pool: int):
-    """One NumPy generator per replica for choosing connections of ``pool`` (SELECT_*)."""
-    return [np.random.default_rng(np.random.SeedSequence(seed + r).spawn(SELECT_VARIABLE + 1)[pool])
-            for r in range(replicas)]
 
 
 def candidates(layer: model.Layer, *, tol: float = order.TOL, xi_tol: float = order.XI_TOL, live=None):
@@ -119,7 +109,7 @@ def evaluate_errors(params, x, y, *, samples: int, seed: int, activation: str = 
     """
     be = be or get_backend("numpy", str(params[0].m.dtype))
     R = params[0].m.shape[0]
-    acc, _ = evaluate_sampled(params, x, y, n_draws=samples, rngs=replica_seeds(seed, R, EVAL),
+    acc, _ = evaluate_sampled(params, x, y, n_draws=samples, rngs=replica_rngs(seed, R, EVAL),
                               activation=activation, be=be)
     logits = model.predict(tuple(model.Layer(*(be.asarray(v) for v in l)) for l in params), be.asarray(x),
                            activation=activation)
@@ -146,7 +136,7 @@ def check_arguments(n_layers: int, layer: int, samples: int, fractions) -> np.nd
 def perturbation(params, layer: int, fractions, x, y, *, samples: int = 10, seed: int = 0,
                  tol: float = order.TOL, xi_tol: float = order.XI_TOL, live=None, activation: str = "relu",
                  be=None, callback: Callable[[], None] | None = None) -> PerturbResult:
-    """Run the experiment of MODEL.md section 7.3 on ``layer`` (1-based) of ``params``.
+    """Run the experiment of docs/model.md section 7.3 on ``layer`` (1-based) of ``params``.
 
     ``params``: host arrays of all layers, (R, N_out, N_in) each; ``x``, ``y``: the test
     set; ``live``: (N_in,) mask of the layer's inputs allowed as candidates (None: all).
@@ -157,8 +147,8 @@ def perturbation(params, layer: int, fractions, x, y, *, samples: int = 10, seed
     R = target.pi.shape[0]
     vip, variable = candidates(target, tol=tol, xi_tol=xi_tol, live=live)
     n_vip, n_var = vip.sum(axis=(1, 2)), variable.sum(axis=(1, 2))
-    rank_vip = random_ranks(vip, selection_rngs(seed, R, SELECT_VIP))
-    rank_var = random_ranks(variable, selection_rngs(seed, R, SELECT_VARIABLE))
+    rank_vip = random_ranks(vip, replica_rngs(seed, R, SELECT_VIP))
+    rank_var = random_ranks(variable, replica_rngs(seed, R, SELECT_VARIABLE))
     n_removed = removal_counts(fractions, n_vip)
     n_removed_var = np.minimum(n_removed, n_var[None, :])
 
@@ -202,17 +192,16 @@ def perturb_run(run_path, *, layer: int = 1, fractions=FRACTIONS, samples: int =
     ds = store.open_trained_run(run_path)
     params = store.params_from_dataset(ds)
     fractions = check_arguments(len(params), layer, samples, fractions)
-    t = order.resolve_tolerances(json.loads(ds.attrs.get("order_tolerances", "{}")), tol=tol, xi_tol=xi_tol,
-                                 exact=exact)
+    t = store.run_tolerances(ds, tol=tol, xi_tol=xi_tol, exact=exact)
     cfg = store.config_from_dataset(ds)
     seed = cfg.seed if seed is None else int(seed)
-    live = None if (all_inputs or layer != 1 or "dead_inputs" not in ds) else ds["dead_inputs"].values == 0
+    live = None if (all_inputs or layer != 1) else store.live_inputs(ds)
     be = get_backend(backend, cfg.dtype)
     data = load_data(cfg, data_dir)
     result = perturbation(params, layer, fractions, data.x_test, data.y_test, samples=samples, seed=seed,
                           tol=t["tol"], xi_tol=t["xi_tol"], live=live, activation=cfg.activation, be=be,
                           callback=callback)
-    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    now = utc_now()
     return perturbation_dataset(result, attrs={
         "title": f"targeted perturbation of layer {layer}: {run_path.name}",
         "source": str(run_path), "dataset": str(ds.attrs.get("dataset", "")),

@@ -1,10 +1,10 @@
-"""The paper's four experiments end to end (MODEL.md section 7), as datasets.
+"""The paper's four experiments end to end (docs/model.md section 7), as datasets.
 
 1. ``curves``: test error vs epoch, gBP vs BP (784-100-100-10, first 10k MNIST images);
 2. ``distributions``: histograms of pi, m, Xi per layer of the trained gBP ensemble and the
    category fractions (very important / unimportant / variable);
 3. ``perturbation``: test error vs removed fraction of the first layer's very important
-   connections, against the same number of variable ones (MODEL.md section 7.3);
+   connections, against the same number of variable ones (docs/model.md section 7.3);
 4. ``entropy``: entropy per connection vs layer for 784-100-100-100-10 trained on
    10k, 20k, 30k and 40k images.
 
@@ -31,6 +31,7 @@ import xarray as xr
 
 from . import __version__, store
 from .errors import MfphysError
+from .stats import sample_std
 from .train import TrainConfig, train
 
 EXPERIMENTS = ("curves", "distributions", "perturbation", "entropy")
@@ -44,7 +45,7 @@ CPU_SECONDS_PER_REPLICA_EPOCH_10K = 0.2
 
 @dataclass(frozen=True)
 class Protocol:
-    """The experiments' settings; the defaults are the paper's (MODEL.md sections 4 and 7)."""
+    """The experiments' settings; the defaults are the paper's (docs/model.md sections 4 and 7)."""
 
     seeds: int = 3
     epochs: int = 100
@@ -63,7 +64,7 @@ class Protocol:
     dtype: str = "float32"
 
     @classmethod
-    def quick(cls, **overrides) -> "Protocol":
+    def quick(cls, **overrides) -> Protocol:
         """A reduced version that runs in a few minutes on a laptop CPU (used by the tests)."""
         base = dict(seeds=2, epochs=6, n_train=5000, n_test=2000, batch_size=100,
                     entropy_sizes=(1000, 2000, 3000, 4000),
@@ -129,7 +130,7 @@ def curves_dataset(gbp: xr.Dataset, bp: xr.Dataset, protocol: Protocol) -> xr.Da
     ds = xr.Dataset({
         "test_error": err.assign_attrs(long_name="noise-free mean-field test error", units="%"),
         "test_error_mean": err.mean("replica").assign_attrs(long_name="test error, mean over replicas", units="%"),
-        "test_error_std": err.std("replica", ddof=1 if err.sizes["replica"] > 1 else 0).assign_attrs(
+        "test_error_std": err.reduce(sample_std, dim="replica").assign_attrs(
             long_name="test error, standard deviation over replicas", units="%"),
         "train_loss": xr.concat([gbp.train_loss, bp.train_loss], dim=err.mode).assign_attrs(
             long_name="mean training cross-entropy of the epoch", units="nats"),
@@ -162,8 +163,8 @@ def distributions_dataset(gbp: xr.Dataset, protocol: Protocol) -> xr.Dataset:
 
 
 def perturbation_dataset(run_path: Path, protocol: Protocol, *, data_dir=None, callback=None) -> xr.Dataset:
-    """MODEL.md section 7.3 on the gBP run at ``run_path`` (see :mod:`mfphys.perturb`)."""
-    from . import perturb  # noqa: PLC0415
+    """docs/model.md section 7.3 on the gBP run at ``run_path`` (see :mod:`mfphys.perturb`)."""
+    from . import perturb
 
     ds = perturb.perturb_run(run_path, layer=protocol.perturb_layer, fractions=np.asarray(protocol.fractions),
                              samples=protocol.samples, backend=protocol.backend, data_dir=data_dir,
@@ -176,7 +177,7 @@ def perturbation_dataset(run_path: Path, protocol: Protocol, *, data_dir=None, c
 
 
 def entropy_spec(protocol: Protocol):
-    from .scan import ScanSpec  # noqa: PLC0415
+    from .scan import ScanSpec
 
     return ScanSpec.build(
         {"depth": [protocol.entropy_depth], "n_train": list(protocol.entropy_sizes)},
@@ -189,7 +190,7 @@ def entropy_spec(protocol: Protocol):
 
 def entropy_dataset(scan_folder: Path, protocol: Protocol) -> xr.Dataset:
     """Entropy per connection (mean, median, regime fractions) vs layer and n_train."""
-    from .scan import open_scan  # noqa: PLC0415
+    from .scan import open_scan
 
     scan = open_scan(scan_folder).sel(depth=protocol.entropy_depth)
     if not (scan.status == "done").all():
@@ -201,7 +202,7 @@ def entropy_dataset(scan_folder: Path, protocol: Protocol) -> xr.Dataset:
     ds = scan[keep]
     ds["entropy_mean"] = ds.entropy.mean("replica").assign_attrs(long_name="entropy per connection, mean over "
                                                                            "replicas", units="nats")
-    ds["entropy_std"] = ds.entropy.std("replica", ddof=1 if ds.sizes["replica"] > 1 else 0).assign_attrs(
+    ds["entropy_std"] = ds.entropy.reduce(sample_std, dim="replica").assign_attrs(
         long_name="entropy per connection, standard deviation over replicas", units="nats")
     ds.attrs = _attrs("reproduction", protocol, experiment="entropy",
                       title="entropy per connection vs layer and training-set size",
@@ -211,7 +212,7 @@ def entropy_dataset(scan_folder: Path, protocol: Protocol) -> xr.Dataset:
 
 def run_entropy_scan(protocol: Protocol, folder: Path, *, data_dir=None, callback: Callable | None = None,
                      workers: int | None = None) -> Path:
-    from .scan import run_scan  # noqa: PLC0415
+    from .scan import run_scan
 
     report = run_scan(entropy_spec(protocol), folder, data_dir=data_dir, callback=callback, workers=workers,
                       command="mfphys reproduce entropy")

@@ -1,9 +1,9 @@
 """Scans: grids of training runs over depth x data size (and any other option), resumable.
 
 A scan trains one :func:`mfphys.train.train` run per *cell* of a grid, e.g. depth (number of
-hidden layers, MODEL.md section 2) x ``n_train`` (data size P), ``replicas`` seeds per cell
+hidden layers, docs/model.md section 2) x ``n_train`` (data size P), ``replicas`` seeds per cell
 trained together, every other :class:`~mfphys.train.TrainConfig` option held fixed. It is the
-"phase diagram" experiment: order parameters (MODEL.md section 6) as functions of depth and P.
+"phase diagram" experiment: order parameters (docs/model.md section 6) as functions of depth and P.
 
 Folder layout (DESIGN.md "Stored data"; the TUI and analysis scripts rely on it)::
 
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as _dt
 import functools
 import gc
 import hashlib
@@ -53,6 +52,7 @@ import xarray as xr
 
 from . import __version__, store
 from .errors import MfphysError
+from .fileio import atomic_file, read_json, utc_now, write_json_atomic
 from .train import TrainConfig, load_data, train
 
 SCAN_JSON = "scan.json"
@@ -154,7 +154,7 @@ def _fmt(value) -> str:
     else:
         text = str(value)
     # percent-encode anything that is not safe in a file name on every common file system
-    return "".join(c if c in _SAFE else "%{:02X}".format(ord(c)) for c in text)
+    return "".join(c if c in _SAFE else f"%{ord(c):02X}" for c in text)
 
 
 def cell_key(coords: Sequence[tuple[str, Any]]) -> str:
@@ -172,7 +172,7 @@ def config_hash(config: TrainConfig) -> str:
 
 
 def layers_of(options: Mapping[str, Any]) -> tuple[int, ...]:
-    """Layer widths ``(N0,) + (width,) * depth + (10,)`` of a cell (MODEL.md section 2)."""
+    """Layer widths ``(N0,) + (width,) * depth + (10,)`` of a cell (docs/model.md section 2)."""
     return (int(options["input_dim"]),) + (int(options["width"]),) * int(options["depth"]) + (N_CLASSES,)
 
 
@@ -212,7 +212,7 @@ class ScanSpec:
 
     @classmethod
     def build(cls, grid: Mapping[str, Sequence], fixed: Mapping[str, Any] | None = None, *,
-              name: str | None = None, where: str = "scan") -> "ScanSpec":
+              name: str | None = None, where: str = "scan") -> ScanSpec:
         """Validate and normalise a grid and fixed options; raise :class:`MfphysError` on bad input."""
         g, f = {}, {}
         for k, values in grid.items():
@@ -252,7 +252,7 @@ class ScanSpec:
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike, *, grid: Mapping | None = None, fixed: Mapping | None = None,
-                  name: str | None = None) -> "ScanSpec":
+                  name: str | None = None) -> ScanSpec:
         """Read a scan file (tables ``[grid]`` and ``[fixed]``, optional ``name``); ``grid``/``fixed``
         given here override it key by key (the command line wins over the file)."""
         path = Path(path)
@@ -390,24 +390,6 @@ def spec_from_options(options: Mapping[str, str | None], *, config: str | os.Pat
 # --- small file helpers ---------------------------------------------------------------------------
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def _write_json_atomic(obj, path: Path) -> None:
-    """JSON to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    with store.atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1))
-
-
-def _read_json(path: Path):
-    """A small JSON file, or None if it is missing, half-gone or not JSON."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _boot_id() -> str:
     """This machine's boot id (Linux), so that a pid from before a reboot is not taken as alive."""
     try:
@@ -479,7 +461,7 @@ def read_scan_json(folder: str | os.PathLike) -> dict:
     p = _Paths(Path(folder))
     if not p.scan_json.exists():
         raise MfphysError(f"{folder} is not an mfphys scan folder (no {SCAN_JSON})")
-    meta = _read_json(p.scan_json)
+    meta = read_json(p.scan_json)
     if not isinstance(meta, dict) or meta.get(store.KIND_ATTR) != KIND:
         raise MfphysError(f"{p.scan_json} is not an mfphys scan description ({store.KIND_ATTR} != {KIND!r})")
     return meta
@@ -499,7 +481,7 @@ def _cell_status(p: _Paths, key: str, names: set) -> str:
     """Status of a cell from file names alone (plus the tiny marker JSON)."""
     if f"{key}.nc" in names:
         return "done"
-    if f"{key}.running" in names and marker_alive(_read_json(p.running(key))) is not False:
+    if f"{key}.running" in names and marker_alive(read_json(p.running(key))) is not False:
         return "running"
     if f"{key}.failed.json" in names:
         return "failed"
@@ -595,7 +577,7 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
         n_conn[index][: len(widths) - 1] = np.multiply(widths[:-1], widths[1:])
         st = _cell_status(p, key, names)
         if st == "failed":
-            info = _read_json(p.failed(key)) or {}
+            info = read_json(p.failed(key)) or {}
             error[index] = str(info.get("error", "failed (no readable record)"))
         if st != "done":
             status[index] = st
@@ -705,7 +687,7 @@ def _check_folder(spec: ScanSpec, p: _Paths) -> dict | None:
     if meta.get("scan_hash") != spec.scan_hash():
         raise MfphysError(f"{folder} was made by a different scan configuration ({_describe_diff(meta, spec)}); "
                           "use another --name or delete it")
-    owners = [i for i in (_read_json(m) for m in p.cells.glob("*.running")) if marker_alive(i)]
+    owners = [i for i in (read_json(m) for m in p.cells.glob("*.running")) if marker_alive(i)]
     owners = [i for i in owners if i.get("owner_pid") != os.getpid()]
     if owners:
         raise MfphysError(f"{folder} is being scanned right now by process {owners[0]['owner_pid']} on "
@@ -757,7 +739,7 @@ def _cell_done(p: _Paths, cell: Cell, *, foreign_ok: bool = False) -> bool:
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    with store.atomic_file(dst) as tmp:
+    with atomic_file(dst) as tmp:
         shutil.copyfile(src, tmp)
 
 
@@ -777,7 +759,7 @@ def _preflight(cells: Sequence[Cell], data_dir) -> None:
 def _error_record(exc: BaseException, cell: Cell) -> dict:
     rec = {"error": str(exc) if isinstance(exc, MfphysError) else f"{type(exc).__name__}: {exc}",
            "error_type": type(exc).__name__, "config_hash": cell.config_hash, "scan_cell": dict(cell.coords),
-           "time": _now(), "host": socket.gethostname(), "mfphys_version": __version__}
+           "time": utc_now(), "host": socket.gethostname(), "mfphys_version": __version__}
     if not isinstance(exc, MfphysError):
         rec["traceback"] = "".join(traceback.format_exception(exc))
     return rec
@@ -790,27 +772,27 @@ def _train_cell(cell: Cell, data_dir, marker: str | None, owner: dict, blas_thre
     where = f"{socket.gethostname()}:{os.getpid()}"
     if marker is not None and Path(marker).parent.is_dir():  # a worker without the shared folder skips it
         with contextlib.suppress(MfphysError):
-            _write_json_atomic({"pid": os.getpid(), "host": socket.gethostname(), "started": _now(), **owner},
+            write_json_atomic({"pid": os.getpid(), "host": socket.gethostname(), "started": utc_now(), **owner},
                                Path(marker))
     limits = contextlib.nullcontext()
     if blas_threads:
         # the same thread count everywhere gives the same numbers (OpenBLAS's sums depend on it);
         # and one single-threaded process per core beats multi-threaded BLAS on a CPU (DESIGN.md)
         with contextlib.suppress(ImportError):
-            from threadpoolctl import threadpool_limits  # noqa: PLC0415
+            from threadpoolctl import threadpool_limits
 
             limits = threadpool_limits(blas_threads)
     try:
         with limits:
             return "done", train(cell.config, data_dir=data_dir, callback=callback), where
-    except Exception as exc:  # noqa: BLE001  a failing cell is recorded and the scan goes on
+    except Exception as exc:
         return "failed", _error_record(exc, cell), where
 
 
 def _connect(workers: int | None, scheduler: str | None, timeout: float):
     """A dask.distributed Client (and the LocalCluster we own, or None)."""
     try:
-        from dask.distributed import Client, LocalCluster  # noqa: PLC0415
+        from dask.distributed import Client, LocalCluster
     except ImportError:
         raise MfphysError("--workers/--scheduler need dask.distributed: pip install 'mfphys[dist]'") from None
     if scheduler:
@@ -820,16 +802,16 @@ def _connect(workers: int | None, scheduler: str | None, timeout: float):
         try:
             try:
                 return Client(scheduler, timeout=timeout), None
-            except Exception as exc:  # noqa: BLE001  OSError, TimeoutError, ValueError for a bad address
+            except Exception as exc:
                 why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             gc.collect()
         finally:
             sys.unraisablehook = hook
         raise MfphysError(f"cannot reach the Dask scheduler at {scheduler} within {timeout:g} s ({why}); "
                           "is `dask scheduler` running there?")
-    import logging  # noqa: PLC0415
+    import logging
 
-    import dask  # noqa: PLC0415
+    import dask
 
     # Dask's nanny gives workers OMP/MKL/OPENBLAS_NUM_THREADS=1 (what we want: one single-threaded
     # process per core, DESIGN.md) and MALLOC_TRIM_THRESHOLD_=65536, which switches off glibc's
@@ -905,10 +887,10 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
     try:
         if meta is None:
             p.folder.mkdir(parents=True, exist_ok=True)
-            _write_json_atomic({store.KIND_ATTR: KIND, "mfphys_version": __version__, "name": name,
+            write_json_atomic({store.KIND_ATTR: KIND, "mfphys_version": __version__, "name": name,
                                 "dims": list(spec.dims), "grid": spec.grid_dict, "fixed": spec.fixed_dict,
                                 "width": spec.fixed_dict.get("width"), "scan_hash": spec.scan_hash(),
-                                "created": _now(), "command": command or "mfphys.scan.run_scan"}, p.scan_json)
+                                "created": utc_now(), "command": command or "mfphys.scan.run_scan"}, p.scan_json)
         p.cells.mkdir(exist_ok=True)
         _clean_stale(p)
         for cell, src in copies:  # the bytes of a finished cell, copied atomically
@@ -917,7 +899,7 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
 
         counts = {"total": len(cells), "done": len(done), "failed": len(failed_old), "running": 0,
                   "pending": len(todo)}
-        failures = [(c.key, (_read_json(p.failed(c.key)) or {}).get("error", "")) for c in failed_old]
+        failures = [(c.key, (read_json(p.failed(c.key)) or {}).get("error", "")) for c in failed_old]
         emit = callback or (lambda ev: None)
         emit(ScanEvent("begin", None, dict(counts)))
         owner = _owner()
@@ -935,7 +917,7 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
                 counts["done"] += 1
                 emit(ScanEvent("cell_done", cell, dict(counts)))
             else:
-                _write_json_atomic({**payload, "trained_on": where}, p.failed(cell.key))
+                write_json_atomic({**payload, "trained_on": where}, p.failed(cell.key))
                 counts["failed"] += 1
                 failures.append((cell.key, payload["error"]))
                 emit(ScanEvent("cell_failed", cell, dict(counts), error=payload["error"]))
@@ -970,7 +952,7 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
 
 def _run_dask(client, todo, p: _Paths, owner, data_dir, blas_threads, counts, emit, finish) -> None:
     """Submit every cell, biggest first; write each result here as it arrives."""
-    from dask.distributed import wait  # noqa: PLC0415
+    from dask.distributed import wait
 
     tag = uuid.uuid4().hex[:8]
     futures = {}
@@ -1001,7 +983,7 @@ def _run_dask(client, todo, p: _Paths, owner, data_dir, blas_threads, counts, em
 def _clean_stale(p: _Paths) -> None:
     """Remove markers of dead scan processes and temp files they left (killed mid-write)."""
     for m in p.cells.glob("*.running"):
-        if not marker_alive(_read_json(m)):
+        if not marker_alive(read_json(m)):
             with contextlib.suppress(FileNotFoundError):
                 m.unlink()
     for t in p.cells.glob(".*.tmp"):
@@ -1016,7 +998,7 @@ def _clean_stale(p: _Paths) -> None:
 
 def _remove_own_markers(p: _Paths, owner: Mapping) -> None:
     for m in p.cells.glob("*.running"):
-        info = _read_json(m)
+        info = read_json(m)
         if isinstance(info, dict) and info.get("owner_pid") == owner["owner_pid"] \
                 and info.get("owner_host") == owner["owner_host"]:
             with contextlib.suppress(FileNotFoundError):

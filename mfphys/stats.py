@@ -17,6 +17,19 @@ def mean_err(values) -> tuple[float, float]:
     return float(v.mean()), float(err)
 
 
+def sample_std(values, axis: int = 0) -> np.ndarray:
+    """Standard deviation over ``axis`` with Bessel's correction (ddof = 1); 0 where there is one
+    value (NaN stays NaN).
+
+    The spread over replicas (seeds) that every figure, table and dataset of mfphys reports;
+    with xarray: ``da.reduce(sample_std, dim="replica")``.
+    """
+    a = np.asarray(values, dtype=float)
+    if a.shape[axis] > 1:
+        return a.std(axis=axis, ddof=1)
+    return a.take(0, axis=axis) * 0.0
+
+
 def format_stat(values, digits: int | None = None) -> str:
     """``0.9561 ± 0.0012``: the error with two significant digits and the mean to match."""
     mean, err = mean_err(values)

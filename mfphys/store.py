@@ -1,7 +1,7 @@
 """Runs as ``xarray.Dataset`` objects and netCDF files (DESIGN.md "Stored data").
 
 The only module that builds xarray objects. A run file holds the learning curves, the
-final ``pi``, ``m``, ``Xi`` of every layer, the order parameters of MODEL.md section 6 and,
+final ``pi``, ``m``, ``Xi`` of every layer, the order parameters of docs/model.md section 6 and,
 as attributes, the configuration (JSON), package version, backend, data checksum and
 timings, so that a file alone says how it was made. Nothing is pickled.
 
@@ -12,8 +12,6 @@ old complete file or the new complete file, never a half-written one.
 
 from __future__ import annotations
 
-import contextlib
-import datetime as _dt
 import json
 import os
 import platform
@@ -26,7 +24,8 @@ import xarray as xr
 
 from . import __version__, order
 from .errors import MfphysError
-from .model import Layer
+from .fileio import atomic_file, temp_name, utc_now
+from .model import Layer, architecture
 
 ENGINE = "netcdf4"
 KIND_ATTR = "mfphys_kind"
@@ -65,10 +64,6 @@ def _long(name: str):
     return {"long_name": long, "units": units}
 
 
-def architecture(layers) -> str:
-    return "-".join(str(n) for n in layers)
-
-
 def run_to_dataset(result, *, tol: float = order.TOL, xi_tol: float = order.XI_TOL,
                    xi_zero: float = order.XI_ZERO, command: str | None = None) -> xr.Dataset:
     """Build the public-schema Dataset (DESIGN.md) of a :class:`mfphys.train.TrainResult`."""
@@ -104,7 +99,7 @@ def run_to_dataset(result, *, tol: float = order.TOL, xi_tol: float = order.XI_T
     data["dead_inputs"] = (("input",), np.asarray(result.dead_inputs, dtype=np.int8),
                            {"long_name": "1 where the input is constant over the training set", "units": "1"})
     ds = xr.Dataset({k: xr.Variable(d, v, attrs=a) for k, (d, v, a) in data.items()}, coords=coords)
-    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    now = utc_now()
     ds.attrs = {
         KIND_ATTR: "run",
         "title": f"mfphys {cfg.mode} run: {result.data['name']} {architecture(cfg.layers)}",
@@ -135,7 +130,7 @@ def params_from_dataset(ds: xr.Dataset) -> tuple:
 
 
 def config_from_dataset(ds: xr.Dataset):
-    from .train import TrainConfig  # noqa: PLC0415
+    from .train import TrainConfig
 
     return TrainConfig.from_json(ds.attrs["config"])
 
@@ -150,42 +145,14 @@ def check_writable(path: str | os.PathLike) -> Path:
         raise MfphysError(f"--out {path} is a directory: give a file name ending in .nc")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _temp_path(path) as tmp:
+        tmp = temp_name(path)
+        try:
             tmp.write_bytes(b"")
+        finally:
+            tmp.unlink(missing_ok=True)
     except OSError as exc:
         raise MfphysError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
-
-
-@contextlib.contextmanager
-def _temp_path(path: Path):
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-    finally:
-        with contextlib.suppress(OSError):  # renamed already, or its folder never was
-            tmp.unlink()
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike):
-    """Write a file atomically: yield a temporary path beside ``path`` to write to; on success
-    it is flushed to disk and renamed over ``path``, on failure removed.
-
-    A reader sees the old complete file or the new complete file, never half of one. Every
-    file mfphys writes (runs, scans, reproductions, figures, exports) goes through here;
-    an ``OSError`` becomes one clear :class:`MfphysError`.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with _temp_path(path) as tmp:
-            yield tmp
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-    except OSError as exc:
-        raise MfphysError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def write_atomic(ds: xr.Dataset, path: str | os.PathLike) -> Path:
@@ -218,6 +185,23 @@ def open_run(path: str | os.PathLike) -> xr.Dataset:
     if KIND_ATTR not in ds.attrs:
         raise MfphysError(f"{path} is a netCDF file but not an mfphys file (no '{KIND_ATTR}' attribute)")
     return ds
+
+
+def live_inputs(ds: xr.Dataset):
+    """(N_0,) bool mask of the inputs that vary over the training set (docs/model.md section 6,
+    dead inputs), or None when the file does not record them."""
+    return ds["dead_inputs"].values == 0 if "dead_inputs" in ds else None
+
+
+def run_tolerances(ds: xr.Dataset, *, tol=None, xi_tol=None, xi_zero=None, exact: bool = False) -> dict:
+    """The category thresholds to use for a run file: those given, else those its stored order
+    parameters were computed with (attribute ``order_tolerances``), else the defaults."""
+    try:
+        stored = json.loads(ds.attrs.get("order_tolerances", "{}"))
+    except ValueError:
+        stored = {}
+    return order.resolve_tolerances(stored if isinstance(stored, dict) else {}, tol=tol, xi_tol=xi_tol,
+                                    xi_zero=xi_zero, exact=exact)
 
 
 def open_trained_run(path: str | os.PathLike) -> xr.Dataset:

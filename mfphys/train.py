@@ -2,7 +2,7 @@
 
 ``train(config)`` is the whole job behind ``mfphys train``: it loads the data, trains,
 evaluates (noise-free mean-field accuracy each epoch, sampled sub-networks at the end,
-MODEL.md section 5) and returns a :class:`TrainResult` of host (NumPy) arrays. Storage is
+docs/model.md section 5) and returns a :class:`TrainResult` of host (NumPy) arrays. Storage is
 ``mfphys.store``'s business; progress goes through a callback.
 """
 
@@ -18,7 +18,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from . import model, optim
-from .backend import get_backend
+from .backend import EVAL, INIT, NOISE, ORDER, get_backend, replica_rngs
 from .errors import DivergenceError, MfphysError
 
 MODES = ("gbp", "bp")
@@ -61,7 +61,7 @@ class TrainConfig:
         object.__setattr__(self, "layers", tuple(int(n) for n in self.layers))
         object.__setattr__(self, "decay_on", tuple(self.decay_on))
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise :class:`MfphysError` with one clear line for any bad value."""
         if len(self.layers) < 2 or any(n <= 0 for n in self.layers):
             raise MfphysError(f"--layers needs at least two positive widths, got {','.join(map(str, self.layers))}")
@@ -90,7 +90,7 @@ class TrainConfig:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "TrainConfig":
+    def from_json(cls, text: str) -> TrainConfig:
         d = json.loads(text)
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
@@ -129,17 +129,9 @@ class TrainResult:
     timings: dict = field(default_factory=dict)
 
 
-def replica_seeds(seed: int, replicas: int, purpose: int):
-    """Independent NumPy generators, one per replica, for one purpose (init, order, noise, eval)."""
-    return [np.random.default_rng(np.random.SeedSequence(seed + r).spawn(4)[purpose]) for r in range(replicas)]
-
-
-INIT, ORDER, NOISE, EVAL = range(4)
-
-
 def load_data(config: TrainConfig, data_dir=None):
     """The dataset a config names, checked against its layer widths."""
-    from . import data as data_mod  # noqa: PLC0415  (keeps `import mfphys.model` light)
+    from . import data as data_mod
 
     teacher = None
     if config.dataset == "teacher":
@@ -184,15 +176,15 @@ def _train(config, data_dir, dataset, callback) -> TrainResult:
     if B > P:
         raise MfphysError(f"--batch-size {B} is larger than the {P} training patterns")
 
-    host_params = model.init_params(config.layers, replica_seeds(config.seed, R, INIT), m_std=config.init_m_std,
+    host_params = model.init_params(config.layers, replica_rngs(config.seed, R, INIT), m_std=config.init_m_std,
                                     xi_scale=config.init_xi, bp=bp, dtype=dt)
     params = tuple(model.Layer(*(be.asarray(v) for v in layer)) for layer in host_params)
     trainable = ("m",) if bp else optim.PARAM_NAMES
     state = optim.adam_init(params, trainable=trainable)
     adam_cfg = optim.AdamConfig(config.adam_b1, config.adam_b2, config.adam_eps, config.weight_decay,
                                 config.decay_on)
-    order_rngs = replica_seeds(config.seed, R, ORDER)
-    noise_host = replica_seeds(config.seed, R, NOISE)
+    order_rngs = replica_rngs(config.seed, R, ORDER)
+    noise_host = replica_rngs(config.seed, R, NOISE)
     noise_dev = noise_host if (config.host_noise or be.name == "numpy") else [
         be.device_rng(int(g.integers(2**32))) for g in noise_host]
     widths = config.layers[1:]
@@ -249,9 +241,9 @@ def _train(config, data_dir, dataset, callback) -> TrainResult:
         raise DivergenceError("training diverged: parameters are not finite at the end; try a smaller --lr")
     t0 = time.perf_counter()
     sampled, voted = evaluate_sampled(host, ds.x_test, ds.y_test, n_draws=config.eval_samples,
-                                      rngs=replica_seeds(config.seed, R, EVAL), activation=config.activation, be=be)
+                                      rngs=replica_rngs(config.seed, R, EVAL), activation=config.activation, be=be)
     t_eval = time.perf_counter() - t0
-    from .data import dataset_summary, dead_inputs  # noqa: PLC0415
+    from .data import dataset_summary, dead_inputs
 
     hist["lr"], hist["epoch_seconds"], hist["eval_seconds"] = lrs, secs, eval_secs
     return TrainResult(config, host, hist, sampled, voted, dataset_summary(ds), dead_inputs(ds.x_train),

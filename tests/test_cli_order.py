@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from cli.order import QUANTITIES, parse_fractions
 from mfphys import store
+from mfphys.cli.main import app
+from mfphys.cli.order import QUANTITIES, parse_fractions
 from mfphys.errors import MfphysError
 from mfphys.train import TrainConfig, train
 
@@ -29,7 +29,7 @@ def make_run(path, mode="gbp", dead=False):
     cfg = TrainConfig(dataset="teacher", layers=(20, 16, 12, 10), n_train=500, n_test=300, epochs=3, batch_size=100,
                       replicas=R, backend="numpy", mode=mode, eval_samples=4)
     result = train(cfg)
-    if dead:  # pretend inputs 0..4 were constant, as ~111 MNIST pixels are (MODEL.md section 6)
+    if dead:  # pretend inputs 0..4 were constant, as ~111 MNIST pixels are (docs/model.md section 6)
         result.dead_inputs = np.arange(20) < 5
     store.save_run(result, path)
     return path

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from cli.scan import EXIT_FAILED_CELLS
 from mfphys import scan, store
+from mfphys.cli.main import app
+from mfphys.cli.scan import EXIT_FAILED_CELLS
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -69,7 +69,7 @@ def test_default_folder_is_named_by_the_configuration(tmp_path, monkeypatch):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_scan_resumes_without_touching_finished_cells(tmp_path, sig):
     folder = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "cli.main", "scan", *ARGS, "--epochs", "10", "--out", str(folder), "-q"]
+    cmd = [sys.executable, "-m", "mfphys", "scan", *ARGS, "--epochs", "10", "--out", str(folder), "-q"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     cells = folder / "cells"
     deadline = time.monotonic() + 120

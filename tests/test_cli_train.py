@@ -9,9 +9,9 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
 from mfphys import data as data_mod
 from mfphys import open_run
+from mfphys.cli.main import app
 
 runner = CliRunner()
 TINY = ["--dataset", "teacher", "--layers", "784,16,10", "--n-train", "200", "--n-test", "100", "--epochs", "2",
@@ -99,7 +99,7 @@ def test_unwritable_out_fails_before_training(tmp_path):
 
 def test_entry_point_subprocess_error_exit_code(tmp_path):
     """The installed console script: one line on stderr, non-zero exit, no traceback."""
-    proc = subprocess.run([sys.executable, "-m", "cli.main", "train", "--layers", "7", "--out", str(tmp_path / "x.nc")],
+    proc = subprocess.run([sys.executable, "-m", "mfphys", "train", "--layers", "7", "--out", str(tmp_path / "x.nc")],
                           capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: --layers needs at least two positive widths, got 7"]

@@ -165,7 +165,7 @@ def test_name_spellings_accepted(mnist_dir):
 
 
 def test_dead_inputs_first_10000_mnist(mnist_dir):
-    """MODEL.md section 6 says about 111; measured: exactly 111 (67 over all 60,000)."""
+    """docs/model.md section 6 says about 111; measured: exactly 111 (67 over all 60,000)."""
     ds = data.load_dataset("mnist", data_dir=mnist_dir, n_train=10000)
     dead = data.dead_inputs(ds.x_train)
     assert dead.shape == (784,) and dead.dtype == bool

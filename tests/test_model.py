@@ -1,4 +1,4 @@
-"""Oracles for the numerics of mfphys.model (MODEL.md sections 1-3, 5).
+"""Oracles for the numerics of mfphys.model (docs/model.md sections 1-3, 5).
 
 - gBP gradients against central finite differences of the same loss with the same fixed
   noise, float64, every parameter kind of every layer;
@@ -124,7 +124,7 @@ def test_bp_gradients_match_finite_differences():
 
 
 def test_mean_field_statistics_match_explicit_weight_sampling():
-    """G and Delta of MODEL.md section 2 against S explicit weight draws of a wide layer.
+    """G and Delta of docs/model.md section 2 against S explicit weight draws of a wide layer.
 
     With S draws the sample mean of h has standard error sqrt(Delta/S) and the sample
     variance a relative standard error sqrt(2/S) (h is Gaussian by the CLT); we allow 5

@@ -1,4 +1,4 @@
-"""Adam + decay + projection (MODEL.md section 4)."""
+"""Adam + decay + projection (docs/model.md section 4)."""
 
 from __future__ import annotations
 

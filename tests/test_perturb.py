@@ -1,4 +1,4 @@
-"""The targeted-perturbation experiment (MODEL.md section 7.3): mechanics and the effect.
+"""The targeted-perturbation experiment (docs/model.md section 7.3): mechanics and the effect.
 
 Fast tests use hand-built parameters whose categories are known and record exactly which
 connections every evaluation saw removed; a slow test trains on real MNIST and checks the
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mfphys import order, perturb, store
+from mfphys.backend import SELECT_VIP, replica_rngs
 from mfphys.errors import MfphysError
 from mfphys.model import Layer
 from mfphys.train import TrainConfig, load_data, train
@@ -171,7 +172,7 @@ def test_bad_arguments_are_user_errors(kw, msg):
 
 def test_random_ranks_are_permutations_of_the_candidates():
     mask = np.random.default_rng(0).random((3, 4, 6)) < 0.4
-    ranks = perturb.random_ranks(mask, perturb.selection_rngs(0, 3, perturb.SELECT_VIP))
+    ranks = perturb.random_ranks(mask, replica_rngs(0, 3, SELECT_VIP))
     for r in range(3):
         assert sorted(ranks[r][mask[r]].tolist()) == list(range(mask[r].sum()))
         assert np.all(ranks[r][~mask[r]] == perturb.NOT_CANDIDATE)

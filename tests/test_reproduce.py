@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 from typer.testing import CliRunner
 
-from cli.main import app
+from mfphys.cli.main import app
 from mfphys.reproduce import EXPERIMENTS, Protocol
 
 
@@ -64,3 +64,11 @@ def test_rerun_reuses_finished_work(quick, mnist_dir):
 def test_unknown_experiment_is_one_line():
     res = CliRunner().invoke(app, ["reproduce", "figure9"])
     assert res.exit_code == 2 and res.stderr.strip().startswith("error: unknown experiment")
+
+
+def test_cli_choices_match_the_library():
+    """The CLI spells the experiment names out (to start fast); they must be the library's."""
+    from mfphys import reproduce as rep
+    from mfphys.cli.reproduce import CHOICES
+
+    assert CHOICES == (*rep.EXPERIMENTS, "all")

@@ -36,7 +36,7 @@ def test_public_schema(result):
         assert ds[k].dims == ("replica", "layer")
         assert "long_name" in ds[k].attrs and "units" in ds[k].attrs
     np.testing.assert_allclose(ds.frac_vip + ds.frac_uip + ds.frac_variable, 1.0)
-    assert 0 <= float(ds.test_acc.min()) and float(ds.test_acc.max()) <= 1
+    assert float(ds.test_acc.min()) >= 0 and float(ds.test_acc.max()) <= 1
     assert TrainConfig.from_json(ds.attrs["config"]) == result.config
     for k in ("mfphys_version", "backend", "data_checksum", "history", "created", "timings"):
         assert ds.attrs[k]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfphys import MfphysError, DivergenceError
+from mfphys import DivergenceError, MfphysError
 from mfphys.data import TeacherConfig, load_dataset
 from mfphys.train import TrainConfig, train
 
@@ -63,7 +63,7 @@ def test_projection_puts_parameters_on_the_boundaries(teacher_data):
     pi = np.concatenate([l.pi.ravel() for l in res.params])
     xi = np.concatenate([l.xi.ravel() for l in res.params])
     assert pi.min() >= 0 and pi.max() <= 1 and xi.min() >= 0
-    assert np.any(pi == 0) and np.any(xi == 0)  # the hard projection of MODEL.md section 4
+    assert np.any(pi == 0) and np.any(xi == 0)  # the hard projection of docs/model.md section 4
 
 
 def test_lr_halving_schedule():
@@ -91,7 +91,7 @@ def test_learns_real_mnist_quickly(mnist_dir):
 
 @pytest.mark.slow
 def test_paper_accuracy_on_mnist(mnist_dir):
-    """MODEL.md section 7.1 / issue 2 item 4: defaults, 100 epochs, 3 seeds."""
+    """docs/model.md section 7.1 / issue 2 item 4: defaults, 100 epochs, 3 seeds."""
     accs = {}
     for mode in ("gbp", "bp"):
         res = train(TrainConfig(mode=mode, replicas=3, backend="numpy"), data_dir=mnist_dir)
@@ -175,13 +175,13 @@ def test_auto_backend_picks_a_working_gpu():
 
 @pytest.mark.parametrize("backend", ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
 def test_sampled_evaluation_agrees_across_backends(backend, teacher_data):
-    from mfphys.backend import get_backend
-    from mfphys.train import EVAL, evaluate_sampled, replica_seeds
+    from mfphys.backend import EVAL, get_backend, replica_rngs
+    from mfphys.train import evaluate_sampled
 
     res = train(TrainConfig(**{**TEACHER, "dtype": "float64", "eval_samples": 0}), dataset=teacher_data)
     kw = dict(n_draws=5, activation="relu")
-    ref = evaluate_sampled(res.params, teacher_data.x_test, teacher_data.y_test, rngs=replica_seeds(0, 1, EVAL), **kw)
-    got = evaluate_sampled(res.params, teacher_data.x_test, teacher_data.y_test, rngs=replica_seeds(0, 1, EVAL),
+    ref = evaluate_sampled(res.params, teacher_data.x_test, teacher_data.y_test, rngs=replica_rngs(0, 1, EVAL), **kw)
+    got = evaluate_sampled(res.params, teacher_data.x_test, teacher_data.y_test, rngs=replica_rngs(0, 1, EVAL),
                            be=get_backend(backend, "float64"), **kw)
     np.testing.assert_allclose(got[0], ref[0])
     np.testing.assert_allclose(got[1], ref[1])

@@ -9,6 +9,7 @@ and assert on what the widgets show; snapshot tests (pytest-textual-snapshot) gu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import functools
 import json
@@ -84,10 +85,8 @@ def write_scan(folder: Path, depth, n_train, *, stop_at_cell: int | None = None,
         if ev.kind == "begin" and stop_at_cell == 0:
             raise _Stop
 
-    try:
+    with contextlib.suppress(_Stop):
         scan.run_scan(spec, folder, callback=stop)
-    except _Stop:
-        pass
     _pin_created(folder)
     return spec
 
@@ -180,16 +179,14 @@ async def settle(app, pilot, rounds: int = 3) -> None:
 
     for _ in range(rounds):
         for worker in list(app.workers):
-            try:
+            with contextlib.suppress(WorkerCancelled):  # replaced by a newer one (live refresh): fine
                 await worker.wait()
-            except WorkerCancelled:  # replaced by a newer one (live refresh): fine
-                pass
         await pilot.pause()
 
 
 async def select(app, pilot, name: str) -> None:
     """Highlight the sidebar entry called ``name`` and wait for its view."""
-    from cli.tui.app import EntryList
+    from mfphys.cli.tui.app import EntryList
 
     await settle(app, pilot)
     olist = app.query_one("#entries", EntryList)
@@ -233,7 +230,7 @@ def big_scan(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    from cli.tui import data as D
+    from mfphys.cli.tui import data as D
 
     D.CACHE.clear()
     yield
@@ -241,7 +238,7 @@ def _fresh_cache():
 
 
 def app_for(root, **kw):
-    from cli.tui.app import MfphysTUI
+    from mfphys.cli.tui.app import MfphysTUI
 
     return MfphysTUI(root, interval=kw.pop("interval", 0), **kw)
 
@@ -250,7 +247,7 @@ def app_for(root, **kw):
 
 
 def test_list_entries_describes_runs_scans_and_perturbations(runs_dir):
-    from cli.tui import data as D
+    from mfphys.cli.tui import data as D
 
     entries = {e.name: e for e in D.list_entries(runs_dir)}
     assert sorted(entries) == ["bp", "gbp", "pert", "scan"]
@@ -267,7 +264,7 @@ def test_list_entries_describes_runs_scans_and_perturbations(runs_dir):
 
 
 def test_problem_files_are_listed_with_their_error(broken_dir):
-    from cli.tui import data as D
+    from mfphys.cli.tui import data as D
 
     entries = {e.name: e for e in D.list_entries(broken_dir)}
     assert sorted(entries) == ["corrupt", "empty-scan", "foreign", "not-a-scan", "writing-scan"]  # no temp file
@@ -281,7 +278,7 @@ def test_problem_files_are_listed_with_their_error(broken_dir):
 
 
 def test_half_written_or_vanished_files_never_raise_from_listing(tmp_path, runs_dir):
-    from cli.tui import data as D
+    from mfphys.cli.tui import data as D
     from mfphys.errors import MfphysError
 
     raw = (runs_dir / "gbp.nc").read_bytes()
@@ -297,7 +294,7 @@ def test_half_written_or_vanished_files_never_raise_from_listing(tmp_path, runs_
 
 
 def test_listing_rereads_only_changed_files(tmp_path, runs_dir, monkeypatch):
-    from cli.tui import data as D
+    from mfphys.cli.tui import data as D
 
     for name in ("gbp.nc", "bp.nc"):
         (tmp_path / name).write_bytes((runs_dir / name).read_bytes())
@@ -322,7 +319,7 @@ def test_listing_rereads_only_changed_files(tmp_path, runs_dir, monkeypatch):
     ("nothing-matches", []),
 ])
 def test_filter_entries(runs_dir, text, expected):
-    from cli.tui import data as D
+    from mfphys.cli.tui import data as D
 
     assert [e.name for e in D.filter_entries(D.list_entries(runs_dir), text)] == expected
 
@@ -332,7 +329,7 @@ def test_filter_entries(runs_dir, text, expected):
 
 def test_scan_grid_matches_the_cell_files(runs_dir):
     """The heatmap's numbers are the replica mean and std of each cell file's own values."""
-    from cli.tui import data as D
+    from mfphys.cli.tui import data as D
 
     ds = D.load_scan(runs_dir / "scan")
     grid = D.scan_grid(ds, "sparsity", 2)
@@ -356,7 +353,7 @@ def test_scan_grid_matches_the_cell_files(runs_dir):
 
 
 def test_scan_grid_whole_network_is_connection_weighted(runs_dir):
-    from cli.tui import data as D
+    from mfphys.cli.tui import data as D
 
     ds = D.load_scan(runs_dir / "scan")
     assert D.scan_layers(ds) == [1, 2, 3, D.NETWORK]
@@ -369,7 +366,7 @@ def test_scan_grid_whole_network_is_connection_weighted(runs_dir):
 
 
 def test_overlay_status_marks_cells_finished_since_the_last_read(broken_dir):
-    from cli.tui import data as D
+    from mfphys.cli.tui import data as D
 
     ds = D.load_scan(broken_dir / "writing-scan")
     entry = next(e for e in D.list_entries(broken_dir) if e.name == "writing-scan")
@@ -385,7 +382,7 @@ def test_overlay_status_marks_cells_finished_since_the_last_read(broken_dir):
 
 
 def test_layer_table_and_curves(runs_dir):
-    from cli.tui import data as D
+    from mfphys.cli.tui import data as D
 
     run = D.load_run(runs_dir / "gbp.nc", baseline=runs_dir / "bp.nc")
     header, rows = D.layer_table(run)
@@ -403,7 +400,7 @@ def test_layer_table_and_curves(runs_dir):
 
 
 def test_colour_scale_runs_from_dark_to_bright():
-    from cli.tui.widgets import VIRIDIS, colour_at, ink_for
+    from mfphys.cli.tui.widgets import VIRIDIS, colour_at, ink_for
 
     assert colour_at(0) == VIRIDIS[0] and colour_at(1) == VIRIDIS[-1]
     assert colour_at(-3) == VIRIDIS[0] and colour_at(7) == VIRIDIS[-1]
@@ -413,7 +410,7 @@ def test_colour_scale_runs_from_dark_to_bright():
 
 
 def test_braille_canvas_draws_a_diagonal_corner_to_corner():
-    from cli.tui.widgets import Series, braille_canvas
+    from mfphys.cli.tui.widgets import Series, braille_canvas
 
     bits, owner = braille_canvas([Series("", np.array([0.0, 1.0]), np.array([0.0, 1.0]), "red")], 10, 5,
                                  (0, 1), (0, 1))
@@ -424,7 +421,7 @@ def test_braille_canvas_draws_a_diagonal_corner_to_corner():
 
 @pytest.mark.parametrize("n, width, total_cols", [(40, 80, 80), (40, 30, 20), (40, 40, 40), (7, 3, 3)])
 def test_bar_columns_keep_every_count(n, width, total_cols):
-    from cli.tui.widgets import bar_columns
+    from mfphys.cli.tui.widgets import bar_columns
 
     counts = np.arange(n, dtype=float)
     cols = bar_columns(counts, width)
@@ -435,7 +432,7 @@ def test_bar_columns_keep_every_count(n, width, total_cols):
 @pytest.mark.parametrize("v, width, text", [(0.123456, 6, "0.1235"), (2.0, 6, "2"), (1e-5, 6, "1.0e-5"),
                                             (123456.7, 6, "123457"), (float("nan"), 6, "nan"), (0.0, 4, "0")])
 def test_short_numbers_fit(v, width, text):
-    from cli.tui.widgets import short
+    from mfphys.cli.tui.widgets import short
 
     assert short(v, width) == text and len(text) <= width
 
@@ -444,8 +441,8 @@ def test_short_numbers_fit(v, width, text):
 
 
 def test_export_scan_writes_csv_of_the_grid_and_png(runs_dir, tmp_path):
-    from cli.tui import data as D
-    from cli.tui import export as X
+    from mfphys.cli.tui import data as D
+    from mfphys.cli.tui import export as X
 
     grid = D.scan_grid(D.load_scan(runs_dir / "scan"), "sparsity", 1)
     paths = X.export_scan("scan", grid, tmp_path)
@@ -462,8 +459,8 @@ def test_export_scan_writes_csv_of_the_grid_and_png(runs_dir, tmp_path):
 
 @pilot_test
 async def test_navigation_shows_each_kind_of_view(runs_dir):
-    from cli.tui.views import RunView
-    from cli.tui.widgets import Heatmap, LinePlot
+    from mfphys.cli.tui.views import RunView
+    from mfphys.cli.tui.widgets import Heatmap, LinePlot
 
     app = app_for(runs_dir)
     async with app.run_test(size=SIZE) as pilot:
@@ -514,8 +511,8 @@ async def test_typing_filters_the_sidebar(runs_dir):
 
 @pilot_test
 async def test_scan_keys_cycle_parameter_layer_values_and_spread(runs_dir):
-    from cli.tui import data as D
-    from cli.tui.widgets import Heatmap
+    from mfphys.cli.tui import data as D
+    from mfphys.cli.tui.widgets import Heatmap
 
     app = app_for(runs_dir)
     async with app.run_test(size=SIZE) as pilot:
@@ -542,7 +539,7 @@ async def test_scan_keys_cycle_parameter_layer_values_and_spread(runs_dir):
         await pilot.press("v")
         after = screen_text(app)
         value = D.scan_grid(app.loaded[1].ds, "test_error").mean[1, 1]
-        from cli.tui.widgets import short
+        from mfphys.cli.tui.widgets import short
 
         assert heat.show_values and short(value, heat.size.width) not in before
         assert any(short(value, w) in after for w in range(3, 9))
@@ -557,7 +554,7 @@ async def test_scan_keys_cycle_parameter_layer_values_and_spread(runs_dir):
 
 @pilot_test
 async def test_run_keys_change_histogram_layer_and_curves(runs_dir):
-    from cli.tui.widgets import LinePlot
+    from mfphys.cli.tui.widgets import LinePlot
 
     app = app_for(runs_dir)
     async with app.run_test(size=SIZE) as pilot:
@@ -617,8 +614,8 @@ async def test_export_to_an_unwritable_place_is_a_notice_not_a_crash(runs_dir, t
 
 @pilot_test
 async def test_help_screen_lists_every_key(runs_dir):
-    from cli.tui.app import MfphysTUI
-    from cli.tui.screens import HelpScreen, key_rows
+    from mfphys.cli.tui.app import MfphysTUI
+    from mfphys.cli.tui.screens import HelpScreen, key_rows
 
     app = app_for(runs_dir)
     async with app.run_test(size=SIZE) as pilot:
@@ -636,7 +633,7 @@ async def test_help_screen_lists_every_key(runs_dir):
 
 @pilot_test
 async def test_problem_folder_opens_and_shows_each_error(broken_dir):
-    from cli.tui.widgets import Heatmap
+    from mfphys.cli.tui.widgets import Heatmap
 
     app = app_for(broken_dir)
     async with app.run_test(size=SIZE) as pilot:
@@ -687,7 +684,7 @@ async def test_live_refresh_follows_new_changed_and_vanished_files(runs_dir, tmp
         spec = write_scan(root / "scan", depth=(1,), n_train=(200, 400), stop_at_cell=1)
         await wait_for(lambda: any(e.name == "scan" for e in app.shown_entries))
         await select(app, pilot, "scan")
-        from cli.tui.widgets import Heatmap
+        from mfphys.cli.tui.widgets import Heatmap
 
         assert app.query_one(Heatmap).grid.status.tolist() == [["done", "pending"]]
         mark_running(root / "scan", spec.cells()[1].key)
@@ -698,8 +695,8 @@ async def test_live_refresh_follows_new_changed_and_vanished_files(runs_dir, tmp
 
 
 def test_scan_rereads_are_throttled_by_their_own_duration(runs_dir):
-    from cli.tui import data as D
-    from cli.tui.app import MfphysTUI, ScanPayload
+    from mfphys.cli.tui import data as D
+    from mfphys.cli.tui.app import MfphysTUI, ScanPayload
 
     app = MfphysTUI(runs_dir, interval=2.5)
     ds, now = D.load_scan(runs_dir / "scan"), time.monotonic()
@@ -717,8 +714,8 @@ def test_scan_rereads_are_throttled_by_their_own_duration(runs_dir):
 @pilot_test
 async def test_big_scan_loads_once_and_redraws_from_memory(big_scan, monkeypatch):
     """120 cells: one read of the combined dataset; parameter and layer keys do not read files."""
-    from cli.tui import data as D
-    from cli.tui.widgets import Heatmap
+    from mfphys.cli.tui import data as D
+    from mfphys.cli.tui.widgets import Heatmap
 
     calls = []
     real = D._open_scan
@@ -761,7 +758,7 @@ def test_snapshot_scan_view(runs_dir, snap_compare):
 def test_cli_refuses_a_missing_folder_in_one_line(tmp_path):
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from mfphys.cli.main import app
 
     result = CliRunner().invoke(app, ["tui", str(tmp_path / "nope")])
     assert result.exit_code != 0

@@ -20,12 +20,12 @@ def tui(
     interval: float = typer.Option(2.5, help="seconds between refreshes of the folder (0: only on `r`)"),
 ):
     """Browse and monitor runs and scans in a terminal UI (q quits, ? lists the keys)."""
-    from mfphys.errors import MfphysError  # noqa: PLC0415
+    from mfphys.errors import MfphysError
 
     if not runs_dir.is_dir():
         raise MfphysError(f"no such folder: {runs_dir} (make runs with `mfphys train`, or give a folder)")
     if interval < 0:
         raise MfphysError(f"--interval must be >= 0, got {interval}")
-    from .app import MfphysTUI  # noqa: PLC0415
+    from .app import MfphysTUI
 
     MfphysTUI(runs_dir, export_dir=export_dir, interval=interval).run()

@@ -152,7 +152,7 @@ class MfphysTUI(App):
     def refresh_entries(self) -> None:
         try:
             entries = D.list_entries(self.root)
-        except Exception as exc:  # noqa: BLE001  (the folder vanished ...: a message, never a crash)
+        except Exception as exc:
             self.call_from_thread(self._show_message, Text(D.one_line(exc), style="red"))
             return
         if not get_current_worker().is_cancelled:  # a newer listing replaced this one
@@ -199,7 +199,7 @@ class MfphysTUI(App):
         base = D.find_baseline(entry, self.entries)
         return self.loaded.baseline != (base.path, base.signature) if base else self.loaded.baseline is not None
 
-    def _scan_read_due(self, payload: "ScanPayload") -> bool:
+    def _scan_read_due(self, payload: ScanPayload) -> bool:
         """Whether a scan whose cells changed may be read again now.
 
         Reads are throttled to one per ``max(interval, 4 x the last read's duration)`` seconds,
@@ -281,7 +281,7 @@ class MfphysTUI(App):
             payload = self._read(entry, base)
         except MfphysError as exc:
             payload = str(exc)
-        except Exception as exc:  # noqa: BLE001  (a half-written or vanished file: shown, never a crash)
+        except Exception as exc:
             payload = f"cannot read {entry.path}: {type(exc).__name__}: {D.one_line(exc)}"
         if not get_current_worker().is_cancelled:  # the user moved on to another entry
             self.call_from_thread(self._loaded, entry, payload, (base.path, base.signature) if base else None)
@@ -330,7 +330,7 @@ class MfphysTUI(App):
             self.loaded = self.loaded._replace(entry=entry)
         try:
             self._draw_payload(self.loaded.entry, self.loaded.payload)
-        except Exception as exc:  # noqa: BLE001  (data of an unexpected shape: say so, keep running)
+        except Exception as exc:
             self._show_message(Text(f"cannot show {self.loaded.entry.name}: {type(exc).__name__}: "
                                     f"{D.one_line(exc)}", style="red"))
         self.refresh_bindings()
@@ -457,7 +457,7 @@ class MfphysTUI(App):
                 paths = X.export_run(name, what, extra, self.export_dir)
             else:
                 paths = X.export_perturbation(name, what, self.export_dir)
-        except Exception as exc:  # noqa: BLE001  (a full disk, a read-only folder: a notice, never a crash)
+        except Exception as exc:
             self.call_from_thread(self.notify, D.one_line(exc), title="export failed", severity="error")
             return
         self.last_export = paths

@@ -33,7 +33,7 @@ KINDS = ("run", "scan", "perturbation")
 #: scan parameters in the order the ``p`` key cycles them; those present in a scan are offered
 SCAN_PARAMS = ("test_error", "sampled_error", "sparsity", "frac_vip", "frac_uip", "frac_variable", "mean_pi",
                "mean_xi", "weight_var", "entropy", "train_loss", "test_loss")
-#: columns of the run view's per-layer table (MODEL.md section 6)
+#: columns of the run view's per-layer table (docs/model.md section 6)
 ORDER_COLUMNS = ("sparsity", "frac_vip", "frac_uip", "frac_variable", "mean_pi", "mean_xi", "weight_var", "entropy")
 HIST_NAMES = ("pi", "m", "xi")
 MAX_DEPTH = 3  # how deep list_entries looks for run files inside plain sub-folders
@@ -152,7 +152,7 @@ def read_attrs(path: Path) -> dict:
     The same engine and the same error message as :func:`mfphys.store.read_dataset`, which the
     views use for full reads; a file that vanished or is not netCDF raises :class:`MfphysError`.
     """
-    import xarray as xr  # noqa: PLC0415
+    import xarray as xr
 
     if not path.exists():
         raise MfphysError(f"no such file: {path}")
@@ -197,13 +197,13 @@ def _perturbation_source(attrs: dict, dataset: str, arch: str) -> tuple[str, str
 
 
 def _scan_entry(folder: Path, name: str) -> Entry:
-    from mfphys import scan  # noqa: PLC0415
+    from mfphys import scan
 
     sig = scan_signature(folder)
     try:
         meta = scan.read_scan_json(folder)
         counts = scan.scan_status(folder)
-    except Exception as exc:  # noqa: BLE001  (a half-written scan.json, a foreign folder: an error line)
+    except Exception as exc:
         return Entry(folder, name, "scan", "error", error=one_line(exc), signature=sig)
     cells = tuple(int(counts.get(k, 0)) for k in ("done", "failed", "running", "pending", "total"))
     done, failed, running, pending, total = cells
@@ -395,7 +395,7 @@ def load_run(path: str | os.PathLike, *, name: str = "", baseline: str | os.Path
 def layer_table(run: RunSummary) -> tuple[list[str], list[list[str]]]:
     """Per-layer order parameters as text, one row per parameter and one column per layer,
     ``mean ± error`` over replicas (``mfphys.stats.format_stat``)."""
-    from mfphys.stats import format_stat  # noqa: PLC0415
+    from mfphys.stats import format_stat
 
     header = ["order parameter"] + [f"layer {int(l)}" for l in run.layers]
     rows = [[c] + [format_stat(run.order[c][:, i]) for i in range(run.layers.size)]
@@ -419,13 +419,13 @@ def hist_counts(run: RunSummary, name: str, layer_index: int) -> tuple[np.ndarra
 
 
 def _open_scan(folder: Path):
-    from mfphys.scan import open_scan  # noqa: PLC0415
+    from mfphys.scan import open_scan
 
     return open_scan(folder)
 
 
 def network_mean(ds, name: str):
-    from mfphys.scan import network_mean as mean  # noqa: PLC0415
+    from mfphys.scan import network_mean as mean
 
     return mean(ds, name)
 
@@ -445,7 +445,7 @@ def load_scan(path: str | os.PathLike):
             ds = store.read_dataset(path) if path.is_file() else _open_scan(path)
         except MfphysError:
             raise
-        except Exception as exc:  # noqa: BLE001  (a half-written cell, a vanished folder ...)
+        except Exception as exc:
             raise MfphysError(f"cannot open scan {path}: {one_line(exc)}") from None
         if "status" not in ds:
             raise MfphysError(f"{path} is not a combined scan dataset (no 'status' variable)")
@@ -543,7 +543,7 @@ def _param_array(ds, param: str, layer):
 
 def cell_keys(ds) -> np.ndarray:
     """The file key (``depth=2,n_train=400``) of every cell, shaped like ``ds["status"]``."""
-    from mfphys.scan import cell_key  # noqa: PLC0415
+    from mfphys.scan import cell_key
 
     dims = list(ds["status"].dims)
     shape = ds["status"].shape
@@ -588,7 +588,7 @@ def scan_grid(ds, param: str, layer=None, *, overlay=None) -> Grid:
     row_dim = dims[0]
     col_dim = dims[1] if len(dims) > 1 else ""
     extra = tuple(dims[2:])
-    status, error = ds["status"], ds["error"] if "error" in ds else None
+    status, error = ds["status"], ds.get("error", None)
     if overlay is not None:  # statuses from overlay_status, newer than the last read
         status = status.copy(data=np.asarray(overlay).astype(str))
     if extra:

@@ -54,7 +54,7 @@ def write_csv(path: Path, header, rows) -> Path:
 
 
 def write_png(path: Path, fig) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
@@ -64,7 +64,7 @@ def write_png(path: Path, fig) -> Path:
 
 def _figure(ncols: int, size):
     # the object-oriented API (no pyplot): no global state, safe in the app's worker thread
-    from matplotlib.figure import Figure  # noqa: PLC0415
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=size, layout="constrained")
     return fig, [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]

@@ -23,7 +23,7 @@ VARIABLE_COLOUR = "#87d787"
 
 
 def _stat(values) -> str:
-    from mfphys.stats import format_stat  # noqa: PLC0415
+    from mfphys.stats import format_stat
 
     return format_stat(values)
 

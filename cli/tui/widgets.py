@@ -345,7 +345,7 @@ class Heatmap(Widget, can_focus=True):
     ]
 
     class CursorMoved(Message):
-        def __init__(self, heatmap: "Heatmap", cursor: tuple[int, int]):
+        def __init__(self, heatmap: Heatmap, cursor: tuple[int, int]):
             super().__init__()
             self.heatmap = heatmap
             self.cursor = cursor
