@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import data as data_cmd
+from . import data_files as data_cmd
 from . import order as order_cmd
 from . import reproduce as reproduce_cmd
 from . import scan as scan_cmd

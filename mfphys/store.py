@@ -179,6 +179,22 @@ def read_dataset(path: str | os.PathLike) -> xr.Dataset:
         raise MfphysError(f"cannot read {path}: not a readable netCDF file ({type(exc).__name__}: {exc})") from None
 
 
+def read_attrs(path: str | os.PathLike) -> dict:
+    """The global attributes of a netCDF file, without reading any variable (cheap on large
+    files: scan resume and the TUI's folder listing use it). The same errors as
+    :func:`read_dataset`."""
+    import netCDF4
+
+    path = Path(path)
+    if not path.exists():
+        raise MfphysError(f"no such file: {path}")
+    try:
+        with netCDF4.Dataset(path, "r") as nc:
+            return {k: nc.getncattr(k) for k in nc.ncattrs()}
+    except Exception as exc:  # netCDF4 raises OSError/RuntimeError/ValueError for bad files
+        raise MfphysError(f"cannot read {path}: not a readable netCDF file ({type(exc).__name__}: {exc})") from None
+
+
 def open_run(path: str | os.PathLike) -> xr.Dataset:
     """Open an mfphys run file as an in-memory ``xarray.Dataset`` (public schema, DESIGN.md)."""
     ds = read_dataset(path)

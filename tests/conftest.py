@@ -1,4 +1,4 @@
-"""Shared fixtures and the test markers (declared in pyproject.toml).
+"""Fixtures and the test markers (declared in pyproject.toml). Helpers live in tests/helpers.py.
 
 - ``slow``: long runs, deselected by default (``pytest -m slow`` runs them);
 - ``gpu``: need CuPy on a working GPU; they are skipped, with the reason, when none works,
@@ -7,21 +7,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mfphys.backend import get_backend, gpu_status
+from mfphys.backend import gpu_status
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def mnist_path() -> Path:
-    """Real MNIST for the tests: $MFPHYS_DATA_DIR, else ../shared/data/mnist beside the repo."""
-    env = os.environ.get("MFPHYS_DATA_DIR")
-    return Path(env) if env else REPO.parent / "shared" / "data" / "mnist"
+from .helpers import mnist_path
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +23,22 @@ def mnist_dir() -> Path:
     if not (path / "train-images-idx3-ubyte.gz").exists() and not (path / "train-images-idx3-ubyte").exists():
         pytest.fail(f"real MNIST not found in {path}: set MFPHYS_DATA_DIR to the folder of the IDX files")
     return path
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """The ``mfphys`` command in-process: ``cli("train", "--epochs", 2, ...)`` -> click's Result
+    (``exit_code``, ``stdout``, ``stderr``, ``output``); arguments are turned into strings."""
+    from typer.testing import CliRunner
+
+    from mfphys.cli.main import app
+
+    runner = CliRunner()
+
+    def invoke(*args, **kwargs):
+        return runner.invoke(app, [str(a) for a in args], **kwargs)
+
+    return invoke
 
 
 def pytest_collection_modifyitems(config, items):
@@ -42,14 +51,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-#: parametrize over backends: ``@pytest.mark.parametrize("backend", BACKENDS)``
-BACKENDS = ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)]
-
-
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
-
-
-def backend64(name: str):
-    return get_backend(name, "float64")

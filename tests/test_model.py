@@ -15,8 +15,7 @@ import pytest
 
 from mfphys import model
 from mfphys.model import Layer
-
-from .conftest import BACKENDS, backend64
+from tests.helpers import BACKENDS, backend64
 
 ARCHS = {1: (9, 7, 4), 2: (9, 7, 6, 4), 3: (9, 7, 6, 5, 4)}
 

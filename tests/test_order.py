@@ -18,8 +18,7 @@ from mfphys import order
 from mfphys.backend import get_backend
 from mfphys.errors import MfphysError
 from mfphys.model import Layer
-
-from .conftest import BACKENDS
+from tests.helpers import BACKENDS
 
 #: Monte-Carlo draws per (pi, m, Xi) and the allowed deviation in standard errors. With
 #: ~60 cases, a 5-sigma miss of a correct formula has probability ~ 60 * 6e-7 (and the

@@ -6,17 +6,15 @@ import matplotlib.image
 import numpy as np
 import pytest
 import xarray as xr
-from typer.testing import CliRunner
 
-from mfphys.cli.main import app
 from mfphys.reproduce import EXPERIMENTS, Protocol
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory, mnist_dir):
+def quick(tmp_path_factory, mnist_dir, cli):
     out = tmp_path_factory.mktemp("paper")
-    res = CliRunner().invoke(app, ["reproduce", "all", "--quick", "--backend", "numpy", "--data-dir", str(mnist_dir),
-                                   "--out", str(out)], catch_exceptions=False)
+    res = cli("reproduce", "all", "--quick", "--backend", "numpy", "--data-dir", mnist_dir, "--out", out,
+              catch_exceptions=False)
     assert res.exit_code == 0, res.output
     return out, res
 
@@ -52,17 +50,17 @@ def test_datasets_have_the_protocol_dimensions_and_no_nan(quick):
     assert np.all(np.isfinite(e.entropy))
 
 
-def test_rerun_reuses_finished_work(quick, mnist_dir):
+def test_rerun_reuses_finished_work(quick, mnist_dir, cli):
     out, _ = quick
     before = {f.name: f.stat().st_mtime_ns for f in out.glob("run-*.nc")}
-    res = CliRunner().invoke(app, ["reproduce", "curves", "--quick", "--backend", "numpy", "--data-dir",
-                                   str(mnist_dir), "--out", str(out)], catch_exceptions=False)
+    res = cli("reproduce", "curves", "--quick", "--backend", "numpy", "--data-dir", mnist_dir, "--out", out,
+              catch_exceptions=False)
     assert res.exit_code == 0
     assert {f.name: f.stat().st_mtime_ns for f in out.glob("run-*.nc")} == before
 
 
-def test_unknown_experiment_is_one_line():
-    res = CliRunner().invoke(app, ["reproduce", "figure9"])
+def test_unknown_experiment_is_one_line(cli):
+    res = cli("reproduce", "figure9")
     assert res.exit_code == 2 and res.stderr.strip().startswith("error: unknown experiment")
 
 

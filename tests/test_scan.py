@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 from mfphys import scan, store
 from mfphys.errors import MfphysError
 from mfphys.train import TrainConfig, train
+from tests.helpers import snapshot
 
 TINY = dict(dataset="teacher", input_dim="20", width="16", epochs="3", batch_size="100", replicas="2", n_test="200",
             backend="numpy")
@@ -31,15 +32,6 @@ GRID = dict(depth="1,2,3", n_train="200,400,600")
 
 def tiny_spec(**over):
     return scan.spec_from_options({**GRID, **TINY, **over})
-
-
-def snapshot(folder):
-    """path -> (bytes digest, mtime_ns) of every file under ``folder``."""
-    out = {}
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            out[str(p.relative_to(folder))] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-    return out
 
 
 def dead_pid() -> int:

@@ -755,11 +755,7 @@ def test_snapshot_scan_view(runs_dir, snap_compare):
 # --- the command ---------------------------------------------------------------------------------------
 
 
-def test_cli_refuses_a_missing_folder_in_one_line(tmp_path):
-    from typer.testing import CliRunner
-
-    from mfphys.cli.main import app
-
-    result = CliRunner().invoke(app, ["tui", str(tmp_path / "nope")])
+def test_cli_refuses_a_missing_folder_in_one_line(tmp_path, cli):
+    result = cli("tui", tmp_path / "nope")
     assert result.exit_code != 0
     assert "no such folder" in result.output and "Traceback" not in result.output

@@ -13,15 +13,13 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from mfphys import store
-from mfphys.cli.main import app
 from mfphys.cli.order import QUANTITIES, parse_fractions
 from mfphys.errors import MfphysError
 from mfphys.train import TrainConfig, train
+from tests.helpers import one_error_line
 
-runner = CliRunner()
 R = 2
 
 
@@ -41,21 +39,15 @@ def runs(tmp_path_factory):
     return {"gbp": make_run(d / "gbp.nc", dead=True), "bp": make_run(d / "bp.nc", mode="bp")}
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
-def one_error_line(res, expect):
-    assert res.exit_code == 2, (res.exit_code, res.output)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], res.stderr
 
 
 # --- mfphys order ----------------------------------------------------------------------------
 
 
-def test_order_table_shows_every_layer_and_the_live_column(runs):
-    res = invoke("order", runs["gbp"])
+def test_order_table_shows_every_layer_and_the_live_column(runs, cli):
+    res = cli("order", runs["gbp"])
     assert res.exit_code == 0, res.output
     for text in ("layer 1", "layer 1 live", "layer 2", "layer 3", "15 of 20 vary", *QUANTITIES):
         assert text in res.stdout, text
@@ -66,9 +58,9 @@ def json_columns(res):
     return {(c["layer"], c["inputs"]): c["values"] for c in json.loads(res.stdout)["columns"]}
 
 
-def test_order_json_equals_the_stored_order_parameters(runs):
+def test_order_json_equals_the_stored_order_parameters(runs, cli):
     ds = store.open_run(runs["gbp"])
-    cols = json_columns(invoke("order", runs["gbp"], "--json"))
+    cols = json_columns(cli("order", runs["gbp"], "--json"))
     assert set(cols) == {(1, "all"), (1, "live"), (2, "all"), (3, "all")}
     for name in ("sparsity", "frac_vip", "frac_uip", "frac_variable", "frac_vip_exact", "mean_pi", "mean_xi",
                  "weight_var", "entropy", "entropy_median", "frac_point"):
@@ -81,23 +73,23 @@ def test_order_json_equals_the_stored_order_parameters(runs):
                                        rtol=1e-6, err_msg=name)
 
 
-def test_order_exact_and_tolerances_recompute(runs):
+def test_order_exact_and_tolerances_recompute(runs, cli):
     ds = store.open_run(runs["gbp"])
-    exact = json_columns(invoke("order", runs["gbp"], "--json", "--exact"))
+    exact = json_columns(cli("order", runs["gbp"], "--json", "--exact"))
     for l in (1, 2, 3):
         np.testing.assert_allclose(exact[(l, "all")]["frac_vip"]["replicas"], ds.frac_vip_exact.sel(layer=l).values)
-    loose = json_columns(invoke("order", runs["gbp"], "--json", "--tol", "0.3", "--xi-tol", "1"))
-    strict = json_columns(invoke("order", runs["gbp"], "--json"))
+    loose = json_columns(cli("order", runs["gbp"], "--json", "--tol", "0.3", "--xi-tol", "1"))
+    strict = json_columns(cli("order", runs["gbp"], "--json"))
     for key in loose:
         assert np.all(np.array(loose[key]["frac_vip"]["replicas"]) >= strict[key]["frac_vip"]["replicas"])
     xi_zero = float(np.median(ds.xi_2.values))
-    point = json_columns(invoke("order", runs["gbp"], "--json", "--xi-zero", repr(xi_zero)))
+    point = json_columns(cli("order", runs["gbp"], "--json", "--xi-zero", repr(xi_zero)))
     np.testing.assert_allclose(point[(2, "all")]["frac_point"]["replicas"],
                                (ds.xi_2.values <= xi_zero).mean(axis=(1, 2)))
 
 
-def test_order_csv_has_one_row_per_layer_inputs_and_replica(runs):
-    res = invoke("order", runs["gbp"], "--csv")
+def test_order_csv_has_one_row_per_layer_inputs_and_replica(runs, cli):
+    res = cli("order", runs["gbp"], "--csv")
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
     assert len(rows) == 4 * R
@@ -107,8 +99,8 @@ def test_order_csv_has_one_row_per_layer_inputs_and_replica(runs):
     assert float(row["entropy"]) == pytest.approx(float(ds.entropy.sel(layer=2, replica=1)), rel=1e-6)
 
 
-def test_order_of_a_bp_run(runs):
-    cols = json_columns(invoke("order", runs["bp"], "--json"))
+def test_order_of_a_bp_run(runs, cli):
+    cols = json_columns(cli("order", runs["bp"], "--json"))
     for values in cols.values():
         assert values["frac_vip"]["mean"] == 1 and values["entropy"]["mean"] == 0
         assert values["mean_pi"]["mean"] == 0 and values["frac_point"]["mean"] == 1
@@ -117,8 +109,8 @@ def test_order_of_a_bp_run(runs):
 # --- mfphys perturb --------------------------------------------------------------------------
 
 
-def test_perturb_writes_a_dataset_next_to_the_run(runs):
-    res = invoke("perturb", runs["gbp"], "--fractions", "0:1:0.5", "--samples", "4", "--tol", "0.05",
+def test_perturb_writes_a_dataset_next_to_the_run(runs, cli):
+    res = cli("perturb", runs["gbp"], "--fractions", "0:1:0.5", "--samples", "4", "--tol", "0.05",
                  "--xi-tol", "0.01")
     assert res.exit_code == 0, res.output
     out = runs["gbp"].with_name("gbp.perturb-layer1.nc")
@@ -135,9 +127,9 @@ def test_perturb_writes_a_dataset_next_to_the_run(runs):
     np.testing.assert_allclose(pds.error_base_mf.values, 100 * (1 - run.test_acc.isel(epoch=-1).values), atol=1e-6)
 
 
-def test_perturb_exact_all_inputs_and_out(runs, tmp_path):
+def test_perturb_exact_all_inputs_and_out(runs, tmp_path, cli):
     out = tmp_path / "sub" / "p.nc"
-    res = invoke("perturb", runs["gbp"], "--layer", "2", "--fractions", "0,1", "--samples", "2", "--exact",
+    res = cli("perturb", runs["gbp"], "--layer", "2", "--fractions", "0,1", "--samples", "2", "--exact",
                  "--all-inputs", "--seed", "4", "--out", out, "-q")
     assert res.exit_code == 0 and res.stdout == "", res.output
     pds = store.read_dataset(out)
@@ -181,7 +173,7 @@ BAD = [
 
 
 @pytest.mark.parametrize("args,expect", BAD, ids=[f"{a[0]}-{e[:24]}" for a, e in BAD])
-def test_bad_input_is_one_line_and_nothing_is_written_over(runs, tmp_path, args, expect):
+def test_bad_input_is_one_line_and_nothing_is_written_over(runs, tmp_path, args, expect, cli):
     garbage = tmp_path / "garbage.nc"
     garbage.write_text("not netCDF")
     pert = tmp_path / "p.nc"
@@ -195,7 +187,7 @@ def test_bad_input_is_one_line_and_nothing_is_written_over(runs, tmp_path, args,
     try:
         names = {"missing": tmp_path / "nope.nc", "garbage": garbage, "gbp": runs["gbp"], "perturbation": pert,
                  "dir": tmp_path}
-        res = invoke(*(a.format(**names) for a in args))
+        res = cli(*(a.format(**names) for a in args))
         one_error_line(res, expect)
         assert default_out.read_bytes() == sentinel
         assert {p: p.read_bytes() for p in before} == before

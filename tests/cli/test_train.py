@@ -7,32 +7,27 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
 from mfphys import data as data_mod
 from mfphys import open_run
-from mfphys.cli.main import app
 
-runner = CliRunner()
 TINY = ["--dataset", "teacher", "--layers", "784,16,10", "--n-train", "200", "--n-test", "100", "--epochs", "2",
         "--batch-size", "50", "--backend", "numpy", "--quiet"]
 
 
-def invoke(args):
-    return runner.invoke(app, args, catch_exceptions=False)
 
 
-def test_train_writes_a_run_file(tmp_path):
+def test_train_writes_a_run_file(tmp_path, cli):
     out = tmp_path / "runs" / "tiny.nc"
-    res = invoke(["train", *TINY, "-R", "2", "--out", str(out)])
+    res = cli("train", *TINY, "-R", "2", "--out", str(out), catch_exceptions=False)
     assert res.exit_code == 0, res.output
     ds = open_run(out)
     assert ds.sizes["replica"] == 2 and ds.sizes["epoch"] == 2 and ds.attrs["architecture"] == "784-16-10"
     assert "mfphys train" in ds.attrs["history"] or "mfphys" in ds.attrs["history"]
 
 
-def test_train_shows_progress_and_summary(tmp_path):
-    res = invoke(["train", *[a for a in TINY if a != "--quiet"], "--out", str(tmp_path / "r.nc")])
+def test_train_shows_progress_and_summary(tmp_path, cli):
+    res = cli("train", *[a for a in TINY if a != "--quiet"], "--out", str(tmp_path / "r.nc"), catch_exceptions=False)
     assert res.exit_code == 0
     assert "frac_vip" in res.stdout and "wrote" in res.stdout
 
@@ -64,7 +59,7 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_input_is_one_line_and_no_file(case, tmp_path, mnist_dir):
+def test_bad_input_is_one_line_and_no_file(case, tmp_path, mnist_dir, cli):
     args, expect = BAD[case]
     if case == "cupy without GPU":
         from mfphys.backend import gpu_status
@@ -73,7 +68,7 @@ def test_bad_input_is_one_line_and_no_file(case, tmp_path, mnist_dir):
             pytest.skip("a GPU works here")
     args = [a.format(mnist=mnist_dir) for a in args]
     out = tmp_path / "r.nc"
-    res = invoke(["train", "--epochs", "1", *args, "--out", str(out), "--quiet"])
+    res = cli("train", "--epochs", "1", *args, "--out", str(out), "--quiet", catch_exceptions=False)
     assert res.exit_code != 0
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], res.stderr
@@ -81,18 +76,18 @@ def test_bad_input_is_one_line_and_no_file(case, tmp_path, mnist_dir):
     assert not out.exists() and list(tmp_path.iterdir()) == []  # nothing partial left behind
 
 
-def test_missing_data_offline_says_where_to_put_files(offline, tmp_path):
-    res = invoke(["train", "--epochs", "1", "--out", str(tmp_path / "r.nc"), "--quiet"])
+def test_missing_data_offline_says_where_to_put_files(offline, tmp_path, cli):
+    res = cli("train", "--epochs", "1", "--out", str(tmp_path / "r.nc"), "--quiet", catch_exceptions=False)
     assert res.exit_code != 0
     (line,) = res.stderr.strip().splitlines()
     assert "MFPHYS_DATA_DIR" in line and "--data-dir" in line
     assert not (tmp_path / "r.nc").exists()
 
 
-def test_unwritable_out_fails_before_training(tmp_path):
+def test_unwritable_out_fails_before_training(tmp_path, cli):
     blocker = tmp_path / "a-file"
     blocker.write_text("keep me")
-    res = invoke(["train", *TINY, "--out", str(blocker / "run.nc")])
+    res = cli("train", *TINY, "--out", str(blocker / "run.nc"), catch_exceptions=False)
     assert res.exit_code != 0 and "cannot write" in res.stderr
     assert blocker.read_text() == "keep me"
 
@@ -105,8 +100,8 @@ def test_entry_point_subprocess_error_exit_code(tmp_path):
     assert proc.stderr.strip().splitlines() == ["error: --layers needs at least two positive widths, got 7"]
 
 
-def test_data_where_and_verify(mnist_dir):
-    res = invoke(["data", "where", "--data-dir", str(mnist_dir)])
+def test_data_where_and_verify(mnist_dir, cli):
+    res = cli("data", "where", "--data-dir", str(mnist_dir), catch_exceptions=False)
     assert res.exit_code == 0 and str(mnist_dir) in res.stdout
-    res = invoke(["data", "verify", "--data-dir", str(mnist_dir)])
+    res = cli("data", "verify", "--data-dir", str(mnist_dir), catch_exceptions=False)
     assert res.exit_code == 0 and res.stdout.count("yes") == 4

@@ -1,4 +1,4 @@
-"""``mfphys data where|verify|fetch``: find, check and download the MNIST-family files."""
+"""``mfphys data where|verify|fetch``: find, check (SHA-256) or download the MNIST-family IDX files."""
 
 from __future__ import annotations
 

@@ -7,58 +7,48 @@ that rerunning the same command completes the scan without touching the finished
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from mfphys import scan, store
-from mfphys.cli.main import app
 from mfphys.cli.scan import EXIT_FAILED_CELLS
+from tests.helpers import REPO, one_error_line, snapshot
 
-REPO = Path(__file__).resolve().parents[1]
-runner = CliRunner()
 ARGS = ["--depth", "1,2,3", "--n-train", "200,400,600", "--dataset", "teacher", "--input-dim", "20", "--width", "16",
         "--epochs", "3", "--batch-size", "100", "-R", "2", "--n-test", "200", "--backend", "numpy"]
 
 
-def invoke(*args):
-    return runner.invoke(app, ["scan", *ARGS, *args])
 
 
-def snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
-def cli_scan(tmp_path_factory):
+def cli_scan(tmp_path_factory, cli):
     folder = tmp_path_factory.mktemp("cli") / "tiny"
-    result = invoke("--out", str(folder))
+    result = cli("scan", *ARGS, "--out", str(folder))
     assert result.exit_code == 0, result.output
     return folder, result
 
 
-def test_scan_command_writes_and_summarises(cli_scan):
+def test_scan_command_writes_and_summarises(cli_scan, cli):
     folder, result = cli_scan
     assert "9/9 cells done (9 trained now, 0 kept), 0 failed" in result.stdout
     ds = scan.open_scan(folder)
     assert (ds.status == "done").all() and ds.sizes["replica"] == 2
     assert json.loads((folder / "scan.json").read_text())["command"].startswith("mfphys ")
-    again = invoke("--out", str(folder))  # nothing to do: every cell kept
+    again = cli("scan", *ARGS, "--out", str(folder))  # nothing to do: every cell kept
     assert again.exit_code == 0 and "(0 trained now, 9 kept)" in again.stdout
 
 
-def test_default_folder_is_named_by_the_configuration(tmp_path, monkeypatch):
+def test_default_folder_is_named_by_the_configuration(tmp_path, monkeypatch, cli):
     monkeypatch.chdir(tmp_path)
-    result = invoke("--depth", "1", "--n-train", "200", "-q")
+    result = cli("scan", *ARGS, "--depth", "1", "--n-train", "200", "-q")
     assert result.exit_code == 0, result.output
     spec = scan.spec_from_options({"depth": "1", "n_train": "200", "dataset": "teacher", "input_dim": "20",
                                    "width": "16", "epochs": "3", "batch_size": "100", "replicas": "2",
@@ -67,7 +57,7 @@ def test_default_folder_is_named_by_the_configuration(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_killed_scan_resumes_without_touching_finished_cells(tmp_path, sig):
+def test_killed_scan_resumes_without_touching_finished_cells(tmp_path, sig, cli):
     folder = tmp_path / "killed"
     cmd = [sys.executable, "-m", "mfphys", "scan", *ARGS, "--epochs", "10", "--out", str(folder), "-q"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -86,7 +76,7 @@ def test_killed_scan_resumes_without_touching_finished_cells(tmp_path, sig):
     if sig == signal.SIGINT:
         assert b"interrupted" in err and not list(cells.glob("*.running"))  # Ctrl-C cleans up its marker
 
-    result = invoke("--epochs", "10", "--out", str(folder), "-q")  # the same command again
+    result = cli("scan", *ARGS, "--epochs", "10", "--out", str(folder), "-q")  # the same command again
     assert result.exit_code == 0, result.output
     after = snapshot(cells)
     assert {k: after[k] for k in finished} == finished  # same bytes, same mtime
@@ -95,14 +85,14 @@ def test_killed_scan_resumes_without_touching_finished_cells(tmp_path, sig):
     assert (ds.status == "done").all() and np.isfinite(ds.test_error).all()
 
 
-def test_workers_give_the_same_numbers_as_sequential(tmp_path):
+def test_workers_give_the_same_numbers_as_sequential(tmp_path, cli):
     # 100 inputs, width 50, batches of 500: big enough for OpenBLAS's results to depend on its
     # thread count (measured: all cells differ between 1 and 2 threads), which cells therefore
     # fix (--blas-threads 1) wherever they run
     wider = ("--input-dim", "100", "--width", "50", "--batch-size", "500", "--n-train", "500,1000,1500",
              "--epochs", "2", "-q")
-    assert invoke("--out", str(tmp_path / "seq"), *wider).exit_code == 0
-    result = invoke("--out", str(tmp_path / "dask"), "--workers", "2", *wider)
+    assert cli("scan", *ARGS, "--out", str(tmp_path / "seq"), *wider).exit_code == 0
+    result = cli("scan", *ARGS, "--out", str(tmp_path / "dask"), "--workers", "2", *wider)
     assert result.exit_code == 0, result.output
     seq, par = scan.open_scan(tmp_path / "seq"), scan.open_scan(tmp_path / "dask")
     assert set(seq.data_vars) == set(par.data_vars) and (par.status == "done").all()
@@ -118,65 +108,61 @@ def test_workers_give_the_same_numbers_as_sequential(tmp_path):
         assert a.attrs["config_hash"] == b.attrs["config_hash"]
 
 
-def test_failed_cells_exit_code(tmp_path):
+def test_failed_cells_exit_code(tmp_path, cli):
     folder = tmp_path / "div"
-    result = runner.invoke(app, ["scan", *ARGS, "--depth", "1", "--n-train", "200", "--lr", "0.1,1e9",
-                                 "--out", str(folder), "-q"])
+    result = cli("scan", *ARGS, "--depth", "1", "--n-train", "200", "--lr", "0.1,1e9", "--out", str(folder), "-q")
     assert result.exit_code == EXIT_FAILED_CELLS == 4
     assert "cell depth=1,n_train=200,lr=1000000000.0 failed: training diverged" in result.stderr
     assert (folder / "cells" / "depth=1,n_train=200,lr=0.1.nc").exists()
 
 
-def _malformed_toml(tmp):
+def _malformed_toml(tmp, cli):
     (tmp / "s.toml").write_text("[grid]\ndepth = [1, 2")
     return ["--config", str(tmp / "s.toml")]
 
 
-def _unknown_toml(tmp):
+def _unknown_toml(tmp, cli):
     (tmp / "s.toml").write_text("[grid]\ndepth = [1]\n[fixed]\nlearning_rate = 0.1\n")
     return ["--config", str(tmp / "s.toml")]
 
 
-def _foreign_folder(tmp):
+def _foreign_folder(tmp, cli):
     (tmp / "out").mkdir()
     (tmp / "out" / "thesis.tex").write_text("mine")
     return []
 
 
-def _other_scan(tmp):
-    assert invoke("--depth", "1", "--n-train", "200", "--out", str(tmp / "out"), "-q").exit_code == 0
+def _other_scan(tmp, cli):
+    assert cli("scan", *ARGS, "--depth", "1", "--n-train", "200", "--out", str(tmp / "out"), "-q").exit_code == 0
     return []
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda t: ["--depth", "1,,3"], "malformed --depth '1,,3'"),
-    (lambda t: ["--n-train", "200,lots"], "n_train takes int values"),
-    (lambda t: ["--replicas", "0"], "--replicas must be positive"),
+    (lambda t, c: ["--depth", "1,,3"], "malformed --depth '1,,3'"),
+    (lambda t, c: ["--n-train", "200,lots"], "n_train takes int values"),
+    (lambda t, c: ["--replicas", "0"], "--replicas must be positive"),
     (_malformed_toml, "is not valid TOML"),
     (_unknown_toml, "unknown parameter 'learning_rate'"),
-    (lambda t: ["--scheduler", "tcp://127.0.0.1:1", "--connect-timeout", "0.5"], "cannot reach the Dask scheduler"),
-    (lambda t: ["--workers", "0"], "--workers must be >= 1"),
+    (lambda t, c: ["--scheduler", "tcp://127.0.0.1:1", "--connect-timeout", "0.5"], "cannot reach the Dask scheduler"),
+    (lambda t, c: ["--workers", "0"], "--workers must be >= 1"),
     (_foreign_folder, "holds no scan.json: it is not an mfphys scan folder"),
     (_other_scan, "was made by a different scan configuration (depth differs: 1 there, 1,2,3 here; "
                   "n_train differs: 200 there, 200,400,600 here)"),
 ], ids=["grid", "type", "replicas", "toml", "toml-key", "scheduler", "workers", "foreign", "other-scan"])
-def test_bad_input_one_line_exit_2_nothing_written(tmp_path, make, message):
-    extra = make(tmp_path)
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, make, message, cli):
+    extra = make(tmp_path, cli)
     before = snapshot(tmp_path)
-    result = invoke("--out", str(tmp_path / "out"), *extra)
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    result = cli("scan", *ARGS, "--out", str(tmp_path / "out"), *extra)
+    one_error_line(result, message)
     assert snapshot(tmp_path) == before
 
 
-def test_scan_plot(cli_scan, tmp_path):
+def test_scan_plot(cli_scan, tmp_path, cli):
     out = tmp_path / "phase.png"
-    result = runner.invoke(app, ["scan-plot", str(cli_scan[0]), "--out", str(out)])
+    result = cli("scan-plot", str(cli_scan[0]), "--out", str(out))
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "9 cell(s) done" in result.stdout
-    result = runner.invoke(app, ["scan-plot", str(cli_scan[0]), "--out", str(out), "--vars", "test_error,mean_xi",
-                                 "--layer", "2"])
+    result = cli("scan-plot", str(cli_scan[0]), "--out", str(out), "--vars", "test_error,mean_xi", "--layer", "2")
     assert result.exit_code == 0, result.output
 
 
@@ -186,11 +172,11 @@ def test_scan_plot(cli_scan, tmp_path):
     (["--out", "fig.pdf"], "ending in .png"),
     (["--sel", "lr=0.1"], "'lr' is not another scanned option"),
 ])
-def test_scan_plot_bad_input(cli_scan, args, message):
-    result = runner.invoke(app, ["scan-plot", str(cli_scan[0]), *args])
+def test_scan_plot_bad_input(cli_scan, args, message, cli):
+    result = cli("scan-plot", str(cli_scan[0]), *args)
     assert result.exit_code == 2 and message in result.stderr, result.output
 
 
-def test_scan_plot_not_a_scan(tmp_path):
-    result = runner.invoke(app, ["scan-plot", str(tmp_path)])
+def test_scan_plot_not_a_scan(tmp_path, cli):
+    result = cli("scan-plot", str(tmp_path))
     assert result.exit_code == 2 and "not an mfphys scan folder" in result.stderr
