@@ -25,8 +25,8 @@ import tracemalloc
 
 import numpy as np
 
-from mfphys.backend import get_backend
-from mfphys.train import EVAL, TrainConfig, evaluate_sampled, load_data, replica_seeds, train
+from mfphys.backend import EVAL, get_backend, replica_rngs
+from mfphys.train import TrainConfig, evaluate_sampled, load_data, train
 
 
 def step_matmul_shapes(layers, B, bp):
@@ -91,7 +91,7 @@ def bench(cfg: TrainConfig, data_dir, eval_draws: int):
     mm = time_matmuls(be, cfg.layers, B, R, n_batches, cfg.mode == "bp")
     gflop = flops(step_matmul_shapes(cfg.layers, B, cfg.mode == "bp"), R) * n_batches / 1e9
     t0 = time.perf_counter()
-    evaluate_sampled(res.params, ds.x_test, ds.y_test, n_draws=eval_draws, rngs=replica_seeds(0, R, EVAL),
+    evaluate_sampled(res.params, ds.x_test, ds.y_test, n_draws=eval_draws, rngs=replica_rngs(0, R, EVAL),
                      activation=cfg.activation, be=be)
     be.synchronize()
     sampled = time.perf_counter() - t0

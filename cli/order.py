@@ -16,6 +16,7 @@ from rich.table import Table
 
 from mfphys import order as order_mod
 from mfphys.errors import MfphysError
+from mfphys.fileio import check_writable
 from mfphys.stats import format_stat, mean_err
 
 from .common import command_line, console, make_progress, user_errors
@@ -190,7 +191,7 @@ def perturb(
     out = Path(out) if out is not None else default_perturb_out(run, layer)
     if out.resolve() == run.resolve():
         raise MfphysError(f"--out {out} is the run file itself: give another name")
-    store.check_writable(out)
+    check_writable(out)
     command = command_line()
     with make_progress(transient=True) as progress:
         task = progress.add_task(f"perturb layer {layer}", total=2 * fr.size + 1, status="", visible=not quiet)

@@ -298,11 +298,17 @@ def predict_sampled(weights, x, *, activation: str = "relu", chunk: int = 2048):
     return xp.concatenate(out, axis=-2)
 
 
+def vote_counts(logits):
+    """Votes of the K sub-networks for each class: (R, K, P, C) -> (R, P, C) integer counts.
+
+    Counts add over blocks of draws, so a vote over many draws can be taken block by block."""
+    pred = logits.argmax(axis=-1)  # (R, K, P)
+    return onehot(pred, logits.shape[-1], np.int32).sum(axis=-3)
+
+
 def vote(logits):
     """Majority vote of the K sub-networks' predicted labels: (R, K, P, C) -> (R, P)."""
-    pred = logits.argmax(axis=-1)  # (R, K, P)
-    votes = onehot(pred, logits.shape[-1], np.int32).sum(axis=-3)  # (R, P, C)
-    return votes.argmax(axis=-1)
+    return vote_counts(logits).argmax(axis=-1)
 
 
 # --- initialisation ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import xarray as xr
 
 from . import __version__, store
 from .errors import MfphysError
+from .fileio import check_writable
 from .stats import sample_std
 from .train import TrainConfig, train
 
@@ -112,7 +113,7 @@ def train_or_reuse(config: TrainConfig, path: Path, *, data_dir=None, callback=N
                 return ds
         except (MfphysError, KeyError):
             pass  # unreadable or foreign: trained again and replaced (atomically)
-    store.check_writable(path)
+    check_writable(path)
     result = train(config, data_dir=data_dir, callback=callback)
     ds = store.run_to_dataset(result, command=f"mfphys reproduce ({path.name})")
     store.write_atomic(ds, path)

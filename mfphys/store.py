@@ -24,7 +24,7 @@ import xarray as xr
 
 from . import __version__, order
 from .errors import MfphysError
-from .fileio import atomic_file, temp_name, utc_now
+from .fileio import atomic_file, utc_now, write_error
 from .model import Layer, architecture
 
 ENGINE = "netcdf4"
@@ -138,27 +138,13 @@ def config_from_dataset(ds: xr.Dataset):
 # --- files ------------------------------------------------------------------------------------
 
 
-def check_writable(path: str | os.PathLike) -> Path:
-    """Fail early, with one clear line, if ``path`` cannot be written (before hours of training)."""
-    path = Path(path)
-    if path.is_dir():
-        raise MfphysError(f"--out {path} is a directory: give a file name ending in .nc")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_name(path)
-        try:
-            tmp.write_bytes(b"")
-        finally:
-            tmp.unlink(missing_ok=True)
-    except OSError as exc:
-        raise MfphysError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path
-
-
 def write_atomic(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write ``ds`` as netCDF to ``path`` atomically (see :func:`atomic_file`)."""
     with atomic_file(path) as tmp:
-        ds.to_netcdf(tmp, engine=ENGINE)
+        try:
+            ds.to_netcdf(tmp, engine=ENGINE)
+        except RuntimeError as exc:  # the netCDF library's errors ("NetCDF: HDF error" on a full disk)
+            raise write_error(path, exc) from None
     return Path(path)
 
 

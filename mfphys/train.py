@@ -18,10 +18,34 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from . import model, optim
-from .backend import EVAL, INIT, NOISE, ORDER, get_backend, replica_rngs
+from .backend import BACKENDS, DTYPES, EVAL, INIT, NOISE, ORDER, get_backend, replica_rngs
 from .errors import DivergenceError, MfphysError
 
 MODES = ("gbp", "bp")
+_DATASETS = ("mnist", "fashion-mnist", "teacher")  # mfphys.data.DATASETS (a test checks they agree)
+_BACKENDS, _DTYPES = BACKENDS, DTYPES
+
+#: integer fields and their smallest allowed value
+_INT_MINIMA = {"n_train": 1, "n_test": 1, "epochs": 1, "batch_size": 1, "replicas": 1, "lr_halve_every": 0,
+               "seed": 0, "eval_samples": 0, "teacher_seed": 0}
+_INT_HINTS = {"lr_halve_every": " (0 = constant)", "seed": " (replica r uses seed + r; seeds are non-negative)"}
+#: real fields: (low, high, low included)
+_FLOAT_RANGES = {"lr": (0.0, math.inf, False), "weight_decay": (0.0, math.inf, True),
+                 "adam_b1": (0.0, 1.0, True), "adam_b2": (0.0, 1.0, True), "adam_eps": (0.0, math.inf, False),
+                 "init_m_std": (0.0, math.inf, True), "init_xi": (0.0, math.inf, True)}
+
+
+def _opt(name: str) -> str:
+    """The command-line spelling of a field: ``n_train`` -> ``--n-train``."""
+    return "--" + name.replace("_", "-")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 @dataclass(frozen=True)
@@ -58,32 +82,52 @@ class TrainConfig:
     host_noise: bool = False
 
     def __post_init__(self):
+        # one validation for every entry point (CLI, scan TOML, Python API): a bad value is
+        # refused here, with the same one-line message everywhere, not deep inside NumPy
+        if not isinstance(self.layers, (list, tuple)) or not all(_is_int(n) for n in self.layers):
+            raise MfphysError(f"--layers must be a sequence of integer widths, got {self.layers!r}")
         object.__setattr__(self, "layers", tuple(int(n) for n in self.layers))
+        if isinstance(self.decay_on, str) or not isinstance(self.decay_on, (list, tuple)):
+            raise MfphysError(f"--decay-on must be a sequence of names among pi,m,xi, got {self.decay_on!r}")
         object.__setattr__(self, "decay_on", tuple(self.decay_on))
+        self.validate()
 
     def validate(self) -> TrainConfig:
-        """Raise :class:`MfphysError` with one clear line for any bad value."""
+        """Raise :class:`MfphysError` with one clear line for any bad value (types and ranges;
+        what depends on the data, such as the input width, is checked when the data is loaded)."""
         if len(self.layers) < 2 or any(n <= 0 for n in self.layers):
             raise MfphysError(f"--layers needs at least two positive widths, got {','.join(map(str, self.layers))}")
-        for name in ("epochs", "batch_size", "replicas", "n_train"):
-            if getattr(self, name) is None or getattr(self, name) <= 0:
-                raise MfphysError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.n_test is not None and self.n_test <= 0:
-            raise MfphysError(f"--n-test must be positive, got {self.n_test}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise MfphysError(f"--lr must be a positive number, got {self.lr}")
-        if self.lr_halve_every < 0:
-            raise MfphysError(f"--lr-halve-every must be >= 0 (0 = constant), got {self.lr_halve_every}")
-        if self.mode not in MODES:
-            raise MfphysError(f"unknown --mode {self.mode!r}: choose gbp or bp")
-        if self.activation not in model.ACTIVATIONS:
-            raise MfphysError(f"unknown --activation {self.activation!r}: choose one of {', '.join(model.ACTIVATIONS)}")
-        if self.eval_samples < 0:
-            raise MfphysError(f"--eval-samples must be >= 0, got {self.eval_samples}")
+        for name, low in _INT_MINIMA.items():
+            value = getattr(self, name)
+            if name == "n_test" and value is None:
+                continue
+            if not _is_int(value):
+                raise MfphysError(f"{_opt(name)} must be an integer, got {value!r}")
+            if value < low:
+                what = "positive" if low == 1 else f">= {low}"
+                raise MfphysError(f"{_opt(name)} must be {what}, got {value}" + _INT_HINTS.get(name, ""))
+        for name, (low, high, closed_low) in _FLOAT_RANGES.items():
+            value = getattr(self, name)
+            if not _is_real(value):
+                raise MfphysError(f"{_opt(name)} must be a number, got {value!r}")
+            ok = math.isfinite(value) and (value >= low if closed_low else value > low) and value < high
+            if not ok:
+                if not math.isinf(high):
+                    what = f"a number in [{low:g}, {high:g})"
+                elif closed_low:
+                    what = f"a finite number >= {low:g}"
+                else:
+                    what = "a positive number"
+                raise MfphysError(f"{_opt(name)} must be {what}, got {value}")
+        for name, choices in (("mode", MODES), ("activation", tuple(model.ACTIVATIONS)), ("dataset", _DATASETS),
+                              ("backend", _BACKENDS), ("dtype", _DTYPES)):
+            value = getattr(self, name)
+            if value not in choices:
+                raise MfphysError(f"unknown {_opt(name)} {value!r}: choose one of {', '.join(choices)}")
         if not set(self.decay_on) <= set(optim.PARAM_NAMES):
-            raise MfphysError(f"--decay-on takes names among pi,m,xi, got {','.join(self.decay_on)}")
-        if self.weight_decay < 0 or self.init_xi < 0 or self.init_m_std < 0:
-            raise MfphysError("--weight-decay, --init-xi and --init-m-std must be >= 0")
+            raise MfphysError(f"--decay-on takes names among pi,m,xi, got {','.join(map(str, self.decay_on))}")
+        if not isinstance(self.host_noise, bool):
+            raise MfphysError(f"host_noise must be True or False, got {self.host_noise!r}")
         return self
 
     def to_json(self) -> str:
@@ -250,19 +294,31 @@ def _train(config, data_dir, dataset, callback) -> TrainResult:
                        be.describe(), {"train_seconds": t_train, "sampled_eval_seconds": t_eval})
 
 
+#: sampled sub-networks drawn and evaluated together: bounds the memory of the sampled
+#: evaluation (R * DRAW_BLOCK weight matrices) whatever the number of draws. The draws depend
+#: on it (each block takes its numbers from the replica's stream in turn), never on memory.
+DRAW_BLOCK = 16
+
+
 def evaluate_sampled(params, x, y, *, n_draws: int, rngs, activation: str, be=None):
     """Accuracy of ``n_draws`` sampled sub-networks per replica (R, K) and of their vote (R,).
 
-    ``params`` are host arrays; weights are drawn on the host (backend-independent) and
-    the forward passes run on ``be``.
+    ``params`` are host arrays; weights are drawn on the host (backend-independent), in
+    blocks of :data:`DRAW_BLOCK` draws, and the forward passes run on ``be``.
     """
     R = params[0].m.shape[0]
     if n_draws == 0:
         return np.zeros((R, 0)), np.full(R, np.nan)
     be = be or get_backend("numpy", str(params[0].m.dtype))
-    ws = model.sample_weights(params, rngs, n_draws, xp=be.xp)
     xd, yd = be.asarray(x), be.xp.asarray(y)
-    logits = model.predict_sampled(ws, xd, activation=activation)  # (R, K, P, C)
-    acc = be.to_numpy((logits.argmax(axis=-1) == yd).sum(axis=-1)) / len(y)
-    vote = be.to_numpy((model.vote(logits) == yd).sum(axis=-1)) / len(y)
+    acc = np.zeros((R, n_draws))
+    votes = 0
+    for k0 in range(0, n_draws, DRAW_BLOCK):
+        k = min(DRAW_BLOCK, n_draws - k0)
+        ws = model.sample_weights(params, rngs, k, xp=be.xp)
+        logits = model.predict_sampled(ws, xd, activation=activation)  # (R, k, P, C)
+        acc[:, k0:k0 + k] = be.to_numpy((logits.argmax(axis=-1) == yd).sum(axis=-1)) / len(y)
+        votes = votes + model.vote_counts(logits)
+        del ws, logits
+    vote = be.to_numpy((votes.argmax(axis=-1) == yd).sum(axis=-1)) / len(y)
     return acc, vote

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -81,17 +80,6 @@ def test_unreadable_and_foreign_files_are_clear_errors(tmp_path):
         open_run(foreign)
     with pytest.raises(MfphysError, match="no such file"):
         open_run(tmp_path / "missing.nc")
-
-
-def test_check_writable(tmp_path):
-    assert store.check_writable(tmp_path / "new" / "dir" / "run.nc").parent.is_dir()
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    with pytest.raises(MfphysError, match="cannot write"):
-        store.check_writable(blocker / "run.nc")
-    with pytest.raises(MfphysError, match="is a directory"):
-        store.check_writable(tmp_path)
-    assert sorted(os.listdir(tmp_path)) == ["file", "new"]
 
 
 def test_attributes_are_plain_json_not_pickles(result):
