@@ -10,6 +10,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
+from mfphys.fileio import check_free_space, check_writable
 from mfphys.model import architecture
 from mfphys.stats import format_stat
 from mfphys.train import TrainConfig
@@ -36,6 +37,26 @@ def summary_table(ds) -> Table:
     for l in ds.layer.values:
         t.add_row(str(l), *(f"{float(ds[c].sel(layer=l).mean()):.4g}" for c in cols))
     return t
+
+
+def print_estimate(cfg: TrainConfig, estimate, out: Path) -> None:
+    """What ``--dry-run`` prints: the job, its memory by part against what is free, its file."""
+    from mfphys.budget import available_memory
+    from mfphys.fileio import free_bytes, mib
+
+    console.print(f"{cfg.mode} {architecture(cfg.layers)} on {cfg.dataset}: {cfg.replicas} replica(s), "
+                  f"{cfg.epochs} epochs of {cfg.n_train} patterns in batches of {cfg.batch_size}, {cfg.dtype}")
+    t = Table(title="memory estimate", box=None)
+    t.add_column("part")
+    t.add_column("bytes", justify="right")
+    for part, nbytes in estimate.memory.items():
+        t.add_row(part, mib(nbytes))
+    avail = available_memory()
+    t.add_row("total (peak)", mib(estimate.peak))
+    t.add_row("available now", "unknown" if avail is None else mib(avail))
+    console.print(t)
+    free = free_bytes(out)
+    console.print(f"run file: {out}, about {mib(estimate.disk)} ({'unknown' if free is None else mib(free)} free)")
 
 
 @user_errors
@@ -66,9 +87,11 @@ def train(
     data_dir: Optional[Path] = typer.Option(None, help="folder with the IDX files (else $MFPHYS_DATA_DIR, cache)"),
     out: Optional[Path] = typer.Option(None, help="run file to write (default runs/<dataset>-<arch>-<mode>-...nc)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check everything, print the memory and disk estimates "
+                                                         "and the file it would write, then stop"),
 ):
     """Train spike-and-slab ensembles by gBP (or the BP baseline) and write one netCDF run file."""
-    from mfphys import store
+    from mfphys import budget, store
 
     cfg = TrainConfig(
         dataset=dataset, layers=parse_ints(layers, "--layers"), n_train=n_train, n_test=n_test, epochs=epochs,
@@ -76,8 +99,16 @@ def train(
         seed=seed, mode=mode, backend=backend, dtype=dtype, weight_decay=weight_decay,
         decay_on=tuple(s for s in decay_on.split(",") if s), init_m_std=init_m_std, init_xi=init_xi,
         eval_samples=eval_samples, teacher_seed=teacher_seed,
-    ).validate()
-    out = store.check_writable(out or default_out(cfg))
+    )
+    estimate = budget.train_estimate(cfg)
+    out = out or default_out(cfg)
+    if dry_run:
+        print_estimate(cfg, estimate, out)
+    out = check_writable(out)
+    budget.check_memory(estimate)
+    check_free_space(out, estimate.disk)
+    if dry_run:
+        return
     with make_progress() as progress:
         task = progress.add_task(f"{cfg.mode} {architecture(cfg.layers)}", total=cfg.epochs,
                                  status="loading data", visible=not quiet)

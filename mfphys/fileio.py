@@ -63,8 +63,8 @@ def check_destination(path: str | os.PathLike, *, what: str = "--out") -> Path:
         st = path.stat()
     except FileNotFoundError:
         return path
-    except OSError as exc:
-        raise MfphysError(f"{what} {path}: {exc.strerror or exc}") from None
+    except OSError as exc:  # e.g. a parent that is a file: "Not a directory"
+        raise MfphysError(f"cannot write {path}: {exc.strerror or exc}") from None
     if stat.S_ISDIR(st.st_mode):
         raise MfphysError(f"{what} {path} is a directory: give a file name")
     if not stat.S_ISREG(st.st_mode):

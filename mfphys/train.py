@@ -205,7 +205,10 @@ def train(config: TrainConfig, *, data_dir=None, dataset=None,
 
 
 def _train(config, data_dir, dataset, callback) -> TrainResult:
+    from . import budget
+
     config.validate()
+    budget.check_memory(budget.train_estimate(config))  # before anything is allocated or generated
     be = get_backend(config.backend, config.dtype)
     xp, dt = be.xp, be.dtype
     t_start = time.perf_counter()

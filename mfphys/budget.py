@@ -1,0 +1,150 @@
+"""Memory and disk a training run will need, estimated before anything is allocated.
+
+A run that cannot fit should be refused in one line at the start, not grow for minutes and
+be killed by the kernel, nor die in its sampled evaluation after all the training. The
+estimate counts the arrays the training loop of :mod:`mfphys.train` really holds (with the
+temporaries of one gBP step, of the test evaluation and of one block of sampled
+sub-networks, whichever is largest) and the run file :mod:`mfphys.store` writes. It is meant
+to be right within a factor of about 1.5 (``tests/test_budget.py`` compares it with traced
+peaks); the check leaves that margin.
+
+Symbols: R replicas, W = sum_l N_l N_{l-1} connections, U = sum_l N_l units, B batch size,
+P / P_test training / test patterns, E epochs, K sampled sub-networks, C classes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+from .errors import MfphysError
+from .fileio import mib
+
+#: arrays of the shape of the weights, per replica: pi, m, Xi; Adam's two moments of each
+#: trainable one; their gradients; the forward/backward temporaries (mean, variance of the
+#: weights, their transposes, the updated parameters before projection)
+WEIGHT_ARRAYS_GBP, WEIGHT_ARRAYS_BP = 3 + 6 + 3 + 6, 3 + 2 + 1 + 3
+#: unit-shaped (R, B, N_l) arrays of one step: mu, var, h, the noise, the activation, its
+#: derivative, a**2, delta and the backward temporaries
+UNIT_ARRAYS = 14
+#: the process itself: interpreter, NumPy, xarray, netCDF4 (measured: about 150 MB)
+BASE = 160 << 20
+#: what the check leaves free of the available memory
+MARGIN = 0.9
+
+
+class Estimate(NamedTuple):
+    """Bytes by part (``memory``), their peak sum, and the run file's size (``disk``)."""
+
+    memory: dict
+    peak: int
+    disk: int
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{k} {mib(v)}" for k, v in self.memory.items() if v >= 1 << 20)
+        return f"about {mib(self.peak)} ({parts})"
+
+
+def train_estimate(config, *, n_train: int | None = None, n_test: int | None = None, n_classes: int | None = None,
+                   full_train: int = 60000, full_test: int = 10000) -> Estimate:
+    """The memory and disk of :func:`mfphys.train.train` for ``config`` (a TrainConfig).
+
+    ``n_train`` / ``n_test`` default to the config's (the test set to ``full_test`` when the
+    config takes all); ``full_*`` are the sizes of the data set held in memory while loading.
+    """
+    from .train import DRAW_BLOCK  # the block of sampled sub-networks evaluated together
+
+    item = 4 if config.dtype == "float32" else 8
+    layers = config.layers
+    R, B, E, K = config.replicas, config.batch_size, config.epochs, config.eval_samples
+    P = n_train if n_train is not None else config.n_train
+    Pt = n_test if n_test is not None else (config.n_test or full_test)
+    C = n_classes if n_classes is not None else layers[-1]
+    W = sum(a * b for a, b in zip(layers[:-1], layers[1:]))
+    U = sum(layers[1:])
+    N0, Nmax = layers[0], max(layers[1:])
+    bp = config.mode == "bp"
+
+    weights = (WEIGHT_ARRAYS_BP if bp else WEIGHT_ARRAYS_GBP) * R * W * item
+    # the data set as loaded (float32, shared read-only cache), the training/test inputs on the
+    # compute backend, a**2 of the inputs (gBP), the per-epoch permutations
+    data = (max(full_train, P) + max(full_test, Pt)) * N0 * 4 + (P * (1 if bp else 2) + Pt) * N0 * item \
+        + R * P * 8
+    step = R * B * (UNIT_ARRAYS * U + 2 * N0) * item
+    chunk = min(Pt, 4096)
+    evaluation = R * chunk * Nmax * 3 * item + R * Pt * C * 3 * item
+    k = min(K, DRAW_BLOCK)
+    # one block of draws: uniform and normal numbers (float64) per layer, the weights and their
+    # scaled transposes, the hidden activations of a chunk of 2048 test patterns, the logits
+    sampled = (R * k * W * (8 + 8 + 1 + 2 * item) + R * k * min(Pt, 2048) * Nmax * 3 * item
+               + R * k * Pt * C * item + R * Pt * C * 4) if K else 0
+    history = (R * 4 + 3) * E * 8 * 3  # the arrays, the records, the Dataset copy
+    store = 2 * 3 * R * W * item  # the run's Dataset holds a copy of pi, m, Xi while it is written
+    memory = {"weights and optimizer state": weights, "data": data,
+              "largest temporary (step, evaluation or sampled evaluation)": max(step, evaluation, sampled),
+              "history": history, "writing the run file": store, "process": BASE}
+    peak = sum(memory.values())
+    disk = 3 * R * W * item + (R * 4 + 3) * E * 8 + R * len(layers) * 3 * 45 * 8 + N0 + (64 << 10)
+    return Estimate(memory, int(peak), int(disk))
+
+
+def available_memory() -> int | None:
+    """Memory this process can still take on the host: ``MemAvailable`` (Linux), limited by a
+    cgroup's limit where one is set; None where it cannot be told."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    v1 = "/sys/fs/cgroup/memory/memory."
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         (v1 + "limit_in_bytes", v1 + "usage_in_bytes")):
+        try:
+            text = Path(limit).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < (1 << 60):
+            try:
+                used = int(Path(usage).read_text())
+            except (OSError, ValueError):
+                used = 0
+            avail = min(avail, max(int(text) - used, 0))
+        break
+    return avail
+
+
+def device_memory(backend) -> int | None:
+    """Free memory of the GPU a CuPy backend computes on (None for NumPy)."""
+    if getattr(backend, "name", "numpy") != "cupy":
+        return None
+    free, _ = backend.xp.cuda.runtime.memGetInfo()
+    pool = backend.xp.get_default_memory_pool()
+    return int(free + pool.free_bytes())
+
+
+def check_memory(estimate: Estimate, *, available: int | None = None, what: str = "this run") -> None:
+    """Refuse, in one line, a job whose estimate does not fit in the memory available now."""
+    available = available_memory() if available is None else available
+    if available is None:
+        return
+    if estimate.peak > MARGIN * available:
+        raise MfphysError(f"not enough memory: {what} needs {estimate.describe()}, but {mib(available)} is available; "
+                          f"use fewer --replicas, narrower --layers, a smaller --batch-size or --n-train "
+                          f"(mfphys train --dry-run shows the estimate)")
+
+
+def check_count(name: str, n: float, limit: int) -> None:
+    """Refuse a count (epochs, fractions, draws, ...) far beyond anything that could run."""
+    if not math.isfinite(n) or n > limit:
+        raise MfphysError(f"{name} {n:g} is more than mfphys can hold ({limit:,} at most)")
