@@ -1,4 +1,4 @@
-"""Speed and memory of one training epoch and of the evaluations (issue 2, item 5).
+"""Speed and memory of one training epoch and of the evaluations (docs/results.md, bench/README.md).
 
 Prints, for the default configuration (784-100-100-10, 10,000 MNIST images, batch 500):
 seconds per training epoch (mini-batch steps only), samples/s, seconds per noise-free test
@@ -113,7 +113,8 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--replicas", default="1,8")
     p.add_argument("--eval-draws", type=int, default=10)
-    p.add_argument("--data-dir", default=os.environ.get("MFPHYS_DATA_DIR", "../shared/data/mnist"))
+    p.add_argument("--data-dir", default=os.environ.get("MFPHYS_DATA_DIR"),
+                   help="folder with the MNIST IDX files (default: $MFPHYS_DATA_DIR, else docs/data.md's search)")
     p.add_argument("--json", default=None, help="also write the results to this file")
     a = p.parse_args(argv)
     rows = []

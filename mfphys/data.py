@@ -2,7 +2,7 @@
 
 Every loader returns a :class:`Dataset` holding ``x`` of shape ``(P, N0)`` (float32) and
 integer labels ``y`` of shape ``(P,)``, plus a SHA-256 ``checksum`` and a ``source`` for
-provenance (DESIGN.md, "Data"). No xarray and no UI here.
+provenance (docs/data.md). No xarray and no UI here.
 
 Where MNIST / Fashion-MNIST files are looked for, first hit wins:
 
@@ -89,7 +89,7 @@ _SHAPES = {
 
 _N_CLASSES = {"mnist": 10, "fashion-mnist": 10}
 
-#: SHA-256 of the UNCOMPRESSED files (shared/data/README.md for MNIST). None: not verified
+#: SHA-256 of the UNCOMPRESSED files (the table in docs/data.md for MNIST). None: not verified
 #: by hash. Fashion-MNIST's project publishes only MD5s of the .gz files; we have no
 #: uncompressed SHA-256 we could confirm, and we do not make one up.
 SHA256: dict[str, dict[str, str] | None] = {
@@ -530,7 +530,7 @@ def _idx_arrays(name: str, files: tuple[tuple[str, int, int], ...]) -> tuple[np.
     out = []
     for x, y in ((x_tr, y_tr), (x_te, y_te)):
         xf = x.reshape(x.shape[0], -1).astype(np.float32)
-        xf /= np.float32(255.0)  # pixels / 255 in [0, 1], no centring (MODEL.md)
+        xf /= np.float32(255.0)  # pixels / 255 in [0, 1], no centring (docs/model.md section 4)
         yi = y.astype(np.int64)
         out += [xf, yi]
     for arr in out:

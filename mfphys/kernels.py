@@ -1,6 +1,6 @@
 """Fused element-wise kernels for the hot spots of a training step.
 
-Each function here computes one formula of MODEL.md on weight- or activity-shaped arrays.
+Each function here computes one formula of docs/model.md on weight- or activity-shaped arrays.
 On NumPy it is plain array code (written to make few passes and few temporaries); on CuPy the
 same formula runs as one fused CUDA kernel (``cupy.ElementwiseKernel``), because at the
 paper's small shapes a GPU step is bound by kernel launches, not arithmetic

@@ -1,6 +1,6 @@
 """Spike-and-slab ensemble network: mean-field forward pass, gBP backward pass, sampling.
 
-Symbols follow MODEL.md (stated once here, used everywhere):
+Symbols follow docs/model.md (stated once here, used everywhere):
 
 =========  ==========================================================================
 code       meaning (docs/model.md section)

@@ -27,7 +27,7 @@ TOL = 0.01
 XI_TOL = 1e-4
 XI_ZERO = 1e-8
 
-#: the per-layer scalar order parameters every run file carries (DESIGN.md public schema)
+#: the per-layer scalar order parameters every run file carries (public schema, docs/file-format.md)
 SCALARS = ("sparsity", "frac_vip", "frac_uip", "frac_variable", "mean_pi", "mean_xi", "weight_var", "entropy")
 
 
@@ -70,7 +70,7 @@ def entropy(pi, m, xi, *, xi_zero: float = XI_ZERO):
 
 
 def layer_order(pi, m, xi, *, tol: float = TOL, xi_tol: float = XI_TOL, xi_zero: float = XI_ZERO, mask=None):
-    """The scalar order parameters of one layer, each ``(R,)`` (DESIGN.md public schema).
+    """The scalar order parameters of one layer, each ``(R,)`` (public schema, docs/file-format.md).
 
     ``mask``: optional boolean (N_out, N_in) or (N_in,) selection of connections (e.g. those
     from inputs that vary in the training set); the averages run over the selected ones.

@@ -97,7 +97,7 @@ def removal_counts(fractions, n_candidates) -> np.ndarray:
 
 
 def remove(layer: model.Layer, mask) -> model.Layer:
-    """The layer with the connections in ``mask`` absent (``pi = 1``: spike only, MODEL.md 1)."""
+    """The layer with the connections in ``mask`` absent (``pi = 1``: spike only, docs/model.md section 1)."""
     return layer._replace(pi=np.where(mask, np.ones((), dtype=layer.pi.dtype), layer.pi))
 
 

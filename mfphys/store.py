@@ -1,4 +1,4 @@
-"""Runs as ``xarray.Dataset`` objects and netCDF files (DESIGN.md "Stored data").
+"""Runs as ``xarray.Dataset`` objects and netCDF files (schema: docs/file-format.md).
 
 The only module that builds xarray objects. A run file holds the learning curves, the
 final ``pi``, ``m``, ``Xi`` of every layer, the order parameters of docs/model.md section 6 and,
@@ -66,7 +66,7 @@ def _long(name: str):
 
 def run_to_dataset(result, *, tol: float = order.TOL, xi_tol: float = order.XI_TOL,
                    xi_zero: float = order.XI_ZERO, command: str | None = None) -> xr.Dataset:
-    """Build the public-schema Dataset (DESIGN.md) of a :class:`mfphys.train.TrainResult`."""
+    """Build the public-schema Dataset (docs/file-format.md) of a :class:`mfphys.train.TrainResult`."""
     cfg = result.config
     params = result.params
     R, E, L = cfg.replicas, cfg.epochs, len(params)
@@ -182,7 +182,7 @@ def read_attrs(path: str | os.PathLike) -> dict:
 
 
 def open_run(path: str | os.PathLike) -> xr.Dataset:
-    """Open an mfphys run file as an in-memory ``xarray.Dataset`` (public schema, DESIGN.md)."""
+    """Open an mfphys run file as an in-memory ``xarray.Dataset`` (public schema, docs/file-format.md)."""
     ds = read_dataset(path)
     if KIND_ATTR not in ds.attrs:
         raise MfphysError(f"{path} is a netCDF file but not an mfphys file (no '{KIND_ATTR}' attribute)")

@@ -50,7 +50,7 @@ def _is_real(value) -> bool:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a run's numbers. Defaults reproduce the paper (MODEL.md 4).
+    """Everything that determines a run's numbers. Defaults reproduce the paper (docs/model.md section 4).
 
     ``lr_halve_every = 20`` with ``epochs = 200`` is the paper's 2020 schedule; the default
     (constant lr 0.1, 100 epochs) is its later revision. Replica ``r`` uses seed ``seed + r``.

@@ -17,7 +17,7 @@ BACKENDS = ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)]
 
 
 def mnist_path() -> Path:
-    """Real MNIST for the tests: $MFPHYS_DATA_DIR, else ../shared/data/mnist beside the repo."""
+    """Real MNIST for the tests: $MFPHYS_DATA_DIR, else the data folder CI keeps beside the repository."""
     env = os.environ.get("MFPHYS_DATA_DIR")
     return Path(env) if env else REPO.parent / "shared" / "data" / "mnist"
 

@@ -1,7 +1,7 @@
 """Tests of mfphys.data: IDX reading, MNIST search/verification/download, teacher data.
 
 Offline and fast: real MNIST comes from the read-only folder of conftest's ``mnist_dir``
-fixture ($MFPHYS_DATA_DIR, else ../shared/data/mnist), every other file is
+fixture ($MFPHYS_DATA_DIR, else the CI's data folder), every other file is
 written under tmp_path, and the download mirrors point at an unreachable address or at a
 local ``file://`` folder, never at the network.
 """
@@ -17,7 +17,7 @@ import pytest
 from mfphys import data
 from mfphys.errors import MfphysError
 
-# independent copy of shared/data/README.md (the oracle, not the module's own table)
+# independent copy of the published values (the table in docs/data.md; the oracle, not the module's own table)
 README_SHA256 = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
     "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",

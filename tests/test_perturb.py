@@ -203,7 +203,7 @@ def test_f0_reproduces_the_runs_sampled_accuracy():
 
 @pytest.mark.slow
 def test_removing_important_connections_hurts_far_more_on_mnist(mnist_dir):
-    """MODEL.md 7.3 on a shorter real-MNIST run (20 epochs, 2 replicas)."""
+    """docs/model.md section 7.3 on a shorter real-MNIST run (20 epochs, 2 replicas)."""
     cfg = TrainConfig(epochs=20, replicas=2, backend="numpy")
     result = train(cfg, data_dir=mnist_dir)
     data = load_data(cfg, mnist_dir)

@@ -91,7 +91,7 @@ def test_learns_real_mnist_quickly(mnist_dir):
 
 @pytest.mark.slow
 def test_paper_accuracy_on_mnist(mnist_dir):
-    """docs/model.md section 7.1 / issue 2 item 4: defaults, 100 epochs, 3 seeds."""
+    """docs/model.md section 7.1, the accuracy bars of docs/results.md: defaults, 100 epochs, 3 seeds."""
     accs = {}
     for mode in ("gbp", "bp"):
         res = train(TrainConfig(mode=mode, replicas=3, backend="numpy"), data_dir=mnist_dir)
