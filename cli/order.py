@@ -113,6 +113,10 @@ def _num(x):
 # --- mfphys perturb --------------------------------------------------------------------------
 
 
+#: more fractions than anyone could evaluate (each costs ``--samples`` sampled evaluations)
+MAX_FRACTIONS = 10_000
+
+
 def parse_fractions(text: str) -> np.ndarray:
     """``0:1:0.1`` (start:stop:step, stop included when the steps reach it) or ``0,0.5,1``."""
     bad = MfphysError(f"--fractions takes start:stop:step (like 0:1:0.1) or a comma list (like 0,0.5,1) of "
@@ -126,9 +130,13 @@ def parse_fractions(text: str) -> np.ndarray:
             if not (step > 0 and stop >= start and math.isfinite(stop)):
                 raise bad
             n = math.floor((stop - start) / step + 1e-9)
+            if n + 1 > MAX_FRACTIONS:  # refused before numpy allocates it
+                raise MfphysError(f"--fractions {text!r} gives {n + 1:,} fractions; at most {MAX_FRACTIONS:,}")
             values = np.round(start + step * np.arange(n + 1), 12)
         else:
             values = np.array([float(p) for p in text.split(",")])
+            if values.size > MAX_FRACTIONS:
+                raise MfphysError(f"--fractions gives {values.size:,} fractions; at most {MAX_FRACTIONS:,}")
     except ValueError:
         raise bad from None
     if values.size == 0 or not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:

@@ -129,10 +129,20 @@ def params_from_dataset(ds: xr.Dataset) -> tuple:
     return tuple(Layer(*(ds[f"{k}_{l}"].values for k in ("pi", "m", "xi"))) for l in range(1, L + 1))
 
 
-def config_from_dataset(ds: xr.Dataset):
+def config_from_dataset(ds: xr.Dataset, path=None):
+    """The run's :class:`~mfphys.train.TrainConfig`, from its ``config`` attribute (validated)."""
     from .train import TrainConfig
 
-    return TrainConfig.from_json(ds.attrs["config"])
+    where = f"{path}: " if path is not None else ""
+    text = ds.attrs.get("config")
+    if not isinstance(text, str):
+        raise MfphysError(f"{where}damaged run file: no 'config' attribute")
+    try:
+        return TrainConfig.from_json(text)
+    except (ValueError, TypeError) as exc:  # malformed JSON, or not an object
+        raise MfphysError(f"{where}damaged run file: its 'config' attribute is not a configuration ({exc})") from None
+    except MfphysError as exc:
+        raise MfphysError(f"{where}damaged run file: its 'config' attribute has {exc}") from None
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -192,7 +202,11 @@ def open_run(path: str | os.PathLike) -> xr.Dataset:
 def live_inputs(ds: xr.Dataset):
     """(N_0,) bool mask of the inputs that vary over the training set (docs/model.md section 6,
     dead inputs), or None when the file does not record them."""
-    return ds["dead_inputs"].values == 0 if "dead_inputs" in ds else None
+    if "dead_inputs" not in ds or ds["dead_inputs"].ndim != 1:
+        return None
+    if "pi_1" in ds and ds["dead_inputs"].shape[0] != ds["pi_1"].shape[-1]:
+        return None  # does not match the inputs: not usable
+    return ds["dead_inputs"].values == 0
 
 
 def run_tolerances(ds: xr.Dataset, *, tol=None, xi_tol=None, xi_zero=None, exact: bool = False) -> dict:
@@ -200,10 +214,14 @@ def run_tolerances(ds: xr.Dataset, *, tol=None, xi_tol=None, xi_zero=None, exact
     parameters were computed with (attribute ``order_tolerances``), else the defaults."""
     try:
         stored = json.loads(ds.attrs.get("order_tolerances", "{}"))
-    except ValueError:
+    except (ValueError, TypeError):
         stored = {}
-    return order.resolve_tolerances(stored if isinstance(stored, dict) else {}, tol=tol, xi_tol=xi_tol,
-                                    xi_zero=xi_zero, exact=exact)
+    if not isinstance(stored, dict):
+        stored = {}
+    # a hand-edited value that is not a number is ignored (the default applies), never a crash
+    stored = {k: float(v) for k, v in stored.items()
+              if k in ("tol", "xi_tol", "xi_zero") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return order.resolve_tolerances(stored, tol=tol, xi_tol=xi_tol, xi_zero=xi_zero, exact=exact)
 
 
 def open_trained_run(path: str | os.PathLike) -> xr.Dataset:
@@ -214,4 +232,23 @@ def open_trained_run(path: str | os.PathLike) -> xr.Dataset:
         raise MfphysError(f"{path} is an mfphys {kind} file, not a run file (made by mfphys train)")
     if "layer" not in ds.sizes or any(f"{k}_1" not in ds for k in ("pi", "m", "xi")):
         raise MfphysError(f"{path} has no pi_1/m_1/xi_1 parameters: not a complete run file")
+    _check_run_parameters(ds, path)
     return ds
+
+
+def _check_run_parameters(ds: xr.Dataset, path) -> None:
+    """A damaged or hand-edited run file is refused with what is wrong, before any reader uses it."""
+    cfg = config_from_dataset(ds, path)
+    L, R = int(ds.sizes["layer"]), int(ds.sizes.get("replica", 0))
+    if len(cfg.layers) != L + 1:
+        raise MfphysError(f"{path}: damaged run file: {L} layers but its config has {len(cfg.layers) - 1}")
+    for l in range(1, L + 1):
+        shape = (R, cfg.layers[l], cfg.layers[l - 1])
+        for k in ("pi", "m", "xi"):
+            name = f"{k}_{l}"
+            if name not in ds:
+                raise MfphysError(f"{path}: damaged run file: {name} is missing")
+            if ds[name].shape != shape:
+                raise MfphysError(f"{path}: damaged run file: {name} has shape {ds[name].shape}, expected {shape}")
+            if ds[name].dtype.kind != "f":
+                raise MfphysError(f"{path}: damaged run file: {name} is not floating-point ({ds[name].dtype})")

@@ -136,6 +136,8 @@ class TrainConfig:
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
         d = json.loads(text)
+        if not isinstance(d, dict):
+            raise ValueError("a configuration is a JSON object")
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 

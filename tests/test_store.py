@@ -86,3 +86,45 @@ def test_attributes_are_plain_json_not_pickles(result):
     ds = run_to_dataset(result)
     for k in ("config", "timings", "data_summary", "order_tolerances"):
         json.loads(ds.attrs[k])
+
+
+def _damage(ds, how):
+    ds = ds.copy()
+    if how == "missing-layer-array":
+        ds = ds.drop_vars("xi_1")
+    elif how == "malformed-config":
+        ds.attrs["config"] = "{not json"
+    elif how == "config-not-an-object":
+        ds.attrs["config"] = "[1, 2]"
+    elif how == "unknown-activation":
+        ds.attrs["config"] = ds.attrs["config"].replace('"relu"', '"swish"')
+    elif how == "no-config":
+        del ds.attrs["config"]
+    elif how == "wrong-shape":
+        ds["m_1"] = ds["m_1"].isel(pre_1=slice(0, 3))
+    elif how == "bad-tolerances":
+        ds.attrs["order_tolerances"] = '{"tol": "wide"}'
+    return ds
+
+
+@pytest.mark.parametrize("how, message", [
+    ("missing-layer-array", "xi_1"),
+    ("malformed-config", "'config' attribute is not a configuration"),
+    ("config-not-an-object", "'config' attribute is not a configuration"),
+    ("unknown-activation", "unknown --activation 'swish'"),
+    ("no-config", "no 'config' attribute"),
+    ("wrong-shape", "m_1 has shape"),
+])
+def test_damaged_run_files_are_refused_with_what_is_wrong(result, tmp_path, how, message):
+    path = tmp_path / f"{how}.nc"
+    store.write_atomic(_damage(run_to_dataset(result), how), path)
+    with pytest.raises(MfphysError, match=message) as info:
+        store.open_trained_run(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_hand_edited_tolerances_fall_back_to_the_defaults(result):
+    ds = _damage(run_to_dataset(result), "bad-tolerances")
+    from mfphys import order
+
+    assert store.run_tolerances(ds)["tol"] == order.TOL
