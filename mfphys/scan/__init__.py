@@ -17,12 +17,13 @@ Folder layout (docs/scans.md, "The scan folder"; the TUI and analysis scripts re
 (docs/file-format.md) plus the attributes ``scan_cell`` (JSON of its coordinates),
 ``config_hash`` (SHA-256 of the cell's ``TrainConfig`` JSON), ``scan_hash`` and ``mfphys_version``.
 
-Resume: a cell whose file opens and carries the expected ``config_hash`` is never trained or
-written again; everything is written atomically (temp file + fsync + rename), so a killed
-scan leaves only complete files behind. Cells run in this process one after the other, or
-on a ``dask.distributed`` cluster (``workers`` = a local cluster, ``scheduler`` = an existing
-one). Workers only train and return the result; this process writes every file, so the
-files are the same whichever way the cells ran, and workers need no shared file system.
+Resume: a cell whose file opens and carries the expected ``config_hash`` (its attributes are
+read, not its arrays) is never trained or written again; everything is written atomically
+(temp file + fsync + rename), so a killed scan leaves only complete files behind. Cells run
+in this process one after the other, or on a ``dask.distributed`` cluster (``workers`` = a
+local cluster, ``scheduler`` = an existing one). Workers only train and return the result;
+this process writes every file, so the files are the same whichever way the cells ran, and
+workers need no shared file system.
 
 The modules, one concern each: :mod:`~mfphys.scan.spec` (options, grid, :class:`ScanSpec`),
 :mod:`~mfphys.scan.folder` (layout, markers, :func:`scan_status`), :mod:`~mfphys.scan.view`

@@ -68,14 +68,15 @@ def _cell_done(p: _Paths, cell: Cell, *, foreign_ok: bool = False) -> bool:
     if not path.exists():
         return False
     try:
-        ds = store.read_dataset(path)
+        # the attributes only: a resume must not read every finished cell's arrays again
+        attrs = store.read_attrs(path)
     except MfphysError:
         return False  # only written atomically, so a bad file is damage: retrain it
-    if ds.attrs.get("config_hash") == cell.config_hash:
+    if attrs.get("config_hash") == cell.config_hash:
         return True
     if foreign_ok:
         return False
-    why = "has no config_hash" if "config_hash" not in ds.attrs else "was made by a different configuration"
+    why = "has no config_hash" if "config_hash" not in attrs else "was made by a different configuration"
     raise MfphysError(f"{path} {why}: it is not a cell of this scan; move it away (nothing was written)")
 
 

@@ -1,9 +1,9 @@
 """Oracles for mfphys.scan.runner: what a scan writes, resume, failures, Dask options, reuse.
 
 Cells are tiny teacher-student runs (20 inputs, width 16, 3 epochs), so a 3 x 3 scan takes
-about a second. Oracles: resume against the bytes and mtimes of the files left behind,
-failures against their records, reuse against the bytes of the copied cells; refusals
-against an unchanged folder.
+about a second. Oracles: resume against the bytes and mtimes of the files left behind (and
+against reading no variables at all), failures against their records, reuse against the
+bytes of the copied cells; refusals against an unchanged folder.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import shutil
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from mfphys import scan, store
 from mfphys.errors import MfphysError
@@ -57,6 +58,19 @@ def test_resume_trains_only_missing_cells(fresh_scan):
     assert {k: v for k, v in after.items() if "depth=2,n_train=400" not in k} == \
         {k: v for k, v in before.items() if "depth=2,n_train=400" not in k and not k.endswith(".tmp")}
     assert sorted(p.name for p in cells.iterdir()) == sorted(f"{c.key}.nc" for c in tiny_spec().cells())
+
+
+def test_resume_reads_attributes_only(fresh_scan, monkeypatch):
+    """Deciding that a cell is done reads its attributes, never its arrays."""
+    def no_variables(*args, **kwargs):
+        raise AssertionError("a resume read a cell file's variables")
+
+    for module, name in ((store, "read_dataset"), (store, "open_run"), (xr, "open_dataset"), (xr, "load_dataset")):
+        monkeypatch.setattr(module, name, no_variables)
+    before = snapshot(fresh_scan)
+    report = scan.run_scan(tiny_spec(), fresh_scan)
+    assert (report.trained, report.skipped, report.done) == (0, 9, 9)
+    assert snapshot(fresh_scan) == before
 
 
 def test_refuses_a_foreign_cell_file(fresh_scan):
