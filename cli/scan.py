@@ -177,8 +177,9 @@ def scan_plot(
         if key not in ds.status.dims or key in ("depth", "n_train"):
             raise MfphysError(f"--sel {item!r}: {key!r} is not another scanned option of {folder}")
         try:
-            ds = ds.sel({key: type(ds[key].values[0].item())(value)})
-        except (KeyError, ValueError):
+            # read the value as the scan read its grid: type(x)(text) would make "false" True
+            ds = ds.sel({key: scan_mod.coerce_option(key, value, f"--sel {item!r}")})
+        except (KeyError, ValueError, MfphysError):
             raise MfphysError(f"--sel {item!r}: {key} takes one of {', '.join(map(str, ds[key].values))}") from None
     extra = [d for d in ds.status.dims if d not in ("depth", "n_train") and ds.sizes[d] > 1]
     if extra:

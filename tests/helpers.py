@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,25 @@ def snapshot(folder: Path) -> dict:
     """Every file below ``folder``: relative path -> (SHA-256, mtime_ns), to prove nothing was touched."""
     return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# --- tiny scans (tests/scan, tests/cli/test_scan.py) --------------------------------------------------
+
+#: options of a tiny teacher-student scan cell: 20 inputs, width 16, 3 epochs (a 3 x 3 scan takes ~1 s)
+SCAN_TINY = dict(dataset="teacher", input_dim="20", width="16", epochs="3", batch_size="100", replicas="2",
+                 n_test="200", backend="numpy")
+SCAN_GRID = dict(depth="1,2,3", n_train="200,400,600")
+
+
+def tiny_spec(**over):
+    """The spec of the tiny 3 x 3 scan, options as command-line text (``over`` replaces some)."""
+    from mfphys.scan import spec_from_options
+
+    return spec_from_options({**SCAN_GRID, **SCAN_TINY, **over})
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped): a marker's owner that is gone."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid

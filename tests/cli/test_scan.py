@@ -180,3 +180,21 @@ def test_scan_plot_bad_input(cli_scan, args, message, cli):
 def test_scan_plot_not_a_scan(tmp_path, cli):
     result = cli("scan-plot", str(tmp_path))
     assert result.exit_code == 2 and "not an mfphys scan folder" in result.stderr
+
+
+def test_scan_plot_sel_reads_a_bool_option_as_the_scan_does(tmp_path, cli):
+    """``--sel host_noise=false`` picks the False cells (``bool("false")`` would be True)."""
+    (tmp_path / "s.toml").write_text("[grid]\nhost_noise = [false, true]\n")
+    folder = tmp_path / "bool"
+    result = cli("scan", "--config", tmp_path / "s.toml", "--depth", "1", "--n-train", "200,400", "--dataset",
+                 "teacher", "--input-dim", "20", "--width", "16", "--epochs", "2", "--batch-size", "100", "-R", "1",
+                 "--n-test", "200", "--backend", "numpy", "--out", folder, "-q")
+    assert result.exit_code == 0, result.output
+    assert scan.open_scan(folder).status.dims == ("depth", "n_train", "host_noise")
+    # the two values give the same numbers on NumPy: tell the halves apart by a missing cell
+    (folder / "cells" / "depth=1,n_train=400,host_noise=true.nc").unlink()
+    for value, done in (("false", "2 cell(s) done, 0 not yet"), ("0", "2 cell(s) done, 0 not yet"),
+                        ("true", "1 cell(s) done, 1 not yet"), ("True", "1 cell(s) done, 1 not yet")):
+        result = cli("scan-plot", folder, "--sel", f"host_noise={value}", "--out", tmp_path / f"{value}.png")
+        assert result.exit_code == 0 and done in result.stdout, (value, result.output)
+    one_error_line(cli("scan-plot", folder, "--sel", "host_noise=maybe"), "host_noise takes one of False, True")

@@ -1,0 +1,323 @@
+"""Running a scan: train every cell that is not done yet, here or on a Dask cluster.
+
+:func:`run_scan` checks the folder and the data before writing anything, keeps the cells
+already done (their ``config_hash`` attribute says so), copies matching cells of other scan
+folders (``reuse``), trains the rest one by one or on ``dask.distributed`` workers, and
+writes every file itself, so the files are the same whichever way the cells ran.
+The contract (folder layout, resume) is in :mod:`mfphys.scan` and docs/scans.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Sequence
+
+from .. import __version__, store
+from ..errors import MfphysError
+from ..fileio import atomic_file, read_json, utc_now, write_json_atomic
+from ..train import load_data, train
+from .folder import KIND, _check_folder, _clean_stale, _owner, _Paths, _remove_own_markers, read_scan_json
+from .spec import Cell, ScanSpec
+
+
+class ScanEvent(NamedTuple):
+    """What :func:`run_scan` reports to its callback.
+
+    ``kind``: "begin" (counts known), "cell_start", "epoch" (sequential runs: ``record`` is
+    the :class:`mfphys.train.EpochRecord`), "cell_done", "cell_failed" (``error`` set),
+    "tick" (counts refreshed while cells run on Dask), "end".
+    ``counts``: {"total", "done", "failed", "running", "pending"}.
+    """
+
+    kind: str
+    cell: Cell | None
+    counts: dict
+    record: Any = None
+    error: str = ""
+
+
+class ScanReport(NamedTuple):
+    """What :func:`run_scan` returns: the folder's cell counts after the call, and what the call did."""
+
+    folder: Path
+    total: int
+    done: int
+    failed: int
+    trained: int  # cells trained (done or failed) by this call
+    skipped: int  # cells found done and left untouched
+    reused: int  # cells copied from the ``reuse`` folders
+    seconds: float
+    failed_cells: tuple  # ((key, error), ...)
+
+
+def _cell_done(p: _Paths, cell: Cell, *, foreign_ok: bool = False) -> bool:
+    """True if the cell's file is complete and ours; False if missing or corrupt (to be retrained).
+    A readable file of another configuration is refused (we never write over it), unless
+    ``foreign_ok`` (a folder we only read from, ``reuse``): then it is just not a match."""
+    path = p.nc(cell.key)
+    if not path.exists():
+        return False
+    try:
+        # the attributes only: a resume must not read every finished cell's arrays again
+        attrs = store.read_attrs(path)
+    except MfphysError:
+        return False  # only written atomically, so a bad file is damage: retrain it
+    if attrs.get("config_hash") == cell.config_hash:
+        return True
+    if foreign_ok:
+        return False
+    why = "has no config_hash" if "config_hash" not in attrs else "was made by a different configuration"
+    raise MfphysError(f"{path} {why}: it is not a cell of this scan; move it away (nothing was written)")
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    with atomic_file(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def _preflight(cells: Sequence[Cell], data_dir) -> None:
+    """Load each distinct data set once at its largest n_train, so that missing MNIST files or a
+    too-large n_train stop the scan with one line before anything is written."""
+    biggest: dict = {}
+    for cell in cells:
+        c = cell.config
+        k = (c.dataset, c.layers[0], c.teacher_seed, c.n_test)
+        if k not in biggest or c.n_train > biggest[k].n_train:
+            biggest[k] = c
+    for c in biggest.values():
+        load_data(c, data_dir)
+
+
+def _error_record(exc: BaseException, cell: Cell) -> dict:
+    rec = {"error": str(exc) if isinstance(exc, MfphysError) else f"{type(exc).__name__}: {exc}",
+           "error_type": type(exc).__name__, "config_hash": cell.config_hash, "scan_cell": dict(cell.coords),
+           "time": utc_now(), "host": socket.gethostname(), "mfphys_version": __version__}
+    if not isinstance(exc, MfphysError):
+        rec["traceback"] = "".join(traceback.format_exception(exc))
+    return rec
+
+
+def _train_cell(cell: Cell, data_dir, marker: str | None, owner: dict, blas_threads: int | None,
+                callback=None):
+    """Train one cell (in this process or on a Dask worker). Returns ("done", TrainResult, where)
+    or ("failed", error record, where); never raises for a failing cell."""
+    where = f"{socket.gethostname()}:{os.getpid()}"
+    if marker is not None and Path(marker).parent.is_dir():  # a worker without the shared folder skips it
+        with contextlib.suppress(MfphysError):
+            write_json_atomic({"pid": os.getpid(), "host": socket.gethostname(), "started": utc_now(), **owner},
+                               Path(marker))
+    limits = contextlib.nullcontext()
+    if blas_threads:
+        # the same thread count everywhere gives the same numbers (OpenBLAS's sums depend on it);
+        # and one single-threaded process per core beats multi-threaded BLAS on a CPU (docs/scans.md,
+        # "Parallel and distributed runs")
+        with contextlib.suppress(ImportError):
+            from threadpoolctl import threadpool_limits
+
+            limits = threadpool_limits(blas_threads)
+    try:
+        with limits:
+            return "done", train(cell.config, data_dir=data_dir, callback=callback), where
+    except Exception as exc:
+        return "failed", _error_record(exc, cell), where
+
+
+def _connect(workers: int | None, scheduler: str | None, timeout: float):
+    """A dask.distributed Client (and the LocalCluster we own, or None)."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise MfphysError("--workers/--scheduler need dask.distributed: pip install 'mfphys[dist]'") from None
+    if scheduler:
+        # a Client that failed to connect complains from its __del__ when collected: keep that
+        # traceback off the user's terminal, the one line below says it all
+        hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
+        try:
+            try:
+                return Client(scheduler, timeout=timeout), None
+            except Exception as exc:
+                why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            gc.collect()
+        finally:
+            sys.unraisablehook = hook
+        raise MfphysError(f"cannot reach the Dask scheduler at {scheduler} within {timeout:g} s ({why}); "
+                          "is `dask scheduler` running there?")
+    import logging
+
+    import dask
+
+    # Dask's nanny gives workers OMP/MKL/OPENBLAS_NUM_THREADS=1 (what we want: one single-threaded
+    # process per core, docs/scans.md) and MALLOC_TRIM_THRESHOLD_=65536, which switches off glibc's
+    # adaptive mmap threshold: every large NumPy temporary is then mmapped and freed again
+    # (measured: +30-100% system time in training). Keep the first, drop the second.
+    environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
+               if k != "MALLOC_TRIM_THRESHOLD_"}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        # dashboard on a free port: the default 8787 may be taken by another scan's cluster
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                               silence_logs=logging.ERROR)
+    return Client(cluster), cluster
+
+
+def _cost(cell: Cell) -> float:
+    """Rough relative cost of a cell, to start the big ones first on a cluster."""
+    c = cell.config
+    return c.n_train * c.epochs * c.replicas * sum(a * b for a, b in zip(c.layers[:-1], c.layers[1:]))
+
+
+def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None = None,
+             scheduler: str | None = None, callback: Callable[[ScanEvent], None] | None = None,
+             data_dir=None, retry_failed: bool = True, command: str | None = None,
+             connect_timeout: float = 5.0, blas_threads: int | None = 1,
+             reuse: Sequence[str | os.PathLike] = ()) -> ScanReport:
+    """Train every cell of ``spec`` that is not done yet into ``folder``; see :mod:`mfphys.scan`.
+
+    ``workers``: run cells on a local Dask cluster of that many single-threaded processes;
+    ``scheduler``: on the existing Dask cluster at that address; neither: here, one by one.
+    ``retry_failed``: train cells recorded as failed again (default) or leave them failed.
+    ``blas_threads``: BLAS threads per cell, wherever it runs (None: the library's default).
+    OpenBLAS's results depend on its thread count, so the default 1 is what makes a cell's
+    numbers the same sequentially, on a local cluster and on a remote one (on one machine
+    type); on a multi-core CPU run cells in parallel with ``workers`` instead.
+    ``reuse``: other scan folders whose finished cells of the same key and ``config_hash``
+    are copied instead of trained (to grow a scan by a row or a column).
+    Bad input (a folder that is not this scan's, missing data, an unreachable scheduler)
+    raises :class:`MfphysError` before anything is written. Failed cells do not raise: see
+    the returned :class:`ScanReport`.
+    """
+    t0 = time.perf_counter()
+    if workers is not None and scheduler is not None:
+        raise MfphysError("give --workers (a local Dask cluster) or --scheduler (an existing one), not both")
+    if workers is not None and workers < 1:
+        raise MfphysError(f"--workers must be >= 1, got {workers}")
+    if blas_threads is not None and blas_threads < 1:
+        raise MfphysError(f"--blas-threads must be >= 1, got {blas_threads}")
+    p = _Paths(Path(folder))
+    name = spec.name or p.folder.name
+    meta = _check_folder(spec, p)
+    cells = spec.cells()
+    data_dir = str(Path(data_dir).resolve()) if data_dir is not None else None
+
+    sources = [_Paths(Path(r)) for r in reuse]
+    for src in sources:
+        read_scan_json(src.folder)  # a clear error if it is not a scan folder
+    done, failed_old, todo, copies = [], [], [], []
+    for cell in cells:
+        if meta is not None and _cell_done(p, cell):
+            done.append(cell)
+        elif (src := next((s for s in sources if _cell_done(s, cell, foreign_ok=True)), None)) is not None:
+            copies.append((cell, src))
+        elif meta is not None and not retry_failed and p.failed(cell.key).exists():
+            failed_old.append(cell)
+        else:
+            todo.append(cell)
+    if todo and scheduler is None:
+        _preflight(todo, data_dir)
+
+    client = cluster = None
+    if todo and (workers is not None or scheduler is not None):
+        client, cluster = _connect(workers, scheduler, connect_timeout)
+    try:
+        if meta is None:
+            p.folder.mkdir(parents=True, exist_ok=True)
+            write_json_atomic({store.KIND_ATTR: KIND, "mfphys_version": __version__, "name": name,
+                                "dims": list(spec.dims), "grid": spec.grid_dict, "fixed": spec.fixed_dict,
+                                "width": spec.fixed_dict.get("width"), "scan_hash": spec.scan_hash(),
+                                "created": utc_now(), "command": command or "mfphys.scan.run_scan"}, p.scan_json)
+        p.cells.mkdir(exist_ok=True)
+        _clean_stale(p)
+        for cell, src in copies:  # the bytes of a finished cell, copied atomically
+            _copy_atomic(src.nc(cell.key), p.nc(cell.key))
+            done.append(cell)
+
+        counts = {"total": len(cells), "done": len(done), "failed": len(failed_old), "running": 0,
+                  "pending": len(todo)}
+        failures = [(c.key, (read_json(p.failed(c.key)) or {}).get("error", "")) for c in failed_old]
+        emit = callback or (lambda ev: None)
+        emit(ScanEvent("begin", None, dict(counts)))
+        owner = _owner()
+
+        def finish(cell, outcome, payload, where):
+            counts["pending"] -= 1
+            if outcome == "done":
+                ds = store.run_to_dataset(payload, command=command)
+                ds.attrs.update(scan_cell=json.dumps(dict(cell.coords)), config_hash=cell.config_hash,
+                                scan_name=name, scan_hash=spec.scan_hash(), mfphys_version=__version__,
+                                trained_on=where, blas_threads=str(blas_threads or "default"))
+                store.write_atomic(ds, p.nc(cell.key))
+                with contextlib.suppress(FileNotFoundError):
+                    p.failed(cell.key).unlink()
+                counts["done"] += 1
+                emit(ScanEvent("cell_done", cell, dict(counts)))
+            else:
+                write_json_atomic({**payload, "trained_on": where}, p.failed(cell.key))
+                counts["failed"] += 1
+                failures.append((cell.key, payload["error"]))
+                emit(ScanEvent("cell_failed", cell, dict(counts), error=payload["error"]))
+            with contextlib.suppress(FileNotFoundError):
+                p.running(cell.key).unlink()
+
+        if client is None:
+            for cell in todo:
+                counts["running"] = 1
+                emit(ScanEvent("cell_start", cell, dict(counts)))
+                try:
+                    outcome, payload, where = _train_cell(
+                        cell, data_dir, str(p.running(cell.key)), owner, blas_threads,
+                        callback=lambda rec, cell=cell: emit(ScanEvent("epoch", cell, dict(counts), rec)))
+                    counts["running"] = 0
+                    finish(cell, outcome, payload, where)
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        p.running(cell.key).unlink()
+        else:
+            _run_dask(client, todo, p, owner, data_dir, blas_threads, counts, emit, finish)
+        emit(ScanEvent("end", None, dict(counts)))
+    finally:
+        if client is not None:
+            _remove_own_markers(p, owner)
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    return ScanReport(p.folder, len(cells), counts["done"], counts["failed"], len(todo), len(done) - len(copies),
+                      len(copies), time.perf_counter() - t0, tuple(failures))
+
+
+def _run_dask(client, todo, p: _Paths, owner, data_dir, blas_threads, counts, emit, finish) -> None:
+    """Submit every cell, biggest first; write each result here as it arrives."""
+    from dask.distributed import wait
+
+    tag = uuid.uuid4().hex[:8]
+    futures = {}
+    for cell in sorted(todo, key=_cost, reverse=True):  # submitted in order: idle workers take the first ones
+        f = client.submit(_train_cell, cell, data_dir, str(p.running(cell.key)), owner, blas_threads,
+                          key=f"mfphys-cell-{cell.key}-{tag}", priority=int(_cost(cell)), pure=False)
+        futures[f] = cell
+    pending = set(futures)
+    while pending:
+        try:
+            finished, pending = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            finished = set()
+        for f in finished:
+            cell = futures.pop(f)
+            if f.status == "finished":
+                outcome, payload, where = f.result()
+            else:  # the task itself crashed (e.g. a worker killed by the OOM killer: KilledWorker)
+                outcome, payload, where = "failed", _error_record(f.exception(), cell), "dask"
+            finish(cell, outcome, payload, where)
+            f.release()
+        # a worker writes the marker when the cell starts; finished futures may still have one
+        running = sum(1 for f, c in futures.items() if f.status == "pending" and p.running(c.key).exists())
+        counts["running"] = running
+        emit(ScanEvent("tick", None, dict(counts)))

@@ -1,0 +1,366 @@
+"""The scan's specification: its options, their values and the grid of cells they span.
+
+No files and no xarray here: the option schema (:data:`OPTIONS`, :data:`DEFAULTS`), value
+coercion (:func:`coerce_option`), cell keys and hashes, :class:`ScanSpec` and its two
+front doors, the command line (:func:`spec_from_options`) and a TOML file
+(:meth:`ScanSpec.from_toml`). The folder layout and the resume contract are in
+:mod:`mfphys.scan` and docs/scans.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
+
+from ..errors import MfphysError
+from ..train import TrainConfig
+
+#: options that are not TrainConfig fields: the architecture (input_dim, width, ..., 10) as depth x width
+ARCH_OPTIONS = {"depth": "int", "width": "int", "input_dim": "int"}
+ARCH_DEFAULTS = {"width": 100, "input_dim": 784}
+#: every data set mfphys knows (MNIST, Fashion-MNIST, teacher) has 10 classes
+N_CLASSES = 10
+#: TrainConfig fields a scan does not take as options: layers is built from depth and width
+NOT_OPTIONS = ("layers",)
+#: options that can only be held fixed: replicas is the replica axis; decay_on is a list itself
+NOT_SCANNABLE = ("replicas", "decay_on")
+#: always grid dimensions, in this order, even with a single value (the depth x data-size plane)
+ALWAYS_SCANNED = ("depth", "n_train")
+
+_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
+
+
+def _kind_of(default) -> str:
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int):
+        return "int"
+    if isinstance(default, float):
+        return "float"
+    if isinstance(default, tuple):
+        return "tuple"
+    return "str"
+
+
+_TRAIN_DEFAULTS = {f.name: getattr(TrainConfig(), f.name) for f in dataclasses.fields(TrainConfig)
+                   if f.name not in NOT_OPTIONS}
+#: option name -> kind (int, float, str, bool, tuple; "int?" may be None = all)
+OPTIONS = {**ARCH_OPTIONS, **{k: _kind_of(v) for k, v in _TRAIN_DEFAULTS.items()}, "n_test": "int?"}
+DEFAULTS = {**ARCH_DEFAULTS, **_TRAIN_DEFAULTS}
+
+
+# --- values and keys ------------------------------------------------------------------------------
+
+
+def coerce_option(name: str, value, where: str):
+    """``value`` (from the CLI as text, or from TOML) as the option's type, or one clear error.
+
+    The one reading of an option's value: the grid, the fixed options and ``scan-plot --sel``
+    all go through it, so ``"false"`` is ``False`` for a bool option everywhere.
+    """
+    kind = OPTIONS[name]
+    bad = MfphysError(f"{where}: {name} takes {kind.rstrip('?')} values, got {value!r}")
+    if kind == "int?" and (value is None or (isinstance(value, str) and value.strip().lower() in ("all", "none"))):
+        return None
+    if kind in ("int", "int?"):
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise bad from None
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int):
+            return value
+        raise bad
+    if kind == "float":
+        if isinstance(value, bool):
+            raise bad
+        try:
+            v = float(value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError):
+            raise bad from None
+        if not math.isfinite(v):
+            raise bad
+        return v
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.strip().lower() in ("true", "1", "yes")
+        raise bad
+    if kind == "tuple":
+        if isinstance(value, str):
+            value = [s.strip() for s in value.split(",") if s.strip()]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(s, str) for s in value):
+            raise bad
+        return tuple(value)
+    if not isinstance(value, str) or not value.strip():
+        raise bad
+    return value.strip()
+
+
+def _fmt(value) -> str:
+    """One coordinate value as text in a cell key: 2, 0.1, 1e-05, true, fashion-mnist."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float):
+        text = repr(value)
+    else:
+        text = str(value)
+    # percent-encode anything that is not safe in a file name on every common file system
+    return "".join(c if c in _SAFE else f"%{ord(c):02X}" for c in text)
+
+
+def cell_key(coords: Sequence[tuple[str, Any]]) -> str:
+    """File-name key of a cell: ``depth=2,n_train=1000`` (grid order; values as in :func:`_fmt`)."""
+    return ",".join(f"{k}={_fmt(v)}" for k, v in coords)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def config_hash(config: TrainConfig) -> str:
+    """SHA-256 of a cell's full configuration (its ``TrainConfig`` JSON)."""
+    return _sha256(config.to_json())
+
+
+def layers_of(options: Mapping[str, Any]) -> tuple[int, ...]:
+    """Layer widths ``(N0,) + (width,) * depth + (10,)`` of a cell (docs/model.md section 2)."""
+    return (int(options["input_dim"]),) + (int(options["width"]),) * int(options["depth"]) + (N_CLASSES,)
+
+
+def grid_points(grid: Sequence[tuple[str, Sequence]]) -> Iterator[tuple[tuple, tuple, str]]:
+    """``(index, coords, key)`` of every cell of a grid ``((name, values), ...)``, row-major.
+
+    The one walk over a grid: :meth:`ScanSpec.cells` builds configurations on it, and a
+    scan folder's readers (:func:`mfphys.scan.scan_status`, :func:`mfphys.scan.open_scan`)
+    use it on a scan.json's grid, so both always agree on cell order and keys.
+    """
+    for index in itertools.product(*(range(len(values)) for _, values in grid)):
+        coords = tuple((k, v[i]) for (k, v), i in zip(grid, index))
+        yield index, coords, cell_key(coords)
+
+
+# --- the specification ----------------------------------------------------------------------------
+
+
+class Cell(NamedTuple):
+    """One grid point: its index in the grid, coordinates, file key and full configuration."""
+
+    index: tuple
+    coords: tuple  # ((name, value), ...) in grid order
+    key: str
+    config: TrainConfig
+    config_hash: str
+
+
+def _norm_name(name: str, where: str) -> str:
+    key = str(name).strip().replace("-", "_")
+    if key not in OPTIONS:
+        raise MfphysError(f"{where}: unknown parameter {name!r}; known: {', '.join(sorted(OPTIONS))}")
+    return key
+
+
+@dataclass(frozen=True)
+class ScanSpec:
+    """A scan: the grid (scanned options and their values, in order) and every other option.
+
+    ``fixed`` holds *all* options that are not scanned, defaults resolved, so that
+    :meth:`scan_hash` pins the numbers of every cell. Build it with :meth:`build`,
+    :func:`spec_from_options` or :meth:`from_toml` (they validate); ``name`` is the folder name
+    under ``runs/`` (default: :meth:`default_name`).
+    """
+
+    grid: tuple  # ((name, (v0, v1, ...)), ...)
+    fixed: tuple  # ((name, value), ...) sorted by name
+    name: str | None = None
+
+    @classmethod
+    def build(cls, grid: Mapping[str, Sequence], fixed: Mapping[str, Any] | None = None, *,
+              name: str | None = None, where: str = "scan") -> ScanSpec:
+        """Validate and normalise a grid and fixed options; raise :class:`MfphysError` on bad input."""
+        g, f = {}, {}
+        for k, values in grid.items():
+            key = _norm_name(k, where)
+            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+                values = [values]
+            if len(values) == 0:
+                raise MfphysError(f"{where}: {key} has no values to scan")
+            vals = tuple(coerce_option(key, v, where) for v in values)
+            if len(set(vals)) != len(vals):
+                raise MfphysError(f"{where}: {key} lists a value twice: {', '.join(map(str, vals))}")
+            if key in NOT_SCANNABLE and len(vals) > 1:
+                raise MfphysError(f"{where}: {key} cannot be scanned (give one value)"
+                                  + (": replicas are the replica axis of every cell" if key == "replicas" else ""))
+            if key in NOT_SCANNABLE:
+                f[key] = vals[0]
+            else:
+                g[key] = vals
+        for k, v in (fixed or {}).items():
+            key = _norm_name(k, where)
+            if key in g:
+                raise MfphysError(f"{where}: {key} is both scanned and fixed; give it once")
+            f[key] = coerce_option(key, v, where)
+        for key in ALWAYS_SCANNED:
+            if key not in g and key in f:
+                g[key] = (f.pop(key),)
+            if key not in g:
+                flag = "--" + key.replace("_", "-")
+                raise MfphysError(f"{where}: give the {key} values to scan ({flag} 1,2,3 or {key} = [...] in "
+                                  f"the [grid] table of --config)")
+        order = list(ALWAYS_SCANNED) + [k for k in g if k not in ALWAYS_SCANNED]
+        grid_t = tuple((k, g[k]) for k in order)
+        full = {**{k: v for k, v in DEFAULTS.items() if k not in g}, **f}
+        spec = cls(grid_t, tuple(sorted(full.items())), name)
+        spec._validate(where)
+        return spec
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike, *, grid: Mapping | None = None, fixed: Mapping | None = None,
+                  name: str | None = None) -> ScanSpec:
+        """Read a scan file (tables ``[grid]`` and ``[fixed]``, optional ``name``); ``grid``/``fixed``
+        given here override it key by key (the command line wins over the file)."""
+        path = Path(path)
+        try:
+            doc = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise MfphysError(f"--config {path}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MfphysError(f"--config {path}: cannot read it ({exc})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise MfphysError(f"--config {path} is not valid TOML: {exc}") from None
+        unknown = set(doc) - {"name", "grid", "fixed"}
+        if unknown:
+            raise MfphysError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}; "
+                              "a scan file holds name, [grid] and [fixed]")
+        for table in ("grid", "fixed"):
+            if not isinstance(doc.get(table, {}), dict):
+                raise MfphysError(f"{path}: {table} must be a table ([{table}])")
+        file_name = doc.get("name")
+        if file_name is not None and not isinstance(file_name, str):
+            raise MfphysError(f"{path}: name must be a string")
+        g = {_norm_name(k, f"{path} [grid]"): v for k, v in doc.get("grid", {}).items()}
+        f = {_norm_name(k, f"{path} [fixed]"): v for k, v in doc.get("fixed", {}).items()}
+        for k, v in (grid or {}).items():
+            f.pop(k, None)
+            g[k] = v
+        for k, v in (fixed or {}).items():
+            g.pop(k, None)
+            f[k] = v
+        return cls.build(g, f, name=name or file_name, where=str(path))
+
+    # -- derived ---------------------------------------------------------------------------------
+
+    @property
+    def grid_dict(self) -> dict:
+        return {k: list(v) for k, v in self.grid}
+
+    @property
+    def fixed_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.fixed}
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.grid)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(v) for _, v in self.grid)
+
+    def scan_hash(self) -> str:
+        """SHA-256 of the grid (in order) and the fixed options; independent of the package version."""
+        return _sha256(json.dumps({"grid": [[k, list(v)] for k, v in self.grid], "fixed": self.fixed_dict},
+                                  sort_keys=True))
+
+    def default_name(self) -> str:
+        """``<dataset>-scan-<first 10 hex of scan_hash>``: the same command finds the same folder."""
+        dataset = dict(self.fixed).get("dataset", "mixed")
+        return f"{dataset}-scan-{self.scan_hash()[:10]}"
+
+    def cells(self) -> list[Cell]:
+        """Every cell in grid (row-major) order."""
+        fixed = dict(self.fixed)
+        out = []
+        for index, coords, key in grid_points(self.grid):
+            opts = {**fixed, **dict(coords)}
+            train_opts = {k: v for k, v in opts.items() if k in _TRAIN_DEFAULTS}
+            cfg = TrainConfig(**train_opts, layers=layers_of(opts))
+            out.append(Cell(index, coords, key, cfg, config_hash(cfg)))
+        return out
+
+    def _validate(self, where: str) -> None:
+        if self.name is not None:
+            _check_name(self.name)
+        for cell in self.cells():
+            opts = dict(cell.coords)
+            try:
+                if int(dict(self.fixed, **opts)["depth"]) < 0:
+                    raise MfphysError("depth (the number of hidden layers) must be >= 0")
+                for k in ("width", "input_dim"):
+                    v = dict(self.fixed, **opts)[k]
+                    if v <= 0:
+                        raise MfphysError(f"{k} must be positive, got {v}")
+                cell.config.validate()
+                if cell.config.batch_size > cell.config.n_train:
+                    raise MfphysError(f"--batch-size {cell.config.batch_size} is larger than n_train "
+                                      f"{cell.config.n_train}")
+                if cell.config.dataset != "teacher" and cell.config.layers[0] != 784:
+                    raise MfphysError(f"{cell.config.dataset} images have 784 pixels: drop --input-dim "
+                                      f"{cell.config.layers[0]} (it is for --dataset teacher)")
+            except MfphysError as exc:
+                raise MfphysError(f"{where}: cell {cell.key}: {exc}") from None
+
+
+def _check_name(name: str) -> None:
+    if not name or name in (".", "..") or any(c not in _SAFE for c in name):
+        raise MfphysError(f"--name {name!r} must be a plain folder name (letters, digits, . _ + -)")
+
+
+def split_values(text: str, option: str) -> list[str]:
+    """``"1,2,3"`` -> ``["1", "2", "3"]``; empty entries are an error (``1,,2``)."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if any(p == "" for p in parts):
+        raise MfphysError(f"malformed {option} {text!r}: give comma-separated values like 1,2,3")
+    return parts
+
+
+def spec_from_options(options: Mapping[str, str | None], *, config: str | os.PathLike | None = None,
+                      name: str | None = None) -> ScanSpec:
+    """The spec of ``mfphys scan``: options as command-line text (None = not given).
+
+    ``depth`` and ``n_train`` are always grid dimensions; any other option given a list of
+    more than one value (``--lr 0.1,0.05``) is scanned too, a single value is held fixed.
+    ``decay_on`` is a list itself and never scanned. Options given here override ``config``.
+    """
+    grid, fixed = {}, {}
+    for k, text in options.items():
+        if text is None:
+            continue
+        key = _norm_name(k, "options")
+        flag = "--" + key.replace("_", "-")
+        if key == "decay_on":
+            fixed[key] = text
+            continue
+        values = split_values(text, flag)
+        if key in ALWAYS_SCANNED or len(values) > 1:
+            grid[key] = values
+        else:
+            fixed[key] = values[0]
+    if config is not None:
+        return ScanSpec.from_toml(config, grid=grid, fixed=fixed, name=name)
+    return ScanSpec.build(grid, fixed, name=name, where="options")

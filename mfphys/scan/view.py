@@ -1,0 +1,160 @@
+"""The combined view of a scan: every cell file of a folder as one ``xarray.Dataset``.
+
+:func:`open_scan` stacks the small per-layer and per-epoch variables of the finished cells
+over the grid (docs/scans.md, "Reading a scan from Python"); the per-connection arrays stay
+in the cell files (:func:`cell_path`). Each cell file is read once per version (a cache keyed
+by path, mtime and size), so a monitor can re-open a large running scan every few seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .. import store
+from ..errors import MfphysError
+from ..fileio import read_json
+from .folder import KIND, _cell_status, _grid_cells, _Paths, read_scan_json
+from .spec import ARCH_OPTIONS, cell_key, layers_of
+
+#: new names of run variables that collide with a scanned coordinate (others get a "_cell" suffix)
+RENAMED = {"lr": "lr_schedule"}
+
+
+def _combinable(dims: tuple) -> bool:
+    return bool(dims) and set(dims) <= {"replica", "layer", "epoch"}
+
+
+@functools.lru_cache(maxsize=8192)
+def _cell_summary(path: str, mtime_ns: int, size: int) -> xr.Dataset:
+    """The combinable variables of one cell file, read once per (path, mtime, size).
+
+    Only what the combined view keeps is loaded (not the per-connection pi/m/Xi arrays or the
+    histograms), and an unchanged file is never read twice in a process, so refreshing a
+    large running scan (the TUI does it every few seconds) reads only the cells that changed.
+    The cached datasets are shared: callers must not modify them.
+    """
+    try:
+        with xr.open_dataset(path, engine=store.ENGINE) as ds:
+            keep = [k for k, v in ds.data_vars.items() if _combinable(v.dims)]
+            return ds[keep].load()
+    except Exception as exc:  # vanished, half-written by a foreign writer, or not netCDF
+        raise MfphysError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
+
+
+def open_scan(folder: str | os.PathLike) -> xr.Dataset:
+    """One in-memory ``xarray.Dataset`` of a whole scan (docs/scans.md, "Reading a scan from Python").
+
+    Dimensions: the scanned options in grid order (e.g. ``depth``, ``n_train``), then
+    ``replica``, ``layer`` (1..max depth + 1) and ``epoch``. Every ``(replica, layer)``,
+    ``(replica, epoch)``, ``(replica,)`` and ``(epoch,)`` variable of the cell files is
+    combined, NaN where a cell is not done or a layer does not exist at that depth; plus
+    ``status`` ("pending" / "running" / "done" / "failed") and ``error`` per cell,
+    ``test_error`` (1 - test_acc at the cell's last epoch), ``train_seconds`` and
+    ``n_connections`` (per layer, for network-wide averages, see :func:`network_mean`).
+    Per-connection arrays and histograms stay in the cell files (``cell_path``). A run variable
+    named like a scanned option is renamed (the per-epoch ``lr`` becomes ``lr_schedule`` when
+    lr is scanned).
+    Cells that vanish or cannot be read while this runs count as pending; it never fails
+    because a scan is being written.
+    """
+    folder = Path(folder)
+    meta = read_scan_json(folder)
+    p = _Paths(folder)
+    dims = tuple(meta["dims"])
+    grid, fixed = meta["grid"], meta["fixed"]
+    shape = tuple(len(grid[k]) for k in dims)
+    R = int(fixed["replicas"])
+
+    def opt(coords, k):
+        return dict(coords).get(k, fixed.get(k))
+
+    cells = _grid_cells(meta)
+    L = max(int(opt(c, "depth")) for _, c, _ in cells) + 1
+    E = max(int(opt(c, "epochs")) for _, c, _ in cells)
+    sizes = {"replica": R, "layer": L, "epoch": E}
+    try:
+        names = set(os.listdir(p.cells))
+    except OSError:
+        names = set()
+
+    status = np.full(shape, "pending", dtype=object)
+    error = np.full(shape, "", dtype=object)
+    n_conn = np.full(shape + (L,), np.nan)
+    seconds = np.full(shape, np.nan)
+    test_error = np.full(shape + (R,), np.nan)
+    arrays: dict[str, tuple[tuple, np.ndarray, dict]] = {}
+    for index, coords, key in cells:
+        widths = layers_of({k: opt(coords, k) for k in ARCH_OPTIONS})
+        n_conn[index][: len(widths) - 1] = np.multiply(widths[:-1], widths[1:])
+        st = _cell_status(p, key, names)
+        if st == "failed":
+            info = read_json(p.failed(key)) or {}
+            error[index] = str(info.get("error", "failed (no readable record)"))
+        if st != "done":
+            status[index] = st
+            continue
+        try:
+            info = os.stat(p.nc(key))
+            ds = _cell_summary(str(p.nc(key)), info.st_mtime_ns, info.st_size)
+        except (OSError, MfphysError):  # vanished or not readable: treat as not done
+            continue
+        if ds.attrs.get("scan_cell") is None or json.loads(ds.attrs["scan_cell"]) != dict(coords):
+            continue
+        status[index] = "done"
+        for name, var in ds.data_vars.items():
+            if not _combinable(var.dims):
+                continue
+            if name not in arrays:
+                arrays[name] = (var.dims, np.full(shape + tuple(sizes[d] for d in var.dims), np.nan),
+                                dict(var.attrs))
+            target = arrays[name][1][index]
+            target[tuple(slice(0, n) for n in var.shape)] = var.values
+        if "test_acc" in ds:
+            test_error[index] = 1.0 - ds["test_acc"].isel(epoch=-1).values
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            seconds[index] = json.loads(ds.attrs.get("timings", "{}"))["train_seconds"]
+
+    coords_out = {k: np.asarray(grid[k]) for k in dims}
+    coords_out.update({"replica": np.arange(R), "layer": np.arange(1, L + 1), "epoch": np.arange(1, E + 1)})
+    # a run variable named like a scanned option (the per-epoch `lr` when lr is scanned) is renamed
+    data = {(RENAMED.get(name, name + "_cell") if name in dims else name): (dims + vd, arr, attrs)
+            for name, (vd, arr, attrs) in arrays.items()}
+    data["test_error"] = (dims + ("replica",), test_error,
+                          {"long_name": "test error 1 - test_acc at the cell's last epoch", "units": "1"})
+    data["train_seconds"] = (dims, seconds, {"long_name": "wall-clock training time of the cell", "units": "s"})
+    data["n_connections"] = (dims + ("layer",), n_conn,
+                             {"long_name": "connections of the layer (N_l * N_{l-1})", "units": "1"})
+    data["status"] = (dims, status.astype("U7"), {"long_name": "cell status: pending, running, done or failed"})
+    data["error"] = (dims, error.astype(str), {"long_name": "error of a failed cell ('' when none)"})
+    out = xr.Dataset({k: xr.Variable(d, v, attrs=a) for k, (d, v, a) in data.items()}, coords=coords_out)
+    out.attrs = {store.KIND_ATTR: KIND, "name": meta.get("name", folder.name), "grid": json.dumps(grid),
+                 "fixed": json.dumps(fixed), "scan_hash": meta.get("scan_hash", ""),
+                 "mfphys_version": meta.get("mfphys_version", ""), "created": meta.get("created", ""),
+                 "folder": str(folder)}
+    return out
+
+
+def cell_path(folder: str | os.PathLike, **coords) -> Path:
+    """The run file of one cell, e.g. ``cell_path("runs/s", depth=2, n_train=1000)``."""
+    meta = read_scan_json(folder)
+    missing = set(meta["dims"]) - set(coords)
+    if missing or set(coords) - set(meta["dims"]):
+        raise MfphysError(f"give exactly the scanned coordinates {', '.join(meta['dims'])}")
+    return _Paths(Path(folder)).nc(cell_key([(k, coords[k]) for k in meta["dims"]]))
+
+
+def network_mean(ds: xr.Dataset, name: str) -> xr.DataArray:
+    """A per-layer order parameter averaged over the whole network, weighted by connections.
+
+    E.g. ``network_mean(open_scan(f), "sparsity")`` is the fraction of *all* connections that
+    are absent; layers that do not exist (NaN) drop out.
+    """
+    w = ds["n_connections"].where(ds[name].notnull())
+    return (ds[name] * w).sum("layer", min_count=1) / w.sum("layer", min_count=1)
