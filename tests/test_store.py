@@ -101,7 +101,7 @@ def _damage(ds, how):
     elif how == "no-config":
         del ds.attrs["config"]
     elif how == "wrong-shape":
-        ds["m_1"] = ds["m_1"].isel(pre_1=slice(0, 3))
+        ds = ds.drop_vars("m_1").assign(m_1=(("replica", "post_1", "other"), ds["m_1"].values[..., :3]))
     elif how == "bad-tolerances":
         ds.attrs["order_tolerances"] = '{"tol": "wide"}'
     return ds
