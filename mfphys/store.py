@@ -229,3 +229,33 @@ def open_trained_run(path: str | os.PathLike) -> xr.Dataset:
     if "layer" not in ds.sizes or any(f"{k}_1" not in ds for k in ("pi", "m", "xi")):
         raise MfphysError(f"{path} has no pi_1/m_1/xi_1 parameters: not a complete run file")
     return ds
+
+
+# --- the kind of an mfphys file -----------------------------------------------------------------
+
+#: the values of the ``mfphys_kind`` attribute (:data:`KIND_ATTR`): runs (``mfphys train``), scans
+#: (``scan.json`` and combined scan datasets, ``mfphys.scan``), perturbation results
+#: (``mfphys.perturb``) and the other results of ``mfphys.reproduce``
+KINDS = ("run", "scan", "perturbation", "reproduction")
+
+
+def file_kind(attrs, *, expect: str | None = None, where: str = "") -> str:
+    """The kind of an mfphys file, one of :data:`KINDS`, from its global attributes
+    (:func:`read_attrs`, or a Dataset's ``attrs``).
+
+    Raises :class:`MfphysError` for a file that is not an mfphys file (no :data:`KIND_ATTR`,
+    as :func:`open_run` refuses it), of an unknown kind, or, with ``expect``, of another kind
+    (as :func:`open_trained_run` refuses a scan or perturbation file). The message starts with
+    ``where: `` when given (a path); without it, it names no file, for a caller that shows the
+    file already (a listing).
+    """
+    prefix = f"{where}: " if where else ""
+    kind = attrs.get(KIND_ATTR)
+    if kind is None:
+        raise MfphysError(f"{prefix}not an mfphys file (no '{KIND_ATTR}' attribute)")
+    kind = str(kind)
+    if kind not in KINDS:
+        raise MfphysError(f"{prefix}unknown {KIND_ATTR} {kind!r}")
+    if expect is not None and kind != expect:
+        raise MfphysError(f"{prefix}an mfphys {kind} file, not a {expect} file")
+    return kind
