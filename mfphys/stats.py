@@ -41,3 +41,25 @@ def format_stat(values, digits: int | None = None) -> str:
     if err == 0:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {err:.{digits}f}"
+
+
+def replica_stats(values, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, standard deviation, standard error and count of the finite values along ``axis``,
+    vectorised (:func:`mean_err` for every slice at once): NaNs and infinities are left out.
+
+    Returns ``(mean, std, sem, n)``, each shaped like ``values`` without ``axis``. Where there is
+    no finite value all three are NaN; with one, ``mean`` is that value, ``std`` is NaN (no
+    spread can be measured) and ``sem`` is 0 (as in :func:`mean_err`); otherwise ``std`` has
+    Bessel's correction (ddof = 1, as :func:`sample_std`) and ``sem = std / sqrt(n)``. The sums run
+    along a contiguous axis, so with finite values the numbers are those of :func:`mean_err`.
+    """
+    a = np.ascontiguousarray(np.moveaxis(np.asarray(values, dtype=float), axis, -1))
+    finite = np.isfinite(a)
+    n = finite.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = np.where(finite, a, 0.0).sum(axis=-1)
+        mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+        dev = np.where(finite, a - mean[..., None], 0.0)
+        std = np.where(n > 1, np.sqrt((dev * dev).sum(axis=-1) / np.maximum(n - 1, 1)), np.nan)
+        sem = np.where(n > 1, std / np.sqrt(np.maximum(n, 1)), np.where(n == 1, 0.0, np.nan))
+    return mean, std, sem, n

@@ -252,3 +252,33 @@ def _check_run_parameters(ds: xr.Dataset, path) -> None:
                 raise MfphysError(f"{path}: damaged run file: {name} has shape {ds[name].shape}, expected {shape}")
             if ds[name].dtype.kind != "f":
                 raise MfphysError(f"{path}: damaged run file: {name} is not floating-point ({ds[name].dtype})")
+
+
+# --- the kind of an mfphys file -----------------------------------------------------------------
+
+#: the values of the ``mfphys_kind`` attribute (:data:`KIND_ATTR`): runs (``mfphys train``), scans
+#: (``scan.json`` and combined scan datasets, ``mfphys.scan``), perturbation results
+#: (``mfphys.perturb``) and the other results of ``mfphys.reproduce``
+KINDS = ("run", "scan", "perturbation", "reproduction")
+
+
+def file_kind(attrs, *, expect: str | None = None, where: str = "") -> str:
+    """The kind of an mfphys file, one of :data:`KINDS`, from its global attributes
+    (:func:`read_attrs`, or a Dataset's ``attrs``).
+
+    Raises :class:`MfphysError` for a file that is not an mfphys file (no :data:`KIND_ATTR`,
+    as :func:`open_run` refuses it), of an unknown kind, or, with ``expect``, of another kind
+    (as :func:`open_trained_run` refuses a scan or perturbation file). The message starts with
+    ``where: `` when given (a path); without it, it names no file, for a caller that shows the
+    file already (a listing).
+    """
+    prefix = f"{where}: " if where else ""
+    kind = attrs.get(KIND_ATTR)
+    if kind is None:
+        raise MfphysError(f"{prefix}not an mfphys file (no '{KIND_ATTR}' attribute)")
+    kind = str(kind)
+    if kind not in KINDS:
+        raise MfphysError(f"{prefix}unknown {KIND_ATTR} {kind!r}")
+    if expect is not None and kind != expect:
+        raise MfphysError(f"{prefix}an mfphys {kind} file, not a {expect} file")
+    return kind

@@ -61,3 +61,249 @@ def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+# --- the terminal UI (tests/tui/) ----------------------------------------------------------------
+# Fixture folders are made by the project's own code (mfphys.train, mfphys.scan.run_scan,
+# mfphys.perturb) with tiny teacher-student networks; the stored dates are pinned so that the
+# snapshots do not change from day to day. Imports are local: most tests never need them.
+
+#: the stored creation date of every fixture file
+CREATED = "2026-01-15T09:30:00+00:00"
+#: the terminal size of the pilot and snapshot tests
+SIZE = (120, 40)
+SCAN_FIXED = dict(dataset="teacher", input_dim=20, width=16, epochs=2, batch_size=100, replicas=2, n_test=200,
+                  backend="numpy", eval_samples=2)
+
+
+def tiny_config(**kw):
+    """A TrainConfig of a tiny teacher-student run (2 replicas, 3 epochs, a few seconds)."""
+    from mfphys.train import TrainConfig
+
+    base = dict(dataset="teacher", layers=(20, 16, 10), n_train=300, n_test=300, epochs=3, batch_size=100,
+                replicas=2, backend="numpy", eval_samples=2, seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def write_run(path: Path, cfg):
+    """Train ``cfg`` and write its run file with a pinned creation date."""
+    from mfphys import store
+    from mfphys.train import train
+
+    result = train(cfg)
+    ds = store.run_to_dataset(result, command="tests")
+    ds.attrs.update(created=CREATED, history=f"{CREATED} tests")
+    store.write_atomic(ds, path)
+    return result
+
+
+def write_perturbation(path: Path, result, cfg) -> None:
+    from mfphys import store
+    from mfphys.perturb import perturbation, perturbation_dataset
+    from mfphys.train import load_data
+
+    data = load_data(cfg)
+    res = perturbation(result.params, 1, [0.0, 0.25, 0.5, 1.0], data.x_test, data.y_test, samples=2, seed=0)
+    ds = perturbation_dataset(res, attrs={"source": "gbp.nc", "layer": 1, "created": CREATED,
+                                          "dataset": "teacher", "architecture": store.architecture(cfg.layers)})
+    store.write_atomic(ds, path)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _pin_created(folder: Path) -> None:
+    import json
+
+    meta = json.loads((folder / "scan.json").read_text())
+    meta["created"] = CREATED
+    (folder / "scan.json").write_text(json.dumps(meta, indent=1))
+
+
+def write_scan(folder: Path, depth, n_train, *, stop_at_cell: int | None = None, **fixed):
+    """``run_scan`` of tiny cells into ``folder``; ``stop_at_cell = k`` stops it as cell k starts.
+    Returns the scan's ``ScanSpec``."""
+    import contextlib
+
+    from mfphys import scan
+
+    spec = scan.ScanSpec.build({"depth": list(depth), "n_train": list(n_train)}, {**SCAN_FIXED, **fixed},
+                               name=folder.name)
+    started = []
+
+    def stop(ev):
+        if ev.kind == "cell_start":
+            started.append(ev.cell)
+            if stop_at_cell is not None and len(started) > stop_at_cell:
+                raise _Stop
+        if ev.kind == "begin" and stop_at_cell == 0:
+            raise _Stop
+
+    with contextlib.suppress(_Stop):
+        scan.run_scan(spec, folder, callback=stop)
+    _pin_created(folder)
+    return spec
+
+
+def mark_running(folder: Path, key: str) -> None:
+    """A ``.running`` marker owned by this (live) process, as a scan in progress writes it."""
+    import json
+    import socket
+
+    boot = Path("/proc/sys/kernel/random/boot_id")
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "started": CREATED, "owner_pid": os.getpid(),
+            "owner_host": socket.gethostname(), "boot_id": boot.read_text().strip() if boot.exists() else ""}
+    (folder / "cells" / f"{key}.running").write_text(json.dumps(info))
+
+
+def mark_failed(folder: Path, key: str, error: str) -> None:
+    import json
+
+    (folder / "cells" / f"{key}.failed.json").write_text(json.dumps({"error": error, "config_hash": "x"}))
+
+
+def make_runs(root: Path) -> Path:
+    """A healthy folder: a gBP run, its BP baseline, a perturbation file and a finished 2 x 2 scan."""
+    root.mkdir(parents=True, exist_ok=True)
+    cfg = tiny_config()
+    result = write_run(root / "gbp.nc", cfg)
+    write_run(root / "bp.nc", tiny_config(mode="bp"))
+    write_perturbation(root / "pert.nc", result, cfg)
+    write_scan(root / "scan", depth=(1, 2), n_train=(200, 400))
+    return root
+
+
+def make_broken(root: Path) -> Path:
+    """A folder of problems: corrupt and foreign .nc files, an empty scan, a scan still being written."""
+    import numpy as np
+    import xarray as xr
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "corrupt.nc").write_bytes(b"CDF\x01" + bytes(range(256)) * 4)
+    xr.Dataset({"t": ("x", np.arange(3.0))}).to_netcdf(root / "foreign.nc", engine="netcdf4")
+    write_scan(root / "empty-scan", depth=(1, 2), n_train=(200,), stop_at_cell=0)
+    spec = write_scan(root / "writing-scan", depth=(1, 2), n_train=(200, 400), stop_at_cell=1)
+    cells = spec.cells()
+    mark_running(root / "writing-scan", cells[1].key)
+    mark_failed(root / "writing-scan", cells[2].key, "training diverged at epoch 2: try a smaller --lr")
+    (root / "not-a-scan").mkdir(exist_ok=True)
+    (root / "not-a-scan" / "scan.json").write_text('{"grid": ')
+    (root / ".gbp.nc.123.tmp").write_bytes(b"half")
+    return root
+
+
+def make_big_scan(folder: Path, depths=range(10), n_trains=tuple(range(100, 1300, 100))):
+    """A scan of len(depths) x len(n_trains) cells (120 by default), written cheaply.
+
+    ``run_scan`` writes scan.json (stopped before any cell); then one tiny run per depth is
+    trained and written once per n_train with that cell's ``scan_cell`` and ``config_hash``
+    attributes, as ``run_scan`` would write it. Returns the scan's ``ScanSpec``.
+    """
+    import dataclasses
+    import json
+    import shutil
+
+    import netCDF4
+
+    from mfphys import store
+    from mfphys.train import train
+
+    spec = write_scan(folder, depth=tuple(depths), n_train=n_trains, stop_at_cell=0, epochs=1)
+    templates = {}
+    for cell in spec.cells():
+        c = dict(cell.coords)
+        if c["depth"] not in templates:
+            templates[c["depth"]] = folder / f"template-{c['depth']}.nc"
+            cfg = dataclasses.replace(cell.config, n_train=200)
+            store.write_atomic(store.run_to_dataset(train(cfg)), templates[c["depth"]])
+        path = folder / "cells" / f"{cell.key}.nc"
+        shutil.copyfile(templates[c["depth"]], path)
+        with netCDF4.Dataset(path, "a") as nc:  # the attributes run_scan adds to a cell file
+            nc.setncatts({"scan_cell": json.dumps(c), "config_hash": cell.config_hash})
+    for t in templates.values():
+        t.unlink()
+    return spec
+
+
+def app_for(root, **kw):
+    """The TUI on ``root``, without the live refresh unless ``interval`` is given."""
+    from mfphys.cli.tui.app import MfphysTUI
+
+    return MfphysTUI(root, interval=kw.pop("interval", 0), **kw)
+
+
+def screen_text(app) -> str:
+    """The app's screen as plain text (what a terminal shows), for assertions.
+
+    Read from Textual's public SVG screenshot (``App.export_screenshot``): every ``<text>`` run
+    of characters is put back at its column (x over the character width) on its line (the
+    ``line-N`` clip path); the window title, which has no line, is left out.
+    """
+    import html
+    import re
+
+    from rich.cells import cell_len
+
+    width, height = app.size
+    rows = [[" "] * width for _ in range(height)]
+    for attrs, body in re.findall(r"<text ([^>]*)>([^<]*)</text>", app.export_screenshot()):
+        a = dict(re.findall(r'([\w-]+)="([^"]*)"', attrs))
+        line = re.search(r"-line-(\d+)\)", a.get("clip-path", ""))
+        text = html.unescape(body).replace("\xa0", " ")
+        if line is None or not text:
+            continue
+        y, col = int(line.group(1)), round(float(a["x"]) * len(text) / float(a["textLength"]))
+        for ch in text:
+            if 0 <= y < height and 0 <= col < width:
+                rows[y][col] = ch
+                for k in range(1, cell_len(ch)):  # the second cell of a wide character
+                    if col + k < width:
+                        rows[y][col + k] = ""
+            col += cell_len(ch)
+    return "\n".join("".join(r).rstrip() for r in rows)
+
+
+def static_text(app, selector: str) -> str:
+    """The text a ``Static`` widget shows (its public ``content``), without styles."""
+    from textual.widgets import Static
+
+    return str(app.query_one(selector, Static).content)
+
+
+async def settle(app, pilot, rounds: int = 3) -> None:
+    """Wait until the app's worker threads are done and their results are drawn."""
+    import contextlib
+
+    from textual.worker import WorkerCancelled
+
+    for _ in range(rounds):
+        for worker in list(app.workers):
+            with contextlib.suppress(WorkerCancelled):  # replaced by a newer one (live refresh): fine
+                await worker.wait()
+        await pilot.pause()
+
+
+async def select(app, pilot, name: str) -> None:
+    """Highlight the sidebar entry called ``name`` and wait for its view."""
+    from mfphys.cli.tui.app import EntryList
+
+    await settle(app, pilot)
+    olist = app.query_one("#entries", EntryList)
+    names = [e.name for e in app.shown_entries]
+    olist.highlighted = names.index(name)
+    await settle(app, pilot)
+    assert app.current is not None and app.current.name == name
+
+
+def pilot_test(fn):
+    """Run an ``async def`` test in its own event loop (no async pytest plugin needed)."""
+    import asyncio
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper

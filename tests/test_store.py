@@ -128,3 +128,15 @@ def test_hand_edited_tolerances_fall_back_to_the_defaults(result):
     from mfphys import order
 
     assert store.run_tolerances(ds)["tol"] == order.TOL
+
+
+def test_file_kind_from_attributes():
+    """One check of 'what kind of mfphys file is this', with or without the file's name in the message."""
+    assert [store.file_kind({store.KIND_ATTR: k}) for k in store.KINDS] == list(store.KINDS)
+    assert store.file_kind({store.KIND_ATTR: "run"}, expect="run") == "run"
+    with pytest.raises(MfphysError, match=r"^not an mfphys file \(no 'mfphys_kind' attribute\)$"):
+        store.file_kind({"title": "x"})
+    with pytest.raises(MfphysError, match=r"^unknown mfphys_kind 'nope'$"):
+        store.file_kind({store.KIND_ATTR: "nope"})
+    with pytest.raises(MfphysError, match=r"^a\.nc: an mfphys scan file, not a run file$"):
+        store.file_kind({store.KIND_ATTR: "scan"}, expect="run", where="a.nc")

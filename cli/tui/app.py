@@ -2,8 +2,8 @@
 
 Layout: a sidebar (filter box + list of entries) and a main pane that switches between the
 run, scan, perturbation and message views. Reading happens in worker threads through
-:mod:`cli.tui.data` (cached by file signature); a timer re-lists the folder every few
-seconds and reloads the open entry only when its files changed.
+the view models of :mod:`mfphys.cli.tui.models` (cached by file signature); a timer re-lists
+the folder every few seconds and reloads the open entry only when its files changed.
 """
 
 from __future__ import annotations
@@ -24,8 +24,12 @@ from textual.worker import get_current_worker
 
 from mfphys.errors import MfphysError
 
-from . import data as D
-from . import export as X
+from .export import export_perturbation, export_run, export_scan
+from .models.cache import CACHE
+from .models.format import one_line
+from .models.listing import Entry, filter_entries, find_baseline, list_entries
+from .models.run import PerturbationSummary, RunSummary, load_perturbation, load_run
+from .models.scan_grid import Grid, load_scan, overlay_status, scan_grid, scan_layers, scan_params
 from .screens import HelpScreen
 from .views import MessageView, PerturbationView, RunView, ScanView
 from .widgets import Heatmap
@@ -34,7 +38,7 @@ STATUS_STYLE = {"done": "green", "running": "yellow", "pending": "grey62", "fail
 KIND_STYLE = {"run": "#5fafff", "scan": "#d787ff", "perturbation": "#87d787"}
 
 
-def entry_prompt(e: D.Entry, width: int = 42) -> Text:
+def entry_prompt(e: Entry, width: int = 42) -> Text:
     """Two lines for the sidebar: the name; kind, status, dataset, architecture and date (or the error).
 
     Each line is cut to ``width`` with an ellipsis, so an entry always takes two lines.
@@ -103,12 +107,12 @@ class MfphysTUI(App):
         self.root = Path(root)
         self.export_dir = Path(export_dir) if export_dir is not None else self.root
         self.interval = interval
-        self.entries: list[D.Entry] = []
-        self.shown_entries: list[D.Entry] = []
-        self.current: D.Entry | None = None  # the highlighted entry
+        self.entries: list[Entry] = []
+        self.shown_entries: list[Entry] = []
+        self.current: Entry | None = None  # the highlighted entry
         self.loaded: Loaded | None = None  # what the main pane shows
         self.param: str | None = None
-        self.layer: int | str | None = None  # scan layer: a number or data.NETWORK
+        self.layer: int | str | None = None  # scan layer: a number or scan_grid.NETWORK
         self.layer_index = 0  # run histograms
         self.stat = "mean"
         self.show_values = False
@@ -151,14 +155,14 @@ class MfphysTUI(App):
     @work(thread=True, exclusive=True, group="list")
     def refresh_entries(self) -> None:
         try:
-            entries = D.list_entries(self.root)
+            entries = list_entries(self.root)
         except Exception as exc:
-            self.call_from_thread(self._show_message, Text(D.one_line(exc), style="red"))
+            self.call_from_thread(self._show_message, Text(one_line(exc), style="red"))
             return
         if not get_current_worker().is_cancelled:  # a newer listing replaced this one
             self.call_from_thread(self._apply_entries, entries)
 
-    def _apply_entries(self, entries: list[D.Entry]) -> None:
+    def _apply_entries(self, entries: list[Entry]) -> None:
         self.entries = entries
         self._update_sidebar()
         if self.current is not None:
@@ -175,7 +179,7 @@ class MfphysTUI(App):
                 "Make one with, e.g.\n  mfphys train --dataset teacher --layers 784,100,10 --epochs 5 "
                 f"--out {escape(str(self.root))}/demo.nc\nThis view refreshes by itself."))
 
-    def _follow(self, entry: D.Entry) -> None:
+    def _follow(self, entry: Entry) -> None:
         """Bring the main pane up to date with a new listing of the entry it shows (live refresh)."""
         if self._loading == entry.path:
             return  # a read is in flight; the next refresh compares again
@@ -185,21 +189,21 @@ class MfphysTUI(App):
             return
         payload = self.loaded.payload
         if isinstance(payload, ScanPayload):
-            if entry.data_signature != payload.signature and self._scan_read_due(payload):
+            if entry.data_signature != payload.signature and self.scan_read_due(payload):
                 self.load_current()
             elif entry != shown:
                 self._draw(entry=entry)  # new running/pending marks, without reading the cells
         elif entry != shown or self._baseline_changed(entry):
             self.load_current()
 
-    def _baseline_changed(self, entry: D.Entry) -> bool:
+    def _baseline_changed(self, entry: Entry) -> bool:
         """Whether a run's BP baseline appeared, vanished or changed since the run view was drawn."""
-        if entry.kind != "run" or self.loaded is None or not isinstance(self.loaded.payload, D.RunSummary):
+        if entry.kind != "run" or self.loaded is None or not isinstance(self.loaded.payload, RunSummary):
             return False
-        base = D.find_baseline(entry, self.entries)
+        base = find_baseline(entry, self.entries)
         return self.loaded.baseline != (base.path, base.signature) if base else self.loaded.baseline is not None
 
-    def _scan_read_due(self, payload: ScanPayload) -> bool:
+    def scan_read_due(self, payload: ScanPayload) -> bool:
         """Whether a scan whose cells changed may be read again now.
 
         Reads are throttled to one per ``max(interval, 4 x the last read's duration)`` seconds,
@@ -210,7 +214,7 @@ class MfphysTUI(App):
 
     def _update_sidebar(self) -> None:
         box = self.query_one("#filter", Input)
-        visible = D.filter_entries(self.entries, box.value)
+        visible = filter_entries(self.entries, box.value)
         olist = self.query_one("#entries", EntryList)
         ids = [str(e.path) for e in visible]
         if ids == [str(e.path) for e in self.shown_entries]:
@@ -257,7 +261,7 @@ class MfphysTUI(App):
         self.load_current()
         self.set_timer(0.3, lambda: self._loading_notice(entry))
 
-    def _loading_notice(self, entry: D.Entry) -> None:
+    def _loading_notice(self, entry: Entry) -> None:
         """Say what is being read when a read takes a while (a scan of many cells)."""
         if self.current is None or self.current.path != entry.path:
             return
@@ -275,31 +279,31 @@ class MfphysTUI(App):
             self._load(self.current)
 
     @work(thread=True, exclusive=True, group="load")
-    def _load(self, entry: D.Entry) -> None:
-        base = D.find_baseline(entry, self.entries) if entry.kind == "run" and not entry.error else None
+    def _load(self, entry: Entry) -> None:
+        base = find_baseline(entry, self.entries) if entry.kind == "run" and not entry.error else None
         try:
             payload = self._read(entry, base)
         except MfphysError as exc:
             payload = str(exc)
         except Exception as exc:
-            payload = f"cannot read {entry.path}: {type(exc).__name__}: {D.one_line(exc)}"
+            payload = f"cannot read {entry.path}: {type(exc).__name__}: {one_line(exc)}"
         if not get_current_worker().is_cancelled:  # the user moved on to another entry
             self.call_from_thread(self._loaded, entry, payload, (base.path, base.signature) if base else None)
 
-    def _read(self, entry: D.Entry, base: D.Entry | None):
+    def _read(self, entry: Entry, base: Entry | None):
         if entry.error:
             return f"{entry.path}\n\n{entry.error}"
         if entry.kind == "run":
-            return D.load_run(entry.path, name=entry.name, baseline=base.path if base else None)
+            return load_run(entry.path, name=entry.name, baseline=base.path if base else None)
         if entry.kind == "scan":
             t0 = time.monotonic()
-            ds = D.load_scan(entry.path)
+            ds = load_scan(entry.path)
             return ScanPayload(ds, entry.data_signature, time.monotonic(), time.monotonic() - t0)
         if entry.kind == "perturbation":
-            return D.load_perturbation(entry.path, name=entry.name)
+            return load_perturbation(entry.path, name=entry.name)
         return f"{entry.path}: nothing to show for kind {entry.kind!r}"
 
-    def _loaded(self, entry: D.Entry, payload, base_key=None) -> None:
+    def _loaded(self, entry: Entry, payload, base_key=None) -> None:
         if self._loading == entry.path:
             self._loading = None
         if self.current is None or entry.path != self.current.path:
@@ -313,7 +317,7 @@ class MfphysTUI(App):
     def view_kind(self) -> str | None:
         if self.loaded is None or isinstance(self.loaded.payload, str):
             return None
-        return {D.RunSummary: "run", ScanPayload: "scan", D.PerturbationSummary: "perturbation"}.get(
+        return {RunSummary: "run", ScanPayload: "scan", PerturbationSummary: "perturbation"}.get(
             type(self.loaded.payload))
 
     def _show_message(self, text) -> None:
@@ -322,7 +326,7 @@ class MfphysTUI(App):
         self.loaded = None
         self.refresh_bindings()
 
-    def _draw(self, entry: D.Entry | None = None) -> None:
+    def _draw(self, entry: Entry | None = None) -> None:
         """Show the loaded payload with the current choices; ``entry``: a newer listing of it (scan marks)."""
         if self.loaded is None:
             return
@@ -332,15 +336,15 @@ class MfphysTUI(App):
             self._draw_payload(self.loaded.entry, self.loaded.payload)
         except Exception as exc:
             self._show_message(Text(f"cannot show {self.loaded.entry.name}: {type(exc).__name__}: "
-                                    f"{D.one_line(exc)}", style="red"))
+                                    f"{one_line(exc)}", style="red"))
         self.refresh_bindings()
 
-    def _draw_payload(self, entry: D.Entry, payload) -> None:
+    def _draw_payload(self, entry: Entry, payload) -> None:
         switcher = self.query_one("#main", ContentSwitcher)
         if isinstance(payload, str):
             self.query_one("#message", MessageView).show(Text(payload, style="red"))
             switcher.current = "message"
-        elif isinstance(payload, D.RunSummary):
+        elif isinstance(payload, RunSummary):
             self.layer_index = min(self.layer_index, max(payload.layers.size - 1, 0))
             self.query_one("#run", RunView).show(entry, payload, layer_index=self.layer_index, stat=self.stat)
             switcher.current = "run"
@@ -354,11 +358,11 @@ class MfphysTUI(App):
                 self.query_one("#scan", ScanView).show(entry, grid, params=payload.params, layers=payload.layers,
                                                        stat=self.stat, show_values=self.show_values)
                 switcher.current = "scan"
-        elif isinstance(payload, D.PerturbationSummary):
+        elif isinstance(payload, PerturbationSummary):
             self.query_one("#perturbation", PerturbationView).show(entry, payload)
             switcher.current = "perturbation"
 
-    def current_grid(self) -> D.Grid | None:
+    def current_grid(self) -> Grid | None:
         """The heatmap's numbers for the current parameter and layer (from the cached combined dataset)."""
         if self.loaded is None or not isinstance(self.loaded.payload, ScanPayload):
             return None
@@ -372,9 +376,9 @@ class MfphysTUI(App):
         entry = self.loaded.entry
         key = (self.param, self.layer, entry.cell_status)
         if key not in p.grids:
-            overlay = D.overlay_status(p.ds, entry.cell_status) if entry.cell_status else None
+            overlay = overlay_status(p.ds, entry.cell_status) if entry.cell_status else None
             p.grids = {k: v for k, v in p.grids.items() if k[2] == entry.cell_status}  # drop stale marks
-            p.grids[key] = D.scan_grid(p.ds, self.param, self.layer, overlay=overlay)
+            p.grids[key] = scan_grid(p.ds, self.param, self.layer, overlay=overlay)
         return p.grids[key]
 
     @on(Heatmap.CursorMoved)
@@ -430,7 +434,7 @@ class MfphysTUI(App):
         self._draw()
 
     def action_refresh(self) -> None:
-        D.CACHE.clear()
+        CACHE.clear()
         self.refresh_entries()
         if self.current is not None:
             self.load_current()
@@ -441,7 +445,7 @@ class MfphysTUI(App):
         entry, payload = self.loaded.entry, self.loaded.payload
         if isinstance(payload, ScanPayload):
             job = ("scan", entry.name, self.current_grid(), self.stat)
-        elif isinstance(payload, D.RunSummary):
+        elif isinstance(payload, RunSummary):
             job = ("run", entry.name, payload, self.layer_index)
         else:
             job = ("perturbation", entry.name, payload, None)
@@ -452,13 +456,13 @@ class MfphysTUI(App):
         kind, name, what, extra = job
         try:
             if kind == "scan":
-                paths = X.export_scan(name, what, self.export_dir, stat=extra)
+                paths = export_scan(name, what, self.export_dir, stat=extra)
             elif kind == "run":
-                paths = X.export_run(name, what, extra, self.export_dir)
+                paths = export_run(name, what, extra, self.export_dir)
             else:
-                paths = X.export_perturbation(name, what, self.export_dir)
+                paths = export_perturbation(name, what, self.export_dir)
         except Exception as exc:
-            self.call_from_thread(self.notify, D.one_line(exc), title="export failed", severity="error")
+            self.call_from_thread(self.notify, one_line(exc), title="export failed", severity="error")
             return
         self.last_export = paths
         self.call_from_thread(self.notify, "\n".join(p.name for p in paths), title=f"exported to {self.export_dir}")
@@ -468,7 +472,7 @@ class Loaded(NamedTuple):
     """What the main pane shows: the entry as listed, what was read (a RunSummary, ScanPayload,
     PerturbationSummary, or an error text) and, for a run, its BP baseline's (path, signature)."""
 
-    entry: D.Entry
+    entry: Entry
     payload: object
     baseline: tuple | None = None
 
@@ -485,6 +489,6 @@ class ScanPayload:
         self.signature = signature
         self.loaded_at = loaded_at
         self.seconds = seconds
-        self.params = D.scan_params(ds)
-        self.layers = D.scan_layers(ds)
+        self.params = scan_params(ds)
+        self.layers = scan_layers(ds)
         self.grids: dict = {}

@@ -19,7 +19,19 @@ import numpy as np
 
 from mfphys import store
 
-from . import data as D
+from .models.format import plain
+from .models.run import (
+    HIST_NAMES,
+    ORDER_COLUMNS,
+    PerturbationSummary,
+    RunSummary,
+    curve_stats,
+    error_stats,
+    hist_counts,
+    order_stats,
+    perturbation_table,
+)
+from .models.scan_grid import Grid, grid_table
 
 
 def safe_name(name: str) -> str:
@@ -73,22 +85,22 @@ def _figure(ncols: int, size):
 # --- scan --------------------------------------------------------------------------------------
 
 
-def scan_stem(entry_name: str, grid: D.Grid) -> str:
+def scan_stem(entry_name: str, grid: Grid) -> str:
     layer = f"-layer{grid.layer}" if grid.layer is not None else ""
     return f"{safe_name(entry_name)}-scan-{grid.param}{layer}"
 
 
-def export_scan(entry_name: str, grid: D.Grid, folder: Path, *, stat: str = "mean") -> list[Path]:
+def export_scan(entry_name: str, grid: Grid, folder: Path, *, stat: str = "mean") -> list[Path]:
     """CSV of every cell (status, mean, std, sem, each replica) and a PNG heatmap of the shown statistic."""
     folder = Path(folder)
     stem = scan_stem(entry_name, grid)
-    header, rows = D.grid_table(grid)
+    header, rows = grid_table(grid)
     out = [write_csv(folder / f"{stem}.csv", header, rows)]
     fig, (ax,) = _figure(1, (1.2 + 0.9 * len(grid.cols), 1.0 + 0.6 * len(grid.rows)))
     shown = grid.shown(stat)
     im = ax.imshow(np.ma.masked_invalid(shown), origin="lower", aspect="auto", cmap="viridis")
-    ax.set_xticks(range(len(grid.cols)), [str(D._plain(c)) for c in grid.cols])
-    ax.set_yticks(range(len(grid.rows)), [str(D._plain(r)) for r in grid.rows])
+    ax.set_xticks(range(len(grid.cols)), [str(plain(c)) for c in grid.cols])
+    ax.set_yticks(range(len(grid.rows)), [str(plain(r)) for r in grid.rows])
     ax.set_xlabel(grid.col_dim or "")
     ax.set_ylabel(grid.row_dim)
     ax.grid(False)
@@ -109,15 +121,15 @@ def export_scan(entry_name: str, grid: D.Grid, folder: Path, *, stat: str = "mea
 # --- run ---------------------------------------------------------------------------------------
 
 
-def curves_table(run: D.RunSummary) -> tuple[list[str], list[list]]:
+def curves_table(run: RunSummary) -> tuple[list[str], list[list]]:
     """Per epoch: mean and sem of each curve, every replica's value, and the BP baseline's means."""
     header, cols = ["epoch"], [run.epoch.astype(float)]
     for k, v in run.curves.items():
-        m, e = D.curve_stats(v)
+        m, e = curve_stats(v)
         header += [f"{k}_mean", f"{k}_sem", *(f"{k}_r{r}" for r in range(v.shape[0]))]
         cols += [m, e, *v]
     for k, v in run.baseline.items():
-        m, _ = D.curve_stats(v)
+        m, _ = curve_stats(v)
         aligned = np.full(run.epoch.size, np.nan)
         for i, ep in enumerate(run.baseline_epoch):
             hit = np.flatnonzero(run.epoch == ep)
@@ -129,21 +141,22 @@ def curves_table(run: D.RunSummary) -> tuple[list[str], list[list]]:
     return header, rows
 
 
-def order_table(run: D.RunSummary) -> tuple[list[str], list[list]]:
-    cols = [c for c in D.ORDER_COLUMNS if c in run.order]
+def order_table(run: RunSummary) -> tuple[list[str], list[list]]:
+    cols = [c for c in ORDER_COLUMNS if c in run.order]
     header = ["layer"] + [f"{c}_{s}" for c in cols for s in ("mean", "sem")]
+    stats = [order_stats(run, c) for c in cols]
     rows = []
     for i, l in enumerate(run.layers):
         row = [int(l)]
-        for c in cols:
-            row += list(D.mean_err(run.order[c][:, i]))
+        for mean, sem in stats:
+            row += [mean[i], sem[i]]
         rows.append(row)
     return header, rows
 
 
-def hist_table(run: D.RunSummary, layer_index: int) -> tuple[list[str], list[list]]:
-    names = [n for n in D.HIST_NAMES if n in run.hist]
-    parts = {n: D.hist_counts(run, n, layer_index) for n in names}
+def hist_table(run: RunSummary, layer_index: int) -> tuple[list[str], list[list]]:
+    names = [n for n in HIST_NAMES if n in run.hist]
+    parts = {n: hist_counts(run, n, layer_index) for n in names}
     nb = max(len(c) for _, c in parts.values()) if parts else 0
     header = ["bin"] + [f"{n}_{s}" for n in names for s in ("left", "right", "count")]
     rows = []
@@ -156,7 +169,7 @@ def hist_table(run: D.RunSummary, layer_index: int) -> tuple[list[str], list[lis
     return header, rows
 
 
-def export_run(entry_name: str, run: D.RunSummary, layer_index: int, folder: Path) -> list[Path]:
+def export_run(entry_name: str, run: RunSummary, layer_index: int, folder: Path) -> list[Path]:
     """Curves, per-layer order parameters and one layer's histograms: CSVs, and PNGs of the plots."""
     folder = Path(folder)
     base = f"{safe_name(entry_name)}-run"
@@ -165,10 +178,10 @@ def export_run(entry_name: str, run: D.RunSummary, layer_index: int, folder: Pat
            write_csv(folder / f"{base}-order.csv", *order_table(run))]
     fig, axes = _figure(2, (9, 3.2))
     for ax, k, label in zip(axes, ("train_loss", "test_acc"), ("train loss (nats)", "test accuracy")):
-        m, e = D.curve_stats(run.curves[k])
+        m, e = curve_stats(run.curves[k])
         ax.errorbar(run.epoch, m, yerr=e, label=f"{run.mode or 'run'} (mean ± sem, {run.replicas} replicas)")
         if k in run.baseline:
-            bm, be = D.curve_stats(run.baseline[k])
+            bm, be = curve_stats(run.baseline[k])
             ax.errorbar(run.baseline_epoch, bm, yerr=be, label="BP baseline")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
@@ -177,10 +190,10 @@ def export_run(entry_name: str, run: D.RunSummary, layer_index: int, folder: Pat
     out.append(write_png(folder / f"{base}-curves.png", fig))
     if run.hist and run.layers.size:
         out.append(write_csv(folder / f"{base}-hist-layer{layer}.csv", *hist_table(run, layer_index)))
-        names = [n for n in D.HIST_NAMES if n in run.hist]
+        names = [n for n in HIST_NAMES if n in run.hist]
         fig, axes = _figure(len(names), (3 * len(names), 2.8))
         for ax, n in zip(axes, names):
-            e, c = D.hist_counts(run, n, layer_index)
+            e, c = hist_counts(run, n, layer_index)
             ax.stairs(c, e, fill=True)
             ax.set_xlabel({"xi": "Xi"}.get(n, n))
             ax.set_ylabel(f"connections ({run.replicas} replicas)")
@@ -192,14 +205,14 @@ def export_run(entry_name: str, run: D.RunSummary, layer_index: int, folder: Pat
 # --- perturbation ------------------------------------------------------------------------------
 
 
-def export_perturbation(entry_name: str, p: D.PerturbationSummary, folder: Path) -> list[Path]:
+def export_perturbation(entry_name: str, p: PerturbationSummary, folder: Path) -> list[Path]:
     folder = Path(folder)
     stem = f"{safe_name(entry_name)}-perturbation-error"
-    out = [write_csv(folder / f"{stem}.csv", *D.perturbation_table(p))]
+    out = [write_csv(folder / f"{stem}.csv", *perturbation_table(p))]
     fig, (ax,) = _figure(1, (5, 3.2))
-    for k, v in p.errors.items():
-        stats = np.array([D.mean_err(v[i]) for i in range(v.shape[0])]).reshape(-1, 2)
-        ax.errorbar(p.fraction, stats[:, 0], yerr=stats[:, 1], label=k, marker="o", ms=3)
+    for k in p.errors:
+        mean, sem = error_stats(p, k)
+        ax.errorbar(p.fraction, mean, yerr=sem, label=k, marker="o", ms=3)
     ax.set_xlabel("fraction removed")
     ax.set_ylabel("test error (%)")
     ax.legend(fontsize=7)

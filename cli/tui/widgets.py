@@ -17,7 +17,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widget import Widget
 
-from .data import Grid
+from .models.format import coord_label, short
+from .models.scan_grid import Grid
 
 # --- colour scale ------------------------------------------------------------------------------
 
@@ -60,27 +61,6 @@ def value_range(values: np.ndarray) -> tuple[float, float]:
         pad = 0.5 if lo == 0 else abs(lo) * 0.05
         return lo - pad, hi + pad
     return lo, hi
-
-
-def short(v, width: int = 6) -> str:
-    """A number in at most ``width`` characters (``0.1234``, ``1.2e-4``, ``nan``)."""
-    if v is None or not np.isfinite(v):
-        return "nan"
-    v = float(v)
-    if v == 0:
-        return "0"
-    if v.is_integer() and abs(v) < 10 ** width:
-        return str(int(v))
-    if 1e-3 <= abs(v) < 10 ** width - 0.5:
-        for digits in range(4, -1, -1):
-            s = f"{v:.{digits}f}"
-            if len(s) <= width:
-                return s
-    for digits in range(2, -1, -1):
-        s = f"{v:.{digits}e}".replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
-        if len(s) <= width:
-            return s
-    return f"{v:.0e}"[:width]
 
 
 # --- braille line plot -------------------------------------------------------------------------
@@ -267,12 +247,6 @@ class Bars(Widget):
 # --- heatmap -----------------------------------------------------------------------------------
 
 
-def _label(v) -> str:
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return str(int(v))
-    return str(v.item() if hasattr(v, "item") else v)
-
-
 def heatmap_text(grid: Grid, width: int, height: int, *, stat: str = "mean", show_values: bool = False,
                  cursor: tuple[int, int] | None = None) -> Text:
     """The heatmap of ``grid`` (rows x columns), colour scale below, in ``width`` x ``height`` cells.
@@ -284,7 +258,7 @@ def heatmap_text(grid: Grid, width: int, height: int, *, stat: str = "mean", sho
     shown = grid.shown(stat)
     lo, hi = value_range(shown)
     nr, nc = shown.shape
-    row_labels = [_label(v) for v in grid.rows]
+    row_labels = [coord_label(v) for v in grid.rows]
     lw = max([len(grid.row_dim)] + [len(s) for s in row_labels]) + 1
     cw = max(3, min(9, (width - lw) // max(nc, 1)))
     ch = max(1, min(3, (height - 4) // max(nr, 1)))
@@ -295,7 +269,7 @@ def heatmap_text(grid: Grid, width: int, height: int, *, stat: str = "mean", sho
         text.append(" " * lw + grid.col_dim + " →\n", style="dim")
     text.append(grid.row_dim.rjust(lw - 1) + " ", style="bold")
     for j in range(nc):
-        text.append(_label(grid.cols[j])[:bw].center(bw) + " ", style="bold")
+        text.append(coord_label(grid.cols[j])[:bw].center(bw) + " ", style="bold")
     for i in range(nr):
         for k in range(ch):
             text.append("\n")
@@ -331,7 +305,7 @@ def heatmap_text(grid: Grid, width: int, height: int, *, stat: str = "mean", sho
 
 
 class Heatmap(Widget, can_focus=True):
-    """Heatmap of a scan :class:`~cli.tui.data.Grid`; arrow keys move a cursor over the cells."""
+    """Heatmap of a scan :class:`~mfphys.cli.tui.models.scan_grid.Grid`; arrow keys move a cursor over the cells."""
 
     DEFAULT_CSS = """
     Heatmap { height: 1fr; width: 1fr; }

@@ -1,0 +1,175 @@
+"""The sidebar's entries: the runs, scans and perturbation files of a folder, with what each one is.
+
+:func:`list_entries` gives each entry its kind, status, dataset, architecture, date and, for a
+file that cannot be used, the error; it reads only attributes (``mfphys.store.read_attrs``) and
+a scan's ``scan.json`` and file names (``mfphys.scan.scan_status``), never a scan's cells, and
+caches every entry by its signature (:mod:`.cache`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mfphys import store
+from mfphys.describe import scan_architecture, scan_state
+from mfphys.errors import MfphysError
+from mfphys.model import architecture
+
+from .cache import CACHE, file_signature, scan_signature
+from .format import one_line, short_date
+
+#: the kinds the TUI shows (``mfphys.store.KINDS`` less the reproduction results)
+KINDS = ("run", "scan", "perturbation")
+MAX_DEPTH = 3  # how deep list_entries looks for run files inside plain sub-folders
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of the sidebar: a run, scan or perturbation file, or a file that failed to load."""
+
+    path: Path
+    name: str  # relative to the listed folder, without ".nc"
+    kind: str  # run, scan, perturbation, or "?" when unknown
+    status: str  # done, running, failed, pending, error
+    dataset: str = ""
+    architecture: str = ""
+    date: str = ""  # as stored in the file ("created"), minutes resolution
+    mode: str = ""  # gbp or bp for runs
+    cells: tuple = ()  # scans: (done, failed, running, pending, total)
+    error: str = ""
+    signature: tuple = field(default=(), compare=True, repr=False)
+    cell_status: tuple = field(default=(), repr=False)  # scans: ((key, status), ...) from scan_status
+    data_signature: tuple = field(default=(), repr=False)  # scans: scan_signature(markers=False)
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    @property
+    def status_text(self) -> str:
+        """``done``, ``running 12/120 cells, 1 failed`` ..."""
+        if self.kind != "scan" or not self.cells:
+            return self.status
+        done, failed, running, pending, total = self.cells
+        text = f"{self.status} {done}/{total} cells"
+        if failed:
+            text += f", {failed} failed"
+        return text
+
+
+def _file_entry(path: Path, name: str) -> Entry:
+    sig = file_signature(path)
+    try:
+        attrs = store.read_attrs(path)
+    except MfphysError as exc:
+        return Entry(path, name, "?", "error", error=one_line(exc), signature=sig)
+    try:
+        kind = store.file_kind(attrs)
+    except MfphysError as exc:  # not an mfphys file, or of an unknown kind
+        return Entry(path, name, str(attrs.get(store.KIND_ATTR, "?")), "error", error=one_line(exc), signature=sig)
+    if kind not in KINDS:
+        return Entry(path, name, kind, "error", signature=sig,
+                     error=f"an mfphys {kind} file: the TUI shows runs, scans and perturbation files")
+    dataset, arch = str(attrs.get("dataset", "")), str(attrs.get("architecture", ""))
+    if kind == "perturbation" and (not dataset or not arch):
+        dataset, arch = _perturbation_source(attrs, dataset, arch)
+    # run files are written whole (atomically), so one that can be listed is done
+    return Entry(path, name, kind, "done", dataset, arch, short_date(attrs.get("created")),
+                 str(attrs.get("mode", "")), signature=sig)
+
+
+def _perturbation_source(attrs: dict, dataset: str, arch: str) -> tuple[str, str]:
+    """Dataset and architecture of a perturbation file, from its copy of the run's configuration."""
+    try:
+        cfg = json.loads(attrs.get("config", "{}"))
+    except (TypeError, ValueError):
+        return dataset, arch
+    if isinstance(cfg, dict):
+        dataset = dataset or str(cfg.get("dataset", ""))
+        with contextlib.suppress(TypeError, ValueError):  # layers that are not widths: no label
+            arch = arch or (architecture(cfg["layers"]) if "layers" in cfg else "")
+    return dataset, arch
+
+
+def _scan_entry(folder: Path, name: str) -> Entry:
+    from mfphys import scan
+
+    sig = scan_signature(folder)
+    try:
+        meta = scan.read_scan_json(folder)
+        counts = scan.scan_status(folder)
+    except Exception as exc:
+        return Entry(folder, name, "scan", "error", error=one_line(exc), signature=sig)
+    cells = tuple(int(counts.get(k, 0)) for k in ("done", "failed", "running", "pending", "total"))
+    fixed = meta.get("fixed") if isinstance(meta.get("fixed"), dict) else {}
+    return Entry(folder, name, "scan", scan_state(counts), str(fixed.get("dataset", "")), scan_architecture(meta),
+                 short_date(meta.get("created")), cells=cells, signature=sig,
+                 cell_status=tuple(counts.get("cells", {}).items()),
+                 data_signature=scan_signature(folder, markers=False))
+
+
+def list_entries(root: str | os.PathLike) -> list[Entry]:
+    """Runs, scans and perturbation files under ``root``, sorted by name.
+
+    A scan is a folder with ``scan.json`` (its cells are not listed separately); ``.nc`` files
+    are listed from ``root`` and plain sub-folders (up to :data:`MAX_DEPTH` deep). Hidden files
+    (the temporary files of atomic writes start with a dot) are skipped. Problem files are
+    listed with ``status == "error"`` and the reason in ``error``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise MfphysError(f"no such folder: {root} (make runs with `mfphys train`, or give a folder)")
+    out: list[Entry] = []
+
+    def walk(folder: Path, prefix: str, depth: int):
+        try:
+            children = sorted(folder.iterdir(), key=lambda p: p.name)
+        except OSError:
+            return
+        for p in children:
+            if p.name.startswith("."):
+                continue
+            name = prefix + p.name
+            try:
+                is_dir = p.is_dir()
+            except OSError:
+                continue
+            if is_dir:
+                if (p / "scan.json").exists():
+                    out.append(CACHE.get(("scan-entry", p), scan_signature(p), lambda p=p, n=name: _scan_entry(p, n)))
+                elif depth < MAX_DEPTH:
+                    walk(p, name + "/", depth + 1)
+            elif p.suffix == ".nc":
+                out.append(CACHE.get(("file-entry", p), file_signature(p),
+                                     lambda p=p, n=name: _file_entry(p, n.removesuffix(".nc"))))
+
+    walk(root, "", 1)
+    return sorted(out, key=lambda e: e.name)
+
+
+def filter_entries(entries, text: str) -> list[Entry]:
+    """Entries whose name, kind, status, dataset, architecture, date or error contain every word of ``text``."""
+    words = text.lower().split()
+    if not words:
+        return list(entries)
+
+    def hay(e: Entry) -> str:
+        return " ".join((e.name, e.kind, e.status_text, e.dataset, e.architecture, e.date, e.mode, e.error)).lower()
+
+    return [e for e in entries if all(w in hay(e) for w in words)]
+
+
+def find_baseline(entry: Entry, entries) -> Entry | None:
+    """The BP baseline of a gBP run: a run in the same folder with mode bp, same dataset and architecture.
+
+    The newest one (by stored date, then name) when there are several.
+    """
+    if entry.kind != "run" or entry.mode == "bp":
+        return None
+    same = [e for e in entries if e.kind == "run" and e.ok and e.mode == "bp" and e.path.parent == entry.path.parent
+            and e.dataset == entry.dataset and e.architecture == entry.architecture]
+    return max(same, key=lambda e: (e.date, e.name)) if same else None

@@ -1,0 +1,196 @@
+"""The run view's and the perturbation view's models: a run file or a perturbation file, read once.
+
+:func:`load_run` reads a run file (and its BP baseline's curves) into a :class:`RunSummary`,
+:func:`load_perturbation` a perturbation file into a :class:`PerturbationSummary`; both are
+cached by the file's (mtime, size). The tables and statistics the views draw and export come
+from here; means and errors over replicas are ``mfphys.stats``'s.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mfphys import store
+from mfphys.errors import MfphysError
+from mfphys.stats import format_stat, replica_stats
+
+from .cache import CACHE, file_signature
+from .format import short_date
+
+#: columns of the run view's per-layer table (docs/model.md section 6)
+ORDER_COLUMNS = ("sparsity", "frac_vip", "frac_uip", "frac_variable", "mean_pi", "mean_xi", "weight_var", "entropy")
+HIST_NAMES = ("pi", "m", "xi")
+#: the error variables of a perturbation file the view and the export show, in this order
+PERTURBATION_ERRORS = ("error_vip", "error_variable", "error_vip_mf", "error_variable_mf")
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What the run view draws: learning curves, per-layer order parameters, histograms.
+
+    Arrays are plain NumPy: curves ``(R, E)``, order parameters ``(R, L)``, histogram counts
+    ``(R, L, B)`` with edges ``(B + 1,)``. The parameters themselves are not kept.
+    """
+
+    name: str
+    title: str
+    mode: str
+    dataset: str
+    architecture: str
+    created: str
+    epoch: np.ndarray
+    curves: dict  # train_loss, test_acc, (test_loss, train_acc): (R, E)
+    layers: np.ndarray
+    order: dict  # ORDER_COLUMNS present: (R, L)
+    hist: dict  # pi/m/xi -> (edges, counts)
+    final: dict  # test_acc (last epoch), test_acc_sampled, test_acc_vote: (R,)
+    baseline_name: str = ""
+    baseline: dict = field(default_factory=dict)  # train_loss, test_acc of the BP run: (R, E)
+    baseline_epoch: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def replicas(self) -> int:
+        return int(self.curves["train_loss"].shape[0])
+
+
+def _values(ds, name):
+    return np.asarray(ds[name].values, dtype=float)
+
+
+def _run_parts(path: Path) -> dict:
+    ds = store.open_run(path)
+    store.file_kind(ds.attrs, expect="run", where=str(path))
+    for need in ("train_loss", "test_acc"):
+        if need not in ds:
+            raise MfphysError(f"{path} has no {need!r} variable: not a run file of the public schema")
+    curves = {k: _values(ds, k).reshape(-1, ds.sizes["epoch"]) for k in ("train_loss", "test_acc", "test_loss",
+                                                                       "train_acc") if k in ds}
+    order = {k: _values(ds, k) for k in ORDER_COLUMNS if k in ds}
+    hist = {}
+    for n in HIST_NAMES:
+        if f"hist_{n}" in ds and f"{n}_edge" in ds.coords:
+            hist[n] = (np.asarray(ds[f"{n}_edge"].values, dtype=float), np.asarray(ds[f"hist_{n}"].values))
+    final = {"test_acc": curves["test_acc"][:, -1]}
+    for k in ("test_acc_sampled", "test_acc_vote"):
+        if k in ds:
+            final[k] = _values(ds, k)
+    a = ds.attrs
+    return dict(title=str(a.get("title", "")), mode=str(a.get("mode", "")), dataset=str(a.get("dataset", "")),
+                architecture=str(a.get("architecture", "")), created=short_date(a.get("created")),
+                epoch=np.asarray(ds["epoch"].values), curves=curves,
+                layers=np.asarray(ds["layer"].values) if "layer" in ds.coords else np.zeros(0, int),
+                order=order, hist=hist, final=final)
+
+
+def load_run(path: str | os.PathLike, *, name: str = "", baseline: str | os.PathLike | None = None) -> RunSummary:
+    """Read a run file (and its BP baseline's curves) into a :class:`RunSummary`; cached by (mtime, size).
+
+    Raises :class:`MfphysError` (one line) for any problem with the run; a baseline that cannot
+    be read is left out.
+    """
+    path = Path(path)
+    parts = CACHE.get(("run", path), file_signature(path), lambda: _run_parts(path))
+    base, base_name, base_epoch = {}, "", np.zeros(0)
+    if baseline is not None:
+        bpath = Path(baseline)
+        try:
+            b = CACHE.get(("run", bpath), file_signature(bpath), lambda: _run_parts(bpath))
+        except MfphysError:
+            b = None
+        if b is not None:
+            base = {k: b["curves"][k] for k in ("train_loss", "test_acc") if k in b["curves"]}
+            base_name, base_epoch = bpath.stem, b["epoch"]
+    return RunSummary(name=name or path.stem, baseline_name=base_name, baseline=base, baseline_epoch=base_epoch,
+                      **parts)
+
+
+def layer_table(run: RunSummary) -> tuple[list[str], list[list[str]]]:
+    """Per-layer order parameters as text, one row per parameter and one column per layer,
+    ``mean ± error`` over replicas (``mfphys.stats.format_stat``)."""
+    header = ["order parameter"] + [f"layer {int(l)}" for l in run.layers]
+    rows = [[c] + [format_stat(run.order[c][:, i]) for i in range(run.layers.size)]
+            for c in ORDER_COLUMNS if c in run.order]
+    return header, rows
+
+
+def curve_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error over replicas of ``(R, E)`` curves, per epoch (NaNs ignored)."""
+    mean, _, sem, _ = replica_stats(values, axis=0)
+    return mean, sem
+
+
+def order_stats(run: RunSummary, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error over replicas of one order parameter, per layer (NaNs ignored)."""
+    mean, _, sem, _ = replica_stats(run.order[column], axis=0)
+    return mean, sem
+
+
+def hist_counts(run: RunSummary, name: str, layer_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Edges and counts (summed over replicas) of ``pi``, ``m`` or ``xi`` in one layer."""
+    edges, counts = run.hist[name]
+    return edges, np.asarray(counts[:, layer_index, :]).sum(axis=0)
+
+
+# --- perturbation ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PerturbationSummary:
+    """Test error (%) vs fraction of removed connections: ``error_vip`` and ``error_variable`` ``(F, R)``."""
+
+    name: str
+    title: str
+    fraction: np.ndarray
+    errors: dict
+    attrs: dict
+
+
+def _perturbation_parts(path: Path) -> dict:
+    ds = store.open_run(path)
+    store.file_kind(ds.attrs, expect="perturbation", where=str(path))
+    if "fraction" not in ds.coords:
+        raise MfphysError(f"{path} has no 'fraction' coordinate")
+    errors = {}
+    for k in PERTURBATION_ERRORS:
+        if k in ds:
+            errors[k] = np.asarray(ds[k].transpose("fraction", ...).values, dtype=float).reshape(ds.sizes["fraction"],
+                                                                                                  -1)
+    keep = {k: str(v) for k, v in ds.attrs.items() if k in ("layer", "source", "run", "dataset", "architecture",
+                                                           "created")}
+    return dict(title=str(ds.attrs.get("title", "perturbation")), fraction=np.asarray(ds["fraction"].values, float),
+                errors=errors, attrs=keep)
+
+
+def load_perturbation(path: str | os.PathLike, *, name: str = "") -> PerturbationSummary:
+    """Read a perturbation file into a :class:`PerturbationSummary`; cached by (mtime, size)."""
+    path = Path(path)
+    parts = CACHE.get(("perturbation", path), file_signature(path), lambda: _perturbation_parts(path))
+    return PerturbationSummary(name=name or path.stem, **parts)
+
+
+def error_stats(p: PerturbationSummary, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error over replicas of one error variable, per fraction (NaNs ignored)."""
+    mean, _, sem, _ = replica_stats(p.errors[name], axis=1)
+    return mean, sem
+
+
+def perturbation_table(p: PerturbationSummary) -> tuple[list[str], list[list]]:
+    """One row per fraction: mean and standard error over replicas of each error."""
+    header = ["fraction"]
+    for k in p.errors:
+        header += [f"{k}_mean", f"{k}_sem"]
+    stats = [error_stats(p, k) for k in p.errors]
+    rows = []
+    for i, f in enumerate(p.fraction):
+        row = [float(f)]
+        for mean, sem in stats:
+            row += [mean[i], sem[i]]
+        rows.append(row)
+    return header, rows
