@@ -16,10 +16,11 @@ library.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+from ._lazy import lazy_exports
 
 # Eager: `mfphys.train` must stay the function even after `import mfphys.train` (the submodule
 # import binds the module to the package attribute; this import, run first, rebinds it).
@@ -36,16 +37,7 @@ __all__ = ["__version__", "MfphysError", "DivergenceError", "TrainConfig", "Trai
            "open_run", "save_run", "run_to_dataset", "ScanSpec", "open_scan", "run_scan"]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mfphys' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from __getattr__

@@ -152,9 +152,10 @@ def mark_running(folder: Path, key: str) -> None:
     import json
     import socket
 
-    boot = Path("/proc/sys/kernel/random/boot_id")
+    from mfphys.fileio import boot_id
+
     info = {"pid": os.getpid(), "host": socket.gethostname(), "started": CREATED, "owner_pid": os.getpid(),
-            "owner_host": socket.gethostname(), "boot_id": boot.read_text().strip() if boot.exists() else ""}
+            "owner_host": socket.gethostname(), "boot_id": boot_id()}
     (folder / "cells" / f"{key}.running").write_text(json.dumps(info))
 
 

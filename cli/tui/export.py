@@ -19,7 +19,7 @@ import numpy as np
 
 from mfphys import store
 
-from .models.format import plain
+from .models.format import mean_sem_rows, plain
 from .models.run import (
     HIST_NAMES,
     ORDER_COLUMNS,
@@ -144,14 +144,7 @@ def curves_table(run: RunSummary) -> tuple[list[str], list[list]]:
 def order_table(run: RunSummary) -> tuple[list[str], list[list]]:
     cols = [c for c in ORDER_COLUMNS if c in run.order]
     header = ["layer"] + [f"{c}_{s}" for c in cols for s in ("mean", "sem")]
-    stats = [order_stats(run, c) for c in cols]
-    rows = []
-    for i, l in enumerate(run.layers):
-        row = [int(l)]
-        for mean, sem in stats:
-            row += [mean[i], sem[i]]
-        rows.append(row)
-    return header, rows
+    return header, mean_sem_rows([int(l) for l in run.layers], [order_stats(run, c) for c in cols])
 
 
 def hist_table(run: RunSummary, layer_index: int) -> tuple[list[str], list[list]]:

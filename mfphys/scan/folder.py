@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Mapping, NamedTuple
 
 from ..errors import MfphysError
-from ..fileio import read_json
+from ..fileio import boot_id, pid_alive, read_json
 from .spec import ScanSpec, grid_points
 
 SCAN_JSON = "scan.json"
@@ -51,31 +51,8 @@ class _Paths(NamedTuple):
         return self.folder / CELLS / f"{key}.running"
 
 
-def _boot_id() -> str:
-    """This machine's boot id (Linux), so that a pid from before a reboot is not taken as alive."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except (OverflowError, ValueError):
-        return False
-    try:  # a killed child that was not reaped yet is a zombie: dead for our purpose
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _owner() -> dict:
-    return {"owner_pid": os.getpid(), "owner_host": socket.gethostname(), "boot_id": _boot_id()}
+    return {"owner_pid": os.getpid(), "owner_host": socket.gethostname(), "boot_id": boot_id()}
 
 
 def marker_alive(info: Mapping | None) -> bool | None:
@@ -85,10 +62,10 @@ def marker_alive(info: Mapping | None) -> bool | None:
         return False
     if info.get("owner_host") != socket.gethostname():
         return None
-    if info.get("boot_id", "") != _boot_id():
+    if info.get("boot_id", "") != boot_id():
         return False
     try:
-        return _pid_alive(int(info.get("owner_pid")))
+        return pid_alive(int(info.get("owner_pid")))
     except (TypeError, ValueError):
         return False
 
@@ -203,7 +180,7 @@ def _clean_stale(p: _Paths) -> None:
             pid = int(t.name.rsplit(".", 2)[-2])
         except (ValueError, IndexError):
             continue
-        if pid == os.getpid() or not _pid_alive(pid):
+        if pid == os.getpid() or not pid_alive(pid):
             with contextlib.suppress(FileNotFoundError):
                 t.unlink()
 

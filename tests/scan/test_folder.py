@@ -15,6 +15,7 @@ import pytest
 
 from mfphys import scan, store
 from mfphys.errors import MfphysError
+from mfphys.fileio import boot_id
 from mfphys.scan import folder as scan_folder
 from tests.helpers import snapshot, tiny_spec
 
@@ -28,7 +29,7 @@ def test_scan_status(done_scan):
 def test_live_marker_shows_running_and_blocks_a_second_scan(fresh_scan):
     (fresh_scan / "cells" / "depth=3,n_train=600.nc").unlink()
     marker = {"pid": os.getppid(), "host": "h", "owner_pid": os.getppid(), "owner_host": os.uname().nodename,
-              "boot_id": scan_folder._boot_id()}
+              "boot_id": boot_id()}
     (fresh_scan / "cells" / "depth=3,n_train=600.running").write_text(json.dumps(marker))
     assert scan.scan_status(fresh_scan)["running"] == 1
     assert scan.open_scan(fresh_scan).status.sel(depth=3, n_train=600) == "running"

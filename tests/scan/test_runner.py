@@ -18,7 +18,7 @@ import xarray as xr
 
 from mfphys import scan, store
 from mfphys.errors import MfphysError
-from mfphys.scan import folder as scan_folder
+from mfphys.fileio import boot_id
 from mfphys.scan import runner
 from tests.helpers import dead_pid, snapshot, tiny_spec
 
@@ -45,7 +45,7 @@ def test_resume_trains_only_missing_cells(fresh_scan):
     cells = fresh_scan / "cells"
     (cells / "depth=2,n_train=400.nc").unlink()
     marker = {"pid": 1, "host": "x", "owner_pid": dead_pid(), "owner_host": os.uname().nodename,
-              "boot_id": scan_folder._boot_id()}
+              "boot_id": boot_id()}
     (cells / "depth=2,n_train=400.running").write_text(json.dumps(marker))  # left by a killed scan
     (cells / f".depth=3,n_train=200.nc.{dead_pid()}.tmp").write_bytes(b"half")  # likewise
     assert scan.scan_status(fresh_scan)["pending"] == 1  # a stale marker is not "running"

@@ -52,3 +52,9 @@ def coord_label(v) -> str:
     if isinstance(v, (float, np.floating)) and float(v).is_integer():
         return str(int(v))
     return str(plain(v))
+
+
+def mean_sem_rows(labels, stats) -> list[list]:
+    """Table rows ``[label, mean_1, sem_1, mean_2, sem_2, ...]``: one per label, from ``stats`` =
+    [(mean, sem), ...] arrays indexed like ``labels``."""
+    return [[label] + [x for mean, sem in stats for x in (mean[i], sem[i])] for i, label in enumerate(labels)]

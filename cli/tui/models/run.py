@@ -19,7 +19,7 @@ from mfphys.errors import MfphysError
 from mfphys.stats import format_stat, replica_stats
 
 from .cache import CACHE, file_signature
-from .format import short_date
+from .format import mean_sem_rows, short_date
 
 #: columns of the run view's per-layer table (docs/model.md section 6)
 ORDER_COLUMNS = ("sparsity", "frac_vip", "frac_uip", "frac_variable", "mean_pi", "mean_xi", "weight_var", "entropy")
@@ -186,11 +186,4 @@ def perturbation_table(p: PerturbationSummary) -> tuple[list[str], list[list]]:
     header = ["fraction"]
     for k in p.errors:
         header += [f"{k}_mean", f"{k}_sem"]
-    stats = [error_stats(p, k) for k in p.errors]
-    rows = []
-    for i, f in enumerate(p.fraction):
-        row = [float(f)]
-        for mean, sem in stats:
-            row += [mean[i], sem[i]]
-        rows.append(row)
-    return header, rows
+    return header, mean_sem_rows([float(f) for f in p.fraction], [error_stats(p, k) for k in p.errors])
