@@ -58,6 +58,25 @@ def summary_table(ds) -> Table:
     return t
 
 
+def print_plan(plan, folder: Path) -> None:
+    """What ``scan --dry-run`` prints."""
+    from mfphys.fileio import mib
+
+    def free(n):
+        return "unknown" if n is None else mib(n)
+
+    t = Table(title=f"scan {folder} (dry run: nothing was written)", box=None, show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    t.add_row("cells", f"{plan.total} ({plan.done} done, {len(plan.todo)} to train)")
+    t.add_row("cells at once", str(plan.parallel))
+    t.add_row("memory of the cells at once", f"{mib(plan.memory)} ({free(plan.free_memory)} available)")
+    t.add_row("disk for the cell files", f"{mib(plan.disk)} ({free(plan.free_disk)} free)")
+    if plan.seconds is not None:
+        t.add_row("estimated time", f"{plan.seconds / 60:.1f} min (from a calibration of each cell shape)")
+    console.print(t)
+
+
 @user_errors
 def scan(
     depth: Optional[str] = typer.Option(None, help="hidden-layer counts to scan, e.g. 1,2,3,4"),
@@ -101,6 +120,8 @@ def scan(
                                               "configuration) are copied instead of trained; repeatable"),
     data_dir: Optional[Path] = typer.Option(None, help="folder with the IDX files (else $MFPHYS_DATA_DIR, cache)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars or summary"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check the options, print the cells, memory, disk and a "
+                                                         "time estimate from a short calibration, then stop"),
 ):
     """Train a grid of runs over --depth x --n-train (and any list-valued option) into one resumable scan folder.
 
@@ -117,6 +138,9 @@ def scan(
         raise MfphysError(f"--replicas must be positive, got {replicas}")
     spec = scan_mod.spec_from_options(options, config=config, name=name)
     folder = out if out is not None else Path("runs") / (spec.name or spec.default_name())
+    if dry_run:
+        print_plan(scan_mod.plan_scan(spec, folder, workers=workers, calibrate=True), folder)
+        return
     command = command_line()
 
     # the bars appear once the checks have passed (event "begin"): bad input gives one line only
@@ -187,14 +211,14 @@ def scan_plot(
     single = [d for d in ds.status.dims if d not in ("depth", "n_train")]
     if single:
         ds = ds.squeeze(single, drop=True)
+    if not (ds.status == "done").any():
+        raise MfphysError(f"{folder}: no cell is done yet, nothing to draw (rerun its mfphys scan to fill it)")
     names = [v for v in (s.strip() for s in variables.split(",")) if v]
     unknown = [v for v in names if v not in ds]
     if unknown or not names:
         raise MfphysError(f"--vars: unknown variable(s) {', '.join(unknown) or '(none given)'}; e.g. {PLOT_VARS}")
     if layer is not None and not 1 <= layer <= ds.sizes["layer"]:
         raise MfphysError(f"--layer must be in 1..{ds.sizes['layer']}, got {layer}")
-    if not (ds.status == "done").any():
-        raise MfphysError(f"{folder}: no cell is done yet, nothing to draw")
     out = out or Path(folder) / "phase.png"
     if out.suffix.lower() != ".png":
         raise MfphysError(f"--out {out}: give a file name ending in .png")

@@ -36,9 +36,10 @@ def one_error_line(res, expect: str, code: int = 2) -> None:
 
 
 def snapshot(folder: Path) -> dict:
-    """Every file below ``folder``: relative path -> (SHA-256, mtime_ns), to prove nothing was touched."""
+    """Every file below ``folder``: relative path -> (SHA-256, mtime_ns), to prove nothing was touched
+    (a scan folder's ``.lock``, rewritten by every scan process that takes it, is left out)."""
     return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"}
 
 
 # --- tiny scans (tests/scan, tests/cli/test_scan.py) --------------------------------------------------

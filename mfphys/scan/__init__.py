@@ -45,7 +45,7 @@ _LAZY = {
                      "config_hash", "grid_points", "layers_of", "split_values", "spec_from_options"), "spec"),
     **dict.fromkeys(("SCAN_JSON", "CELLS", "KIND", "marker_alive", "read_scan_json", "scan_status"), "folder"),
     **dict.fromkeys(("RENAMED", "open_scan", "cell_path", "network_mean"), "view"),
-    **dict.fromkeys(("ScanEvent", "ScanReport", "run_scan"), "runner"),
+    **dict.fromkeys(("ScanEvent", "ScanReport", "ScanPlan", "plan_scan", "run_scan"), "runner"),
 }
 
 __all__ = [
@@ -54,7 +54,7 @@ __all__ = [
     "split_values", "spec_from_options",
     "CELLS", "KIND", "SCAN_JSON", "marker_alive", "read_scan_json", "scan_status",
     "RENAMED", "cell_path", "network_mean", "open_scan",
-    "ScanEvent", "ScanReport", "run_scan",
+    "ScanEvent", "ScanReport", "ScanPlan", "plan_scan", "run_scan",
 ]
 
 
@@ -63,7 +63,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from __getattr__
     from .folder import CELLS, KIND, SCAN_JSON, marker_alive, read_scan_json, scan_status
-    from .runner import ScanEvent, ScanReport, run_scan
+    from .runner import ScanEvent, ScanPlan, ScanReport, plan_scan, run_scan
     from .spec import (
         ALWAYS_SCANNED,
         ARCH_DEFAULTS,

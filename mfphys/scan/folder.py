@@ -8,6 +8,7 @@ running scan cheaply; no xarray. Layout and contract: :mod:`mfphys.scan`, docs/s
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 from pathlib import Path
@@ -20,6 +21,10 @@ from .spec import ScanSpec, grid_points
 SCAN_JSON = "scan.json"
 CELLS = "cells"
 KIND = "scan"
+#: the folder's lock file: held (an OS lock, ``flock``) by the one process scanning the folder
+LOCK = ".lock"
+#: the keys every scan.json has (a damaged or hand-edited one is refused with what is missing)
+REQUIRED = {"dims": list, "grid": dict, "fixed": dict, "scan_hash": str}
 #: the attribute naming what an mfphys file is (``mfphys.store.KIND_ATTR``, repeated here so
 #: that reading a folder's state needs no xarray; a test keeps the two equal)
 KIND_ATTR = "mfphys_kind"
@@ -46,6 +51,10 @@ class _Paths(NamedTuple):
 
     def failed(self, key: str) -> Path:
         return self.folder / CELLS / f"{key}.failed.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.folder / LOCK
 
     def running(self, key: str) -> Path:
         return self.folder / CELLS / f"{key}.running"
@@ -81,6 +90,14 @@ def read_scan_json(folder: str | os.PathLike) -> dict:
     meta = read_json(p.scan_json)
     if not isinstance(meta, dict) or meta.get(KIND_ATTR) != KIND:
         raise MfphysError(f"{p.scan_json} is not an mfphys scan description ({KIND_ATTR} != {KIND!r})")
+    for key, kind in REQUIRED.items():
+        if not isinstance(meta.get(key), kind):
+            raise MfphysError(f"{p.scan_json} is damaged: '{key}' is missing or not a {kind.__name__}")
+    missing = [d for d in meta["dims"] if not isinstance(meta["grid"].get(d), list) or not meta["grid"][d]]
+    if missing:
+        raise MfphysError(f"{p.scan_json} is damaged: the grid has no values for {', '.join(map(str, missing))}")
+    if p.cells.exists() and not p.cells.is_dir():
+        raise MfphysError(f"{p.cells} is not a folder: this scan folder is damaged (move that file away)")
     return meta
 
 
@@ -125,7 +142,7 @@ def _check_folder(spec: ScanSpec, p: _Paths) -> dict | None:
     folder = p.folder
     if folder.exists() and not folder.is_dir():
         raise MfphysError(f"{folder} exists and is not a folder; use another --name or --out")
-    if not folder.exists() or not any(folder.iterdir()):
+    if not folder.exists() or _is_fresh(p):
         return None
     if not p.scan_json.exists():
         raise MfphysError(f"{folder} is not empty and holds no {SCAN_JSON}: it is not an mfphys scan "
@@ -140,6 +157,105 @@ def _check_folder(spec: ScanSpec, p: _Paths) -> dict | None:
         raise MfphysError(f"{folder} is being scanned right now by process {owners[0]['owner_pid']} on "
                           f"{owners[0]['owner_host']}; wait for it to finish or stop it")
     return meta
+
+
+def _is_fresh(p: _Paths) -> bool:
+    """A folder with nothing of a scan in it yet: empty, or only what a scan killed before its
+    scan.json landed can leave (the lock file, its dead writers' hidden temporaries, an empty
+    ``cells`` folder). Such a folder is taken as new, so the rerun starts the scan."""
+    for entry in p.folder.iterdir():
+        if entry.name == LOCK:
+            continue
+        if entry.name == CELLS and entry.is_dir() and not any(entry.iterdir()):
+            continue
+        if _dead_temporary(entry):
+            continue
+        return False
+    return True
+
+
+def _dead_temporary(path: Path) -> bool:
+    """A hidden ``.NAME.PID.tmp`` whose writer is gone (killed mid-write)."""
+    if not (path.name.startswith(".") and path.name.endswith(".tmp")):
+        return False
+    try:
+        pid = int(path.name.rsplit(".", 2)[-2])
+    except (ValueError, IndexError):
+        return False
+    return pid != os.getpid() and not pid_alive(pid)
+
+
+# --- one scan process per folder, one trainer per cell ---------------------------------------------
+
+
+class FolderLock:
+    """The exclusive claim of a scan folder: an OS lock (``flock``) on ``<folder>/.lock``.
+
+    Two scans of one folder started at the same instant cannot both pass: the second finds the
+    lock held and is refused (the check of markers alone was check-then-act). The lock dies
+    with its process, so a killed scan never leaves the folder locked. Cells are claimed too
+    (:func:`claim_cell`), for file systems whose locks do not reach other hosts.
+    """
+
+    def __init__(self, p: _Paths, owner: Mapping):
+        self.p, self.owner, self.fd = p, dict(owner), None
+
+    def __enter__(self):
+        import fcntl
+
+        try:
+            self.fd = os.open(self.p.lock, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            raise MfphysError(f"cannot write in {self.p.folder}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = {}
+            with contextlib.suppress(OSError, ValueError):
+                holder = json.loads(os.pread(self.fd, 4096, 0) or b"{}")
+            os.close(self.fd)
+            self.fd = None
+            who = (f"process {holder.get('owner_pid')} on {holder.get('owner_host')}" if holder
+                   else "another process")
+            raise MfphysError(f"{self.p.folder} is being scanned right now by {who}; "
+                              "wait for it to finish or stop it") from None
+        data = json.dumps(self.owner).encode()
+        with contextlib.suppress(OSError):
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, data, 0)
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # releases the lock; the file stays (removing it would race a waiting locker)
+            self.fd = None
+        return False
+
+
+def claim_cell(p: _Paths, key: str, owner: Mapping) -> bool:
+    """Claim cell ``key`` for this scan process: create its ``.running`` marker exclusively
+    (``O_CREAT | O_EXCL``). False if another live process holds it (the cell is skipped);
+    a marker left by a dead process on this machine is taken over."""
+    path = p.running(key)
+    info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), **owner}).encode()
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            held = read_json(path)
+            if held is not None and marker_alive(held) is False:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                continue
+            if held is None:  # being written this instant: someone else's
+                return False
+            return held.get("owner_pid") == owner.get("owner_pid") and held.get("owner_host") == owner.get("owner_host")
+        try:
+            os.write(fd, info)
+        finally:
+            os.close(fd)
+        return True
+    return False
 
 
 def _describe_diff(meta: Mapping, spec: ScanSpec) -> str:
@@ -175,12 +291,8 @@ def _clean_stale(p: _Paths) -> None:
         if not marker_alive(read_json(m)):
             with contextlib.suppress(FileNotFoundError):
                 m.unlink()
-    for t in p.cells.glob(".*.tmp"):
-        try:
-            pid = int(t.name.rsplit(".", 2)[-2])
-        except (ValueError, IndexError):
-            continue
-        if pid == os.getpid() or not pid_alive(pid):
+    for t in [*p.cells.glob(".*.tmp"), *p.folder.glob(".*.tmp")]:
+        if _dead_temporary(t):
             with contextlib.suppress(FileNotFoundError):
                 t.unlink()
 

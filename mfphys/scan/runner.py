@@ -26,7 +26,17 @@ from .. import __version__, store
 from ..errors import MfphysError
 from ..fileio import atomic_file, read_json, utc_now, write_json_atomic
 from ..train import load_data, train
-from .folder import KIND, _check_folder, _clean_stale, _owner, _Paths, _remove_own_markers, read_scan_json
+from .folder import (
+    KIND,
+    FolderLock,
+    _check_folder,
+    _clean_stale,
+    _owner,
+    _Paths,
+    _remove_own_markers,
+    claim_cell,
+    read_scan_json,
+)
 from .spec import Cell, ScanSpec
 
 
@@ -175,6 +185,68 @@ def _cost(cell: Cell) -> float:
     return c.n_train * c.epochs * c.replicas * sum(a * b for a, b in zip(c.layers[:-1], c.layers[1:]))
 
 
+class ScanPlan(NamedTuple):
+    """What a scan would do: cells by state, and the memory, disk and time it needs."""
+
+    total: int
+    done: int
+    todo: tuple  # the cells to train
+    parallel: int  # cells that run at once
+    memory: int  # bytes of the cells running at once (largest cells)
+    disk: int  # bytes of the cell files still to write
+    seconds: float | None  # estimated wall time (calibrated), None when not calibrated
+    free_memory: int | None
+    free_disk: int | None
+
+
+def plan_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None = None,
+              calibrate: bool = False) -> ScanPlan:
+    """The cells of ``spec`` not done in ``folder`` yet, and what they need: memory (the largest
+    cells, ``workers`` of them at once), disk (every cell file) and, with ``calibrate``, the time
+    from a short calibration of each distinct cell shape (:func:`mfphys.budget.step_seconds`).
+    Reads file names only; writes nothing."""
+    from .. import budget
+    from ..fileio import free_bytes
+    from .folder import scan_status
+
+    cells = spec.cells()
+    status = {}
+    if Path(folder, "scan.json").exists():
+        status = scan_status(folder)["cells"]
+    todo = tuple(c for c in cells if status.get(c.key) != "done")
+    parallel = max(1, min(workers or 1, len(todo) or 1))
+    ests = [budget.train_estimate(c.config) for c in todo]
+    peaks = sorted((e.peak for e in ests), reverse=True)
+    memory = sum(peaks[:parallel])
+    seconds = None
+    if calibrate and todo:
+        steps: dict = {}
+        total = 0.0
+        for c in todo:
+            cfg = c.config
+            shape = (cfg.layers, cfg.batch_size, cfg.replicas, cfg.dtype, cfg.mode, cfg.activation, cfg.backend)
+            if shape not in steps:
+                steps[shape] = budget.step_seconds(cfg)
+            total += budget.train_seconds(cfg, steps[shape])
+        seconds = total / parallel
+    return ScanPlan(len(cells), len(cells) - len(todo), todo, parallel, memory, sum(e.disk for e in ests), seconds,
+                    budget.available_memory(), free_bytes(folder))
+
+
+def _check_budget(plan: ScanPlan, folder: Path, remote: bool) -> None:
+    """Refuse, before anything is written, a scan whose cells cannot fit in memory or on disk."""
+    from .. import budget
+    from ..fileio import check_free_space, mib
+
+    if plan.todo and not remote and plan.free_memory is not None and plan.memory > budget.MARGIN * plan.free_memory:
+        what = f"{plan.parallel} cells at once" if plan.parallel > 1 else "its largest cell"
+        raise MfphysError(f"not enough memory: {what} need(s) about {mib(plan.memory)}, but {mib(plan.free_memory)} "
+                          f"is available; use fewer --replicas or --workers, or smaller cells "
+                          f"(mfphys scan --dry-run shows the estimate)")
+    if plan.todo:
+        check_free_space(folder / "cells" / "cell.nc", plan.disk)
+
+
 def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None = None,
              scheduler: str | None = None, callback: Callable[[ScanEvent], None] | None = None,
              data_dir=None, retry_failed: bool = True, command: str | None = None,
@@ -211,30 +283,52 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
     sources = [_Paths(Path(r)) for r in reuse]
     for src in sources:
         read_scan_json(src.folder)  # a clear error if it is not a scan folder
-    done, failed_old, todo, copies = [], [], [], []
-    for cell in cells:
-        if meta is not None and _cell_done(p, cell):
-            done.append(cell)
-        elif (src := next((s for s in sources if _cell_done(s, cell, foreign_ok=True)), None)) is not None:
-            copies.append((cell, src))
-        elif meta is not None and not retry_failed and p.failed(cell.key).exists():
-            failed_old.append(cell)
-        else:
-            todo.append(cell)
+
+    def classify(meta):
+        """(done, failed before, to train, to copy) for the folder as it is now."""
+        done, failed_old, todo, copies = [], [], [], []
+        for cell in cells:
+            if meta is not None and _cell_done(p, cell):
+                done.append(cell)
+            elif (src := next((s for s in sources if _cell_done(s, cell, foreign_ok=True)), None)) is not None:
+                copies.append((cell, src))
+            elif meta is not None and not retry_failed and p.failed(cell.key).exists():
+                failed_old.append(cell)
+            else:
+                todo.append(cell)
+        return done, failed_old, todo, copies
+
+    done, failed_old, todo, copies = classify(meta)
+    skipped_claimed = []
+    _check_budget(plan_scan(spec, p.folder, workers=workers), p.folder, remote=scheduler is not None)
     if todo and scheduler is None:
         _preflight(todo, data_dir)
 
     client = cluster = None
     if todo and (workers is not None or scheduler is not None):
         client, cluster = _connect(workers, scheduler, connect_timeout)
+    owner = _owner()
+    created = not p.folder.exists()
+    lock = FolderLock(p, owner)
     try:
-        if meta is None:
+        try:
             p.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MfphysError(f"cannot create the scan folder {p.folder}: {exc.strerror or exc}") from None
+        lock.__enter__()
+        # again, now that no other scan process can change the folder: a scan that finished
+        # between the first look and the lock leaves nothing to train
+        meta = _check_folder(spec, p)
+        done, failed_old, todo, copies = classify(meta)
+        if meta is None:
             write_json_atomic({store.KIND_ATTR: KIND, "mfphys_version": __version__, "name": name,
                                 "dims": list(spec.dims), "grid": spec.grid_dict, "fixed": spec.fixed_dict,
                                 "width": spec.fixed_dict.get("width"), "scan_hash": spec.scan_hash(),
                                 "created": utc_now(), "command": command or "mfphys.scan.run_scan"}, p.scan_json)
-        p.cells.mkdir(exist_ok=True)
+        try:
+            p.cells.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise MfphysError(f"cannot create {p.cells}: {exc.strerror or exc}") from None
         _clean_stale(p)
         for cell, src in copies:  # the bytes of a finished cell, copied atomically
             _copy_atomic(src.nc(cell.key), p.nc(cell.key))
@@ -245,7 +339,6 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
         failures = [(c.key, (read_json(p.failed(c.key)) or {}).get("error", "")) for c in failed_old]
         emit = callback or (lambda ev: None)
         emit(ScanEvent("begin", None, dict(counts)))
-        owner = _owner()
 
         def finish(cell, outcome, payload, where):
             counts["pending"] -= 1
@@ -254,13 +347,18 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
                 ds.attrs.update(scan_cell=json.dumps(dict(cell.coords)), config_hash=cell.config_hash,
                                 scan_name=name, scan_hash=spec.scan_hash(), mfphys_version=__version__,
                                 trained_on=where, blas_threads=str(blas_threads or "default"))
-                store.write_atomic(ds, p.nc(cell.key))
+                try:
+                    store.write_atomic(ds, p.nc(cell.key))
+                except MfphysError as exc:  # a full disk, say: this cell failed, the scan goes on
+                    outcome, payload = "failed", _error_record(exc, cell)
+            if outcome == "done":
                 with contextlib.suppress(FileNotFoundError):
                     p.failed(cell.key).unlink()
                 counts["done"] += 1
                 emit(ScanEvent("cell_done", cell, dict(counts)))
             else:
-                write_json_atomic({**payload, "trained_on": where}, p.failed(cell.key))
+                with contextlib.suppress(MfphysError):  # the record itself may not fit on a full disk
+                    write_json_atomic({**payload, "trained_on": where}, p.failed(cell.key))
                 counts["failed"] += 1
                 failures.append((cell.key, payload["error"]))
                 emit(ScanEvent("cell_failed", cell, dict(counts), error=payload["error"]))
@@ -269,9 +367,14 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
 
         if client is None:
             for cell in todo:
-                counts["running"] = 1
-                emit(ScanEvent("cell_start", cell, dict(counts)))
-                try:
+                if not claim_cell(p, cell.key, owner):  # another scan process trains it
+                    counts["pending"] -= 1
+                    skipped_claimed.append(cell.key)
+                    emit(ScanEvent("tick", None, dict(counts)))
+                    continue
+                try:  # the claim (marker) goes whatever happens, an interrupt included
+                    counts["running"] = 1
+                    emit(ScanEvent("cell_start", cell, dict(counts)))
                     outcome, payload, where = _train_cell(
                         cell, data_dir, str(p.running(cell.key)), owner, blas_threads,
                         callback=lambda rec, cell=cell: emit(ScanEvent("epoch", cell, dict(counts), rec)))
@@ -281,9 +384,18 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
                     with contextlib.suppress(FileNotFoundError):
                         p.running(cell.key).unlink()
         else:
-            _run_dask(client, todo, p, owner, data_dir, blas_threads, counts, emit, finish)
+            _run_dask(client, todo, p, owner, data_dir, blas_threads, counts, emit, finish, skipped_claimed)
         emit(ScanEvent("end", None, dict(counts)))
+    except BaseException:
+        if created and not p.scan_json.exists():  # nothing of the scan landed: leave no folder behind
+            lock.__exit__()
+            with contextlib.suppress(OSError):
+                p.lock.unlink()
+                for sub in (p.cells, p.folder):
+                    sub.rmdir()
+        raise
     finally:
+        lock.__exit__()
         if client is not None:
             _remove_own_markers(p, owner)
             client.close()
@@ -293,13 +405,17 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
                       len(copies), time.perf_counter() - t0, tuple(failures))
 
 
-def _run_dask(client, todo, p: _Paths, owner, data_dir, blas_threads, counts, emit, finish) -> None:
-    """Submit every cell, biggest first; write each result here as it arrives."""
+def _run_dask(client, todo, p: _Paths, owner, data_dir, blas_threads, counts, emit, finish, skipped) -> None:
+    """Claim and submit every cell, biggest first; write each result here as it arrives."""
     from dask.distributed import wait
 
     tag = uuid.uuid4().hex[:8]
     futures = {}
     for cell in sorted(todo, key=_cost, reverse=True):  # submitted in order: idle workers take the first ones
+        if not claim_cell(p, cell.key, owner):  # another scan process trains it
+            counts["pending"] -= 1
+            skipped.append(cell.key)
+            continue
         f = client.submit(_train_cell, cell, data_dir, str(p.running(cell.key)), owner, blas_threads,
                           key=f"mfphys-cell-{cell.key}-{tag}", priority=int(_cost(cell)), pure=False)
         futures[f] = cell
@@ -317,7 +433,8 @@ def _run_dask(client, todo, p: _Paths, owner, data_dir, blas_threads, counts, em
                 outcome, payload, where = "failed", _error_record(f.exception(), cell), "dask"
             finish(cell, outcome, payload, where)
             f.release()
-        # a worker writes the marker when the cell starts; finished futures may still have one
-        running = sum(1 for f, c in futures.items() if f.status == "pending" and p.running(c.key).exists())
+        # a worker adds "started" to the cell's marker (claimed at submission) when the cell starts
+        running = sum(1 for f, c in futures.items()
+                      if f.status == "pending" and "started" in (read_json(p.running(c.key)) or {}))
         counts["running"] = running
         emit(ScanEvent("tick", None, dict(counts)))

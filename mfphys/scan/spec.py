@@ -71,18 +71,15 @@ def coerce_option(name: str, value, where: str):
     if kind == "int?" and (value is None or (isinstance(value, str) and value.strip().lower() in ("all", "none"))):
         return None
     if kind in ("int", "int?"):
+        # integers only, as `mfphys train` and TrainConfig take them: 1e3 or 1000.0 are refused
+        # everywhere alike rather than read as 1000 here and refused there
         if isinstance(value, bool):
             raise bad
         if isinstance(value, str):
             try:
                 return int(value.strip())
             except ValueError:
-                try:
-                    value = float(value)
-                except ValueError:
-                    raise bad from None
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
+                raise bad from None
         if isinstance(value, int):
             return value
         raise bad
