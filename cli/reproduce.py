@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from mfphys.errors import MfphysError
+from mfphys.fileio import make_folder
 from mfphys.stats import format_stat
 
 from .common import console, err_console, make_progress, user_errors
@@ -114,7 +115,7 @@ def reproduce(
         raise MfphysError("--seeds and --epochs must be positive")
     todo = rep.EXPERIMENTS if experiment == "all" else (experiment,)
     folder = Path(out) if out is not None else Path("runs/paper") / ("quick" if quick else "")
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     est = protocol.estimate_seconds(todo)
     err_console.print(f"mfphys reproduce {experiment}{' --quick' if quick else ''}: {protocol.seeds} seeds, "
                       f"{protocol.epochs} epochs; expected duration about "

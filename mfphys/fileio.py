@@ -73,15 +73,22 @@ def check_destination(path: str | os.PathLike, *, what: str = "--out") -> Path:
     return path
 
 
+def make_folder(path: str | os.PathLike, *, what: str = "folder") -> Path:
+    """``mkdir -p`` with one clear line instead of a traceback (a parent that is a file, no permission)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MfphysError(f"cannot create the {what} {path}: {exc.strerror or exc}") from None
+    return path
+
+
 def check_writable(path: str | os.PathLike, *, what: str = "--out", nbytes: int | None = None) -> Path:
     """Fail early, with one clear line, if ``path`` cannot be written (before hours of work):
     not a new name or a regular file, an uncreatable or unwritable folder, or (``nbytes``
     given) too little free space. Temporaries that killed writers left beside it are removed."""
     path = check_destination(path, what=what)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MfphysError(f"{what} {path}: cannot create its folder {path.parent}: {exc.strerror or exc}") from None
+    make_folder(path.parent)
     tmp = temp_name(path)
     try:
         try:

@@ -24,7 +24,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 from .. import __version__, store
 from ..errors import MfphysError
-from ..fileio import atomic_file, read_json, utc_now, write_json_atomic
+from ..fileio import atomic_file, make_folder, read_json, utc_now, write_json_atomic
 from ..train import load_data, train
 from .folder import (
     KIND,
@@ -311,10 +311,7 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
     created = not p.folder.exists()
     lock = FolderLock(p, owner)
     try:
-        try:
-            p.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise MfphysError(f"cannot create the scan folder {p.folder}: {exc.strerror or exc}") from None
+        make_folder(p.folder, what="scan folder")
         lock.__enter__()
         # again, now that no other scan process can change the folder: a scan that finished
         # between the first look and the lock leaves nothing to train
@@ -325,10 +322,7 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
                                 "dims": list(spec.dims), "grid": spec.grid_dict, "fixed": spec.fixed_dict,
                                 "width": spec.fixed_dict.get("width"), "scan_hash": spec.scan_hash(),
                                 "created": utc_now(), "command": command or "mfphys.scan.run_scan"}, p.scan_json)
-        try:
-            p.cells.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise MfphysError(f"cannot create {p.cells}: {exc.strerror or exc}") from None
+        make_folder(p.cells, what="cells folder")
         _clean_stale(p)
         for cell, src in copies:  # the bytes of a finished cell, copied atomically
             _copy_atomic(src.nc(cell.key), p.nc(cell.key))

@@ -90,7 +90,7 @@ def test_scan_hash_pins_the_configuration():
     ({"batch_size": "500"}, "--batch-size 500 is larger than n_train 200"),
     ({"dataset": "mnist"}, "784 pixels"),
     ({"lr": "-1"}, "--lr must be a positive"),
-    ({"lr": "nan"}, "lr takes float"),
+    ({"lr": "nan"}, "--lr must be a positive number, got nan"),
     ({"activation": "foo"}, "unknown --activation"),
     ({"name": "../x"}, "plain folder name"),
 ])
