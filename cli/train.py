@@ -112,7 +112,8 @@ def train(
     eval_samples: int = typer.Option(D.eval_samples, help="sampled sub-networks evaluated at the end (K)"),
     teacher_seed: int = typer.Option(D.teacher_seed, help="seed of the teacher network (--dataset teacher)"),
     data_dir: Optional[Path] = typer.Option(None, help="folder with the IDX files (else $MFPHYS_DATA_DIR, cache)"),
-    out: Optional[Path] = typer.Option(None, help="run file to write (default runs/<dataset>-<arch>-<mode>-...nc)"),
+    out: Optional[Path] = typer.Option(None, help="run file to write (default: runs/<name>.nc with --name, else "
+                                                  "runs/<dataset>-<arch>-<mode>-seed<seed>-<time>.nc)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),
     dry_run: bool = typer.Option(False, "--dry-run", help="check everything, print the memory and disk estimates "
                                                          "and the file it would write, then stop"),

@@ -8,7 +8,7 @@ Where MNIST / Fashion-MNIST files are looked for, first hit wins:
 
 1. the ``data_dir`` argument (``--data-dir``). When given, nothing else is searched
    and nothing is downloaded: a folder without the files is an error;
-2. the folder in the environment variable ``MFPHYS_DATA_DIR``;
+2. the folder in the environment variable ``MFPHYS_DATA_DIR`` (one naming no folder is an error);
 3. the user cache ``$XDG_CACHE_HOME/mfphys/<name>`` (default ``~/.cache/mfphys/<name>``);
 4. for Fashion-MNIST only, Debian's ``/usr/share/datasets/fashion-mnist``
    (package ``dataset-fashion-mnist``).
