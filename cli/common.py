@@ -2,18 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shlex
 import sys
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from mfphys.errors import MfphysError
 
-console = Console(soft_wrap=True)  # long lines (paths) stay whole, for copy and paste
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+#: the width of tables written to a pipe or a file: wide enough that no table of ours wraps
+PIPE_WIDTH = 1000
+
+
+class _Console(Console):
+    """A rich console that does not squeeze tables when its output is not a terminal.
+
+    Rich takes the width of whichever standard stream is a terminal, or ``COLUMNS``, or 80:
+    piped through ``less`` or into a file, a table would be cut to that width, its ``±``
+    values wrapped over lines and long file names shortened. Written to a pipe or a file, a
+    table is as wide as its content (up to :data:`PIPE_WIDTH`): a terminal's width (and
+    ``COLUMNS``, which describes one) says nothing about a file.
+    """
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dims = Console.size.fget(self)
+        if not self.is_terminal:
+            return ConsoleDimensions(PIPE_WIDTH, dims.height)
+        return dims
+
+    @size.setter
+    def size(self, new_size) -> None:
+        Console.size.fset(self, new_size)
+
+
+console = _Console(soft_wrap=True)  # long lines (paths) stay whole, for copy and paste
+err_console = _Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2):
@@ -47,6 +74,41 @@ def parse_ints(text: str, option: str) -> tuple[int, ...]:
     if any(v <= 0 for v in values):
         raise MfphysError(f"{option} must be positive integers, got {text!r}")
     return values
+
+
+def given_options(ctx: typer.Context, names) -> dict:
+    """``name -> value as text`` for the options given on the command line, None for the others.
+
+    Lets an option show its real default in ``--help`` (``[default: 100]``) while a value the
+    user did not give stays "not given" (a TOML file or the library's default applies).
+    """
+    def given(name):
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    return {k: str(ctx.params[k]) if given(k) else None for k in names}
+
+
+def counts_text(c: dict) -> str:
+    """The cell counts of a scan event, adding up to the total (the bar shows finished/total before them).
+
+    A scan event's ``pending`` counts the cells not finished yet, the running ones included.
+    """
+    return (f"cells: {c['done']} done, {c['running']} running, {c['pending'] - c['running']} pending, "
+            f"{c['failed']} failed")
+
+
+def blas_limit(threads: int | None):
+    """A context that runs BLAS on ``threads`` threads (None: unchanged), as scan cells do.
+
+    On a machine shared with other jobs, one or two BLAS threads per process often beat one per
+    core; OpenBLAS's sums also depend on the thread count (docs/scans.md).
+    """
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(threads)
 
 
 def is_tty() -> bool:

@@ -24,8 +24,7 @@ def where(name: str = NAME, data_dir: Optional[Path] = DATA_DIR):
     """Print the folder the dataset would be read from (exit 1 if none holds it)."""
     path = data_mod.where(name, data_dir)
     if path is None:
-        fail(f"{name} not found locally: run `mfphys data fetch {name}` or put the IDX files into "
-             f"{data_mod.cache_dir(name)}", 1)
+        fail(data_mod.not_found_message(name, data_dir), 1)
     console.print(str(path), markup=False, highlight=False)
 
 

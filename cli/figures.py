@@ -134,13 +134,16 @@ def entropy(ds, path: Path) -> Path:
 
 
 @_styled
-def phase_figure(ds, variables, *, layer: Optional[int] = None):
+def phase_figure(ds, variables, *, layer: Optional[int] = None, live: bool = True):
     """A grid of heatmaps over (depth, n_train), one per variable, mean over replicas.
 
     Per-layer order parameters are averaged over the network weighted by connections
-    (:func:`mfphys.scan.network_mean`) unless ``layer`` picks one layer.
+    (:func:`mfphys.scan.network_mean`) unless ``layer`` picks one layer (negative: counted
+    from the output, :func:`mfphys.scan.select_layer`); with ``live`` (the default, as
+    docs/order-parameters.md asks of plots) layer 1 counts only connections from live inputs.
     """
-    from mfphys.scan import network_mean
+    from mfphys.order import display_name
+    from mfphys.scan import network_mean, select_layer
 
     n = len(variables)
     cols = min(n, 2)
@@ -152,10 +155,15 @@ def phase_figure(ds, variables, *, layer: Optional[int] = None):
     for ax, var in zip(axes.flat, variables):
         da = ds[var]
         if "layer" in da.dims:
+            live_text = ", live inputs" if live and f"{var}_live" in ds else ""
             if layer is None:
-                da, what = network_mean(ds, var), "whole network"
+                da, what = network_mean(ds, var, live=live), "whole network" + live_text
             else:
-                da, what = da.sel(layer=layer), f"layer {layer}"
+                da = select_layer(ds, var, layer, live=live)
+                what = (f"layer {layer}" if layer > 0 else "output layer" if layer == -1
+                        else f"layer {layer} from the output")
+                if layer == 1:
+                    what += live_text
         else:
             what = ""
         if "epoch" in da.dims:
@@ -168,7 +176,7 @@ def phase_figure(ds, variables, *, layer: Optional[int] = None):
         ax.set_yticks(range(ds.sizes["depth"]), [str(v) for v in ds.depth.values])
         ax.set_xlabel("n_train (P)")
         ax.set_ylabel("depth (hidden layers)")
-        ax.set_title(f"{var}" + (f" ({what})" if what else ""))
+        ax.set_title(f"{display_name(var)}" + (f" ({what})" if what else ""))
         fig.colorbar(im, ax=ax)
         finite = z[np.isfinite(z)]
         mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0

@@ -18,12 +18,15 @@ from mfphys import order as order_mod
 from mfphys.errors import MfphysError
 from mfphys.fileio import check_writable
 from mfphys.stats import format_stat, mean_err
+from mfphys.train import load_data
 
 from .common import command_line, console, make_progress, user_errors
 
 #: rows of the ``order`` table: the run-file variable names (docs/order-parameters.md)
 QUANTITIES = ("sparsity", "frac_vip", "frac_uip", "frac_variable", "frac_vip_exact", "frac_uip_exact",
               "frac_variable_exact", "mean_pi", "mean_xi", "weight_var", "entropy", "entropy_median", "frac_point")
+#: rows of the table: ``sparsity`` is the same set as ``frac_uip``, shown once (``--json``/``--csv`` keep both)
+TABLE_ROWS = tuple(q for q in QUANTITIES if q != "sparsity")
 
 
 # --- shared ----------------------------------------------------------------------------------
@@ -40,15 +43,15 @@ def order_table(path, ds, reports, tol) -> Table:
     R = ds.sizes["replica"]
     t = Table(title=f"{path}: {ds.attrs.get('mode', '?')} {ds.attrs.get('dataset', '?')} "
                     f"{ds.attrs.get('architecture', '?')}, {R} replica(s); mean ± error over replicas",
-              caption=f"vip: pi <= tol and Xi <= xi_tol; uip: pi >= 1 - tol; variable: the rest; "
+              caption=f"vip: pi <= tol and Xi <= xi_tol; uip: pi >= 1 - tol (= sparsity); variable: the rest; "
                       f"tol = {tol['tol']:g}, xi_tol = {tol['xi_tol']:g}, xi_zero = {tol['xi_zero']:g}; "
                       "_exact: tol = xi_tol = 0; entropy in nats; frac_point: Xi <= xi_zero",
               box=box.SIMPLE_HEAD)
     t.add_column("order parameter", no_wrap=True)
     for layer, inputs, _ in reports:
         t.add_column(column_label(layer, inputs), justify="right")
-    for name in QUANTITIES:
-        t.add_row(name, *(format_stat(v[name]) for _, _, v in reports))
+    for name in TABLE_ROWS:
+        t.add_row(order_mod.display_name(name), *(format_stat(v[name]) for _, _, v in reports))
     return t
 
 
@@ -187,6 +190,8 @@ def perturb(
     out: Optional[Path] = typer.Option(None, help="dataset to write (default: <run>.perturb-layer<l>.nc "
                                                   "next to the run)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or table"),
+    allow_bp: bool = typer.Option(False, "--allow-bp", help="run it on a BP run too (no variable connections: "
+                                                            "the control removes nothing)"),
 ):
     """Remove important vs variable connections of one layer and measure the test error (docs/model.md section 7.3)."""
     from mfphys import perturb as perturb_mod
@@ -196,16 +201,20 @@ def perturb(
     ds = store.open_trained_run(run)  # every check before anything is written (bad input: nothing written over)
     perturb_mod.check_arguments(ds.sizes["layer"], layer, samples, fr)
     store.run_tolerances(ds, tol=tol, xi_tol=xi_tol, exact=exact)
+    cfg = store.config_from_dataset(ds, run)
+    perturb_mod.check_mode(cfg, run, allow_bp)
     out = Path(out) if out is not None else default_perturb_out(run, layer)
     if out.resolve() == run.resolve():
         raise MfphysError(f"--out {out} is the run file itself: give another name")
     check_writable(out)
+    data = load_data(cfg, data_dir)  # a data problem is one error line, before any progress bar
     command = command_line()
     with make_progress(transient=True) as progress:
         task = progress.add_task(f"perturb layer {layer}", total=2 * fr.size + 1, status="", visible=not quiet)
         pds = perturb_mod.perturb_run(run, layer=layer, fractions=fr, samples=samples, seed=seed, tol=tol,
                                       xi_tol=xi_tol, exact=exact, all_inputs=all_inputs, backend=backend,
-                                      data_dir=data_dir, callback=lambda: progress.advance(task), command=command)
+                                      dataset=data, callback=lambda: progress.advance(task), command=command,
+                                      allow_bp=allow_bp)
     store.write_atomic(pds, out)
     if quiet:
         return

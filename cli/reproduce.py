@@ -13,8 +13,9 @@ from rich.table import Table
 from mfphys.errors import MfphysError
 from mfphys.fileio import make_folder
 from mfphys.stats import format_stat
+from mfphys.train import load_data
 
-from .common import console, err_console, make_progress, user_errors
+from .common import console, counts_text, err_console, make_progress, user_errors
 
 #: mfphys.reproduce.EXPERIMENTS + "all" (a test checks they agree; importing that module here
 #: would load xarray for every `mfphys --help`)
@@ -37,8 +38,7 @@ def _scan_bar(progress, label):
     def cb(ev):
         c = ev.counts
         progress.update(task, total=c["total"], completed=c["done"] + c["failed"],
-                        status=f"{c['running']} running, {c['failed']} failed"
-                               + (f", epoch {ev.record.epoch}" if ev.kind == "epoch" else ""))
+                        status=counts_text(c) + (f", epoch {ev.record.epoch}" if ev.kind == "epoch" else ""))
 
     return cb
 
@@ -114,6 +114,9 @@ def reproduce(
     if protocol.seeds < 1 or protocol.epochs < 1:
         raise MfphysError("--seeds and --epochs must be positive")
     todo = rep.EXPERIMENTS if experiment == "all" else (experiment,)
+    # every experiment reads MNIST: a data problem is one error line, before any other output
+    # (the arrays stay cached in this process, so the runs below do not read the files again)
+    load_data(protocol.train_config("gbp"), data_dir)
     folder = Path(out) if out is not None else Path("runs/paper") / ("quick" if quick else "")
     make_folder(folder)
     est = protocol.estimate_seconds(todo)

@@ -18,8 +18,9 @@ from rich.table import Table
 from mfphys.errors import MfphysError
 from mfphys.fileio import atomic_file
 from mfphys.stats import format_stat
+from mfphys.train import TrainConfig
 
-from .common import command_line, console, err_console, make_progress, user_errors
+from .common import command_line, console, counts_text, err_console, given_options, make_progress, user_errors
 
 #: exit code when the scan ran to the end but some cells failed
 EXIT_FAILED_CELLS = 4
@@ -27,35 +28,51 @@ EXIT_FAILED_CELLS = 4
 LIST = "; a comma-separated list scans it"
 
 
-def _counts_text(c: dict) -> str:
-    return f"done {c['done']}  running {c['running']}  failed {c['failed']}  pending {c['pending']}"
-
-
 def summary_table(ds) -> Table:
-    """One row per cell: status, accuracies (mean ± error over replicas), network sparsity, time."""
+    """One row per cell: status, errors (mean ± error over replicas), network order parameters, time.
+
+    The order parameters are averaged over the whole network with layer 1 over live inputs
+    (docs/order-parameters.md); ``frac_uip`` is the same set as ``sparsity`` (one column).
+    """
     from mfphys import scan as scan_mod
+    from mfphys.order import display_name
 
     dims = [d for d in ds.status.dims]
-    t = Table(title=f"scan {ds.attrs['name']}  ({ds.sizes['replica']} replica(s) per cell)")
+    t = Table(title=f"scan {ds.attrs['name']}  ({ds.sizes['replica']} replica(s) per cell; order parameters: "
+                    f"whole network, layer 1 over live inputs)")
     for d in dims:
         t.add_column(d, justify="right")
-    for c in ("status", "test error", "sampled acc", "sparsity", "frac_vip", "seconds"):
+    names = [n for n in ("frac_vip", "frac_uip") if n in ds]
+    for c in ("status", "test error", "sampled error", *(display_name(n) for n in names), "seconds"):
         t.add_column(c, justify="right")
-    sparsity = scan_mod.network_mean(ds, "sparsity") if "sparsity" in ds else None
-    vip = scan_mod.network_mean(ds, "frac_vip") if "frac_vip" in ds else None
+    means = {n: scan_mod.network_mean(ds, n, live=True) for n in names}
     for index in np.ndindex(ds.status.shape):
         sel = dict(zip(dims, index))
         row = [str(ds[d].values[i]) for d, i in zip(dims, index)]
         status = str(ds.status.values[index])
         if status != "done":
-            t.add_row(*row, status, *[""] * 5)
+            t.add_row(*row, status, *[""] * (3 + len(names)))
             continue
         t.add_row(*row, status, format_stat(ds.test_error.isel(sel).values),
-                  format_stat(ds.test_acc_sampled.isel(sel).values) if "test_acc_sampled" in ds else "",
-                  format_stat(sparsity.isel(sel).values) if sparsity is not None else "",
-                  format_stat(vip.isel(sel).values) if vip is not None else "",
+                  format_stat(1 - ds.test_acc_sampled.isel(sel).values) if "test_acc_sampled" in ds else "",
+                  *(format_stat(means[n].isel(sel).values) for n in names),
                   f"{float(ds.train_seconds.values[index]):.1f}")
     return t
+
+
+#: option defaults as help shows them: TrainConfig's, as in mfphys.scan.DEFAULTS (a test checks they
+#: agree; importing the scan package here would slow down every `mfphys --help`)
+_D = TrainConfig()
+
+
+def _text(value) -> str:
+    return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
+#: the scan options of the command line, in the order that makes the grid's dimensions (and keys)
+SCAN_OPTIONS = ("depth", "n_train", "width", "input_dim", "dataset", "n_test", "epochs", "batch_size", "lr",
+                "lr_halve_every", "activation", "mode", "replicas", "seed", "backend", "dtype", "weight_decay",
+                "decay_on", "init_m_std", "init_xi", "eval_samples", "teacher_seed")
 
 
 def print_plan(plan, folder: Path) -> None:
@@ -79,35 +96,35 @@ def print_plan(plan, folder: Path) -> None:
 
 @user_errors
 def scan(
+    ctx: typer.Context,
     depth: Optional[str] = typer.Option(None, help="hidden-layer counts to scan, e.g. 1,2,3,4"),
     n_train: Optional[str] = typer.Option(None, help="training-set sizes to scan, e.g. 1000,10000,60000"),
-    width: Optional[str] = typer.Option(None, help="hidden-layer width" + LIST, show_default="100"),
-    input_dim: Optional[str] = typer.Option(None, help="input size N0 for --dataset teacher", show_default="784"),
-    dataset: Optional[str] = typer.Option(None, help="mnist, fashion-mnist or teacher" + LIST, show_default="mnist"),
-    n_test: Optional[str] = typer.Option(None, help="test patterns (first N)", show_default="all"),
-    epochs: Optional[str] = typer.Option(None, help="training epochs" + LIST, show_default="100"),
-    batch_size: Optional[str] = typer.Option(None, help="mini-batch size" + LIST, show_default="500"),
-    lr: Optional[str] = typer.Option(None, help="Adam learning rate" + LIST, show_default="0.1"),
-    lr_halve_every: Optional[str] = typer.Option(None, help="halve lr every N epochs; 0 = constant", show_default="0"),
-    activation: Optional[str] = typer.Option(None, help="hidden activation" + LIST, show_default="relu"),
-    mode: Optional[str] = typer.Option(None, help="gbp or bp" + LIST, show_default="gbp"),
-    replicas: Optional[int] = typer.Option(None, "--replicas", "-R", help="seeds per cell, trained together; "
-                                                                          "replica r uses seed + r", show_default="1"),
-    seed: Optional[str] = typer.Option(None, help="base seed, the same in every cell", show_default="0"),
-    backend: Optional[str] = typer.Option(None, help="auto, numpy or cupy", show_default="auto"),
-    dtype: Optional[str] = typer.Option(None, help="float32 or float64", show_default="float32"),
-    weight_decay: Optional[str] = typer.Option(None, help="decay added to the Adam step", show_default="1e-4"),
-    decay_on: Optional[str] = typer.Option(None, help="parameters that get the decay", show_default="m,xi"),
-    init_m_std: Optional[str] = typer.Option(None, help="std of the initial m", show_default="sqrt(2/784)"),
-    init_xi: Optional[str] = typer.Option(None, help="initial Xi scale", show_default="0.01"),
-    eval_samples: Optional[str] = typer.Option(None, help="sampled sub-networks evaluated at the end",
-                                               show_default="10"),
-    teacher_seed: Optional[str] = typer.Option(None, help="teacher network seed (--dataset teacher)", show_default="0"),
+    width: str = typer.Option("100", help="hidden-layer width" + LIST),
+    input_dim: str = typer.Option("784", help="input size N0 for --dataset teacher"),
+    dataset: str = typer.Option(_D.dataset, help="mnist, fashion-mnist or teacher" + LIST),
+    n_test: str = typer.Option("all", help="test patterns (first N)"),
+    epochs: str = typer.Option(_text(_D.epochs), help="training epochs" + LIST),
+    batch_size: str = typer.Option(_text(_D.batch_size), help="mini-batch size" + LIST),
+    lr: str = typer.Option(_text(_D.lr), help="Adam learning rate" + LIST),
+    lr_halve_every: str = typer.Option(_text(_D.lr_halve_every), help="halve lr every N epochs; 0 = constant"),
+    activation: str = typer.Option(_D.activation, help="hidden activation" + LIST),
+    mode: str = typer.Option(_D.mode, help="gbp or bp" + LIST),
+    replicas: int = typer.Option(_D.replicas, "--replicas", "-R", help="seeds per cell, trained together; "
+                                                                         "replica r uses seed + r"),
+    seed: str = typer.Option(_text(_D.seed), help="base seed, the same in every cell"),
+    backend: str = typer.Option(_D.backend, help="auto, numpy or cupy"),
+    dtype: str = typer.Option(_D.dtype, help="float32 or float64"),
+    weight_decay: str = typer.Option(_text(_D.weight_decay), help="decay added to the Adam step"),
+    decay_on: str = typer.Option(_text(_D.decay_on), help="parameters that get the decay"),
+    init_m_std: str = typer.Option("sqrt(2/784)", help="std of the initial m (a number)"),
+    init_xi: str = typer.Option(_text(_D.init_xi), help="initial Xi scale"),
+    eval_samples: str = typer.Option(_text(_D.eval_samples), help="sampled sub-networks evaluated at the end"),
+    teacher_seed: str = typer.Option(_text(_D.teacher_seed), help="teacher network seed (--dataset teacher only)"),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with \\[grid] and \\[fixed] tables "
                                                                  "(options given here override it)"),
-    name: Optional[str] = typer.Option(None, help="scan name = folder runs/<name>", show_default=""
-                                                  "<dataset>-scan-<hash of the configuration>"),
-    out: Optional[Path] = typer.Option(None, help="scan folder (instead of runs/<name>)"),
+    name: Optional[str] = typer.Option(None, help="scan name; the folder is runs/<name> (default name: "
+                                                  "<dataset>-scan-<hash of the configuration>)"),
+    out: Optional[Path] = typer.Option(None, help="scan folder, instead of runs/<name> (not with --name)"),
     workers: Optional[int] = typer.Option(None, help="run cells on a local Dask cluster of N single-threaded "
                                                      "processes (about one per core)"),
     scheduler: Optional[str] = typer.Option(None, help="run cells on the Dask cluster at this address "
@@ -129,13 +146,12 @@ def scan(
     """
     from mfphys import scan as scan_mod
 
-    options = dict(depth=depth, n_train=n_train, width=width, input_dim=input_dim, dataset=dataset, n_test=n_test,
-                   epochs=epochs, batch_size=batch_size, lr=lr, lr_halve_every=lr_halve_every,
-                   activation=activation, mode=mode, replicas=None if replicas is None else str(replicas),
-                   seed=seed, backend=backend, dtype=dtype, weight_decay=weight_decay, decay_on=decay_on,
-                   init_m_std=init_m_std, init_xi=init_xi, eval_samples=eval_samples, teacher_seed=teacher_seed)
-    if replicas is not None and replicas < 1:
+    # only the options given on the command line: the others come from --config, else the defaults
+    options = given_options(ctx, SCAN_OPTIONS)
+    if options["replicas"] is not None and int(options["replicas"]) < 1:
         raise MfphysError(f"--replicas must be positive, got {replicas}")
+    if name is not None and out is not None:
+        raise MfphysError("give --name (the folder runs/<name>) or --out (any folder), not both")
     spec = scan_mod.spec_from_options(options, config=config, name=name)
     folder = out if out is not None else Path("runs") / (spec.name or spec.default_name())
     if dry_run:
@@ -153,7 +169,7 @@ def scan(
             if ev.kind == "begin":
                 stack.enter_context(progress)
             c = ev.counts
-            progress.update(cells_task, completed=c["done"] + c["failed"], status=_counts_text(c))
+            progress.update(cells_task, completed=c["done"] + c["failed"], status=counts_text(c))
             if ev.kind == "cell_start":
                 progress.reset(cell_task, total=ev.cell.config.epochs, description=f"  {ev.cell.key}",
                                status="loading data", visible=True)
@@ -178,19 +194,26 @@ def scan(
 
 
 #: what ``scan-plot`` shows by default: the phase-like picture of docs/scans.md
-PLOT_VARS = "test_error,sparsity,frac_vip,entropy"
+PLOT_VARS = "test_error,frac_uip,frac_vip,entropy"
 
 
 @user_errors
 def scan_plot(
     folder: Path = typer.Argument(..., help="scan folder (runs/<name>)"),
-    out: Optional[Path] = typer.Option(None, help="PNG to write", show_default="<folder>/phase.png"),
+    out: Optional[Path] = typer.Option(None, help="PNG to write (default: <folder>/phase.png)"),
     variables: str = typer.Option(PLOT_VARS, "--vars", help="variables to show, comma-separated"),
-    layer: Optional[int] = typer.Option(None, help="show this layer of per-layer variables", show_default=""
-                                                   "connection-weighted mean over the network"),
+    layer: Optional[int] = typer.Option(None, help="show this layer of per-layer variables: 1, 2, ... from the "
+                                                   "inputs, -1 (the output layer), -2, ... from the output "
+                                                   "(default: the connection-weighted mean over the network)"),
+    all_inputs: bool = typer.Option(False, "--all-inputs", help="layer 1 over all its connections, dead "
+                                                                "inputs included (default: live inputs only)"),
     sel: List[str] = typer.Option([], help="pick one value of another scanned option, e.g. --sel lr=0.1"),
 ):
-    """Draw a scan's phase-like picture: heatmaps over depth x n_train (mean over replicas)."""
+    """Draw a scan's phase-like picture: heatmaps over depth x n_train (mean over replicas).
+
+    Layer 1's order parameters count the connections from live inputs only (those that vary
+    over the training set; docs/order-parameters.md), unless --all-inputs.
+    """
     from mfphys import scan as scan_mod
 
     from . import figures
@@ -217,12 +240,16 @@ def scan_plot(
     unknown = [v for v in names if v not in ds]
     if unknown or not names:
         raise MfphysError(f"--vars: unknown variable(s) {', '.join(unknown) or '(none given)'}; e.g. {PLOT_VARS}")
-    if layer is not None and not 1 <= layer <= ds.sizes["layer"]:
-        raise MfphysError(f"--layer must be in 1..{ds.sizes['layer']}, got {layer}")
+    L = ds.sizes["layer"]
+    if layer is not None and not (1 <= layer <= L or -L <= layer <= -1):
+        raise MfphysError(f"--layer must be in 1..{L} (from the inputs) or -{L}..-1 (-1 = the output layer), "
+                          f"got {layer}")
+    if not (ds.status == "done").any():
+        raise MfphysError(f"{folder}: no cell is done yet, nothing to draw")
     out = out or Path(folder) / "phase.png"
     if out.suffix.lower() != ".png":
         raise MfphysError(f"--out {out}: give a file name ending in .png")
-    fig = figures.phase_figure(ds, names, layer=layer)
+    fig = figures.phase_figure(ds, names, layer=layer, live=not all_inputs)
     with atomic_file(out) as tmp:  # like every file we write: a reader never sees half a PNG
         fig.savefig(tmp, dpi=120, format="png")
     counts = {s: int((ds.status == s).sum()) for s in ("done", "failed", "running", "pending")}

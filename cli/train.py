@@ -4,38 +4,65 @@ from __future__ import annotations
 
 import datetime as _dt
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import typer
 from rich.table import Table
 
+from mfphys.errors import MfphysError
 from mfphys.fileio import check_free_space, check_writable
 from mfphys.model import architecture
+from mfphys.order import display_name
 from mfphys.stats import format_stat
-from mfphys.train import TrainConfig
+from mfphys.train import TrainConfig, load_data
 from mfphys.train import train as run_training
 
-from .common import command_line, console, make_progress, parse_ints, user_errors
+from .common import blas_limit, command_line, console, err_console, make_progress, parse_ints, user_errors
 
 D = TrainConfig()
 
 
-def default_out(cfg: TrainConfig) -> Path:
+def default_out(cfg: TrainConfig, name: str | None = None) -> Path:
+    """``runs/<name>.nc``, or a name that tells runs apart (data, architecture, mode, seed, time to the
+    second) made unique with ``-2``, ``-3``, ...: a default name never replaces an existing file."""
+    if name is not None:
+        return Path("runs") / f"{name}.nc"
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.dataset}-{architecture(cfg.layers)}-{cfg.mode}-seed{cfg.seed}-{stamp}.nc"
+    stem = f"{cfg.dataset}-{architecture(cfg.layers)}-{cfg.mode}-seed{cfg.seed}-{stamp}"
+    path, k = Path("runs") / f"{stem}.nc", 1
+    while path.exists():
+        k += 1
+        path = Path("runs") / f"{stem}-{k}.nc"
+    return path
+
+
+def check_name(name: str) -> str:
+    """A run name is a file name: ``runs/<name>.nc``."""
+    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
+        raise MfphysError(f"--name {name!r}: give a plain file name (no '/', not starting with '.'), "
+                          f"the run is written to runs/<name>.nc")
+    return name.removesuffix(".nc")
 
 
 def summary_table(ds) -> Table:
-    """Per-layer order parameters, mean over replicas (``mfphys order`` shows their errors)."""
+    """Per-layer order parameters, mean over replicas (``mfphys order`` shows their errors).
+
+    Layer 1 counts the connections from live inputs only, as docs/order-parameters.md asks;
+    ``frac_uip`` is the same set as ``sparsity`` (one column).
+    """
+    live = "frac_vip_live" in ds
     t = Table(title=f"{ds.attrs['title']}  ({ds.sizes['replica']} replica(s), {ds.sizes['epoch']} epochs); "
-                    f"order parameters, mean over replicas")
+                    f"order parameters, mean over replicas",
+              caption="layer 1 over the connections from live inputs (all inputs: mfphys order)" if live else None)
     t.add_column("layer", justify="right")
-    cols = ("sparsity", "frac_vip", "frac_uip", "frac_variable", "mean_xi", "entropy")
+    cols = ("frac_vip", "frac_uip", "frac_variable", "mean_xi", "entropy", "entropy_median")
     for c in cols:
-        t.add_column(c, justify="right")
+        t.add_column(display_name(c), justify="right")
     for l in ds.layer.values:
-        t.add_row(str(l), *(f"{float(ds[c].sel(layer=l).mean()):.4g}" for c in cols))
+        src = {c: ds[f"{c}_live"] if live and f"{c}_live" in ds else ds[c] for c in cols}
+        t.add_row(f"{l} (live)" if live and l == 1 else str(l),
+                  *(f"{float(src[c].sel(layer=l).mean()):.4g}" for c in cols))
     return t
 
 
@@ -85,10 +112,17 @@ def train(
     eval_samples: int = typer.Option(D.eval_samples, help="sampled sub-networks evaluated at the end (K)"),
     teacher_seed: int = typer.Option(D.teacher_seed, help="seed of the teacher network (--dataset teacher)"),
     data_dir: Optional[Path] = typer.Option(None, help="folder with the IDX files (else $MFPHYS_DATA_DIR, cache)"),
-    out: Optional[Path] = typer.Option(None, help="run file to write (default runs/<dataset>-<arch>-<mode>-...nc)"),
+    out: Optional[Path] = typer.Option(None, help="run file to write (default: runs/<name>.nc with --name, else "
+                                                  "runs/<dataset>-<arch>-<mode>-seed<seed>-<time>.nc)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),
     dry_run: bool = typer.Option(False, "--dry-run", help="check everything, print the memory and disk estimates "
                                                          "and the file it would write, then stop"),
+    name: Optional[str] = typer.Option(None, help="the run's name (attribute name); the file is runs/<name>.nc "
+                                                  "unless --out"),
+    tag: List[str] = typer.Option([], help="a tag stored with the run (attribute tags); repeatable"),
+    note: Optional[str] = typer.Option(None, help="a free-text note stored with the run (attribute note)"),
+    blas_threads: Optional[int] = typer.Option(None, help="BLAS threads (default: the BLAS library's own choice, "
+                                                          "usually one per core)"),
 ):
     """Train spike-and-slab ensembles by gBP (or the BP baseline) and write one netCDF run file."""
     from mfphys import budget, store
@@ -100,8 +134,11 @@ def train(
         decay_on=tuple(s for s in decay_on.split(",") if s), init_m_std=init_m_std, init_xi=init_xi,
         eval_samples=eval_samples, teacher_seed=teacher_seed,
     )
+    name = check_name(name) if name is not None else None
+    if blas_threads is not None and blas_threads < 1:
+        raise MfphysError(f"--blas-threads must be >= 1, got {blas_threads}")
     estimate = budget.train_estimate(cfg)
-    out = out or default_out(cfg)
+    out = out or default_out(cfg, name)
     if dry_run:
         print_estimate(cfg, estimate, out)
     out = check_writable(out)
@@ -109,17 +146,20 @@ def train(
     check_free_space(out, estimate.disk)
     if dry_run:
         return
-    with make_progress() as progress:
-        task = progress.add_task(f"{cfg.mode} {architecture(cfg.layers)}", total=cfg.epochs,
-                                 status="loading data", visible=not quiet)
+    data = load_data(cfg, data_dir)  # a data problem is one error line, before any progress bar
+    if out.exists() and not quiet:
+        err_console.print(f"note: {out} exists and will be replaced when this run finishes", markup=False)
+    with blas_limit(blas_threads), make_progress() as progress:
+        task = progress.add_task(f"{cfg.mode} {architecture(cfg.layers)}", total=cfg.epochs, status="",
+                                 visible=not quiet)
 
         def on_epoch(rec):
             progress.update(task, advance=1, status=f"loss {np.mean(rec.train_loss):.4f}  "
                                                     f"test acc {np.mean(rec.test_acc):.4f}")
 
-        result = run_training(cfg, data_dir=data_dir, callback=on_epoch)
+        result = run_training(cfg, dataset=data, callback=on_epoch)
     command = command_line()
-    ds = store.run_to_dataset(result, command=command)
+    ds = store.run_to_dataset(result, command=command, name=name or out.stem, tags=tag, note=note)
     store.write_atomic(ds, out)
     if not quiet:
         console.print(summary_table(ds))

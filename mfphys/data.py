@@ -8,7 +8,7 @@ Where MNIST / Fashion-MNIST files are looked for, first hit wins:
 
 1. the ``data_dir`` argument (``--data-dir``). When given, nothing else is searched
    and nothing is downloaded: a folder without the files is an error;
-2. the folder in the environment variable ``MFPHYS_DATA_DIR``;
+2. the folder in the environment variable ``MFPHYS_DATA_DIR`` (one naming no folder is an error);
 3. the user cache ``$XDG_CACHE_HOME/mfphys/<name>`` (default ``~/.cache/mfphys/<name>``);
 4. for Fashion-MNIST only, Debian's ``/usr/share/datasets/fashion-mnist``
    (package ``dataset-fashion-mnist``).
@@ -331,12 +331,29 @@ def _complete_in(folder: Path, name: str, *, skip_foreign: bool = False) -> tupl
     return None
 
 
+def env_dir() -> Path | None:
+    """The folder ``$MFPHYS_DATA_DIR`` names (None when unset or empty).
+
+    A value naming no folder is an error, not skipped: skipping it would end in a download,
+    or in an error telling the user to set the variable they did set.
+    """
+    env = os.environ.get(ENV_VAR, "").strip()
+    if not env:
+        return None
+    folder = Path(env).expanduser()
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise MfphysError(f"{ENV_VAR}={env} {what}: point it at the folder that holds the IDX files (or a "
+                          f"mnist/ sub-folder of them), or unset it to use the cache {cache_dir('mnist').parent}")
+    return folder
+
+
 def _search_path(name: str) -> list[Path]:
     """Folders searched when no data_dir is given, in order (see module docstring)."""
     folders = []
-    env = os.environ.get(ENV_VAR, "").strip()
-    if env:
-        folders.append(Path(env).expanduser())
+    env = env_dir()
+    if env is not None:
+        folders.append(env)
     folders.append(cache_dir(name))
     folders.extend(SYSTEM_DIRS.get(name, ()))
     return folders
@@ -358,6 +375,8 @@ def _file_list() -> str:
 
 def _missing_data_dir_error(name: str, data_dir: str | os.PathLike) -> MfphysError:
     folder = Path(data_dir).expanduser()
+    if folder.is_file():
+        return MfphysError(f"--data-dir {folder} is a file, not a folder: give the folder that holds the IDX files")
     if not folder.is_dir():
         return MfphysError(f"--data-dir {folder} does not exist")
     have = _files_in(folder / name) or _files_in(folder)
@@ -368,10 +387,25 @@ def _missing_data_dir_error(name: str, data_dir: str | os.PathLike) -> MfphysErr
     )
 
 
+def not_found_message(name: str, data_dir: str | os.PathLike | None = None) -> str:
+    """Why :func:`where` finds no files of ``name``, and what to do, in one line.
+
+    With ``data_dir``: that folder and the files it lacks. Without: the folders searched, and
+    the two ways out (download into the cache, or copy the files there by hand).
+    """
+    name = _normalise_name(name)
+    if data_dir is not None:
+        return str(_missing_data_dir_error(name, data_dir))
+    searched = ", ".join(str(p) for p in _search_path(name))
+    return (f"{name} not found (searched {searched}): run `mfphys data fetch {name}` to download it into "
+            f"{cache_dir(name)}, or, offline, copy {_file_list()} into that folder")
+
+
 def where(name: str, data_dir: str | os.PathLike | None = None) -> Path | None:
     """The folder the files of ``name`` would be loaded from (search order above), or None.
 
-    Never downloads. None also for ``teacher``, which needs no files.
+    Never downloads. None also for ``teacher``, which needs no files. Raises
+    :class:`MfphysError` when ``$MFPHYS_DATA_DIR`` names no folder (:func:`env_dir`).
     """
     name = _normalise_name(name)
     if name == "teacher":
@@ -419,9 +453,7 @@ def verify(name: str, data_dir: str | os.PathLike | None = None) -> list[tuple[s
         raise MfphysError("teacher data is generated, there are no files to verify")
     hit = _locate(name, data_dir)
     if hit is None:
-        if data_dir is not None:
-            raise _missing_data_dir_error(name, data_dir)
-        raise MfphysError(f"{name} not found: run `mfphys data fetch {name}` or pass --data-dir / set {ENV_VAR}")
+        raise MfphysError(not_found_message(name, data_dir))
     rows = []
     for stem in IDX_FILES:
         path = hit[1][stem]

@@ -30,6 +30,15 @@ XI_ZERO = 1e-8
 #: the per-layer scalar order parameters every run file carries (public schema, docs/file-format.md)
 SCALARS = ("sparsity", "frac_vip", "frac_uip", "frac_variable", "mean_pi", "mean_xi", "weight_var", "entropy")
 
+#: ``sparsity`` and ``frac_uip`` are the same set, pi >= 1 - tol (docs/order-parameters.md): files
+#: keep both names, tables and plots show one, under this label
+DISPLAY_NAMES = {"frac_uip": "frac_uip (= sparsity)", "sparsity": "frac_uip (= sparsity)"}
+
+
+def display_name(name: str) -> str:
+    """How tables and plots label an order parameter (one label for sparsity and frac_uip)."""
+    return DISPLAY_NAMES.get(name, name)
+
 
 def categories(pi, xi, *, tol: float = TOL, xi_tol: float = XI_TOL):
     """Boolean masks (vip, uip, variable) of docs/model.md section 6; they partition the connections.

@@ -176,17 +176,28 @@ def perturbation(params, layer: int, fractions, x, y, *, samples: int = 10, seed
 FRACTIONS = np.round(np.arange(11) / 10, 12)
 
 
+def check_mode(cfg, run_path, allow_bp: bool = False) -> None:
+    """Refuse a BP run (unless ``allow_bp``): with pi = Xi = 0 every connection is very important
+    and none is variable, so the control arm removes nothing and the comparison means nothing
+    (docs/model.md section 7.3)."""
+    if cfg.mode == "bp" and not allow_bp:
+        raise MfphysError(f"{run_path} is a BP run: every connection is very important (pi = Xi = 0) and none is "
+                          f"variable, so there is no control to compare with; --allow-bp runs it anyway")
+
+
 def perturb_run(run_path, *, layer: int = 1, fractions=FRACTIONS, samples: int = 10, seed: int | None = None,
                 tol: float | None = None, xi_tol: float | None = None, exact: bool = False,
                 all_inputs: bool = False, backend: str = "auto", data_dir=None,
-                callback: Callable[[], None] | None = None, command: str | None = None):
+                callback: Callable[[], None] | None = None, command: str | None = None,
+                allow_bp: bool = False, dataset=None):
     """The whole experiment on a run file: an ``xarray.Dataset`` (not written; see ``store.write_atomic``).
 
     Reads the run's parameters and configuration, loads its test set (``train.load_data``,
     ``data_dir`` as for training), and runs :func:`perturbation`. Defaults: the run's seed,
     the tolerances its order parameters were computed with (``order_tolerances``), and in
     layer 1 only connections from live inputs (``all_inputs=True`` keeps dead ones).
-    Everything is validated before the data are loaded.
+    A BP run is refused unless ``allow_bp`` (:func:`check_mode`). ``dataset``: the run's data,
+    already loaded (``train.load_data``). Everything is validated before the data are loaded.
     """
     run_path = Path(run_path)
     ds = store.open_trained_run(run_path)
@@ -194,10 +205,11 @@ def perturb_run(run_path, *, layer: int = 1, fractions=FRACTIONS, samples: int =
     fractions = check_arguments(len(params), layer, samples, fractions)
     t = store.run_tolerances(ds, tol=tol, xi_tol=xi_tol, exact=exact)
     cfg = store.config_from_dataset(ds)
+    check_mode(cfg, run_path, allow_bp)
     seed = cfg.seed if seed is None else int(seed)
     live = None if (all_inputs or layer != 1) else store.live_inputs(ds)
     be = get_backend(backend, cfg.dtype)
-    data = load_data(cfg, data_dir)
+    data = dataset if dataset is not None else load_data(cfg, data_dir)
     result = perturbation(params, layer, fractions, data.x_test, data.y_test, samples=samples, seed=seed,
                           tol=t["tol"], xi_tol=t["xi_tol"], live=live, activation=cfg.activation, be=be,
                           callback=callback)

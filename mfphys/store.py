@@ -12,6 +12,8 @@ old complete file or the new complete file, never a half-written one.
 
 from __future__ import annotations
 
+import dataclasses
+import glob
 import json
 import os
 import platform
@@ -65,8 +67,14 @@ def _long(name: str):
 
 
 def run_to_dataset(result, *, tol: float = order.TOL, xi_tol: float = order.XI_TOL,
-                   xi_zero: float = order.XI_ZERO, command: str | None = None) -> xr.Dataset:
-    """Build the public-schema Dataset (docs/file-format.md) of a :class:`mfphys.train.TrainResult`."""
+                   xi_zero: float = order.XI_ZERO, command: str | None = None, name: str | None = None,
+                   tags=(), note: str | None = None) -> xr.Dataset:
+    """Build the public-schema Dataset (docs/file-format.md) of a :class:`mfphys.train.TrainResult`.
+
+    ``name``, ``tags`` and ``note`` label the run (attributes ``name``, ``tags`` as a JSON
+    list, ``note``; ``mfphys train --name/--tag/--note``); each is left out when not given.
+    """
+    labels = label_attrs(name, tags, note)  # first: `name` is a loop variable below
     cfg = result.config
     params = result.params
     R, E, L = cfg.replicas, cfg.epochs, len(params)
@@ -120,7 +128,22 @@ def run_to_dataset(result, *, tol: float = order.TOL, xi_tol: float = order.XI_T
                 f"numpy {np.__version__}, xarray {xr.__version__}",
         "Conventions": "CF-1.8",
     }
+    ds.attrs.update(labels)
     return ds
+
+
+def label_attrs(name: str | None = None, tags=(), note: str | None = None) -> dict:
+    """The attributes that label a run: ``name``, ``tags`` (JSON list of strings), ``note``; only those given."""
+    if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
+        raise MfphysError(f"tags must be a list of strings, got {tags!r}")
+    out = {}
+    if name:
+        out["name"] = str(name)
+    if tags:
+        out["tags"] = json.dumps(list(tags))
+    if note:
+        out["note"] = str(note)
+    return out
 
 
 def params_from_dataset(ds: xr.Dataset) -> tuple:
@@ -163,11 +186,21 @@ def save_run(result, path, **kwargs) -> Path:
     return write_atomic(run_to_dataset(result, **kwargs), path)
 
 
+def _check_is_file(path: Path) -> None:
+    """A missing path or a folder is refused with what to do, before netCDF says "Unknown file format"."""
+    if not path.exists():
+        raise MfphysError(f"no such file: {path}")
+    if path.is_dir():
+        if (path / "scan.json").is_file():
+            raise MfphysError(f"{path} is a scan folder, not a file: use mfphys scan-plot {path} (or "
+                              f"mfphys.open_scan in Python), or give one of its cells, {path / 'cells'}/<key>.nc")
+        raise MfphysError(f"{path} is a folder, not an mfphys file (.nc)")
+
+
 def read_dataset(path: str | os.PathLike) -> xr.Dataset:
     """Read a whole netCDF file into memory and close it (no handle stays open)."""
     path = Path(path)
-    if not path.exists():
-        raise MfphysError(f"no such file: {path}")
+    _check_is_file(path)
     try:
         with xr.open_dataset(path, engine=ENGINE) as ds:
             return ds.load()
@@ -182,8 +215,7 @@ def read_attrs(path: str | os.PathLike) -> dict:
     import netCDF4
 
     path = Path(path)
-    if not path.exists():
-        raise MfphysError(f"no such file: {path}")
+    _check_is_file(path)
     try:
         with netCDF4.Dataset(path, "r") as nc:
             return {k: nc.getncattr(k) for k in nc.ncattrs()}
@@ -252,6 +284,109 @@ def _check_run_parameters(ds: xr.Dataset, path) -> None:
                 raise MfphysError(f"{path}: damaged run file: {name} has shape {ds[name].shape}, expected {shape}")
             if ds[name].dtype.kind != "f":
                 raise MfphysError(f"{path}: damaged run file: {name} is not floating-point ({ds[name].dtype})")
+
+
+# --- several runs as one dataset -------------------------------------------------------------------
+
+#: run variables renamed when the configuration field of the same name becomes a coordinate
+#: (as :func:`mfphys.scan.open_scan` renames them): the per-epoch ``lr`` when the runs' lr differ
+RUNS_RENAMED = {"lr": "lr_schedule"}
+_HIST_EDGES = ("pi_edge", "m_edge", "xi_edge")
+#: attributes that describe one run only, never kept on the stacked dataset
+_PER_RUN_ATTRS = ("title", "config", "created", "history", "host", "timings", "name", "tags", "note", KIND_ATTR)
+
+
+def _run_files(paths) -> list[Path]:
+    """Paths and glob patterns -> run files, in the order given (each pattern's matches sorted).
+
+    A pattern's matches that are other mfphys files (perturbation results next to the runs)
+    are left out; a path named explicitly must be a run file.
+    """
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    files: list[Path] = []
+    for item in items:
+        text = os.path.expanduser(str(item))
+        if any(c in text for c in "*?["):
+            matched = [Path(f) for f in sorted(glob.glob(text)) if Path(f).is_file()]
+            runs = []
+            for f in matched:
+                try:
+                    if file_kind(read_attrs(f)) == "run":
+                        runs.append(f)
+                except MfphysError:
+                    pass  # not an mfphys file: not a run to stack
+            if not runs:
+                raise MfphysError(f"no run files match {item}")
+            files += runs
+        else:
+            files.append(Path(text))
+    if not files:
+        raise MfphysError("open_runs: no files given")
+    unique = list(dict.fromkeys(f.resolve() for f in files))
+    return [next(f for f in files if f.resolve() == u) for u in unique]
+
+
+def _coordinate(values: list) -> np.ndarray:
+    """Configuration values of several runs as one coordinate: numbers stay numbers (None -> NaN),
+    tuples become ``784,100,10`` text."""
+    if all(isinstance(v, (bool, int, float)) or v is None for v in values):
+        if any(v is None for v in values):
+            return np.array([np.nan if v is None else float(v) for v in values])
+        return np.asarray(values)
+    return np.array([",".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in values])
+
+
+def open_runs(paths, dim: str = "run", *, params: bool = True) -> xr.Dataset:
+    """Several run files as one in-memory ``xarray.Dataset``, stacked along a new dimension ``dim``.
+
+    ``paths``: a glob pattern (``"runs/mnist-*.nc"``), a path, or a list of paths and patterns.
+    Along ``dim`` the coordinate is each run's ``name`` attribute (``mfphys train --name``),
+    else its file name without ``.nc`` (the file names when names repeat), with the extra
+    coordinate ``file`` (the path) and one coordinate per configuration field whose value
+    differs between the runs (e.g. ``seed``, ``lr``; ``layers`` as ``784,100,10`` text).
+    Runs of different lengths are aligned on ``epoch`` (and ``replica``, ``draw``), NaN-padded.
+    A run variable named like such a field is renamed (:data:`RUNS_RENAMED`: the per-epoch
+    ``lr`` becomes ``lr_schedule``). The histograms' bin edges differ from run to run: they
+    become the variables ``pi_edges``, ``m_edges``, ``xi_edges`` (``dim``, ``*_edge``).
+
+    The per-connection parameters (``pi_<l>``, ``m_<l>``, ``xi_<l>``) and ``dead_inputs`` can
+    only be stacked for runs of one architecture: other runs are refused, with one line,
+    unless ``params=False``, which leaves them out (the order parameters, learning curves and
+    accuracies stay). The attributes the runs share (``dataset``, ``mode``, ...) are kept; the
+    others (``config``, ``created``, ``name``, ...) stay in the files.
+    """
+    files = _run_files(paths)
+    runs = [open_trained_run(f) for f in files]
+    configs = [config_from_dataset(ds, f) for ds, f in zip(runs, files)]
+    if params:
+        archs = {architecture(c.layers) for c in configs}
+        if len(archs) > 1:
+            shown = ", ".join(f"{architecture(c.layers)} ({f.name})" for c, f in zip(configs, files))
+            raise MfphysError(f"open_runs: runs of different architectures ({shown}): their per-connection "
+                              f"parameters cannot be stacked; pass params=False to leave them out")
+    names = [str(ds.attrs.get("name") or f.stem) for ds, f in zip(runs, files)]
+    if len(set(names)) < len(names):
+        names = [f.stem for f in files] if len({f.stem for f in files}) == len(files) else [str(f) for f in files]
+    fields = [f.name for f in dataclasses.fields(type(configs[0]))]
+    differ = {k: [getattr(c, k) for c in configs] for k in fields
+              if len({json.dumps(getattr(c, k)) for c in configs}) > 1}
+    parts = []
+    for ds in runs:
+        if not params:
+            ds = ds.drop_vars([k for k in ds.data_vars if k.split("_")[0] in ("pi", "m", "xi")
+                               and k.split("_")[-1].isdigit()] + ["dead_inputs"], errors="ignore")
+        edges = [e for e in _HIST_EDGES if e in ds.coords]
+        ds = ds.assign({f"{e}s": (e, ds[e].values, ds[e].attrs) for e in edges}).drop_vars(edges)
+        ds = ds.rename({k: RUNS_RENAMED.get(k, k + "_run") for k in ds.data_vars if k in differ})
+        parts.append(ds)
+    out = xr.concat(parts, dim=dim, data_vars="all", coords="minimal", join="outer", compat="override",
+                    combine_attrs="override")
+    out = out.assign_coords({dim: names, "file": (dim, [str(f) for f in files]),
+                             **{k: (dim, _coordinate(v)) for k, v in differ.items()}})
+    shared = {k: v for k, v in runs[0].attrs.items()
+              if k not in _PER_RUN_ATTRS and all(k in r.attrs and str(r.attrs[k]) == str(v) for r in runs)}
+    out.attrs = {"title": f"{len(files)} mfphys runs along {dim!r}", **shared}  # not a run file: no mfphys_kind
+    return out
 
 
 # --- the kind of an mfphys file -----------------------------------------------------------------

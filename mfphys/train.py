@@ -124,6 +124,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value not in choices:
                 raise MfphysError(f"unknown {_opt(name)} {value!r}: choose one of {', '.join(choices)}")
+        if self.teacher_seed != 0 and self.dataset != "teacher":
+            raise MfphysError(f"--teacher-seed {self.teacher_seed} is the teacher network's seed: it needs "
+                              f"--dataset teacher, not {self.dataset}")
         if not set(self.decay_on) <= set(optim.PARAM_NAMES):
             raise MfphysError(f"--decay-on takes names among pi,m,xi, got {','.join(map(str, self.decay_on))}")
         if not isinstance(self.host_noise, bool):
@@ -189,6 +192,9 @@ def load_data(config: TrainConfig, data_dir=None):
                           f"input features: use --layers {ds.input_dim},...")
     if ds.n_classes != config.layers[-1]:
         raise MfphysError(f"--layers ends with {config.layers[-1]} outputs but {ds.name} has {ds.n_classes} classes")
+    P = ds.x_train.shape[0]
+    if config.batch_size > P:
+        raise MfphysError(f"--batch-size {config.batch_size} is larger than the {P} training patterns")
     return ds
 
 

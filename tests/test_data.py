@@ -306,6 +306,35 @@ def test_explicit_data_dir_without_files_is_an_error(mnist_dir, tmp_path, monkey
     assert data.where("mnist", data_dir=partial) is None
 
 
+def test_env_folder_that_does_not_exist_is_an_error_not_a_download(tmp_path, monkeypatch):
+    """A typo in MFPHYS_DATA_DIR must not end in a download (or in "set MFPHYS_DATA_DIR")."""
+    monkeypatch.setenv("MFPHYS_DATA_DIR", str(tmp_path / "typo"))
+    monkeypatch.setattr(data, "fetch", lambda name: pytest.fail("no download may be tried"))
+    for call in (lambda: data.load_dataset("mnist"), lambda: data.where("mnist"), lambda: data.verify("mnist")):
+        with pytest.raises(MfphysError, match=rf"MFPHYS_DATA_DIR={tmp_path / 'typo'} does not exist: point it at"):
+            call()
+    (tmp_path / "a-file").write_text("x")
+    monkeypatch.setenv("MFPHYS_DATA_DIR", str(tmp_path / "a-file"))
+    with pytest.raises(MfphysError, match="MFPHYS_DATA_DIR=.* is a file, not a folder"):
+        data.where("mnist")
+    assert data.load_dataset("teacher", n_train=10, teacher=data.TeacherConfig(n_in=5)).x_train.shape == (10, 5)
+
+
+def test_data_dir_that_is_a_file_says_so(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(MfphysError, match=r"--data-dir .*f is a file, not a folder"):
+        data.load_dataset("mnist", data_dir=tmp_path / "f")
+
+
+def test_not_found_message_names_the_folder_and_what_to_do(mnist_dir, tmp_path):
+    partial = _link_folder(mnist_dir, tmp_path / "partial", skip=("t10k-labels-idx1-ubyte",))
+    msg = data.not_found_message("mnist", partial)
+    assert str(partial) in msg and "missing t10k-labels-idx1-ubyte" in msg and "train-images" not in msg
+    msg = data.not_found_message("mnist")
+    assert f"searched {data.cache_dir('mnist')}" in msg and "mfphys data fetch mnist" in msg
+    assert "train-images-idx3-ubyte.gz" in msg and "\n" not in msg
+
+
 def test_env_subfolder_and_cache(mnist_dir, tmp_path, monkeypatch):
     root = tmp_path / "datasets"
     _link_folder(mnist_dir, root / "mnist")

@@ -231,3 +231,14 @@ def test_perturb_run_on_a_run_file(tmp_path):
     np.testing.assert_allclose(ds.error_vip.sel(fraction=0).values, 100 * (1 - result.sampled_acc.mean(axis=1)))
     exact = perturb.perturb_run(path, fractions=[1], samples=1, exact=True, all_inputs=True, seed=9)
     assert exact.attrs["tol"] == 0 and exact.attrs["candidates"] == "all inputs" and exact.attrs["seed"] == 9
+
+
+def test_a_bp_run_is_refused_unless_allowed(tmp_path):
+    """pi = Xi = 0: every connection is very important, no control arm (docs/model.md section 7.3)."""
+    cfg = TrainConfig(dataset="teacher", layers=(20, 16, 10), n_train=300, n_test=200, epochs=2, batch_size=100,
+                      replicas=1, backend="numpy", mode="bp", eval_samples=2)
+    path = store.save_run(train(cfg), tmp_path / "bp.nc")
+    with pytest.raises(MfphysError, match=r"bp.nc is a BP run: .* no control .*--allow-bp"):
+        perturb.perturb_run(path, fractions=[0, 1], samples=1)
+    ds = perturb.perturb_run(path, fractions=[0, 1], samples=1, allow_bp=True)
+    assert ds.n_variable.values.tolist() == [0] and ds.n_removed_variable.sel(fraction=1).values.tolist() == [0]

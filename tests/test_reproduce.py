@@ -8,6 +8,7 @@ import pytest
 import xarray as xr
 
 from mfphys.reproduce import EXPERIMENTS, Protocol
+from tests.helpers import one_error_line
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +71,11 @@ def test_cli_choices_match_the_library():
     from mfphys.cli.reproduce import CHOICES
 
     assert CHOICES == (*rep.EXPERIMENTS, "all")
+
+
+def test_missing_data_is_one_line_before_anything_else(tmp_path, cli):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = cli("reproduce", "curves", "--quick", "--data-dir", empty, "--out", tmp_path / "out")
+    one_error_line(res, f"--data-dir {empty} does not hold mnist")  # no duration estimate, no progress line
+    assert not (tmp_path / "out").exists()

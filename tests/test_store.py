@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -140,3 +141,86 @@ def test_file_kind_from_attributes():
         store.file_kind({store.KIND_ATTR: "nope"})
     with pytest.raises(MfphysError, match=r"^a\.nc: an mfphys scan file, not a run file$"):
         store.file_kind({store.KIND_ATTR: "scan"}, expect="run", where="a.nc")
+
+
+def test_a_folder_is_refused_with_what_to_use(tmp_path):
+    scan_folder = tmp_path / "my-scan"
+    scan_folder.mkdir()
+    (scan_folder / "scan.json").write_text("{}")
+    with pytest.raises(MfphysError, match=r"my-scan is a scan folder, not a file: use mfphys scan-plot .*open_scan"):
+        open_run(scan_folder)
+    with pytest.raises(MfphysError, match=r"is a folder, not an mfphys file"):
+        store.read_attrs(tmp_path)
+
+
+def test_label_attributes(result):
+    ds = run_to_dataset(result, name="baseline", tags=("paper", "R2"), note="first try")
+    assert ds.attrs["name"] == "baseline" and json.loads(ds.attrs["tags"]) == ["paper", "R2"]
+    assert ds.attrs["note"] == "first try"
+    assert not {"name", "tags", "note"} & set(run_to_dataset(result).attrs)  # left out when not given
+    with pytest.raises(MfphysError, match="tags must be a list of strings"):
+        run_to_dataset(result, tags="paper")
+
+
+# --- open_runs: several runs along a new dimension ---------------------------------------------
+
+
+def _tiny(**kw):
+    base = dict(dataset="teacher", layers=(12, 8, 10), n_train=200, n_test=100, epochs=3, batch_size=50,
+                replicas=2, backend="numpy", eval_samples=2)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def run_files(tmp_path_factory):
+    """Runs that differ in seed and learning rate (one of them shorter), a deeper one, a perturbation file."""
+    d = tmp_path_factory.mktemp("runs")
+    cfgs = {"a": _tiny(seed=0, lr=0.1), "b": _tiny(seed=3, lr=0.05, epochs=2), "c": _tiny(seed=7, lr=0.02)}
+    for stem, cfg in cfgs.items():
+        save_run(train(cfg), d / f"{stem}.nc", name=f"run-{stem}" if stem != "c" else None)
+    save_run(train(_tiny(layers=(12, 6, 6, 10))), d / "deep.nc")
+    store.write_atomic(open_run(d / "a.nc").assign_attrs({store.KIND_ATTR: "perturbation"}), d / "a.perturb.nc")
+    return d, cfgs
+
+
+def test_open_runs_stacks_runs_differing_in_seed_and_lr(run_files):
+    import mfphys
+
+    d, cfgs = run_files
+    ds = mfphys.open_runs([d / "a.nc", d / "b.nc", d / "c.nc"])
+    # the run's name where it has one, else the file name; the differing fields as coordinates
+    assert list(ds.run.values) == ["run-a", "run-b", "c"] and list(ds.file.values) == [str(d / f"{s}.nc")
+                                                                                       for s in "abc"]
+    assert list(ds.seed.values) == [0, 3, 7] and list(ds.lr.values) == [0.1, 0.05, 0.02]
+    assert list(ds.epochs.values) == [3, 2, 3] and "batch_size" not in ds.coords  # equal fields are no coordinates
+    assert ds.test_acc.dims == ("run", "replica", "epoch") and ds.sizes["epoch"] == 3
+    for stem, label in (("a", "run-a"), ("b", "run-b"), ("c", "c")):
+        one = open_run(d / f"{stem}.nc")
+        E = cfgs[stem].epochs
+        np.testing.assert_array_equal(ds.test_acc.sel(run=label).values[:, :E], one.test_acc.values)
+        np.testing.assert_array_equal(ds.pi_1.sel(run=label).values, one.pi_1.values)
+        np.testing.assert_array_equal(ds.frac_vip_live.sel(run=label).values, one.frac_vip_live.values)
+        np.testing.assert_array_equal(ds.m_edges.sel(run=label).values, one.m_edge.values)
+        np.testing.assert_array_equal(ds.lr_schedule.sel(run=label).values[:E], one.lr.values)
+    assert np.isnan(ds.test_acc.sel(run="run-b").values[:, 2]).all()  # the 2-epoch run, NaN-padded
+    assert ds.sel(run="run-b").seed == 3 and "lr" not in ds.data_vars  # lr is a coordinate now
+    assert ds.attrs["architecture"] == "12-8-10" and "config" not in ds.attrs and store.KIND_ATTR not in ds.attrs
+    assert ds.groupby("lr").mean().sizes["lr"] == 3  # ordinary xarray from here on
+
+
+def test_open_runs_glob_architectures_and_params(run_files):
+    import mfphys
+
+    d, _ = run_files
+    with pytest.raises(MfphysError, match=r"different architectures .*12-6-6-10 \(deep.nc\).*params=False"):
+        mfphys.open_runs(str(d / "*.nc"))
+    ds = mfphys.open_runs(str(d / "*.nc"), dim="trial", params=False)  # the perturbation file is skipped
+    assert list(ds.trial.values) == ["run-a", "run-b", "c", "deep"]
+    assert list(ds.layers.values) == ["12,8,10"] * 3 + ["12,6,6,10"] and ds.sizes["layer"] == 3
+    assert not [k for k in ds.data_vars if re.fullmatch(r"(pi|m|xi)_\d+", k)] and "dead_inputs" not in ds
+    assert ds.m_edges.dims == ("trial", "m_edge")  # the histograms stay, with their own edges
+    assert np.isnan(ds.sparsity.sel(trial="c", layer=3)).all() and np.isfinite(ds.sparsity.sel(trial="deep")).all()
+    with pytest.raises(MfphysError, match="no run files match"):
+        mfphys.open_runs(str(d / "nothing-*.nc"))
+    with pytest.raises(MfphysError, match="perturbation file, not a run file"):
+        mfphys.open_runs([d / "a.nc", d / "a.perturb.nc"])  # named explicitly: refused

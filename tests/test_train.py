@@ -7,7 +7,7 @@ import pytest
 
 from mfphys import DivergenceError, MfphysError
 from mfphys.data import TeacherConfig, load_dataset
-from mfphys.train import TrainConfig, train
+from mfphys.train import TrainConfig, load_data, train
 
 TEACHER = dict(dataset="teacher", layers=(20, 16, 12, 10), n_train=300, n_test=200, epochs=3, batch_size=64,
                backend="numpy")
@@ -125,6 +125,8 @@ def test_divergence_is_reported(teacher_data):
         (dict(backend="tpu"), "backend"),
         (dict(dtype="float16"), "dtype"),
         (dict(decay_on=("w",)), "--decay-on"),
+        (dict(dataset="mnist", teacher_seed=3), "--teacher-seed 3 is the teacher network's seed: it needs --dataset "
+                                                "teacher, not mnist"),
     ],
 )
 def test_bad_configs_are_clear_errors(kwargs, match):
@@ -139,6 +141,8 @@ def test_layer_widths_must_match_the_data(mnist_dir):
         train(TrainConfig(layers=(784, 5), epochs=1), data_dir=mnist_dir)
     with pytest.raises(MfphysError, match="larger than"):
         train(TrainConfig(n_train=70_000, epochs=1), data_dir=mnist_dir)
+    with pytest.raises(MfphysError, match="--batch-size 500 is larger than the 100 training patterns"):
+        load_data(TrainConfig(n_train=100, epochs=1), data_dir=mnist_dir)  # checked with the data, before training
 
 
 # --- NumPy and CuPy agree (run where a GPU works; skipped with the reason elsewhere) ----------

@@ -44,7 +44,7 @@ _LAZY = {
                      "NOT_SCANNABLE", "ALWAYS_SCANNED", "Cell", "ScanSpec", "cell_key", "coerce_option",
                      "config_hash", "grid_points", "layers_of", "split_values", "spec_from_options"), "spec"),
     **dict.fromkeys(("SCAN_JSON", "CELLS", "KIND", "marker_alive", "read_scan_json", "scan_status"), "folder"),
-    **dict.fromkeys(("RENAMED", "open_scan", "cell_path", "network_mean"), "view"),
+    **dict.fromkeys(("RENAMED", "open_scan", "cell_path", "network_mean", "select_layer"), "view"),
     **dict.fromkeys(("ScanEvent", "ScanReport", "ScanPlan", "plan_scan", "run_scan"), "runner"),
 }
 
@@ -53,7 +53,7 @@ __all__ = [
     "OPTIONS", "Cell", "ScanSpec", "cell_key", "coerce_option", "config_hash", "grid_points", "layers_of",
     "split_values", "spec_from_options",
     "CELLS", "KIND", "SCAN_JSON", "marker_alive", "read_scan_json", "scan_status",
-    "RENAMED", "cell_path", "network_mean", "open_scan",
+    "RENAMED", "cell_path", "network_mean", "open_scan", "select_layer",
     "ScanEvent", "ScanReport", "ScanPlan", "plan_scan", "run_scan",
 ]
 
@@ -83,4 +83,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from
         spec_from_options,
         split_values,
     )
-    from .view import RENAMED, cell_path, network_mean, open_scan
+    from .view import RENAMED, cell_path, network_mean, open_scan, select_layer

@@ -43,7 +43,10 @@ def _cell_summary(path: str, mtime_ns: int, size: int) -> xr.Dataset:
     try:
         with xr.open_dataset(path, engine=store.ENGINE) as ds:
             keep = [k for k, v in ds.data_vars.items() if _combinable(v.dims)]
-            return ds[keep].load()
+            out = ds[keep].load()
+            if "dead_inputs" in ds and ds["dead_inputs"].ndim == 1:  # for layer 1's live connections
+                out.attrs["n_dead_inputs"] = int(ds["dead_inputs"].values.sum())
+            return out
     except Exception as exc:  # vanished, half-written by a foreign writer, or not netCDF
         raise MfphysError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
 
@@ -56,8 +59,9 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     ``(replica, epoch)``, ``(replica,)`` and ``(epoch,)`` variable of the cell files is
     combined, NaN where a cell is not done or a layer does not exist at that depth; plus
     ``status`` ("pending" / "running" / "done" / "failed") and ``error`` per cell,
-    ``test_error`` (1 - test_acc at the cell's last epoch), ``train_seconds`` and
-    ``n_connections`` (per layer, for network-wide averages, see :func:`network_mean`).
+    ``test_error`` (1 - test_acc at the cell's last epoch), ``train_seconds``,
+    ``n_connections`` (per layer, for network-wide averages, see :func:`network_mean`) and
+    ``n_connections_live`` (the same, layer 1 counting only connections from live inputs).
     Per-connection arrays and histograms stay in the cell files (``cell_path``). A run variable
     named like a scanned option is renamed (the per-epoch ``lr`` becomes ``lr_schedule`` when
     lr is scanned).
@@ -87,6 +91,7 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     status = np.full(shape, "pending", dtype=object)
     error = np.full(shape, "", dtype=object)
     n_conn = np.full(shape + (L,), np.nan)
+    n_conn_live = np.full(shape + (L,), np.nan)
     seconds = np.full(shape, np.nan)
     test_error = np.full(shape + (R,), np.nan)
     arrays: dict[str, tuple[tuple, np.ndarray, dict]] = {}
@@ -108,6 +113,8 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
         if ds.attrs.get("scan_cell") is None or json.loads(ds.attrs["scan_cell"]) != dict(coords):
             continue
         status[index] = "done"
+        n_conn_live[index] = n_conn[index]
+        n_conn_live[index][0] = widths[1] * (widths[0] - int(ds.attrs.get("n_dead_inputs", 0)))
         for name, var in ds.data_vars.items():
             if not _combinable(var.dims):
                 continue
@@ -131,6 +138,9 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     data["train_seconds"] = (dims, seconds, {"long_name": "wall-clock training time of the cell", "units": "s"})
     data["n_connections"] = (dims + ("layer",), n_conn,
                              {"long_name": "connections of the layer (N_l * N_{l-1})", "units": "1"})
+    data["n_connections_live"] = (dims + ("layer",), n_conn_live,
+                                  {"long_name": "connections of the layer, layer 1 from live inputs only "
+                                                "(NaN until the cell is done)", "units": "1"})
     data["status"] = (dims, status.astype("U7"), {"long_name": "cell status: pending, running, done or failed"})
     data["error"] = (dims, error.astype(str), {"long_name": "error of a failed cell ('' when none)"})
     out = xr.Dataset({k: xr.Variable(d, v, attrs=a) for k, (d, v, a) in data.items()}, coords=coords_out)
@@ -150,11 +160,45 @@ def cell_path(folder: str | os.PathLike, **coords) -> Path:
     return _Paths(Path(folder)).nc(cell_key([(k, coords[k]) for k in meta["dims"]]))
 
 
-def network_mean(ds: xr.Dataset, name: str) -> xr.DataArray:
+def _order_variable(ds: xr.Dataset, name: str, live: bool) -> xr.DataArray:
+    """``name``, or with ``live`` its ``<name>_live`` twin (layer 1 over live inputs) where the scan has one."""
+    if live and f"{name}_live" in ds:
+        return ds[f"{name}_live"]
+    return ds[name]
+
+
+def network_mean(ds: xr.Dataset, name: str, *, live: bool = False) -> xr.DataArray:
     """A per-layer order parameter averaged over the whole network, weighted by connections.
 
     E.g. ``network_mean(open_scan(f), "sparsity")`` is the fraction of *all* connections that
-    are absent; layers that do not exist (NaN) drop out.
+    are absent; layers that do not exist (NaN) drop out. With ``live``, layer 1 counts only the
+    connections from inputs that vary over the training set (the ``<name>_live`` numbers,
+    weighted by ``n_connections_live``): the numbers docs/order-parameters.md says scans and
+    plots should show, since a dead input's connections keep their initial values.
     """
-    w = ds["n_connections"].where(ds[name].notnull())
-    return (ds[name] * w).sum("layer", min_count=1) / w.sum("layer", min_count=1)
+    values = _order_variable(ds, name, live)
+    weights = ds["n_connections_live"] if live and f"{name}_live" in ds and "n_connections_live" in ds \
+        else ds["n_connections"]
+    w = weights.where(values.notnull())
+    return (values * w).sum("layer", min_count=1) / w.sum("layer", min_count=1)
+
+
+def select_layer(ds: xr.Dataset, name: str, layer: int, *, live: bool = False) -> xr.DataArray:
+    """One layer of a per-layer variable in every cell, counted from the input or from the output.
+
+    ``layer >= 1`` is that layer (1 = from the inputs); ``layer <= -1`` counts from the output
+    in each cell, so that cells of different depths line up: ``-1`` is the output layer
+    (layer 2 at depth 1, layer 3 at depth 2), ``-2`` the last hidden layer. NaN where a cell
+    has no such layer. ``live``: as in :func:`network_mean`.
+    """
+    values = _order_variable(ds, name, live)
+    if layer == 0:
+        raise MfphysError("layers are counted from 1 (the inputs' layer) or from -1 (the output layer), not 0")
+    if layer > 0:
+        if layer not in ds["layer"].values:
+            return xr.full_like(values.isel(layer=0, drop=True), np.nan)
+        return values.sel(layer=layer, drop=True)
+    target = ds["n_connections"].notnull().sum("layer") + 1 + layer  # per cell, 1-based
+    valid = target >= 1
+    picked = values.sel(layer=target.where(valid, 1).astype(int))
+    return picked.where(valid).drop_vars("layer", errors="ignore")

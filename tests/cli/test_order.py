@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from mfphys import store
-from mfphys.cli.order import QUANTITIES, parse_fractions
+from mfphys.cli.order import QUANTITIES, TABLE_ROWS, parse_fractions
 from mfphys.errors import MfphysError
+from mfphys.stats import format_stat
 from mfphys.train import TrainConfig, train
 from tests.helpers import one_error_line
 
@@ -36,7 +37,9 @@ def make_run(path, mode="gbp", dead=False):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     d = tmp_path_factory.mktemp("runs")
-    return {"gbp": make_run(d / "gbp.nc", dead=True), "bp": make_run(d / "bp.nc", mode="bp")}
+    (d / "scan").mkdir()
+    (d / "scan" / "scan.json").write_text("{}")  # what `order` must recognise, not read as netCDF
+    return {"gbp": make_run(d / "gbp.nc", dead=True), "bp": make_run(d / "bp.nc", mode="bp"), "scan": d / "scan"}
 
 
 
@@ -49,8 +52,22 @@ def runs(tmp_path_factory):
 def test_order_table_shows_every_layer_and_the_live_column(runs, cli):
     res = cli("order", runs["gbp"])
     assert res.exit_code == 0, res.output
-    for text in ("layer 1", "layer 1 live", "layer 2", "layer 3", "15 of 20 vary", *QUANTITIES):
+    for text in ("layer 1", "layer 1 live", "layer 2", "layer 3", "15 of 20 vary", *TABLE_ROWS):
         assert text in res.stdout, text
+    # sparsity and frac_uip are one set: one row, named once
+    rows = [line.split()[0] for line in res.stdout.splitlines() if line.strip()]
+    assert "sparsity" not in rows and "frac_uip (= sparsity)" in res.stdout
+
+
+def test_piped_order_table_keeps_every_value_on_its_row(runs, cli):
+    """stdout is not a terminal (a pipe, `| less`, a file): the table is not squeezed to 80 columns,
+    even where COLUMNS says 80 (it describes a terminal, not a file)."""
+    res = cli("order", runs["gbp"], env={"COLUMNS": "80"})
+    ds = store.open_run(runs["gbp"])
+    (row,) = [line for line in res.stdout.splitlines() if line.strip().startswith("frac_vip ")]
+    assert row.count("±") == 4, row  # layer 1, layer 1 live, layers 2 and 3
+    for value in (ds.frac_vip.sel(layer=l).values for l in (1, 2, 3)):
+        assert format_stat(value) in row
 
 
 def json_columns(res):
@@ -127,6 +144,13 @@ def test_perturb_writes_a_dataset_next_to_the_run(runs, cli):
     np.testing.assert_allclose(pds.error_base_mf.values, 100 * (1 - run.test_acc.isel(epoch=-1).values), atol=1e-6)
 
 
+def test_perturb_a_bp_run_when_allowed(runs, tmp_path, cli):
+    out = tmp_path / "bp-pert.nc"
+    res = cli("perturb", runs["bp"], "--allow-bp", "--fractions", "0,1", "--samples", "1", "--out", out, "-q")
+    assert res.exit_code == 0, res.output
+    assert store.read_dataset(out).n_variable.values.tolist() == [0] * R
+
+
 def test_perturb_exact_all_inputs_and_out(runs, tmp_path, cli):
     out = tmp_path / "sub" / "p.nc"
     res = cli("perturb", runs["gbp"], "--layer", "2", "--fractions", "0,1", "--samples", "2", "--exact",
@@ -169,6 +193,8 @@ BAD = [
     (("perturb", "{gbp}", "--out", "{gbp}"), "is the run file itself"),
     (("perturb", "{gbp}", "--out", "{dir}"), "is a directory"),
     (("perturb", "{perturbation}"), "not a run file"),
+    (("order", "{scan}"), "is a scan folder, not a file: use mfphys scan-plot"),
+    (("perturb", "{bp}"), "is a BP run: every connection is very important"),
 ]
 
 
@@ -186,7 +212,7 @@ def test_bad_input_is_one_line_and_nothing_is_written_over(runs, tmp_path, args,
     default_out.write_bytes(sentinel)
     try:
         names = {"missing": tmp_path / "nope.nc", "garbage": garbage, "gbp": runs["gbp"], "perturbation": pert,
-                 "dir": tmp_path}
+                 "dir": tmp_path, "scan": runs["scan"], "bp": runs["bp"]}
         res = cli(*(a.format(**names) for a in args))
         one_error_line(res, expect)
         assert default_out.read_bytes() == sentinel

@@ -7,6 +7,7 @@ that rerunning the same command completes the scan without touching the finished
 
 from __future__ import annotations
 
+import inspect
 import json
 import signal
 import subprocess
@@ -148,13 +149,53 @@ def _other_scan(tmp, cli):
     (_foreign_folder, "holds no scan.json: it is not an mfphys scan folder"),
     (_other_scan, "was made by a different scan configuration (depth differs: 1 there, 1,2,3 here; "
                   "n_train differs: 200 there, 200,400,600 here)"),
-], ids=["grid", "type", "replicas", "toml", "toml-key", "scheduler", "workers", "foreign", "other-scan"])
+    (lambda t, c: ["--name", "mine"], "give --name (the folder runs/<name>) or --out (any folder), not both"),
+    (lambda t, c: ["--dataset", "mnist", "--input-dim", "784", "--teacher-seed", "2"],
+     "--teacher-seed 2 is the teacher network's seed: it needs --dataset teacher, not mnist"),
+], ids=["grid", "type", "replicas", "toml", "toml-key", "scheduler", "workers", "foreign", "other-scan", "name-out",
+        "teacher-seed"])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, make, message, cli):
     extra = make(tmp_path, cli)
     before = snapshot(tmp_path)
     result = cli("scan", *ARGS, "--out", str(tmp_path / "out"), *extra)
     one_error_line(result, message)
     assert snapshot(tmp_path) == before
+
+
+def test_summary_table_columns(cli_scan):
+    folder, result = cli_scan
+    header = next(line for line in result.stdout.splitlines() if "status" in line)
+    # errors side by side (same kind of quantity), one name for sparsity = frac_uip
+    assert "test error" in header and "sampled error" in header and "sampled acc" not in header
+    assert "frac_uip (= sparsity)" in header and header.count("sparsity") == 1
+    assert "layer 1 over live inputs" in result.stdout.replace("\n", " ")
+
+
+def test_help_shows_defaults_as_values(cli):
+    from mfphys.cli.scan import SCAN_OPTIONS
+    from mfphys.cli.scan import scan as scan_command
+    from mfphys.scan import DEFAULTS
+
+    res = cli("scan", "--help", env={"COLUMNS": "250"})
+    assert res.exit_code == 0 and "(100)" not in res.output and "<bool>" not in res.output
+    assert "[default: 100]" in res.output and "[default: mnist]" in res.output
+    # what help shows is what a scan uses when the option is not given
+    params = inspect.signature(scan_command).parameters
+    for name in SCAN_OPTIONS:
+        shown = params[name].default.default
+        if name in ("depth", "n_train", "init_m_std"):
+            continue
+        want = DEFAULTS.get(name)
+        assert shown == ("all" if want is None else ",".join(want) if isinstance(want, tuple) else want) or \
+            str(shown) == str(want), name
+
+
+def test_counts_add_up():
+    from mfphys.cli.common import counts_text
+
+    # a scan event's "pending" includes the running cells
+    text = counts_text({"total": 4, "done": 2, "failed": 0, "running": 1, "pending": 2})
+    assert text == "cells: 2 done, 1 running, 1 pending, 0 failed"
 
 
 def test_scan_plot(cli_scan, tmp_path, cli):
@@ -164,11 +205,26 @@ def test_scan_plot(cli_scan, tmp_path, cli):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "9 cell(s) done" in result.stdout
     result = cli("scan-plot", str(cli_scan[0]), "--out", str(out), "--vars", "test_error,mean_xi", "--layer", "2")
     assert result.exit_code == 0, result.output
+    for extra in (["--layer", "-1"], ["--layer", "-2", "--all-inputs"], ["--all-inputs"]):
+        result = cli("scan-plot", str(cli_scan[0]), "--out", str(out), *extra)
+        assert result.exit_code == 0, (extra, result.output)
+
+
+def test_phase_figure_titles_say_what_is_shown(cli_scan):
+    from mfphys.cli.figures import phase_figure
+
+    ds = scan.open_scan(cli_scan[0])
+    titles = [ax.get_title() for ax in phase_figure(ds, ["frac_uip", "entropy"]).axes if ax.get_title()]
+    assert titles == ["frac_uip (= sparsity) (whole network, live inputs)", "entropy (whole network, live inputs)"]
+    titles = [ax.get_title() for ax in phase_figure(ds, ["entropy"], layer=-1, live=False).axes if ax.get_title()]
+    assert titles == ["entropy (output layer)"]
 
 
 @pytest.mark.parametrize("args, message", [
     (["--vars", "nonsense"], "unknown variable(s) nonsense"),
-    (["--layer", "9"], "--layer must be in 1..4"),
+    (["--layer", "9"], "--layer must be in 1..4 (from the inputs) or -4..-1"),
+    (["--layer", "0"], "--layer must be in 1..4"),
+    (["--layer", "-5"], "--layer must be in 1..4"),
     (["--out", "fig.pdf"], "ending in .png"),
     (["--sel", "lr=0.1"], "'lr' is not another scanned option"),
 ])

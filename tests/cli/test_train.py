@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from mfphys import data as data_mod
 from mfphys import open_run
+from tests.helpers import one_error_line
 
 TINY = ["--dataset", "teacher", "--layers", "784,16,10", "--n-train", "200", "--n-test", "100", "--epochs", "2",
         "--batch-size", "50", "--backend", "numpy", "--quiet"]
@@ -35,6 +38,7 @@ def test_train_shows_progress_and_summary(tmp_path, cli):
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
     """No MNIST anywhere and no network: an empty env dir, an empty cache, unreachable mirrors."""
+    (tmp_path / "empty").mkdir()
     monkeypatch.setenv("MFPHYS_DATA_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(data_mod, "MIRRORS", {k: ("http://127.0.0.1:9/",) for k in data_mod.MIRRORS})
@@ -53,6 +57,12 @@ BAD = {
     "unknown backend": (["--backend", "tpu"], "backend"),
     "cupy without GPU": (["--backend", "cupy", "--dataset", "teacher"], "GPU"),
     "unknown dataset": (["--dataset", "cifar"], "cifar"),
+    "weight decay negative": (["--weight-decay", "-1"], "--weight-decay must be a finite number >= 0"),
+    "init xi negative": (["--init-xi", "-1"], "--init-xi must be a finite number >= 0"),
+    "init m std negative": (["--init-m-std", "-1"], "--init-m-std must be a finite number >= 0"),
+    "teacher seed with mnist": (["--teacher-seed", "3"], "--teacher-seed 3 is the teacher network's seed"),
+    "name with a slash": (["--name", "a/b"], "--name 'a/b': give a plain file name"),
+    "blas threads": (["--blas-threads", "0"], "--blas-threads must be >= 1"),
     "diverges": (["--dataset", "teacher", "--layers", "784,16,10", "--n-train", "200", "--batch-size", "50",
                   "--lr", "1e12", "--epochs", "4", "--backend", "numpy"], "diverged"),
 }
@@ -98,6 +108,75 @@ def test_entry_point_subprocess_error_exit_code(tmp_path):
                           capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: --layers needs at least two positive widths, got 7"]
+
+
+def test_help_follows_typer_conventions(cli):
+    """Flags without a type, defaults as values, required arguments marked, usage with their names."""
+    res = cli("train", "--help", env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "<bool>" not in res.output and "(100)" not in res.output and "<int>" not in res.output
+    assert "[default: 100]" in res.output and "[default: 784,100,100,10]" in res.output
+    for flag in ("--quiet", "--dry-run", "--help"):
+        (line,) = [x for x in res.output.splitlines() if f" {flag} " in x and "│" in x]
+        assert "BOOL" not in line and "<" not in line, line
+    res = cli("order", "--help", env={"COLUMNS": "200"})
+    assert "Usage: mfphys order [OPTIONS] RUN" in res.output and "{run}" not in res.output
+    assert "[required]" in res.output
+
+
+def test_name_tags_and_note(tmp_path, monkeypatch, cli):
+    monkeypatch.chdir(tmp_path)
+    res = cli("train", *TINY, "--name", "baseline", "--tag", "paper", "--tag", "R1", "--note", "first try",
+              "--blas-threads", "1", catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    ds = open_run(tmp_path / "runs" / "baseline.nc")
+    assert ds.attrs["name"] == "baseline" and json.loads(ds.attrs["tags"]) == ["paper", "R1"]
+    assert ds.attrs["note"] == "first try"
+    res = cli("train", *TINY, "--out", tmp_path / "other.nc", catch_exceptions=False)
+    assert open_run(tmp_path / "other.nc").attrs["name"] == "other"  # no --name: the file's name
+
+
+def test_default_names_never_replace_a_file(tmp_path, monkeypatch):
+    from mfphys.cli.train import default_out
+    from mfphys.train import TrainConfig
+
+    monkeypatch.chdir(tmp_path)
+    cfg = TrainConfig(mode="bp", seed=4)
+    first = default_out(cfg)
+    assert first.parent == Path("runs") and first.name.startswith("mnist-784-100-100-10-bp-seed4-")
+    first.parent.mkdir()
+    first.write_text("an earlier run")
+    second = default_out(cfg)
+    assert second != first and (second.stem.endswith("-2") or second.stem[-6:] != first.stem[-6:])
+    assert default_out(cfg, "mine") == Path("runs/mine.nc")
+
+
+def test_replacing_an_existing_file_is_announced(tmp_path, cli):
+    out = tmp_path / "r.nc"
+    out.write_text("old")
+    res = cli("train", *[a for a in TINY if a != "--quiet"], "--out", out, catch_exceptions=False)
+    assert res.exit_code == 0 and f"note: {out} exists and will be replaced" in res.stderr
+    assert open_run(out).sizes["epoch"] == 2
+
+
+ONE_LINE = {
+    "env folder missing": ({"MFPHYS_DATA_DIR": "{tmp}/nowhere"}, [], "MFPHYS_DATA_DIR={tmp}/nowhere does not exist"),
+    "data dir is a file": ({}, ["--data-dir", "{tmp}/f"], "is a file, not a folder"),
+    "n-train too large": ({}, ["--n-train", "70000", "--data-dir", "{mnist}"], "larger than"),
+    "batch larger than data": ({}, ["--n-train", "100", "--data-dir", "{mnist}"], "--batch-size 500 is larger"),
+}
+
+
+@pytest.mark.parametrize("case", list(ONE_LINE))
+def test_a_one_line_error_has_nothing_else_on_stderr(case, tmp_path, mnist_dir, cli):
+    """Without --quiet: no progress line (`0/1 loading data`) before the error."""
+    env, args, expect = ONE_LINE[case]
+    (tmp_path / "f").write_text("x")
+    fmt = dict(tmp=tmp_path, mnist=mnist_dir)
+    res = cli("train", "--epochs", "1", *(a.format(**fmt) for a in args), "--out", tmp_path / "r.nc",
+              env={k: v.format(**fmt) for k, v in env.items()}, catch_exceptions=False)
+    one_error_line(res, expect.format(**fmt))
+    assert res.stdout == ""
 
 
 def test_data_where_and_verify(mnist_dir, cli):

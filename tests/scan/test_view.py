@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from threadpoolctl import threadpool_limits
 
 from mfphys import scan, store
@@ -58,6 +59,44 @@ def test_network_mean_weights_by_connections(done_scan):
     absent = [sum(int((run[f"pi_{l}"].values[r] >= 1 - 0.01).sum()) for l in (1, 2, 3)) for r in range(2)]
     np.testing.assert_allclose(got, np.array(absent) / n.sum())
     np.testing.assert_array_equal(ds.n_connections.sel(depth=2, n_train=600).values[:3], n)
+
+
+def test_select_layer_counts_from_the_output(done_scan):
+    ds = scan.open_scan(done_scan[0])
+    out = scan.select_layer(ds, "frac_vip", -1)  # the output layer: layer depth + 1 in every cell
+    assert out.dims == ("depth", "n_train", "replica")
+    for d in (1, 2, 3):
+        np.testing.assert_array_equal(out.sel(depth=d).values, ds.frac_vip.sel(depth=d, layer=d + 1).values)
+    last_hidden = scan.select_layer(ds, "entropy", -2)
+    np.testing.assert_array_equal(last_hidden.sel(depth=3).values, ds.entropy.sel(depth=3, layer=3).values)
+    deepest = scan.select_layer(ds, "sparsity", -4)  # only depth 3 has four layers
+    assert np.isnan(deepest.sel(depth=[1, 2])).all() and np.isfinite(deepest.sel(depth=3)).all()
+    np.testing.assert_array_equal(scan.select_layer(ds, "sparsity", 2).values, ds.sparsity.sel(layer=2).values)
+    with pytest.raises(MfphysError, match="counted from 1"):
+        scan.select_layer(ds, "sparsity", 0)
+
+
+def test_network_mean_live_counts_live_connections_of_layer_1(fresh_scan):
+    """Teacher inputs never stay constant: pretend 5 of the 20 were dead in one cell file."""
+    import netCDF4
+
+    path = scan.cell_path(fresh_scan, depth=1, n_train=400)
+    run = store.open_run(path)
+    with netCDF4.Dataset(path, "a") as nc:
+        dead = nc["dead_inputs"][:]
+        dead[:5] = 1
+        nc["dead_inputs"][:] = dead
+        v = nc["sparsity_live"][:]
+        v[:, 0] = 0.5  # (replica, layer): a layer-1 value over live inputs the test knows
+        nc["sparsity_live"][:] = v
+    ds = scan.open_scan(fresh_scan)
+    cell = ds.sel(depth=1, n_train=400)
+    np.testing.assert_array_equal(cell.n_connections_live.values[:2], [16 * 15, 16 * 10])
+    np.testing.assert_array_equal(cell.n_connections.values[:2], [16 * 20, 16 * 10])
+    want = (0.5 * 16 * 15 + run.sparsity.sel(layer=2).values * 160) / (16 * 15 + 160)
+    np.testing.assert_allclose(scan.network_mean(ds, "sparsity", live=True).sel(depth=1, n_train=400).values, want)
+    np.testing.assert_allclose(scan.network_mean(ds, "sparsity").sel(depth=1, n_train=400).values,
+                               (run.sparsity.values * [320, 160]).sum(axis=1) / 480)
 
 
 def test_corrupt_or_vanishing_cell(fresh_scan, monkeypatch):
