@@ -9,15 +9,18 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-#: keys handled by widgets rather than app bindings (sidebar list, heatmap, filter box)
-EXTRA_KEYS = (
-    ("up / down", "sidebar: previous / next entry (the view follows)"),
-    ("letters, digits", "sidebar: start filtering with that character"),
-    ("enter / escape", "filter box: back to the list (escape also clears the filter)"),
-    ("arrows", "heatmap (click or tab to focus it): move the cell cursor; the cell's values show below"),
-    ("tab / shift+tab", "move the focus between sidebar, filter and view"),
-)
+#: where tab moves the focus, in order (shift+tab: backwards); the view is the one in the main pane
+TAB_ORDER = ("filter box", "sidebar list", "view (run or perturbation: scrolls; scan: heatmap; runs table)")
 
+#: keys handled by widgets rather than app bindings (sidebar list, filter box, heatmap, runs table)
+EXTRA_KEYS = (
+    ("up / down", "sidebar: previous / next entry (the view follows); runs table: previous / next row"),
+    ("letters, digits", "sidebar: start filtering with that character (those that are not keys above)"),
+    ("enter", "filter box: back to the list, keeping the filter; runs table: open the run under the cursor"),
+    ("arrows", "heatmap (click or tab to focus it): move the cell cursor; the cell's values show below"),
+    ("1 .. 9", "runs table: sort by column 1 .. 9 (again: the other way); a click on a header does the same"),
+    ("tab / shift+tab", "move the focus: " + " -> ".join(TAB_ORDER) + " -> filter box again"),
+)
 KEY_NAMES = {"question_mark": "?", "slash": "/", "escape": "esc"}
 
 
@@ -36,8 +39,8 @@ class HelpScreen(ModalScreen):
 
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 90; height: auto; max-height: 90%; border: round $primary;
-                                  background: $surface; padding: 0 1; }
+    HelpScreen > VerticalScroll { width: 112; max-width: 96%; height: auto; max-height: 96%;
+                                  border: round $primary; background: $surface; padding: 0 1; }
     """
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close help", show=False)]
 
@@ -52,5 +55,7 @@ class HelpScreen(ModalScreen):
         for k, what in self.rows:
             table.add_row(k, what)
         with VerticalScroll():
+            yield Static(f"[b]tab order:[/b] {' -> '.join(TAB_ORDER)} -> filter box again (shift+tab: back)",
+                         id="help-tab-order")
             yield Static(table, id="help-table")
             yield Static("[dim]esc, q or ? closes this screen[/dim]")

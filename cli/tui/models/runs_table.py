@@ -20,7 +20,7 @@ from mfphys.errors import MfphysError
 from mfphys.live import layer_connections, live_name, network_mean
 
 from .cache import CACHE, file_signature
-from .format import one_line, short
+from .format import middle_ellipsis, one_line, short
 from .listing import Entry
 
 #: the table's columns, in order; every one sorts
@@ -145,11 +145,16 @@ def sort_rows(rows, column: str, reverse: bool = False) -> list[RunRow]:
     return sorted(rows, key=lambda r: (str(r.value(column)).lower(), r.name), reverse=reverse)
 
 
+#: the name column's width: longer names are shortened in the middle (their ends tell runs apart)
+NAME_WIDTH = 28
+
+
 def row_cells(row: RunRow) -> list[str]:
     """The row as the table's text cells, in :data:`COLUMNS` order."""
     def num(v, width=6):
         return short(v, width) if np.isfinite(v) else "-"
 
     epochs = str(int(row.epochs)) if np.isfinite(row.epochs) else "-"
-    return [row.name, row.dataset, row.architecture, row.mode or ("error" if row.error else ""), epochs,
-            num(row.accuracy), num(row.sparsity), num(row.vip), row.date]
+    return [middle_ellipsis(row.name, NAME_WIDTH), row.dataset, row.architecture,
+            row.mode or ("error" if row.error else ""), epochs, num(row.accuracy), num(row.sparsity), num(row.vip),
+            row.date]
