@@ -166,8 +166,8 @@ class RunView(VerticalScroll):
         self.query_one("#order-note", Static).update(Text(live_note(run, inputs), style="dim"))
         layer = int(run.layers[layer_index]) if run.layers.size else 0
         self.query_one("#hist-head", Static).update(
-            Text.from_markup(f"[b]histograms, layer {layer}[/b] [dim](of {run.layers.size}; l/L to change; "
-                             f"counts over {run.replicas} replica(s), all inputs)[/dim]"))
+            Text.from_markup(f"[b]histograms, layer {layer}[/b] of {run.layers.size} [dim](l/L): counts of all "
+                             f"connections, {run.replicas} replica(s)[/dim]"))
         for n in HIST_NAMES:
             bars = self.query_one(f"#hist-{n}", Bars)
             if n in run.hist and run.layers.size:
@@ -242,11 +242,11 @@ def scan_notes(grid: Grid) -> list[str]:
     """What the heatmap's numbers are, beyond the parameter's name: layers, inputs, averages."""
     notes = []
     if grid.layer == NETWORK:
-        notes.append("whole network: the mean over each cell's layers, weighted by their connections")
+        notes.append("whole network: mean over each cell's layers, weighted by connections")
     elif isinstance(grid.layer, (int, np.integer)) and grid.layer < 0:
-        notes.append("layers counted from the output, at each cell's own depth (o: count from the input)")
+        notes.append("layers from the output, at each cell's own depth (o: from the input)")
     elif grid.layer is not None:
-        notes.append("layers counted from the input: at depth d, layer d + 1 is the output (o: count from it)")
+        notes.append("layers from the input: the output is layer depth + 1 (o: from it)")
     if grid.inputs == "live":
         notes.append("layer 1 over the inputs that vary in the training set (i: all inputs)")
     elif grid.inputs == "all":

@@ -153,11 +153,11 @@ def layer_table(run: RunSummary, inputs: str = "live") -> tuple[list[str], list[
 def live_note(run: RunSummary, inputs: str = "live") -> str:
     """What the order table's layer 1 counts, in words."""
     if not has_live(run):
-        return "layer 1 over all inputs (the file records no live-input numbers)"
-    n = f"{run.live_inputs[0]} of {run.live_inputs[1]} inputs" if run.live_inputs else "the inputs"
+        return "layer 1: over all inputs (the file records no live-input numbers)"
+    n = f"{run.live_inputs[0]} of {run.live_inputs[1]} inputs" if run.live_inputs else "inputs"
     if inputs == "live":
-        return f"layer 1 over the {n} that vary in the training set (i: all inputs)"
-    return f"layer 1 over all inputs, dead ones included (i: the {n} that vary)"
+        return f"layer 1 live: over the {n} that vary (i: all inputs)"
+    return f"layer 1: over all inputs, constant ones included (i: the {n} that vary)"
 
 
 def curve_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
