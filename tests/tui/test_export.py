@@ -47,5 +47,6 @@ def test_export_names_say_how_layers_are_counted_and_which_inputs(runs_dir, tmp_
     assert scan_stem("s", scan_grid(ds, "sparsity", 2)) == "s-scan-sparsity-layer2"  # live inputs do not matter
     assert scan_stem("s", scan_grid(ds, "sparsity", 1, inputs="all")) == "s-scan-sparsity-layer1"
     assert scan_stem("s", scan_grid(ds, "entropy", NETWORK)) == "s-scan-entropy-layerall-live"
-    assert scan_stem("s", scan_grid(ds, "frac_vip", -1)) == "s-scan-frac_vip-layerout-live"
+    # the output layer is never layer 1 here (depth >= 1); output-1 is layer 1 at depth 1
+    assert scan_stem("s", scan_grid(ds, "frac_vip", -1)) == "s-scan-frac_vip-layerout"
     assert scan_stem("s", scan_grid(ds, "frac_vip", -2)) == "s-scan-frac_vip-layerout-1-live"

@@ -152,10 +152,13 @@ def scan_layers(ds, from_output: bool = False) -> list:
     return [int(l) for l in ds["layer"].values] + network
 
 
-def involves_layer_1(layer) -> bool:
+def involves_layer_1(ds, layer) -> bool:
     """Whether a layer choice shows layer 1 in some cell, the only layer live inputs change:
-    layer 1, the whole network, or a layer counted from the output (layer 1 of a shallow cell)."""
-    return layer == 1 or layer == NETWORK or (isinstance(layer, (int, np.integer)) and layer < 0)
+    layer 1, the whole network, or a layer counted from the output that is layer 1 of a
+    cell (output-d at depth d)."""
+    if isinstance(layer, (int, np.integer)) and layer < 0:
+        return bool((ds["n_connections"].notnull().sum("layer") + int(layer) == 0).any())
+    return layer == 1 or layer == NETWORK
 
 
 def layer_label(layer) -> str:
@@ -281,7 +284,7 @@ def scan_grid(ds, param: str, layer=None, *, inputs: str = "live", overlay=None)
         layer = scan_layers(ds)[0]
     da = _param_array(ds, param, layer if has_layer else None, inputs)
     shown_inputs = None  # the choice matters only where layer 1 is part of what is shown
-    if has_layer and has_live_variant(ds, param) and involves_layer_1(layer):
+    if has_layer and has_live_variant(ds, param) and involves_layer_1(ds, layer):
         shown_inputs = "live" if inputs == "live" else "all"
     row_dim = dims[0]
     col_dim = dims[1] if len(dims) > 1 else ""
