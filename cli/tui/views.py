@@ -166,8 +166,8 @@ class RunView(VerticalScroll):
         self.query_one("#order-note", Static).update(Text(live_note(run, inputs), style="dim"))
         layer = int(run.layers[layer_index]) if run.layers.size else 0
         self.query_one("#hist-head", Static).update(
-            Text.from_markup(f"[b]histograms, layer {layer}[/b] of {run.layers.size} [dim](l/L): counts of all "
-                             f"connections, {run.replicas} replica(s)[/dim]"))
+            Text.from_markup(f"[b]histograms, layer {layer}[/b] of {run.layers.size} [dim](l/L): all connections, "
+                             f"{run.replicas} replica(s)[/dim]"))
         for n in HIST_NAMES:
             bars = self.query_one(f"#hist-{n}", Bars)
             if n in run.hist and run.layers.size:
