@@ -120,7 +120,8 @@ def scan_figure(entry_name: str, grid: Grid, *, stat: str = "mean"):
             ax.text(j, i, label, ha="center", va="center", fontsize=7, color=ink)
     what = "std over replicas" if stat == "spread" else "mean over replicas"
     layer = f", {layer_label(grid.layer)}" if grid.layer is not None else ""
-    live = ", layer 1 over live inputs" if grid.inputs == "live" else ""
+    live = " · layer 1 over live inputs" if grid.inputs == "live" and grid.layer != 1 else (
+        " over live inputs" if grid.inputs == "live" else "")
     ax.set_title(f"{entry_name}: {grid.param}{layer}{live} ({what})", fontsize=9)
     fig.colorbar(im, ax=ax)
     return fig
