@@ -8,7 +8,6 @@ the folder every few seconds and reloads the open entry only when its files chan
 
 from __future__ import annotations
 
-import string
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -17,7 +16,6 @@ from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ContentSwitcher, Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
@@ -26,106 +24,17 @@ from textual.worker import get_current_worker
 from mfphys.errors import MfphysError
 
 from .export import export_perturbation, export_run, export_runs_table, export_scan
+from .keys import APP_KEYS
 from .models.cache import CACHE
-from .models.format import middle_ellipsis, one_line
+from .models.format import one_line
 from .models.listing import Entry, filter_entries, find_baseline, list_entries
 from .models.run import PerturbationSummary, RunSummary, load_perturbation, load_run
 from .models.runs_table import NUMERIC, read_numbers, run_rows, sort_rows
 from .models.scan_grid import NETWORK, Grid, load_scan, overlay_status, scan_grid, scan_layers, scan_params
 from .screens import HelpScreen
+from .sidebar import EntryList, entry_prompt
 from .views import MessageView, PerturbationView, RunsTable, RunsTableView, RunView, ScanView
 from .widgets import Heatmap
-
-STATUS_STYLE = {"done": "green", "running": "yellow", "pending": "grey62", "failed": "red", "error": "bold red"}
-KIND_STYLE = {"run": "#5fafff", "scan": "#d787ff", "perturbation": "#87d787"}
-
-
-def entry_prompt(e: Entry, width: int = 42, marked: bool = False) -> Text:
-    """Two lines for the sidebar: the name; kind, status, dataset, architecture and date (or the error).
-
-    The name is the file's own (``mfphys train --name``) when it has one, else its path name,
-    shortened in the middle, where default names (dataset, architecture, mode, seed, time)
-    are alike, so that two runs of the same day stay apart. The second line is cut at the end.
-    A run marked for the curve overlay starts with a dot. An entry always takes two lines.
-    """
-    first = Text("● " if marked else "", style="bold #ff5f87")
-    first.append(middle_ellipsis(e.title, width - len(first.plain)), style="bold")
-    second = Text()
-    second.append(e.kind, style=KIND_STYLE.get(e.kind, "bold red"))
-    second.append(" ")
-    second.append(e.status_text, style=STATUS_STYLE.get(e.status, ""))
-    if e.error:
-        second.append(": " + e.error, style="red")
-    else:
-        for part in (f"{e.dataset} {e.architecture}".strip(), e.date[:10]):
-            if part:
-                second.append(" · " + part, style="dim")
-    for line in (first, second):
-        line.truncate(width, overflow="ellipsis")
-    return Text("\n").join([first, second])
-
-
-#: the app's keys. `/` is a priority binding: it acts as the app receives it, before the keys
-#: typed after it are passed on, and moves the focus to the filter box at once, so those keys
-#: reach the box and act as text, not as the keys below. The others act in the order typed with
-#: the keys that widgets handle (moving in the list or the runs table, then marking).
-APP_KEYS = [
-    Binding("q", "quit", "quit", tooltip="quit"),
-    Binding("question_mark", "help", "help", key_display="?", tooltip="this help screen"),
-    Binding("slash", "filter", "filter", key_display="/", priority=True,
-            tooltip="filter box (words match name, kind, status, dataset, architecture, date); "
-                    "while it has the focus, every letter is text"),
-    Binding("escape", "clear_filter", "clear filter", show=False, key_display="esc",
-            tooltip="clear the filter, from anywhere (the focus leaves the filter box for the list)"),
-    Binding("t", "table", "runs",
-            tooltip="runs table: every run with its settings and results (again: back to the view)"),
-    Binding("space", "mark", "mark", key_display="space",
-            tooltip="mark / unmark a run (table row, sidebar entry or the run shown) for the curve overlay"),
-    Binding("M", "clear_marks", "clear marks", show=False, tooltip="unmark every run"),
-    Binding("p", "cycle_param(1)", "param", tooltip="scan: next order parameter"),
-    Binding("P", "cycle_param(-1)", "param back", show=False, tooltip="scan: previous order parameter"),
-    Binding("l", "cycle_layer(1)", "layer", tooltip="scan, run: next layer (heatmap; histograms)"),
-    Binding("L", "cycle_layer(-1)", "layer back", show=False, tooltip="scan, run: previous layer"),
-    Binding("o", "toggle_output", "out/in",
-            tooltip="scan: count layers from the output (output layer, output-1 ...) or from the input"),
-    Binding("i", "toggle_inputs", "inputs",
-            tooltip="scan, run: layer 1 over the inputs that vary (the default) or over all inputs"),
-    Binding("v", "toggle_values", "values", tooltip="scan: show / hide the numbers in the heatmap cells"),
-    Binding("s", "toggle_spread", "spread",
-            tooltip="scan: mean vs std over replicas; run: mean curve vs every replica's curve "
-                    "(each view keeps its own choice, shown in its header)"),
-    Binding("e", "export", "export", tooltip="export the view's numbers (CSV) and plot (PNG)"),
-    Binding("r", "refresh", "refresh", show=False,  # the app refreshes by itself; ? lists it
-            tooltip="re-read the folder now (it also refreshes by itself)"),
-]
-
-
-#: letters and digits that start the filter when typed in the sidebar list (those that are no key)
-FILTER_STARTERS = [c for c in string.ascii_letters + string.digits if c not in {b.key for b in APP_KEYS}]
-
-
-class EntryList(OptionList):
-    """The sidebar list; a letter or digit that is not a key starts the filter with it.
-
-    These are priority bindings, which act as the app receives the key, and the focus moves to
-    the filter box at once (``Screen.set_focus``, not ``Widget.focus``, which waits for the next
-    turn of the event loop): keys typed quickly after the first are passed on to the focused
-    widget, which must be the box by then, not this list, where they would act as keys.
-    """
-
-    BINDINGS = [Binding(c, f"start_filter({c!r})", show=False, priority=True) for c in FILTER_STARTERS]
-
-    def action_start_filter(self, character: str) -> None:
-        box = self.app.query_one("#filter", Input)
-        self.screen.set_focus(box)
-        box.insert_text_at_cursor(character)
-
-    def on_key(self, event) -> None:
-        if event.key in ("up", "down", "pageup", "pagedown", "home", "end"):
-            self.app.leave_table()  # moving in the list means: show me that entry
-
-    def on_click(self) -> None:
-        self.app.leave_table()
 
 
 class MfphysTUI(App):

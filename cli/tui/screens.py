@@ -9,18 +9,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-#: where tab moves the focus, in order (shift+tab: backwards); the view is the one in the main pane
-TAB_ORDER = ("filter box", "sidebar list", "view (run or perturbation: scrolls; scan: heatmap; runs table)")
+from .keys import EXTRA_KEYS, TAB_ORDER
 
-#: keys handled by widgets rather than app bindings (sidebar list, filter box, heatmap, runs table)
-EXTRA_KEYS = (
-    ("up / down", "sidebar: previous / next entry (the view follows); runs table: previous / next row"),
-    ("letters, digits", "sidebar: start filtering with that character (those that are not keys above)"),
-    ("enter", "filter box: back to the list, keeping the filter; runs table: open the run under the cursor"),
-    ("arrows", "heatmap (click or tab to focus it): move the cell cursor; the cell's values show below"),
-    ("1 .. 9", "runs table: sort by column 1 .. 9 (again: the other way); a click on a header does the same"),
-    ("tab / shift+tab", "move the focus: " + " -> ".join(TAB_ORDER) + " -> filter box again"),
-)
 KEY_NAMES = {"question_mark": "?", "slash": "/", "escape": "esc"}
 
 

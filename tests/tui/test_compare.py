@@ -137,7 +137,7 @@ async def test_sidebar_names_tell_default_named_runs_apart(runs_dir, tmp_path):
 def test_entry_prompt_keeps_both_ends_of_a_long_name():
     from pathlib import Path
 
-    from mfphys.cli.tui.app import entry_prompt
+    from mfphys.cli.tui.sidebar import entry_prompt
     from mfphys.cli.tui.models.listing import Entry
 
     name = "mnist-784-100-100-10-gbp-seed0-20261127-042936"
