@@ -241,7 +241,12 @@ class MfphysTUI(App):
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self, event: Input.Submitted) -> None:
-        self.screen.set_focus(self.query_one("#entries", EntryList))
+        self._focus_list()
+
+    def _focus_list(self) -> None:
+        """Done with the filter box: back to the list, or to the runs table, which hides the list."""
+        target = self.query_one("#runs-table", RunsTable) if self.table_mode else self.query_one("#entries", EntryList)
+        self.screen.set_focus(target)
 
     @on(OptionList.OptionHighlighted, "#entries")
     def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -494,7 +499,7 @@ class MfphysTUI(App):
         box = self.query_one("#filter", Input)
         box.value = ""
         if self.focused is box:  # done with the filter: back to the list
-            self.screen.set_focus(self.query_one("#entries", EntryList))
+            self._focus_list()
 
     def action_table(self) -> None:
         if self.table_mode:

@@ -50,6 +50,12 @@ async def test_runs_table_lists_runs_and_sorts_by_key_and_by_header_click(runs_d
         await pilot.click("#runs-table", offset=(x, 0))
         await settle(app, pilot)
         assert app.sort == ("mode", True) and _table_names(app) == ["gbp", "bp"]
+        await pilot.press("slash", "g", "b", "enter")  # the filter applies to the table; enter: back to it
+        await settle(app, pilot)
+        assert _table_names(app) == ["gbp"] and isinstance(app.focused, RunsTable)
+        await pilot.press("slash", "escape")  # the list is hidden: escape also returns to the table
+        await settle(app, pilot)
+        assert _table_names(app) == ["gbp", "bp"] and isinstance(app.focused, RunsTable)
         await pilot.press("t")  # back to the run view
         assert app.view_kind == "run" and app.current.name == "gbp"
 
@@ -137,8 +143,8 @@ async def test_sidebar_names_tell_default_named_runs_apart(runs_dir, tmp_path):
 def test_entry_prompt_keeps_both_ends_of_a_long_name():
     from pathlib import Path
 
-    from mfphys.cli.tui.sidebar import entry_prompt
     from mfphys.cli.tui.models.listing import Entry
+    from mfphys.cli.tui.sidebar import entry_prompt
 
     name = "mnist-784-100-100-10-gbp-seed0-20261127-042936"
     first = entry_prompt(Entry(Path(name + ".nc"), name, "run", "done"), width=42).plain.splitlines()[0]
