@@ -333,7 +333,16 @@ class RunsTableView(Vertical):
 
     def show(self, rows: list[RunRow], *, column: str, reverse: bool, marked, filter_text: str = "",
              loading: bool = False) -> None:
-        """Fill the table with ``rows`` (already sorted by ``column``); ``marked``: paths of marked runs."""
+        """Fill the table with ``rows`` (already sorted by ``column``); ``marked``: paths of marked runs.
+
+        Nothing is redrawn when nothing shown changed (the live refresh calls this every few
+        seconds), so the cursor and the scroll position stay."""
+        marked = {str(p) for p in marked}
+        key = (tuple((str(r.path), *row_cells(r), r.error) for r in rows), frozenset(marked), column, reverse,
+               filter_text, loading)
+        if getattr(self, "_shown_key", None) == key:
+            return
+        self._shown_key = key
         head = Text("runs table", style="bold")
         what = f"  {len(rows)} run(s)" + (f" matching '{filter_text}'" if filter_text.strip() else "")
         head.append(what + f", sorted by {column} {'↓' if reverse else '↑'}", style="bold")
@@ -349,7 +358,6 @@ class RunsTableView(Vertical):
         for c in COLUMNS:
             label = c + ((" ↓" if reverse else " ↑") if c == column else "")
             table.add_column(Text(label, justify="right" if c in NUMERIC else "left"), key=c)
-        marked = {str(p) for p in marked}
         for r in rows:
             cells = [Text(v, justify="right") if c in NUMERIC else v for c, v in zip(COLUMNS, row_cells(r))]
             table.add_row("●" if str(r.path) in marked else "", *cells, key=str(r.path))

@@ -160,3 +160,19 @@ def test_command_opens_a_file_or_a_scan_folder_in_its_folder(runs_dir, kind):
     path = runs_dir / ("gbp.nc" if kind == "file" else "scan")
     assert resolve_target(path) == (runs_dir, path)
     assert resolve_target(runs_dir) == (runs_dir, None)
+
+
+@pilot_test
+async def test_the_live_refresh_keeps_the_runs_tables_cursor(runs_dir):
+    from mfphys.cli.tui.views import RunsTable
+
+    app = app_for(runs_dir, interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(app, pilot, "gbp")
+        await pilot.press("t")
+        await settle(app, pilot)
+        await pilot.press("down")
+        table = app.query_one("#runs-table", RunsTable)
+        assert table.cursor_row == 1
+        await pilot.pause(1.0)  # several refreshes: the folder is listed and the rows read again
+        assert table.cursor_row == 1 and app.view_kind == "table"
