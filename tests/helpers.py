@@ -309,3 +309,23 @@ def pilot_test(fn):
         return asyncio.run(fn(*args, **kwargs))
 
     return wrapper
+
+
+def press_fast(app, *keys: str) -> None:
+    """Queue ``keys`` (Textual key names: ``"a"``, ``"slash"``, ``"space"``, ``"down"``) all at once,
+    as a fast typist (or a paste) delivers them.
+
+    ``Pilot.press`` waits for the app to settle after each key, so it cannot show keys that
+    arrive before the app has acted on the previous one: this posts them without waiting.
+    """
+    from textual import events
+
+    chars = {"space": " ", "slash": "/", "question_mark": "?"}
+    for key in keys:
+        app.post_message(events.Key(key, chars.get(key, key if len(key) == 1 else None)))
+
+
+def type_fast(app, text: str) -> None:
+    """:func:`press_fast` of the characters of ``text``."""
+    names = {" ": "space", "/": "slash", "?": "question_mark"}
+    press_fast(app, *(names.get(ch, ch) for ch in text))

@@ -16,7 +16,6 @@ from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ContentSwitcher, Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
@@ -24,52 +23,18 @@ from textual.worker import get_current_worker
 
 from mfphys.errors import MfphysError
 
-from .export import export_perturbation, export_run, export_scan
+from .export import export_perturbation, export_run, export_runs_table, export_scan
+from .keys import APP_KEYS
 from .models.cache import CACHE
 from .models.format import one_line
 from .models.listing import Entry, filter_entries, find_baseline, list_entries
 from .models.run import PerturbationSummary, RunSummary, load_perturbation, load_run
-from .models.scan_grid import Grid, load_scan, overlay_status, scan_grid, scan_layers, scan_params
+from .models.runs_table import NUMERIC, read_numbers, run_rows, sort_rows
+from .models.scan_grid import NETWORK, Grid, load_scan, overlay_status, scan_grid, scan_layers, scan_params
 from .screens import HelpScreen
-from .views import MessageView, PerturbationView, RunView, ScanView
+from .sidebar import EntryList, entry_prompt
+from .views import MessageView, PerturbationView, RunsTable, RunsTableView, RunView, ScanView
 from .widgets import Heatmap
-
-STATUS_STYLE = {"done": "green", "running": "yellow", "pending": "grey62", "failed": "red", "error": "bold red"}
-KIND_STYLE = {"run": "#5fafff", "scan": "#d787ff", "perturbation": "#87d787"}
-
-
-def entry_prompt(e: Entry, width: int = 42) -> Text:
-    """Two lines for the sidebar: the name; kind, status, dataset, architecture and date (or the error).
-
-    Each line is cut to ``width`` with an ellipsis, so an entry always takes two lines.
-    """
-    first = Text(e.name, style="bold")
-    second = Text()
-    second.append(e.kind, style=KIND_STYLE.get(e.kind, "bold red"))
-    second.append(" ")
-    second.append(e.status_text, style=STATUS_STYLE.get(e.status, ""))
-    if e.error:
-        second.append(": " + e.error, style="red")
-    else:
-        for part in (f"{e.dataset} {e.architecture}".strip(), e.date[:10]):
-            if part:
-                second.append(" · " + part, style="dim")
-    for line in (first, second):
-        line.truncate(width, overflow="ellipsis")
-    return Text("\n").join([first, second])
-
-
-class EntryList(OptionList):
-    """The sidebar list; a letter or digit typed here starts the filter with it."""
-
-    def on_key(self, event) -> None:
-        ch = event.character
-        if ch and len(ch) == 1 and ch.isalnum() and event.key not in self.app.bound_keys:
-            box = self.app.query_one("#filter", Input)
-            box.focus()
-            box.insert_text_at_cursor(ch)
-            event.stop()
-            event.prevent_default()
 
 
 class MfphysTUI(App):
@@ -82,29 +47,21 @@ class MfphysTUI(App):
     #filter { margin: 0 0; }
     #entries { height: 1fr; border: none; }
     #entries > .option-list--option { padding: 0 0 0 1; }
-    #count { height: 1; color: $text-muted; padding: 0 1; }
+    #count { height: auto; max-height: 3; color: $text-muted; padding: 0 1; }
     #main { width: 1fr; }
+    /* the runs table takes the whole width: the filter box above it, the list hidden */
+    #body.-table { layout: vertical; }
+    #body.-table #sidebar { width: 1fr; height: auto; border-right: none; }
+    #body.-table #entries, #body.-table #count { display: none; }
+    #body.-table #main { height: 1fr; }
     """
-    BINDINGS = [
-        Binding("q", "quit", "quit", tooltip="quit"),
-        Binding("question_mark", "help", "help", key_display="?", tooltip="this help screen"),
-        Binding("slash", "filter", "filter", key_display="/",
-                tooltip="filter the sidebar (words match name, kind, status, dataset, architecture, date)"),
-        Binding("p", "cycle_param(1)", "param", tooltip="scan: next order parameter"),
-        Binding("P", "cycle_param(-1)", "param back", show=False, tooltip="scan: previous order parameter"),
-        Binding("l", "cycle_layer(1)", "layer", tooltip="scan, run: next layer (heatmap; histograms)"),
-        Binding("L", "cycle_layer(-1)", "layer back", show=False, tooltip="scan, run: previous layer"),
-        Binding("v", "toggle_values", "values", tooltip="scan: show / hide the numbers in the heatmap cells"),
-        Binding("s", "toggle_spread", "mean/spread",
-                tooltip="scan: mean vs std over replicas; run: mean curve vs every replica's curve"),
-        Binding("e", "export", "export", tooltip="export the view's numbers (CSV) and plot (PNG)"),
-        Binding("r", "refresh", "refresh", tooltip="re-read the folder now (it also refreshes by itself)"),
-    ]
+    BINDINGS = APP_KEYS
 
     def __init__(self, root: str | Path = "runs", *, export_dir: str | Path | None = None,
-                 interval: float = 2.5):
+                 interval: float = 2.5, select: str | Path | None = None):
         super().__init__()
         self.root = Path(root)
+        self.select = Path(select) if select is not None else None  # the entry to show first
         self.export_dir = Path(export_dir) if export_dir is not None else self.root
         self.interval = interval
         self.entries: list[Entry] = []
@@ -114,21 +71,29 @@ class MfphysTUI(App):
         self.param: str | None = None
         self.layer: int | str | None = None  # scan layer: a number or scan_grid.NETWORK
         self.layer_index = 0  # run histograms
-        self.stat = "mean"
+        # each view keeps its own mean/spread choice, and says which in its header
+        self.scan_stat = "mean"  # scan: "mean" or "spread" (std) over replicas
+        self.run_curves = "mean"  # run: "mean" curve or every replica's ("replicas")
+        self.inputs = "live"  # layer 1 over "live" inputs (docs/order-parameters.md) or "all"
+        self.from_output = False  # scan: layers counted from the output
         self.show_values = False
+        self.table_mode = False  # the main pane shows the runs table
+        self.sort: tuple[str, bool] = ("name", False)  # runs table: column, reversed
+        self.rows: list = []  # runs table rows (read in a worker)
+        self.marked: list[Path] = []  # runs marked for the curve overlay, in marking order
         self.last_export: list[Path] = []
         self._loading: Path | None = None  # the entry a worker is reading now
-        self.bound_keys = {b.key for b in self.BINDINGS}
         self.sub_title = f"{self.root.name or self.root}/"
 
     # --- layout ---------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal():
+        with Horizontal(id="body"):
             with Vertical(id="sidebar"):
-                yield Input(placeholder="/ filter (name, kind, status ...)", id="filter",
-                            select_on_focus=False)
+                # while it has the focus, the box owns every printable key (Textual's
+                # Input.check_consume_key), so no app key fires while a filter is typed, q included
+                yield Input(placeholder="/ filter (name, kind, status ...)", id="filter", select_on_focus=False)
                 yield EntryList(id="entries")
                 yield Static(id="count")
             with ContentSwitcher(initial="message", id="main"):
@@ -136,11 +101,12 @@ class MfphysTUI(App):
                 yield RunView(id="run")
                 yield ScanView(id="scan")
                 yield PerturbationView(id="perturbation")
+                yield RunsTableView(id="table")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#message", MessageView).show(Text("reading " + str(self.root) + " ...", style="dim"))
-        self.query_one("#entries", EntryList).focus()
+        self.screen.set_focus(self.query_one("#entries", EntryList))
         self.refresh_entries()
         if self.interval and self.interval > 0:
             self.set_interval(self.interval, self._tick)
@@ -164,6 +130,10 @@ class MfphysTUI(App):
 
     def _apply_entries(self, entries: list[Entry]) -> None:
         self.entries = entries
+        if self.select is not None:  # `mfphys tui FILE`: that entry first
+            want = self.select.resolve()
+            self.current = next((e for e in entries if e.path.resolve() == want), self.current)
+            self.select = None
         self._update_sidebar()
         if self.current is not None:
             now = next((e for e in entries if e.path == self.current.path), None)
@@ -178,6 +148,8 @@ class MfphysTUI(App):
                 f"No runs or scans in [b]{escape(str(self.root))}[/b] yet.\n\n"
                 "Make one with, e.g.\n  mfphys train --dataset teacher --layers 784,100,10 --epochs 5 "
                 f"--out {escape(str(self.root))}/demo.nc\nThis view refreshes by itself."))
+        if self.table_mode:
+            self.load_table()
 
     def _follow(self, entry: Entry) -> None:
         """Bring the main pane up to date with a new listing of the entry it shows (live refresh)."""
@@ -193,7 +165,7 @@ class MfphysTUI(App):
                 self.load_current()
             elif entry != shown:
                 self._draw(entry=entry)  # new running/pending marks, without reading the cells
-        elif entry != shown or self._baseline_changed(entry):
+        elif entry != shown or self._baseline_changed(entry) or self._overlays_changed(entry):
             self.load_current()
 
     def _baseline_changed(self, entry: Entry) -> bool:
@@ -202,6 +174,19 @@ class MfphysTUI(App):
             return False
         base = find_baseline(entry, self.entries)
         return self.loaded.baseline != (base.path, base.signature) if base else self.loaded.baseline is not None
+
+    def _overlay_entries(self, entry: Entry) -> list[Entry]:
+        """The marked runs to draw with ``entry``'s curves (not itself), in marking order."""
+        if entry.kind != "run" or entry.error:
+            return []
+        by_path = {e.path: e for e in self.entries}
+        return [by_path[p] for p in self.marked if p != entry.path and p in by_path and by_path[p].ok]
+
+    def _overlays_changed(self, entry: Entry) -> bool:
+        """Whether the marked runs, or their files, changed since the run view was drawn."""
+        if self.loaded is None or not isinstance(self.loaded.payload, RunSummary):
+            return False
+        return self.loaded.overlay_key != tuple((e.path, e.signature) for e in self._overlay_entries(entry))
 
     def scan_read_due(self, payload: ScanPayload) -> bool:
         """Whether a scan whose cells changed may be read again now.
@@ -212,42 +197,56 @@ class MfphysTUI(App):
         """
         return time.monotonic() - payload.loaded_at >= max(self.interval, 4 * payload.seconds)
 
-    def _update_sidebar(self) -> None:
+    def _update_sidebar(self, *, redraw: bool = False) -> None:
+        """Show the entries the filter lets through; ``redraw``: every line again (marks changed)."""
         box = self.query_one("#filter", Input)
         visible = filter_entries(self.entries, box.value)
         olist = self.query_one("#entries", EntryList)
+        marked = set(self.marked)
         ids = [str(e.path) for e in visible]
         if ids == [str(e.path) for e in self.shown_entries]:
             for old, new in zip(self.shown_entries, visible):
-                if old != new:  # in place: no flicker, cursor kept
-                    olist.replace_option_prompt(str(new.path), entry_prompt(new))
+                if redraw or old != new:  # in place: no flicker, cursor kept
+                    olist.replace_option_prompt(str(new.path), entry_prompt(new, marked=new.path in marked))
         else:
             keep = self.current.path if self.current is not None else None
-            olist.set_options(Option(entry_prompt(e), id=str(e.path)) for e in visible)
+            olist.set_options(Option(entry_prompt(e, marked=e.path in marked), id=str(e.path)) for e in visible)
             if visible:
                 idx = next((i for i, e in enumerate(visible) if e.path == keep), 0)
                 olist.highlighted = idx
         self.shown_entries = visible
+        self._update_count()
+
+    def _update_count(self) -> None:
+        """The line under the list: how many entries the filter lets through, and what the main
+        pane shows when that is not one of them (a filter matching nothing keeps the last view)."""
+        text = self.query_one("#filter", Input).value.strip()
+        count = f"{len(self.shown_entries)} of {len(self.entries)} entries"
+        if text:
+            count += f" match '{text}'"
         n_err = sum(1 for e in self.entries if e.error)
-        count = f"{len(visible)} of {len(self.entries)} entries"
         if n_err:
             count += f", {n_err} with errors"
+        if self.table_mode:
+            count += "; showing: runs table"
+        elif self.loaded is not None and self.loaded.entry.path not in {e.path for e in self.shown_entries}:
+            count += f"; showing: {self.loaded.entry.title}"
         self.query_one("#count", Static).update(count)
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self._update_sidebar()
+        if self.table_mode:
+            self._draw_table()
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self, event: Input.Submitted) -> None:
-        self.query_one("#entries", EntryList).focus()
+        self._focus_list()
 
-    def on_key(self, event) -> None:
-        box = self.query_one("#filter", Input)
-        if event.key == "escape" and self.focused is box:
-            box.value = ""
-            self.query_one("#entries", EntryList).focus()
-            event.stop()
+    def _focus_list(self) -> None:
+        """Done with the filter box: back to the list, or to the runs table, which hides the list."""
+        target = self.query_one("#runs-table", RunsTable) if self.table_mode else self.query_one("#entries", EntryList)
+        self.screen.set_focus(target)
 
     @on(OptionList.OptionHighlighted, "#entries")
     def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -255,6 +254,7 @@ class MfphysTUI(App):
         if entry is None:
             return
         self.current = entry
+        self.refresh_bindings()  # "mark" applies to runs only
         if self._loading == entry.path or (self.loaded is not None and self.loaded.entry.path == entry.path):
             self._follow(entry)  # already shown or being read: no new read unless it changed
             return
@@ -276,10 +276,10 @@ class MfphysTUI(App):
         """Read the highlighted entry in a worker thread; the view is drawn when it is done."""
         if self.current is not None:
             self._loading = self.current.path
-            self._load(self.current)
+            self._load(self.current, tuple(self._overlay_entries(self.current)))
 
     @work(thread=True, exclusive=True, group="load")
-    def _load(self, entry: Entry) -> None:
+    def _load(self, entry: Entry, overlay_entries: tuple = ()) -> None:
         base = find_baseline(entry, self.entries) if entry.kind == "run" and not entry.error else None
         try:
             payload = self._read(entry, base)
@@ -287,34 +287,106 @@ class MfphysTUI(App):
             payload = str(exc)
         except Exception as exc:
             payload = f"cannot read {entry.path}: {type(exc).__name__}: {one_line(exc)}"
+        overlays = []
+        if isinstance(payload, RunSummary):
+            for e in overlay_entries:
+                try:
+                    overlays.append((e.title, read_numbers(e.path)))
+                except MfphysError:  # a marked run that cannot be read is left out of the plot
+                    continue
+        key = tuple((e.path, e.signature) for e in overlay_entries)
         if not get_current_worker().is_cancelled:  # the user moved on to another entry
-            self.call_from_thread(self._loaded, entry, payload, (base.path, base.signature) if base else None)
+            self.call_from_thread(self._loaded, entry, payload, (base.path, base.signature) if base else None,
+                                  tuple(overlays), key)
 
     def _read(self, entry: Entry, base: Entry | None):
         if entry.error:
             return f"{entry.path}\n\n{entry.error}"
         if entry.kind == "run":
-            return load_run(entry.path, name=entry.name, baseline=base.path if base else None)
+            return load_run(entry.path, name=entry.title, baseline=base.path if base else None)
         if entry.kind == "scan":
             t0 = time.monotonic()
             ds = load_scan(entry.path)
             return ScanPayload(ds, entry.data_signature, time.monotonic(), time.monotonic() - t0)
         if entry.kind == "perturbation":
-            return load_perturbation(entry.path, name=entry.name)
+            return load_perturbation(entry.path, name=entry.title)
         return f"{entry.path}: nothing to show for kind {entry.kind!r}"
 
-    def _loaded(self, entry: Entry, payload, base_key=None) -> None:
+    def _loaded(self, entry: Entry, payload, base_key=None, overlays=(), overlay_key=()) -> None:
         if self._loading == entry.path:
             self._loading = None
         if self.current is None or entry.path != self.current.path:
             return  # the user moved on
-        self.loaded = Loaded(entry, payload, base_key)
+        self.loaded = Loaded(entry, payload, base_key, overlays, overlay_key)
         self._draw()
+
+    # --- the runs table -------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="table")
+    def load_table(self) -> None:
+        """Read every run's row (small variables only, cached per file version) in a worker thread."""
+        rows = run_rows(list(self.entries))
+        if not get_current_worker().is_cancelled:
+            self.call_from_thread(self._table_loaded, rows)
+
+    def _table_loaded(self, rows) -> None:
+        self.rows = rows
+        if self.table_mode:
+            self._draw_table()
+
+    def _draw_table(self, loading: bool = False) -> None:
+        """The runs table from the rows read so far: those the filter lets through, sorted."""
+        visible = {e.path for e in self.shown_entries}
+        column, reverse = self.sort
+        rows = sort_rows([r for r in self.rows if r.path in visible], column, reverse)
+        self.query_one("#table", RunsTableView).show(rows, column=column, reverse=reverse, marked=self.marked,
+                                                     filter_text=self.query_one("#filter", Input).value,
+                                                     loading=loading)
+
+    def leave_table(self) -> None:
+        """Back from the runs table to the view of the highlighted entry."""
+        if not self.table_mode:
+            return
+        self.table_mode = False
+        self.query_one("#body").remove_class("-table")
+        switcher = self.query_one("#main", ContentSwitcher)
+        if self.loaded is None:
+            switcher.current = "message"
+        self._draw()
+        self._update_count()
+        self.refresh_bindings()
+
+    @on(RunsTable.SortRequested)
+    def _sort_requested(self, event: RunsTable.SortRequested) -> None:
+        column, reverse = self.sort
+        if column == event.column:
+            self.sort = (column, not reverse)
+        else:  # numbers and dates: the largest and newest first; text: A to Z
+            self.sort = (event.column, event.column in NUMERIC or event.column == "date")
+        self._draw_table()
+
+    @on(RunsTable.RowSelected, "#runs-table")
+    def _open_row(self, event: RunsTable.RowSelected) -> None:
+        path = Path(event.row_key.value)
+        names = [e.path for e in self.shown_entries]
+        self.leave_table()
+        olist = self.query_one("#entries", EntryList)
+        self.screen.set_focus(olist)
+        if path in names:
+            olist.highlighted = names.index(path)
 
     # --- drawing --------------------------------------------------------------------------
 
     @property
     def view_kind(self) -> str | None:
+        """What the main pane shows: "table", "run", "scan", "perturbation", or None (a message)."""
+        if self.table_mode:
+            return "table"
+        return self.payload_kind
+
+    @property
+    def payload_kind(self) -> str | None:
+        """The kind of the loaded entry's view (whether or not the runs table covers it)."""
         if self.loaded is None or isinstance(self.loaded.payload, str):
             return None
         return {RunSummary: "run", ScanPayload: "scan", PerturbationSummary: "perturbation"}.get(
@@ -322,8 +394,10 @@ class MfphysTUI(App):
 
     def _show_message(self, text) -> None:
         self.query_one("#message", MessageView).show(text)
-        self.query_one("#main", ContentSwitcher).current = "message"
+        if not self.table_mode:
+            self.query_one("#main", ContentSwitcher).current = "message"
         self.loaded = None
+        self._update_count()
         self.refresh_bindings()
 
     def _draw(self, entry: Entry | None = None) -> None:
@@ -333,34 +407,41 @@ class MfphysTUI(App):
         if entry is not None:
             self.loaded = self.loaded._replace(entry=entry)
         try:
-            self._draw_payload(self.loaded.entry, self.loaded.payload)
+            view = self._draw_payload(self.loaded.entry, self.loaded.payload)
         except Exception as exc:
             self._show_message(Text(f"cannot show {self.loaded.entry.name}: {type(exc).__name__}: "
                                     f"{one_line(exc)}", style="red"))
+            return
+        if not self.table_mode:  # the runs table stays in front until `t` or a move in the list
+            self.query_one("#main", ContentSwitcher).current = view
+        self._update_count()
         self.refresh_bindings()
 
-    def _draw_payload(self, entry: Entry, payload) -> None:
-        switcher = self.query_one("#main", ContentSwitcher)
+    def _draw_payload(self, entry: Entry, payload) -> str:
+        """Draw ``payload`` into its view; returns the view's id."""
         if isinstance(payload, str):
             self.query_one("#message", MessageView).show(Text(payload, style="red"))
-            switcher.current = "message"
-        elif isinstance(payload, RunSummary):
+            return "message"
+        if isinstance(payload, RunSummary):
             self.layer_index = min(self.layer_index, max(payload.layers.size - 1, 0))
-            self.query_one("#run", RunView).show(entry, payload, layer_index=self.layer_index, stat=self.stat)
-            switcher.current = "run"
-        elif isinstance(payload, ScanPayload):
+            self.query_one("#run", RunView).show(entry, payload, layer_index=self.layer_index,
+                                                 curves=self.run_curves, inputs=self.inputs,
+                                                 overlays=self.loaded.overlays)
+            return "run"
+        if isinstance(payload, ScanPayload):
             grid = self.current_grid()
             if grid is None:
                 self.query_one("#message", MessageView).show(Text(f"{entry.name}: no parameter to show yet",
                                                                   style="yellow"))
-                switcher.current = "message"
-            else:
-                self.query_one("#scan", ScanView).show(entry, grid, params=payload.params, layers=payload.layers,
-                                                       stat=self.stat, show_values=self.show_values)
-                switcher.current = "scan"
-        elif isinstance(payload, PerturbationSummary):
+                return "message"
+            self.query_one("#scan", ScanView).show(entry, grid, params=payload.params,
+                                                   layers=payload.layers_for(self.from_output),
+                                                   stat=self.scan_stat, show_values=self.show_values)
+            return "scan"
+        if isinstance(payload, PerturbationSummary):
             self.query_one("#perturbation", PerturbationView).show(entry, payload)
-            switcher.current = "perturbation"
+            return "perturbation"
+        return "message"
 
     def current_grid(self) -> Grid | None:
         """The heatmap's numbers for the current parameter and layer (from the cached combined dataset)."""
@@ -371,14 +452,15 @@ class MfphysTUI(App):
             return None
         if self.param not in p.params:
             self.param = p.params[0]
-        if p.layers and self.layer not in p.layers:
-            self.layer = p.layers[0]
+        layers = p.layers_for(self.from_output)
+        if layers and self.layer not in layers:
+            self.layer = layers[0]
         entry = self.loaded.entry
-        key = (self.param, self.layer, entry.cell_status)
+        key = (self.param, self.layer, self.inputs, entry.cell_status)
         if key not in p.grids:
             overlay = overlay_status(p.ds, entry.cell_status) if entry.cell_status else None
-            p.grids = {k: v for k, v in p.grids.items() if k[2] == entry.cell_status}  # drop stale marks
-            p.grids[key] = scan_grid(p.ds, self.param, self.layer, overlay=overlay)
+            p.grids = {k: v for k, v in p.grids.items() if k[3] == entry.cell_status}  # drop stale marks
+            p.grids[key] = scan_grid(p.ds, self.param, self.layer, inputs=self.inputs, overlay=overlay)
         return p.grids[key]
 
     @on(Heatmap.CursorMoved)
@@ -390,20 +472,81 @@ class MfphysTUI(App):
     # --- actions --------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters) -> bool | None:
+        if len(self.screen_stack) > 1:
+            return False  # the help screen is up: its own keys (esc, q, ?) close it
         view = self.view_kind
-        if action in ("cycle_param", "toggle_values"):
+        if action in ("cycle_param", "toggle_values", "toggle_output"):
             return True if view == "scan" else None
-        if action in ("cycle_layer", "toggle_spread"):
+        if action in ("cycle_layer", "toggle_spread", "toggle_inputs"):
             return True if view in ("scan", "run") else None
         if action == "export":
             return True if view is not None else None
+        if action == "mark":
+            return True if self.table_mode or self._mark_target() is not None else None
+        if action == "clear_marks":
+            return True if self.marked else None
         return True
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.BINDINGS))
 
     def action_filter(self) -> None:
-        self.query_one("#filter", Input).focus()
+        # at once, not on the next turn of the event loop (Widget.focus): the keys typed after `/`
+        # are passed on to the focused widget as soon as the app reads them
+        self.screen.set_focus(self.query_one("#filter", Input))
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        if self.focused is box:  # done with the filter: back to the list
+            self._focus_list()
+
+    def action_table(self) -> None:
+        if self.table_mode:
+            focus_was_in_table = isinstance(self.focused, RunsTable)
+            self.leave_table()
+            if focus_was_in_table:
+                self.screen.set_focus(self.query_one("#entries", EntryList))
+            return
+        self.table_mode = True
+        self.query_one("#body").add_class("-table")
+        self.query_one("#main", ContentSwitcher).current = "table"
+        self._draw_table(loading=True)
+        self.screen.set_focus(self.query_one("#runs-table", RunsTable))
+        self._update_count()
+        self.refresh_bindings()
+        self.load_table()
+
+    def _mark_target(self) -> Path | None:
+        """The run that space marks: the runs table's row, else the highlighted sidebar entry."""
+        if self.table_mode:
+            path = self.query_one("#runs-table", RunsTable).cursor_path
+            return Path(path) if path is not None else None
+        if self.current is not None and self.current.kind == "run" and self.current.ok:
+            return self.current.path
+        return None
+
+    def action_mark(self) -> None:
+        path = self._mark_target()
+        if path is None:
+            return
+        if path in self.marked:
+            self.marked.remove(path)
+        else:
+            self.marked.append(path)
+        self._marks_changed()
+
+    def action_clear_marks(self) -> None:
+        self.marked.clear()
+        self._marks_changed()
+
+    def _marks_changed(self) -> None:
+        self._update_sidebar(redraw=True)
+        if self.table_mode:
+            self._draw_table()
+        if self.payload_kind == "run":
+            self.load_current()  # the overlay: curves of marked runs (cached reads)
+        self.refresh_bindings()
 
     def action_cycle_param(self, step: int) -> None:
         if self.view_kind != "scan":
@@ -416,7 +559,7 @@ class MfphysTUI(App):
     def action_cycle_layer(self, step: int) -> None:
         kind = self.view_kind
         if kind == "scan":
-            layers = self.loaded.payload.layers
+            layers = self.loaded.payload.layers_for(self.from_output)
             if layers:
                 i = layers.index(self.layer) if self.layer in layers else 0
                 self.layer = layers[(i + step) % len(layers)]
@@ -425,12 +568,25 @@ class MfphysTUI(App):
             self.layer_index = (self.layer_index + step) % n
         self._draw()
 
+    def action_toggle_output(self) -> None:
+        self.from_output = not self.from_output
+        if self.layer != NETWORK:
+            self.layer = None  # the first of the other count: layer 1, or the output layer
+        self._draw()
+
+    def action_toggle_inputs(self) -> None:
+        self.inputs = "all" if self.inputs == "live" else "live"
+        self._draw()
+
     def action_toggle_values(self) -> None:
         self.show_values = not self.show_values
         self._draw()
 
     def action_toggle_spread(self) -> None:
-        self.stat = "spread" if self.stat == "mean" else "mean"
+        if self.view_kind == "scan":
+            self.scan_stat = "spread" if self.scan_stat == "mean" else "mean"
+        elif self.view_kind == "run":
+            self.run_curves = "replicas" if self.run_curves == "mean" else "mean"
         self._draw()
 
     def action_refresh(self) -> None:
@@ -440,15 +596,22 @@ class MfphysTUI(App):
             self.load_current()
 
     def action_export(self) -> None:
-        if self.view_kind is None:
+        kind = self.view_kind
+        if kind is None:
             return
-        entry, payload = self.loaded.entry, self.loaded.payload
-        if isinstance(payload, ScanPayload):
-            job = ("scan", entry.name, self.current_grid(), self.stat)
-        elif isinstance(payload, RunSummary):
-            job = ("run", entry.name, payload, self.layer_index)
+        if kind == "table":
+            column, reverse = self.sort
+            visible = {e.path for e in self.shown_entries}
+            rows = sort_rows([r for r in self.rows if r.path in visible], column, reverse)
+            job = ("table", self.root.resolve().name or "runs", rows, None)
         else:
-            job = ("perturbation", entry.name, payload, None)
+            entry, payload = self.loaded.entry, self.loaded.payload
+            if isinstance(payload, ScanPayload):
+                job = ("scan", entry.name, self.current_grid(), self.scan_stat)
+            elif isinstance(payload, RunSummary):
+                job = ("run", entry.name, payload, (self.layer_index, self.loaded.overlays))
+            else:
+                job = ("perturbation", entry.name, payload, None)
         self.export_view(job)
 
     @work(thread=True, exclusive=True, group="export")
@@ -458,7 +621,9 @@ class MfphysTUI(App):
             if kind == "scan":
                 paths = export_scan(name, what, self.export_dir, stat=extra)
             elif kind == "run":
-                paths = export_run(name, what, extra, self.export_dir)
+                paths = export_run(name, what, extra[0], self.export_dir, overlays=extra[1])
+            elif kind == "table":
+                paths = export_runs_table(name, what, self.export_dir)
             else:
                 paths = export_perturbation(name, what, self.export_dir)
         except Exception as exc:
@@ -470,11 +635,14 @@ class MfphysTUI(App):
 
 class Loaded(NamedTuple):
     """What the main pane shows: the entry as listed, what was read (a RunSummary, ScanPayload,
-    PerturbationSummary, or an error text) and, for a run, its BP baseline's (path, signature)."""
+    PerturbationSummary, or an error text); for a run, its BP baseline's (path, signature), and
+    the marked runs drawn with it: ``(name, RunNumbers)`` and their ((path, signature), ...)."""
 
     entry: Entry
     payload: object
     baseline: tuple | None = None
+    overlays: tuple = ()
+    overlay_key: tuple = ()
 
 
 class ScanPayload:
@@ -491,4 +659,9 @@ class ScanPayload:
         self.seconds = seconds
         self.params = scan_params(ds)
         self.layers = scan_layers(ds)
+        self._from_output = scan_layers(ds, from_output=True)
         self.grids: dict = {}
+
+    def layers_for(self, from_output: bool) -> list:
+        """The layer choices, counted from the input (1, 2, ...) or from the output (-1, -2, ...)."""
+        return self._from_output if from_output else self.layers

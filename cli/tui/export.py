@@ -22,16 +22,18 @@ from mfphys import store
 from .models.format import mean_sem_rows, plain
 from .models.run import (
     HIST_NAMES,
-    ORDER_COLUMNS,
+    SHOWN_ORDER,
     PerturbationSummary,
     RunSummary,
     curve_stats,
     error_stats,
+    has_live,
     hist_counts,
     order_stats,
     perturbation_table,
 )
-from .models.scan_grid import Grid, grid_table
+from .models.runs_table import COLUMNS
+from .models.scan_grid import Grid, grid_table, layer_label
 
 
 def safe_name(name: str) -> str:
@@ -85,20 +87,26 @@ def _figure(ncols: int, size):
 # --- scan --------------------------------------------------------------------------------------
 
 
+def _layer_part(layer) -> str:
+    if layer is None:
+        return ""
+    if isinstance(layer, (int, np.integer)) and layer < 0:  # counted from the output
+        return "-layerout" if layer == -1 else f"-layerout{layer + 1}"
+    return f"-layer{layer}"
+
+
 def scan_stem(entry_name: str, grid: Grid) -> str:
-    layer = f"-layer{grid.layer}" if grid.layer is not None else ""
-    return f"{safe_name(entry_name)}-scan-{grid.param}{layer}"
+    """``<entry>-scan-<param>-layer<l>``, ending ``-live`` when layer 1 counts live inputs only."""
+    live = "-live" if grid.inputs == "live" else ""
+    return f"{safe_name(entry_name)}-scan-{grid.param}{_layer_part(grid.layer)}{live}"
 
 
-def export_scan(entry_name: str, grid: Grid, folder: Path, *, stat: str = "mean") -> list[Path]:
-    """CSV of every cell (status, mean, std, sem, each replica) and a PNG heatmap of the shown statistic."""
-    folder = Path(folder)
-    stem = scan_stem(entry_name, grid)
-    header, rows = grid_table(grid)
-    out = [write_csv(folder / f"{stem}.csv", header, rows)]
+def scan_figure(entry_name: str, grid: Grid, *, stat: str = "mean"):
+    """The heatmap as a matplotlib Figure, laid out as the TUI draws it: the first row (depth 1) at
+    the top, the first column at the left."""
     fig, (ax,) = _figure(1, (1.2 + 0.9 * len(grid.cols), 1.0 + 0.6 * len(grid.rows)))
     shown = grid.shown(stat)
-    im = ax.imshow(np.ma.masked_invalid(shown), origin="lower", aspect="auto", cmap="viridis")
+    im = ax.imshow(np.ma.masked_invalid(shown), origin="upper", aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(grid.cols)), [str(plain(c)) for c in grid.cols])
     ax.set_yticks(range(len(grid.rows)), [str(plain(r)) for r in grid.rows])
     ax.set_xlabel(grid.col_dim or "")
@@ -111,40 +119,72 @@ def export_scan(entry_name: str, grid: Grid, folder: Path, *, stat: str = "mean"
             ink = "k" if np.isfinite(v) and im.norm(v) > 0.6 else "w"  # dark text on the bright end
             ax.text(j, i, label, ha="center", va="center", fontsize=7, color=ink)
     what = "std over replicas" if stat == "spread" else "mean over replicas"
-    layer = f", layer {grid.layer}" if grid.layer is not None else ""
-    ax.set_title(f"{entry_name}: {grid.param}{layer} ({what})", fontsize=9)
+    layer = f", {layer_label(grid.layer)}" if grid.layer is not None else ""
+    live = " · layer 1 over live inputs" if grid.inputs == "live" and grid.layer != 1 else (
+        " over live inputs" if grid.inputs == "live" else "")
+    ax.set_title(f"{entry_name}: {grid.param}{layer}{live} ({what})", fontsize=9)
     fig.colorbar(im, ax=ax)
-    out.append(write_png(folder / f"{stem}.png", fig))
+    return fig
+
+
+def export_scan(entry_name: str, grid: Grid, folder: Path, *, stat: str = "mean") -> list[Path]:
+    """CSV of every cell (status, mean, std, sem, each replica) and a PNG heatmap of the shown statistic."""
+    folder = Path(folder)
+    stem = scan_stem(entry_name, grid)
+    header, rows = grid_table(grid)
+    out = [write_csv(folder / f"{stem}.csv", header, rows)]
+    out.append(write_png(folder / f"{stem}.png", scan_figure(entry_name, grid, stat=stat)))
     return out
 
 
 # --- run ---------------------------------------------------------------------------------------
 
 
-def curves_table(run: RunSummary) -> tuple[list[str], list[list]]:
-    """Per epoch: mean and sem of each curve, every replica's value, and the BP baseline's means."""
+def _aligned(epoch: np.ndarray, other_epoch: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` (per ``other_epoch``) at the epochs of ``epoch``, NaN where it has none."""
+    out = np.full(epoch.size, np.nan)
+    for i, ep in enumerate(other_epoch):
+        hit = np.flatnonzero(epoch == ep)
+        if hit.size:
+            out[hit[0]] = values[i]
+    return out
+
+
+def curves_table(run: RunSummary, overlays=()) -> tuple[list[str], list[list]]:
+    """Per epoch: mean and sem of each curve, every replica's value, the BP baseline's means and
+    those of the overlaid runs (``overlays``: ``(name, RunNumbers)``, columns ``<name>:<curve>_mean``)."""
     header, cols = ["epoch"], [run.epoch.astype(float)]
     for k, v in run.curves.items():
         m, e = curve_stats(v)
         header += [f"{k}_mean", f"{k}_sem", *(f"{k}_r{r}" for r in range(v.shape[0]))]
         cols += [m, e, *v]
+    overlaid = {name for name, _ in overlays}
     for k, v in run.baseline.items():
+        if run.baseline_name in overlaid:  # as in the plot: the marked run's columns hold it
+            break
         m, _ = curve_stats(v)
-        aligned = np.full(run.epoch.size, np.nan)
-        for i, ep in enumerate(run.baseline_epoch):
-            hit = np.flatnonzero(run.epoch == ep)
-            if hit.size:
-                aligned[hit[0]] = m[i]
         header.append(f"bp_{k}_mean")
-        cols.append(aligned)
+        cols.append(_aligned(run.epoch, run.baseline_epoch, m))
+    for name, numbers in overlays:
+        for k, v in numbers.curves.items():
+            m, _ = curve_stats(v)
+            header.append(f"{name}:{k}_mean")
+            cols.append(_aligned(run.epoch, numbers.epoch, m))
     rows = [[int(run.epoch[i])] + [c[i] for c in cols[1:]] for i in range(run.epoch.size)]
     return header, rows
 
 
 def order_table(run: RunSummary) -> tuple[list[str], list[list]]:
-    cols = [c for c in ORDER_COLUMNS if c in run.order]
-    header = ["layer"] + [f"{c}_{s}" for c in cols for s in ("mean", "sem")]
-    return header, mean_sem_rows([int(l) for l in run.layers], [order_stats(run, c) for c in cols])
+    """One row per layer over all inputs, and layer 1 again over live inputs when the file has
+    them (``inputs`` column, as ``mfphys order --csv``); ``frac_uip`` is ``sparsity``'s set."""
+    cols = [c for c in SHOWN_ORDER if c in run.order]
+    header = ["layer", "inputs"] + [f"{c}_{s}" for c in cols for s in ("mean", "sem")]
+    rows = [[int(l), "all"] + r[1:] for l, r in zip(run.layers, mean_sem_rows(
+        list(run.layers), [order_stats(run, c, "all") for c in cols]))]
+    if has_live(run) and run.layers.size:
+        live = mean_sem_rows([1], [tuple(x[:1] for x in order_stats(run, c, "live")) for c in cols])[0]
+        rows.insert(1, [1, "live"] + live[1:])
+    return header, rows
 
 
 def hist_table(run: RunSummary, layer_index: int) -> tuple[list[str], list[list]]:
@@ -162,20 +202,24 @@ def hist_table(run: RunSummary, layer_index: int) -> tuple[list[str], list[list]
     return header, rows
 
 
-def export_run(entry_name: str, run: RunSummary, layer_index: int, folder: Path) -> list[Path]:
-    """Curves, per-layer order parameters and one layer's histograms: CSVs, and PNGs of the plots."""
+def export_run(entry_name: str, run: RunSummary, layer_index: int, folder: Path, overlays=()) -> list[Path]:
+    """Curves (with those of the overlaid runs), per-layer order parameters and one layer's
+    histograms: CSVs, and PNGs of the plots."""
     folder = Path(folder)
     base = f"{safe_name(entry_name)}-run"
     layer = int(run.layers[layer_index]) if run.layers.size else 0
-    out = [write_csv(folder / f"{base}-curves.csv", *curves_table(run)),
+    out = [write_csv(folder / f"{base}-curves.csv", *curves_table(run, overlays)),
            write_csv(folder / f"{base}-order.csv", *order_table(run))]
     fig, axes = _figure(2, (9, 3.2))
     for ax, k, label in zip(axes, ("train_loss", "test_acc"), ("train loss (nats)", "test accuracy")):
         m, e = curve_stats(run.curves[k])
         ax.errorbar(run.epoch, m, yerr=e, label=f"{run.mode or 'run'} (mean ± sem, {run.replicas} replicas)")
-        if k in run.baseline:
+        if k in run.baseline and run.baseline_name not in {n for n, _ in overlays}:
             bm, be = curve_stats(run.baseline[k])
             ax.errorbar(run.baseline_epoch, bm, yerr=be, label="BP baseline")
+        for name, numbers in overlays:
+            om, oe = curve_stats(numbers.curves[k])
+            ax.errorbar(numbers.epoch, om, yerr=oe, label=name)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
@@ -212,3 +256,14 @@ def export_perturbation(entry_name: str, p: PerturbationSummary, folder: Path) -
     ax.set_title(entry_name, fontsize=9)
     out.append(write_png(folder / f"{stem}.png", fig))
     return out
+
+
+# --- runs table --------------------------------------------------------------------------------
+
+
+def export_runs_table(folder_name: str, rows, folder: Path) -> list[Path]:
+    """The runs table as shown (its rows, in its order) as ``<folder>-runs.csv``: full numbers."""
+    header = ["path", *COLUMNS[:5], "accuracy", "sparsity", "vip", "date", "error"]
+    table = [[str(r.path), r.name, r.dataset, r.architecture, r.mode, r.epochs, r.accuracy, r.sparsity, r.vip,
+              r.date, r.error] for r in rows]
+    return [write_csv(Path(folder) / f"{safe_name(folder_name)}-runs.csv", header, table)]

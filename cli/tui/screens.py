@@ -9,14 +9,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-#: keys handled by widgets rather than app bindings (sidebar list, heatmap, filter box)
-EXTRA_KEYS = (
-    ("up / down", "sidebar: previous / next entry (the view follows)"),
-    ("letters, digits", "sidebar: start filtering with that character"),
-    ("enter / escape", "filter box: back to the list (escape also clears the filter)"),
-    ("arrows", "heatmap (click or tab to focus it): move the cell cursor; the cell's values show below"),
-    ("tab / shift+tab", "move the focus between sidebar, filter and view"),
-)
+from .keys import EXTRA_KEYS, TAB_ORDER
 
 KEY_NAMES = {"question_mark": "?", "slash": "/", "escape": "esc"}
 
@@ -36,8 +29,8 @@ class HelpScreen(ModalScreen):
 
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 90; height: auto; max-height: 90%; border: round $primary;
-                                  background: $surface; padding: 0 1; }
+    HelpScreen > VerticalScroll { width: 112; max-width: 96%; height: auto; max-height: 96%;
+                                  border: round $primary; background: $surface; padding: 0 1; }
     """
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close help", show=False)]
 
@@ -52,5 +45,7 @@ class HelpScreen(ModalScreen):
         for k, what in self.rows:
             table.add_row(k, what)
         with VerticalScroll():
+            yield Static(f"[b]tab order:[/b] {' -> '.join(TAB_ORDER)} -> filter box again (shift+tab: back)",
+                         id="help-tab-order")
             yield Static(table, id="help-table")
             yield Static("[dim]esc, q or ? closes this screen[/dim]")

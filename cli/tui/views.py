@@ -8,28 +8,59 @@ does not flicker.
 
 from __future__ import annotations
 
+import numpy as np
 from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from mfphys.stats import format_stat, replica_stats
 
-from .models.format import plain, short
+from .models.format import middle_ellipsis, plain, short
 from .models.listing import Entry
-from .models.run import HIST_NAMES, PerturbationSummary, RunSummary, curve_stats, hist_counts, layer_table
-from .models.scan_grid import NETWORK, Grid
+from .models.run import (
+    HIST_NAMES,
+    PerturbationSummary,
+    RunSummary,
+    curve_stats,
+    hist_counts,
+    layer_table,
+    live_note,
+)
+from .models.runs_table import COLUMNS, NUMERIC, RunRow, row_cells
+from .models.scan_grid import NETWORK, Grid, layer_label
 from .widgets import Bars, Heatmap, LinePlot, Series
 
 RUN_COLOUR = "#5fafff"
 BP_COLOUR = "#ffaf00"
 VARIABLE_COLOUR = "#87d787"
+#: colours of overlaid runs (after the shown run's blue and the BP baseline's orange)
+OVERLAY_COLOURS = ("#ff5f87", "#87d787", "#d787ff", "#5fd7d7", "#d7d75f", "#ff8700", "#afafaf")
+LEGEND_WIDTH = 24  # a run's name in a plot's legend, cut in the middle beyond this
 
 
 def entry_line(entry: Entry) -> str:
     parts = [entry.kind, entry.mode, entry.dataset, entry.architecture, entry.date]
     return " · ".join(escape(p) for p in parts if p)
+
+
+def entry_heading(entry: Entry) -> Text:
+    """The entry's name in bold (its own name and, if that differs, the file's), then what it is."""
+    head = Text(entry.title, style="bold")
+    if entry.label and entry.label != entry.name:
+        head.append(f" ({entry.name})", style="dim")
+    head.append("  ")
+    head.append_text(Text.from_markup(entry_line(entry)))
+    return head
+
+
+def _static_table(table: DataTable) -> DataTable:
+    # a table that only shows numbers takes no focus: tab goes sidebar -> view -> filter
+    table.can_focus = False
+    return table
 
 
 def _fill_table(table: DataTable, header, rows) -> None:
@@ -65,7 +96,8 @@ class RunView(VerticalScroll):
     RunView { padding: 0 1; }
     RunView #run-head { height: auto; margin-bottom: 1; }
     RunView #run-curves { height: 11; }
-    RunView #run-order { height: auto; max-height: 12; margin: 1 0; }
+    RunView #run-order { height: auto; max-height: 12; margin: 1 0 0 0; }
+    RunView #order-note { height: auto; margin-bottom: 1; }
     RunView #run-hists { height: 8; }
     """
 
@@ -74,17 +106,25 @@ class RunView(VerticalScroll):
         with Horizontal(id="run-curves"):
             yield LinePlot(id="plot-loss")
             yield LinePlot(id="plot-acc")
-        yield DataTable(id="run-order", show_cursor=False, zebra_stripes=True)
+        yield _static_table(DataTable(id="run-order", show_cursor=False, zebra_stripes=True))
+        yield Static(id="order-note")
         yield Static(id="hist-head")
         with Horizontal(id="run-hists"):
             yield Bars(id="hist-pi", colour="#d7875f")
             yield Bars(id="hist-m", colour="#5fafff")
             yield Bars(id="hist-xi", colour="#87d787")
 
-    def show(self, entry: Entry, run: RunSummary, *, layer_index: int, stat: str) -> None:
-        head = Text.from_markup(f"[b]{escape(run.name)}[/b]  {entry_line(entry)}\n")
+    def show(self, entry: Entry, run: RunSummary, *, layer_index: int, curves: str = "mean",
+             inputs: str = "live", overlays=()) -> None:
+        """Draw ``run``; ``curves``: "mean" over replicas or every replica's curve ("replicas");
+        ``inputs``: layer 1 of the order table over "live" or "all" inputs; ``overlays``:
+        ``(name, RunNumbers)`` of marked runs, drawn with the run's own curves."""
+        head = entry_heading(entry)
+        head.append("\n")
         head.append(f"{run.replicas} replica(s), {run.epoch.size} epochs", style="dim")
-        if run.baseline_name:
+        overlay_names = {name for name, _ in overlays}
+        show_baseline = bool(run.baseline) and run.baseline_name not in overlay_names
+        if run.baseline_name and show_baseline:
             head.append("   BP baseline: ", style=BP_COLOUR)
             head.append(run.baseline_name)
         head.append("\ntest acc ")
@@ -94,21 +134,40 @@ class RunView(VerticalScroll):
             head.append(" · ")
             head.append(format_stat(run.final["test_acc_sampled"]), style="bold")
             head.append(" sampled")
+        spread = curves == "replicas"
+        head.append("\ncurves: ", style="dim")
+        head.append("every replica" if spread else "mean over replicas", style="bold")
+        head.append("  (s: " + ("mean" if spread else "every replica") + ")", style="dim")
+        if overlays:
+            head.append("\noverlay: ", style="dim")
+            names = [entry.title] + [name for name, _ in overlays]
+            for name, colour in zip(names, (RUN_COLOUR,) + OVERLAY_COLOURS * 4):
+                head.append("━ " + name, style=colour)
+                head.append("  ")
+            head.append("(space marks, M clears)", style="dim")
         self.query_one("#run-head", Static).update(head)
-        spread = stat == "spread"
+        own = "gbp" if run.mode != "bp" else "bp"
+        if overlays:  # several runs: each series is named after its run
+            own = middle_ellipsis(entry.title, LEGEND_WIDTH)
         for wid, key, title in (("#plot-loss", "train_loss", "train loss"), ("#plot-acc", "test_acc", "test acc")):
-            series = self._series(run.epoch, run.curves[key], "gbp" if run.mode != "bp" else "bp",
-                                  RUN_COLOUR if run.mode != "bp" else BP_COLOUR, spread)
-            if key in run.baseline:
+            series = self._series(run.epoch, run.curves[key], own,
+                                  RUN_COLOUR if run.mode != "bp" or overlays else BP_COLOUR, spread)
+            if key in run.baseline and show_baseline:
                 series += self._series(run.baseline_epoch, run.baseline[key], "BP", BP_COLOUR, spread)
+            for (name, numbers), colour in zip(overlays, OVERLAY_COLOURS * 4):
+                series += self._series(numbers.epoch, numbers.curves[key], middle_ellipsis(name, LEGEND_WIDTH),
+                                       colour, spread)
             what = "replicas" if spread else "mean"
-            self.query_one(wid, LinePlot).plot(series, title=f"{title} ({what})", xlabel="epoch")
-        header, rows = layer_table(run)
+            # with runs overlaid the legend is the header's "overlay:" line (names too long for a title)
+            self.query_one(wid, LinePlot).plot(series, title=f"{title} ({what})", xlabel="epoch",
+                                               legend=not overlays)
+        header, rows = layer_table(run, inputs)
         _fill_table(self.query_one("#run-order", DataTable), header, rows)
+        self.query_one("#order-note", Static).update(Text(live_note(run, inputs), style="dim"))
         layer = int(run.layers[layer_index]) if run.layers.size else 0
         self.query_one("#hist-head", Static).update(
-            Text.from_markup(f"[b]histograms, layer {layer}[/b] [dim](of {run.layers.size}; l/L to change; "
-                             f"counts over {run.replicas} replica(s))[/dim]"))
+            Text.from_markup(f"[b]histograms, layer {layer}[/b] of {run.layers.size} [dim](l/L): all connections, "
+                             f"{run.replicas} replica(s)[/dim]"))
         for n in HIST_NAMES:
             bars = self.query_one(f"#hist-{n}", Bars)
             if n in run.hist and run.layers.size:
@@ -141,19 +200,19 @@ class ScanView(Vertical):
 
     def show(self, entry: Entry, grid: Grid, *, params: list[str], layers: list[int], stat: str,
              show_values: bool) -> None:
-        head = Text.from_markup(f"[b]{escape(entry.name)}[/b]  {entry_line(entry)}\n")
-        head.append(entry.status_text + "\n", style="dim")
+        head = entry_heading(entry)
+        head.append("\n" + entry.status_text + "\n", style="dim")
         head.append(grid.param, style="bold reverse")
         head.append(f" ({params.index(grid.param) + 1}/{len(params)})  ", style="dim")
         if grid.layer is None:
             head.append("not per layer", style="bold")
         else:
-            head.append("whole network" if grid.layer == NETWORK else f"layer {grid.layer}", style="bold reverse")
+            head.append(layer_label(grid.layer), style="bold reverse")
             head.append(f" ({layers.index(grid.layer) + 1}/{len(layers)})", style="dim")
         head.append("  " + ("std over replicas" if stat == "spread" else "mean over replicas"), style="bold")
         head.append("  values " + ("on" if show_values else "off"), style="dim")
-        if grid.reduced:
-            head.append(f"\naveraged over {', '.join(grid.reduced)}", style="dim")
+        for line in scan_notes(grid):
+            head.append("\n" + line, style="dim")
         self.query_one("#scan-head", Static).update(head)
         heatmap = self.query_one(Heatmap)
         heatmap.show(grid, stat=stat, show_values=show_values)
@@ -179,6 +238,24 @@ class ScanView(Vertical):
         self.query_one("#scan-cell", Static).update(text)
 
 
+def scan_notes(grid: Grid) -> list[str]:
+    """What the heatmap's numbers are, beyond the parameter's name: layers, inputs, averages."""
+    notes = []
+    if grid.layer == NETWORK:
+        notes.append("whole network: mean over each cell's layers, weighted by connections")
+    elif isinstance(grid.layer, (int, np.integer)) and grid.layer < 0:
+        notes.append("layers from the output, at each cell's own depth (o: from the input)")
+    elif grid.layer is not None:
+        notes.append("layers from the input: the output is layer depth + 1 (o: from it)")
+    if grid.inputs == "live":
+        notes.append("layer 1 over the inputs that vary in the training set (i: all inputs)")
+    elif grid.inputs == "all":
+        notes.append("layer 1 over all inputs, constant ones included (i: live inputs only)")
+    if grid.reduced:
+        notes.append(f"averaged over {', '.join(grid.reduced)}")
+    return notes
+
+
 class PerturbationView(VerticalScroll):
     """Test error vs the fraction of very important (or, as a control, variable) connections removed."""
 
@@ -192,10 +269,11 @@ class PerturbationView(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static(id="pert-head")
         yield LinePlot(id="pert-plot")
-        yield DataTable(id="pert-table", show_cursor=False, zebra_stripes=True)
+        yield _static_table(DataTable(id="pert-table", show_cursor=False, zebra_stripes=True))
 
     def show(self, entry: Entry, p: PerturbationSummary) -> None:
-        head = Text.from_markup(f"[b]{escape(p.name)}[/b]  {entry_line(entry)}\n")
+        head = entry_heading(entry)
+        head.append("\n")
         head.append("  ".join(f"{k} {v}" for k, v in p.attrs.items() if k != "created"), style="dim")
         self.query_one("#pert-head", Static).update(head)
         colours = {"error_vip": RUN_COLOUR, "error_variable": VARIABLE_COLOUR}
@@ -206,3 +284,90 @@ class PerturbationView(VerticalScroll):
         names = list(p.errors)
         text_rows = [[short(f, 6)] + [format_stat(v[i]) for v in p.errors.values()] for i, f in enumerate(p.fraction)]
         _fill_table(self.query_one("#pert-table", DataTable), ["fraction", *names], text_rows)
+
+
+class RunsTable(DataTable):
+    """The runs table's grid: one row per run; the digits 1-9 sort by a column (again: the other way)."""
+
+    BINDINGS = [Binding(str(i), f"sort({i - 1})", f"sort by {c}", show=False) for i, c in enumerate(COLUMNS, 1)]
+
+    class SortRequested(Message):
+        """A column was chosen for sorting (a digit key or a click on its header)."""
+
+        def __init__(self, column: str):
+            super().__init__()
+            self.column = column
+
+    def action_sort(self, index: int) -> None:
+        if 0 <= index < len(COLUMNS):
+            self.post_message(self.SortRequested(COLUMNS[index]))
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        index = event.column_index - 1  # column 0 holds the marks
+        if 0 <= index < len(COLUMNS):
+            self.post_message(self.SortRequested(COLUMNS[index]))
+
+    @property
+    def cursor_path(self) -> str | None:
+        """The path (row key) of the row under the cursor, or None for an empty table."""
+        if self.row_count == 0:
+            return None
+        return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+
+
+class RunsTableView(Vertical):
+    """Every run of the folder (those the filter lets through) with its settings and results."""
+
+    DEFAULT_CSS = """
+    RunsTableView { padding: 0 1; }
+    RunsTableView #table-head { height: auto; margin-bottom: 1; }
+    RunsTableView #runs-table { height: 1fr; }
+    RunsTableView #table-note { height: auto; border-top: solid $primary-darken-2; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="table-head")
+        yield RunsTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Static(id="table-note")
+
+    def show(self, rows: list[RunRow], *, column: str, reverse: bool, marked, filter_text: str = "",
+             loading: bool = False) -> None:
+        """Fill the table with ``rows`` (already sorted by ``column``); ``marked``: paths of marked runs.
+
+        Nothing is redrawn when nothing shown changed (the live refresh calls this every few
+        seconds), so the cursor and the scroll position stay."""
+        marked = {str(p) for p in marked}
+        key = (tuple((str(r.path), *row_cells(r), r.error) for r in rows), frozenset(marked), column, reverse,
+               filter_text, loading)
+        if getattr(self, "_shown_key", None) == key:
+            return
+        self._shown_key = key
+        head = Text("runs table", style="bold")
+        what = f"  {len(rows)} run(s)" + (f" matching '{filter_text}'" if filter_text.strip() else "")
+        head.append(what + f", sorted by {column} {'↓' if reverse else '↑'}", style="bold")
+        if loading:
+            head.append("  reading ...", style="dim")
+        head.append("\n1-9 or a click on a header: sort by that column (again: the other way) · space: mark for "
+                    "the curve overlay · enter: open the run · t: back", style="dim")
+        self.query_one("#table-head", Static).update(head)
+        table = self.query_one(RunsTable)
+        keep = table.cursor_path
+        table.clear(columns=True)
+        table.add_column("", key="mark")
+        for c in COLUMNS:
+            label = c + ((" ↓" if reverse else " ↑") if c == column else "")
+            table.add_column(Text(label, justify="right" if c in NUMERIC else "left"), key=c)
+        for r in rows:
+            cells = [Text(v, justify="right") if c in NUMERIC else v for c, v in zip(COLUMNS, row_cells(r))]
+            table.add_row("●" if str(r.path) in marked else "", *cells, key=str(r.path))
+        keys = [str(r.path) for r in rows]
+        if keep in keys:
+            table.move_cursor(row=keys.index(keep), animate=False)
+        errors = [r for r in rows if r.error]
+        note = Text("accuracy: mean-field test accuracy at the last epoch; sparsity, VIP: fractions of absent and "
+                    "very important connections in the whole network (layer 1 over live inputs); means over "
+                    "replicas", style="dim")
+        for r in errors:
+            note.append(f"\n{r.name}: {r.error}", style="red")
+        self.query_one("#table-note", Static).update(note)

@@ -118,11 +118,16 @@ def braille_canvas(series, width: int, height: int, xlim, ylim):
     return bits, owner
 
 
-def line_plot_text(series, width: int, height: int, *, title: str = "", ylim=None, xlabel: str = "") -> Text:
-    """A titled braille plot with y labels at the top and bottom and x labels under the axis."""
+def line_plot_text(series, width: int, height: int, *, title: str = "", ylim=None, xlabel: str = "",
+                   legend: bool = True) -> Text:
+    """A titled braille plot with y labels at the top and bottom and x labels under the axis.
+
+    ``legend``: the series' labels after the title, in their colours (leave it to the caller
+    when the labels are too long for one line: several runs overlaid).
+    """
     text = Text(no_wrap=True, overflow="crop")
     head = Text(title, style="bold")
-    for s in series:
+    for s in series if legend else ():
         if s.label:
             head.append("  ")
             head.append("━ " + s.label, style=s.colour)
@@ -168,16 +173,17 @@ class LinePlot(Widget):
         self.series: list[Series] = []
         self.title = ""
         self.xlabel = ""
+        self.legend = True
 
-    def plot(self, series, *, title: str = "", xlabel: str = "") -> None:
-        self.series, self.title, self.xlabel = list(series), title, xlabel
+    def plot(self, series, *, title: str = "", xlabel: str = "", legend: bool = True) -> None:
+        self.series, self.title, self.xlabel, self.legend = list(series), title, xlabel, legend
         self.refresh()
 
     def render(self) -> Text:
         w, h = self.size.width, self.size.height
         if not self.series or w < 8 or h < 3:
             return Text(self.title + "\n(no data)", style="dim")
-        return line_plot_text(self.series, w, h, title=self.title, xlabel=self.xlabel)
+        return line_plot_text(self.series, w, h, title=self.title, xlabel=self.xlabel, legend=self.legend)
 
 
 # --- histogram ---------------------------------------------------------------------------------

@@ -43,7 +43,9 @@ async def test_navigation_shows_each_kind_of_view(runs_dir):
         loss = app.query_one("#plot-loss", LinePlot)
         assert [s.label for s in loss.series] == ["gbp", "BP"]
         table = app.query_one(RunView).query_one("#run-order", DataTable)
-        assert table.row_count == 8 and [str(c.label) for c in table.columns.values()][1:] == ["layer 1", "layer 2"]
+        # one row per quantity (sparsity and frac_uip are one set); layer 1 over live inputs
+        assert table.row_count == 7 and [str(c.label) for c in table.columns.values()][1:] == ["layer 1 live",
+                                                                                               "layer 2"]
         await pilot.press("down")
         await settle(app, pilot)
         assert app.view_kind == "perturbation"
@@ -193,7 +195,10 @@ async def test_help_screen_lists_every_key(runs_dir):
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         keys = [k for k, _ in app.screen.rows]
-        assert keys[: len(MfphysTUI.BINDINGS)] == ["q", "?", "/", "p", "P", "l", "L", "v", "s", "e", "r"]
+        assert keys[: len(MfphysTUI.BINDINGS)] == ["q", "?", "/", "esc", "t", "space", "M", "p", "P", "l", "L", "o",
+                                                   "i", "v", "s", "e", "r"]
+        tab = dict(app.screen.rows)["tab / shift+tab"]  # the tab order is written out, not found by trial
+        assert tab.index("filter box") < tab.index("sidebar list") < tab.index("view")
         assert len(key_rows(MfphysTUI.BINDINGS)) == len(MfphysTUI.BINDINGS)
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
@@ -302,3 +307,40 @@ async def test_big_scan_loads_once_and_redraws_from_memory(big_scan, monkeypatch
         await settle(app, pilot)
         assert len(calls) == 1
         assert "done 120/120 cells" in screen_text(app)
+
+
+@pilot_test
+async def test_live_inputs_by_default_and_layers_counted_from_the_output(runs_dir):
+    """Layer 1 over live inputs (the header says so; `i` switches), the whole-network entropy is the
+    live one, and `o` lines the layers up at the output."""
+    from textual.widgets import DataTable
+
+    from mfphys.cli.tui.models.scan_grid import NETWORK
+    from mfphys.cli.tui.widgets import Heatmap
+
+    app = app_for(runs_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(app, pilot, "gbp")
+        table = app.query_one("#run-order", DataTable)
+        assert [str(c.label) for c in table.columns.values()][1] == "layer 1 live"
+        assert "inputs that vary" in static_text(app, "#order-note")
+        await pilot.press("i")
+        assert [str(c.label) for c in table.columns.values()][1] == "layer 1"
+        assert "all inputs" in static_text(app, "#order-note")
+        await pilot.press("i")
+        await select(app, pilot, "scan")
+        heat = app.query_one(Heatmap)
+        while heat.grid.param != "entropy":
+            await pilot.press("p")
+        await pilot.press("L")  # whole network
+        assert heat.grid.layer == NETWORK and heat.grid.inputs == "live"
+        head = static_text(app, "#scan-head")
+        assert "whole network" in head and "layer 1 over the inputs that vary" in head
+        await pilot.press("i")
+        assert heat.grid.inputs == "all" and "layer 1 over all inputs" in static_text(app, "#scan-head")
+        await pilot.press("i", "l", "o")  # layer 1, then counted from the output: the output layer first
+        assert heat.grid.layer == -1 and "output layer" in static_text(app, "#scan-head")
+        await pilot.press("l")
+        assert heat.grid.layer == -2 and "output-1" in static_text(app, "#scan-head")
+        await pilot.press("o")
+        assert heat.grid.layer == 1

@@ -7,6 +7,7 @@ import pytest
 from mfphys import store
 from mfphys.cli.tui.models.run import (
     ORDER_COLUMNS,
+    SHOWN_ORDER,
     curve_stats,
     hist_counts,
     layer_table,
@@ -22,8 +23,10 @@ from mfphys.stats import mean_err
 def test_layer_table_and_curves(runs_dir):
     run = load_run(runs_dir / "gbp.nc", baseline=runs_dir / "bp.nc")
     header, rows = layer_table(run)
-    assert header == ["order parameter", "layer 1", "layer 2"]
-    assert [r[0] for r in rows] == list(ORDER_COLUMNS)
+    assert header == ["order parameter", "layer 1 live", "layer 2"]
+    assert [r[0] for r in rows] == ["sparsity = frac_uip"] + list(SHOWN_ORDER[1:])
+    assert "frac_uip" not in SHOWN_ORDER and set(SHOWN_ORDER) < set(ORDER_COLUMNS)
+    assert layer_table(run, "all")[0] == ["order parameter", "layer 1", "layer 2"]
     ds = store.open_run(runs_dir / "gbp.nc")
     mean, err = curve_stats(run.curves["test_acc"])
     assert mean == pytest.approx(ds["test_acc"].mean("replica").values)

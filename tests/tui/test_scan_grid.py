@@ -56,3 +56,53 @@ def test_overlay_status_marks_cells_finished_since_the_last_read(broken_dir):
     assert over[1, 1] == "unread"
     grid = scan_grid(ds, "test_error", overlay=over)
     assert grid.status[1, 1] == "unread" and grid.error[1, 0].startswith("training diverged")
+
+
+def test_parameters_have_one_name_per_quantity(runs_dir):
+    from mfphys.cli.tui.models.scan_grid import scan_params
+
+    params = scan_params(load_scan(runs_dir / "scan"))
+    assert "sparsity" in params and "frac_uip" not in params  # the same set (pi >= 1 - tol)
+    assert not [p for p in params if p.endswith("_live")]  # live numbers are a choice (inputs), not names
+    assert "frac_uip_exact" in params  # exact equality is another set: it stays
+
+
+def test_layer_1_reads_live_inputs_by_default(runs_dir):
+    ds = load_scan(runs_dir / "scan")
+    live = scan_grid(ds, "entropy", 1)
+    assert live.inputs == "live"
+    assert live.mean[0, 0] == pytest.approx(float(ds["entropy_live"].isel(depth=0, n_train=0, layer=0).mean()))
+    assert scan_grid(ds, "entropy", 1, inputs="all").inputs == "all"
+    assert scan_grid(ds, "entropy", 2).inputs is None  # live inputs change layer 1 only
+    assert scan_grid(ds, "test_error").inputs is None
+
+
+def test_whole_network_live_mean_weights_layer_1_by_live_connections(runs_dir):
+    from mfphys.cli.tui.models.scan_grid import LIVE_FRACTION
+
+    ds = load_scan(runs_dir / "scan")
+    assert (ds[LIVE_FRACTION].values == 1).all()  # teacher data: every input varies
+    half = ds.assign({LIVE_FRACTION: ds[LIVE_FRACTION] * 0.5})
+    g = scan_grid(half, "entropy", NETWORK)
+    cell = store.open_run(scan.cell_path(runs_dir / "scan", depth=1, n_train=200))
+    n = np.array([0.5 * 20 * 16, 16 * 10])  # half the inputs live: half of layer 1's connections count
+    want = (cell["entropy_live"].values * n).sum(axis=1) / n.sum()
+    assert g.values[0, 0].tolist() == pytest.approx(want.tolist())
+    assert g.inputs == "live"
+
+
+def test_layers_counted_from_the_output_line_up_depths(runs_dir):
+    from mfphys.cli.tui.models.scan_grid import layer_label
+
+    ds = load_scan(runs_dir / "scan")
+    assert scan_layers(ds, from_output=True) == [-1, -2, -3, NETWORK]
+    assert [layer_label(x) for x in (-1, -2, -3, 2, NETWORK)] == ["output layer", "output-1", "output-2", "layer 2",
+                                                                  "whole network"]
+    out = scan_grid(ds, "frac_vip", -1)
+    below = scan_grid(ds, "frac_vip", -3)
+    for i, depth in enumerate((1, 2)):
+        for j, n in enumerate((200, 400)):
+            cell = store.open_run(scan.cell_path(runs_dir / "scan", depth=depth, n_train=n))
+            # the output layer is layer depth + 1 in every cell
+            assert out.mean[i, j] == pytest.approx(float(cell["frac_vip_live"].sel(layer=depth + 1).mean()))
+            assert np.isfinite(below.mean[i, j]) == (depth == 2)  # output-2 exists only at depth 2

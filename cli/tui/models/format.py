@@ -58,3 +58,14 @@ def mean_sem_rows(labels, stats) -> list[list]:
     """Table rows ``[label, mean_1, sem_1, mean_2, sem_2, ...]``: one per label, from ``stats`` =
     [(mean, sem), ...] arrays indexed like ``labels``."""
     return [[label] + [x for mean, sem in stats for x in (mean[i], sem[i])] for i, label in enumerate(labels)]
+
+
+def middle_ellipsis(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, cut in the middle: default run names differ at
+    their ends (``...-seed0-20261127-042936``), so both ends are kept."""
+    text = str(text)
+    if len(text) <= width or width < 5:
+        return text[:max(width, 0)]
+    tail = (width - 1) // 2 + 2  # a little more of the end: the time stamp
+    head = width - 1 - tail
+    return text[:head] + "…" + text[len(text) - tail:]

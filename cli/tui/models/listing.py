@@ -39,6 +39,7 @@ class Entry:
     architecture: str = ""
     date: str = ""  # as stored in the file ("created"), minutes resolution
     mode: str = ""  # gbp or bp for runs
+    label: str = ""  # the file's own name (global attribute ``name``, ``mfphys train --name``), if any
     cells: tuple = ()  # scans: (done, failed, running, pending, total)
     error: str = ""
     signature: tuple = field(default=(), compare=True, repr=False)
@@ -48,6 +49,11 @@ class Entry:
     @property
     def ok(self) -> bool:
         return not self.error
+
+    @property
+    def title(self) -> str:
+        """What the app calls the entry: the file's own name when it has one, else its path name."""
+        return self.label or self.name
 
     @property
     def status_text(self) -> str:
@@ -79,7 +85,7 @@ def _file_entry(path: Path, name: str) -> Entry:
         dataset, arch = _perturbation_source(attrs, dataset, arch)
     # run files are written whole (atomically), so one that can be listed is done
     return Entry(path, name, kind, "done", dataset, arch, short_date(attrs.get("created")),
-                 str(attrs.get("mode", "")), signature=sig)
+                 str(attrs.get("mode", "")), str(attrs.get("name", "")).strip(), signature=sig)
 
 
 def _perturbation_source(attrs: dict, dataset: str, arch: str) -> tuple[str, str]:
@@ -152,13 +158,15 @@ def list_entries(root: str | os.PathLike) -> list[Entry]:
 
 
 def filter_entries(entries, text: str) -> list[Entry]:
-    """Entries whose name, kind, status, dataset, architecture, date or error contain every word of ``text``."""
+    """Entries whose name (file or own), kind, status, dataset, architecture, date or error contain every
+    word of ``text``."""
     words = text.lower().split()
     if not words:
         return list(entries)
 
     def hay(e: Entry) -> str:
-        return " ".join((e.name, e.kind, e.status_text, e.dataset, e.architecture, e.date, e.mode, e.error)).lower()
+        return " ".join((e.name, e.label, e.kind, e.status_text, e.dataset, e.architecture, e.date, e.mode,
+                         e.error)).lower()
 
     return [e for e in entries if all(w in hay(e) for w in words)]
 

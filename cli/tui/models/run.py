@@ -16,13 +16,18 @@ import numpy as np
 
 from mfphys import store
 from mfphys.errors import MfphysError
+from mfphys.live import LIVE_SUFFIX
 from mfphys.stats import format_stat, replica_stats
 
 from .cache import CACHE, file_signature
 from .format import mean_sem_rows, short_date
 
-#: columns of the run view's per-layer table (docs/model.md section 6)
+#: the per-layer order parameters read from a run file (docs/model.md section 6)
 ORDER_COLUMNS = ("sparsity", "frac_vip", "frac_uip", "frac_variable", "mean_pi", "mean_xi", "weight_var", "entropy")
+#: the ones the run view shows and exports: ``frac_uip`` is the same set as ``sparsity``
+#: (pi >= 1 - tol), so it gets no row of its own (the row is labelled with both names)
+SHOWN_ORDER = tuple(c for c in ORDER_COLUMNS if c != "frac_uip")
+ROW_LABELS = {"sparsity": "sparsity = frac_uip"}
 HIST_NAMES = ("pi", "m", "xi")
 #: the error variables of a perturbation file the view and the export show, in this order
 PERTURBATION_ERRORS = ("error_vip", "error_variable", "error_vip_mf", "error_variable_mf")
@@ -49,6 +54,8 @@ class RunSummary:
     curves: dict  # train_loss, test_acc, (test_loss, train_acc): (R, E)
     layers: np.ndarray
     order: dict  # ORDER_COLUMNS present: (R, L)
+    order_live: dict  # their ``_live`` variables (layer 1 over live inputs): (R, L); empty if none
+    live_inputs: tuple | None  # (inputs that vary, inputs), when the file records its dead inputs
     hist: dict  # pi/m/xi -> (edges, counts)
     final: dict  # test_acc (last epoch), test_acc_sampled, test_acc_vote: (R,)
     baseline_name: str = ""
@@ -73,6 +80,8 @@ def _run_parts(path: Path) -> dict:
     curves = {k: _values(ds, k).reshape(-1, ds.sizes["epoch"]) for k in ("train_loss", "test_acc", "test_loss",
                                                                        "train_acc") if k in ds}
     order = {k: _values(ds, k) for k in ORDER_COLUMNS if k in ds}
+    order_live = {k: _values(ds, k + LIVE_SUFFIX) for k in ORDER_COLUMNS if k + LIVE_SUFFIX in ds}
+    live = store.live_inputs(ds)
     hist = {}
     for n in HIST_NAMES:
         if f"hist_{n}" in ds and f"{n}_edge" in ds.coords:
@@ -86,7 +95,8 @@ def _run_parts(path: Path) -> dict:
                 architecture=str(a.get("architecture", "")), created=short_date(a.get("created")),
                 epoch=np.asarray(ds["epoch"].values), curves=curves,
                 layers=np.asarray(ds["layer"].values) if "layer" in ds.coords else np.zeros(0, int),
-                order=order, hist=hist, final=final)
+                order=order, order_live=order_live, hist=hist, final=final,
+                live_inputs=(int(live.sum()), int(live.size)) if live is not None else None)
 
 
 def load_run(path: str | os.PathLike, *, name: str = "", baseline: str | os.PathLike | None = None) -> RunSummary:
@@ -111,13 +121,43 @@ def load_run(path: str | os.PathLike, *, name: str = "", baseline: str | os.Path
                       **parts)
 
 
-def layer_table(run: RunSummary) -> tuple[list[str], list[list[str]]]:
+def has_live(run: RunSummary) -> bool:
+    """Whether the file carries live-input order parameters (``<name>_live``)."""
+    return bool(run.order_live)
+
+
+def order_values(run: RunSummary, column: str, inputs: str = "live") -> np.ndarray:
+    """``(R, L)`` values of one order parameter; ``inputs="live"``: layer 1 over live inputs
+    (docs/order-parameters.md recommends them) when the file has them, else over all inputs."""
+    if inputs == "live" and column in run.order_live:
+        return run.order_live[column]
+    return run.order[column]
+
+
+def layer_heading(run: RunSummary, index: int, inputs: str = "live") -> str:
+    """``layer 1 live`` for layer 1 over live inputs, else ``layer l``."""
+    layer = int(run.layers[index])
+    return f"layer {layer} live" if layer == 1 and inputs == "live" and has_live(run) else f"layer {layer}"
+
+
+def layer_table(run: RunSummary, inputs: str = "live") -> tuple[list[str], list[list[str]]]:
     """Per-layer order parameters as text, one row per parameter and one column per layer,
-    ``mean ± error`` over replicas (``mfphys.stats.format_stat``)."""
-    header = ["order parameter"] + [f"layer {int(l)}" for l in run.layers]
-    rows = [[c] + [format_stat(run.order[c][:, i]) for i in range(run.layers.size)]
-            for c in ORDER_COLUMNS if c in run.order]
+    ``mean ± error`` over replicas (``mfphys.stats.format_stat``); layer 1 over live inputs
+    (``inputs="live"``, when the file has them) or over all inputs (``"all"``)."""
+    header = ["order parameter"] + [layer_heading(run, i, inputs) for i in range(run.layers.size)]
+    rows = [[ROW_LABELS.get(c, c)] + [format_stat(order_values(run, c, inputs)[:, i]) for i in range(run.layers.size)]
+            for c in SHOWN_ORDER if c in run.order]
     return header, rows
+
+
+def live_note(run: RunSummary, inputs: str = "live") -> str:
+    """What the order table's layer 1 counts, in words."""
+    if not has_live(run):
+        return "layer 1: over all inputs (the file records no live-input numbers)"
+    n = f"{run.live_inputs[0]} of {run.live_inputs[1]} inputs" if run.live_inputs else "inputs"
+    if inputs == "live":
+        return f"layer 1 live: over the {n} that vary (i: all inputs)"
+    return f"layer 1: over all inputs, constant ones included (i: the {n} that vary)"
 
 
 def curve_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -126,9 +166,9 @@ def curve_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, sem
 
 
-def order_stats(run: RunSummary, column: str) -> tuple[np.ndarray, np.ndarray]:
+def order_stats(run: RunSummary, column: str, inputs: str = "all") -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard error over replicas of one order parameter, per layer (NaNs ignored)."""
-    mean, _, sem, _ = replica_stats(run.order[column], axis=0)
+    mean, _, sem, _ = replica_stats(order_values(run, column, inputs), axis=0)
     return mean, sem
 
 

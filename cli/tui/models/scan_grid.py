@@ -17,16 +17,25 @@ import numpy as np
 
 from mfphys import store
 from mfphys.errors import MfphysError
+from mfphys.live import LIVE_SUFFIX, live_name
 from mfphys.stats import replica_stats
 
 from .cache import CACHE, file_signature, scan_signature
 from .format import one_line, plain
 
-#: scan parameters in the order the ``p`` key cycles them; those present in a scan are offered
-SCAN_PARAMS = ("test_error", "sampled_error", "sparsity", "frac_vip", "frac_uip", "frac_variable", "mean_pi",
+#: scan parameters in the order the ``p`` key cycles them; those present in a scan are offered.
+#: ``frac_uip`` is left out: it is the same set as ``sparsity`` (pi >= 1 - tol)
+SCAN_PARAMS = ("test_error", "sampled_error", "sparsity", "frac_vip", "frac_variable", "mean_pi",
                "mean_xi", "weight_var", "entropy", "train_loss", "test_loss")
+#: variables never offered as parameters of their own: the same set as sparsity, and the live
+#: variants, which the ``inputs`` choice (key ``i``) reads in place of the plain names
+_HIDDEN = ("frac_uip", "frac_uip" + LIVE_SUFFIX)
 NETWORK = "all"  # the layer choice "whole network": connection-weighted mean over layers
+#: a layer counted from the output is a negative number: -1 the output layer, -2 the one below ...
+OUTPUT = -1
 _DERIVED = {"test_error": "test_acc", "sampled_error": "test_acc_sampled"}
+#: per cell, the fraction of inputs that vary in its training set (read from the cell files by load_scan)
+LIVE_FRACTION = "live_input_fraction"
 
 
 def load_scan(path: str | os.PathLike):
@@ -50,10 +59,42 @@ def load_scan(path: str | os.PathLike):
             raise MfphysError(f"cannot open scan {path}: {one_line(exc)}") from None
         if "status" not in ds:
             raise MfphysError(f"{path} is not a combined scan dataset (no 'status' variable)")
+        if path.is_dir():
+            ds = ds.assign({LIVE_FRACTION: (tuple(ds["status"].dims), live_fractions(path, ds))})
         return ds
 
     sig = file_signature(path) if path.is_file() else scan_signature(path, markers=False)
     return CACHE.get(("scan", path), sig, load)
+
+
+def _cell_live_fraction(path: Path) -> float:
+    import netCDF4
+
+    try:
+        with netCDF4.Dataset(path, "r") as nc:
+            if "dead_inputs" not in nc.variables:
+                return np.nan
+            dead = np.ma.filled(np.ma.asarray(nc["dead_inputs"][:], dtype=float), np.nan)
+    except Exception:  # vanished or being replaced: unknown, the whole-network mean counts every input
+        return np.nan
+    return float((dead == 0).mean()) if dead.size else np.nan
+
+
+def live_fractions(folder: Path, ds) -> np.ndarray:
+    """Per cell, the fraction of inputs that vary over its training set (NaN: not known).
+
+    The combined view keeps no per-input variable, so each done cell's ``dead_inputs`` is read
+    (one small variable, about 5 ms a file), once per file version. A whole-network mean of
+    ``_live`` variables weights layer 1 by its live connections only, with this fraction.
+    """
+    keys = cell_keys(ds)
+    status = np.asarray(ds["status"].values).astype(str)
+    out = np.full(status.shape, np.nan)
+    for index in np.ndindex(*status.shape):
+        if status[index] == "done":
+            cell = folder / "cells" / f"{keys[index]}.nc"
+            out[index] = CACHE.get(("live-fraction", cell), file_signature(cell), lambda c=cell: _cell_live_fraction(c))
+    return out
 
 
 def scan_dims(ds) -> list[str]:
@@ -77,10 +118,18 @@ def scan_params(ds) -> list[str]:
     dims = set(scan_dims(ds))
     for k in ds.data_vars:
         v = ds[k]
+        if k in _HIDDEN or (str(k).endswith(LIVE_SUFFIX) and str(k)[: -len(LIVE_SUFFIX)] in ds):
+            continue
         if k not in avail and {"replica", "layer"} <= set(v.dims) and set(v.dims) <= dims | {"replica", "layer"} \
                 and np.issubdtype(v.dtype, np.number):
             avail.append(str(k))
     return avail
+
+
+def has_live_variant(ds, param: str) -> bool:
+    """Whether the scan has ``<param>_live`` (layer 1 over live inputs)."""
+    src = _source(ds, param)
+    return src is not None and live_name(src, ds.data_vars) != src
 
 
 def param_has_layer(ds, param: str) -> bool:
@@ -88,11 +137,37 @@ def param_has_layer(ds, param: str) -> bool:
     return src is not None and "layer" in ds[src].dims
 
 
-def scan_layers(ds) -> list:
-    """Layer choices of a scan: 1..L, then :data:`NETWORK` when connection counts are known."""
+def scan_layers(ds, from_output: bool = False) -> list:
+    """Layer choices of a scan: 1..L, then :data:`NETWORK` when connection counts are known.
+
+    ``from_output``: counted from the output instead, -1 (the output layer), -2, ... -L, so
+    that networks of different depths line up at their output (needs the connection counts,
+    which tell each cell's depth).
+    """
     if "layer" not in ds.coords:
         return []
-    return [int(l) for l in ds["layer"].values] + ([NETWORK] if "n_connections" in ds else [])
+    network = [NETWORK] if "n_connections" in ds else []
+    if from_output and network:
+        return [-k for k in range(1, ds.sizes["layer"] + 1)] + network
+    return [int(l) for l in ds["layer"].values] + network
+
+
+def involves_layer_1(ds, layer) -> bool:
+    """Whether a layer choice shows layer 1 in some cell, the only layer live inputs change:
+    layer 1, the whole network, or a layer counted from the output that is layer 1 of a
+    cell (output-d at depth d)."""
+    if isinstance(layer, (int, np.integer)) and layer < 0:
+        return bool((ds["n_connections"].notnull().sum("layer") + int(layer) == 0).any())
+    return layer == 1 or layer == NETWORK
+
+
+def layer_label(layer) -> str:
+    """``layer 2``, ``whole network``, ``output layer``, ``output-1`` (the layer below the output) ..."""
+    if layer == NETWORK:
+        return "whole network"
+    if isinstance(layer, (int, np.integer)) and layer < 0:
+        return "output layer" if layer == OUTPUT else f"output{layer + 1}"
+    return f"layer {layer}"
 
 
 @dataclass(frozen=True)
@@ -118,31 +193,46 @@ class Grid:
     status: np.ndarray
     error: np.ndarray
     reduced: tuple = ()  # further scanned dims averaged over
+    inputs: str | None = None  # layer 1 over "live" or "all" inputs; None: no live variant to choose
 
     def shown(self, stat: str) -> np.ndarray:
         return self.spread if stat == "spread" else self.mean
 
 
-def _param_array(ds, param: str, layer):
+def _param_array(ds, param: str, layer, inputs: str = "live"):
     """``(scan dims..., replica)`` DataArray of one parameter, at the last epoch for curves.
 
-    ``layer``: a layer number, or :data:`NETWORK` for the connection-weighted mean over the
-    layers that exist (``mfphys.scan.network_mean``).
+    ``layer``: a layer number, a negative number counting from the output (-1 the output
+    layer, at each cell's own depth), or :data:`NETWORK` for the connection-weighted mean over
+    the layers that exist (``mfphys.scan.network_mean``). ``inputs="live"`` reads the
+    ``_live`` variable where the scan has one: layer 1 over live inputs, and in the whole-network
+    mean layer 1 weighted by its live connections only.
     """
     src = _source(ds, param)
     if src is None:
         raise MfphysError(f"this scan has no {param!r}")
+    if inputs == "live":
+        src = live_name(src, ds.data_vars)
     if "layer" in ds[src].dims and layer == NETWORK:
         from mfphys.scan import network_mean
 
-        da = network_mean(ds, src)
+        weighted = ds
+        if src.endswith(LIVE_SUFFIX) and LIVE_FRACTION in ds:
+            first = ds["layer"] == ds["layer"].values[0]
+            live = ds[LIVE_FRACTION].fillna(1.0)  # not known: every input counts
+            weighted = ds.assign(n_connections=ds["n_connections"].where(~first, ds["n_connections"] * live))
+        da = network_mean(weighted, src)
     else:
         da = ds[src]
-        if "layer" in da.dims:
+        if "layer" in da.dims and isinstance(layer, (int, np.integer)) and layer < 0:
+            # each cell's own layer: its depth (layers with connections) plus the negative count
+            index = ds["n_connections"].notnull().sum("layer") + int(layer)
+            da = da.where(ds["layer"] - 1 == index).sum("layer", min_count=1)
+        elif "layer" in da.dims:
             da = da.sel(layer=layer)
     if "epoch" in da.dims:
         da = da.isel(epoch=-1)
-    if src != param:  # an error rate from an accuracy
+    if src not in (param, live_name(param, ds.data_vars)):  # an error rate from an accuracy
         da = 1 - da
     return da
 
@@ -179,18 +269,23 @@ def overlay_status(ds, cell_status) -> np.ndarray:
     return out.astype(str)
 
 
-def scan_grid(ds, param: str, layer=None, *, overlay=None) -> Grid:
+def scan_grid(ds, param: str, layer=None, *, inputs: str = "live", overlay=None) -> Grid:
     """Reduce a combined scan Dataset to the :class:`Grid` a heatmap draws (pure, from memory).
 
     Rows are the first scanned dimension (depth), columns the second (n_train; a single
     column when only one dimension is scanned); further scanned dimensions are averaged over.
+    ``inputs``: ``"live"`` (default, as docs/order-parameters.md recommends) reads layer 1 over
+    the inputs that vary where the scan has ``_live`` variables, ``"all"`` over every input.
     ``overlay``: cell statuses to show instead of the stored ones (:func:`overlay_status`).
     """
     dims = scan_dims(ds)
     has_layer = param_has_layer(ds, param)
     if has_layer and layer is None:
         layer = scan_layers(ds)[0]
-    da = _param_array(ds, param, layer if has_layer else None)
+    da = _param_array(ds, param, layer if has_layer else None, inputs)
+    shown_inputs = None  # the choice matters only where layer 1 is part of what is shown
+    if has_layer and has_live_variant(ds, param) and involves_layer_1(ds, layer):
+        shown_inputs = "live" if inputs == "live" else "all"
     row_dim = dims[0]
     col_dim = dims[1] if len(dims) > 1 else ""
     extra = tuple(dims[2:])
@@ -216,7 +311,7 @@ def scan_grid(ds, param: str, layer=None, *, overlay=None) -> Grid:
     mean, spread, sem, n = replica_stats(values, axis=-1)
     return Grid(param, layer if has_layer else None, row_dim, np.asarray(ds[row_dim].values), col_dim,
                 np.asarray(ds[col_dim].values) if col_dim else np.array([""]), values, mean, spread, sem, n,
-                st, er, extra)
+                st, er, extra, shown_inputs)
 
 
 def grid_table(grid: Grid) -> tuple[list[str], list[list]]:

@@ -1,0 +1,160 @@
+"""The runs table's model: one row per run file of the folder, with its settings and results.
+
+Each run's numbers are read once per file version (:mod:`.cache`) and only the small
+variables are read (the curves, the per-layer sparsity and VIP fractions and the dead-input
+mask, through netCDF4 directly): never the per-connection ``pi``, ``m``, ``Xi`` arrays, so a
+folder of large MNIST runs lists fast. The same read gives the curves that the run view
+overlays for marked runs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mfphys.errors import MfphysError
+from mfphys.live import layer_connections, live_name, network_mean
+
+from .cache import CACHE, file_signature
+from .format import middle_ellipsis, one_line, short
+from .listing import Entry
+
+#: the table's columns, in order; every one sorts
+COLUMNS = ("name", "dataset", "architecture", "mode", "epochs", "accuracy", "sparsity", "VIP", "date")
+#: columns that hold numbers (sorted as numbers, missing values last in either direction)
+NUMERIC = ("epochs", "accuracy", "sparsity", "VIP")
+
+
+@dataclass(frozen=True)
+class RunNumbers:
+    """The small variables of a run file: curves ``(R, E)`` and whole-network fractions ``(R,)``.
+
+    ``sparsity`` and ``vip`` are connection-weighted means over the layers, layer 1 over live
+    inputs when the file records them (``live``: (live inputs, inputs), else None).
+    """
+
+    epoch: np.ndarray
+    curves: dict  # train_loss, test_acc: (R, E)
+    sparsity: np.ndarray
+    vip: np.ndarray
+    live: tuple | None
+
+
+def _floats(var) -> np.ndarray:
+    return np.ma.filled(np.ma.asarray(var[:], dtype=float), np.nan)
+
+
+def _read_numbers(path: Path) -> RunNumbers:
+    import netCDF4
+
+    try:
+        with netCDF4.Dataset(path, "r") as nc:
+            names = set(nc.variables)
+            for need in ("train_loss", "test_acc"):
+                if need not in names:
+                    raise MfphysError(f"{path} has no {need!r} variable: not a run file of the public schema")
+            curves = {k: _floats(nc[k]).reshape(-1, nc.dimensions["epoch"].size) for k in ("train_loss", "test_acc")}
+            epoch = _floats(nc["epoch"]) if "epoch" in names else np.arange(1, curves["test_acc"].shape[1] + 1)
+            n_layers = nc.dimensions["layer"].size if "layer" in nc.dimensions else 0
+            widths = [nc.dimensions["pre_1"].size] if "pre_1" in nc.dimensions else []
+            widths += [nc.dimensions[f"post_{l}"].size for l in range(1, n_layers + 1) if f"post_{l}" in nc.dimensions]
+            dead = _floats(nc["dead_inputs"]) if "dead_inputs" in names else None
+            fractions = {q: _floats(nc[live_name(q, names)]) for q in ("sparsity", "frac_vip") if q in names}
+    except MfphysError:
+        raise
+    except Exception as exc:  # vanished, half-written by a foreign writer, or not netCDF
+        raise MfphysError(f"cannot read {path}: {type(exc).__name__}: {one_line(exc)}") from None
+    live = None
+    if dead is not None and widths and dead.size == widths[0]:
+        live = (int((dead == 0).sum()), int(dead.size))
+    conn = layer_connections(widths, live[0] if live else None) if len(widths) == n_layers + 1 else None
+    R = curves["test_acc"].shape[0]
+
+    def whole(q):
+        if q not in fractions or conn is None:
+            return np.full(R, np.nan)
+        return network_mean(fractions[q].reshape(R, -1), conn)
+
+    return RunNumbers(epoch, curves, whole("sparsity"), whole("frac_vip"), live)
+
+
+def read_numbers(path: str | os.PathLike) -> RunNumbers:
+    """The :class:`RunNumbers` of a run file, cached by its (mtime, size); MfphysError on a problem."""
+    path = Path(path)
+    return CACHE.get(("run-numbers", path), file_signature(path), lambda: _read_numbers(path))
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One row of the runs table. Numbers are means over replicas (NaN when unknown)."""
+
+    path: Path
+    name: str
+    dataset: str = ""
+    architecture: str = ""
+    mode: str = ""
+    epochs: float = math.nan
+    accuracy: float = math.nan  # mean-field test accuracy at the last epoch
+    sparsity: float = math.nan  # whole network, layer 1 over live inputs
+    vip: float = math.nan  # fraction of very important connections, same average
+    date: str = ""
+    error: str = ""
+
+    def value(self, column: str):
+        """The row's value in ``column`` (a name of :data:`COLUMNS`), for sorting."""
+        return getattr(self, "vip" if column == "VIP" else column)
+
+
+def _mean(v: np.ndarray) -> float:
+    v = np.asarray(v, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else math.nan
+
+
+def run_row(entry: Entry) -> RunRow:
+    """The row of one run entry (its file's small variables are read, or taken from the cache)."""
+    row = dict(path=entry.path, name=entry.title, dataset=entry.dataset, architecture=entry.architecture,
+               mode=entry.mode, date=entry.date)
+    if entry.error:
+        return RunRow(**row, error=entry.error)
+    try:
+        n = read_numbers(entry.path)
+    except MfphysError as exc:
+        return RunRow(**row, error=one_line(exc))
+    return RunRow(**row, epochs=float(n.epoch.size), accuracy=_mean(n.curves["test_acc"][:, -1]),
+                  sparsity=_mean(n.sparsity), vip=_mean(n.vip))
+
+
+def run_rows(entries) -> list[RunRow]:
+    """The rows of the run entries among ``entries`` (scans and perturbation files are not runs)."""
+    return [run_row(e) for e in entries if e.kind == "run"]
+
+
+def sort_rows(rows, column: str, reverse: bool = False) -> list[RunRow]:
+    """``rows`` sorted by ``column``; text ignores case, and a missing number sorts last either way."""
+    if column not in COLUMNS:
+        raise ValueError(f"no column {column!r}")
+    if column in NUMERIC:
+        have = [r for r in rows if np.isfinite(r.value(column))]
+        missing = [r for r in rows if not np.isfinite(r.value(column))]
+        return sorted(have, key=lambda r: (r.value(column), r.name), reverse=reverse) + missing
+    return sorted(rows, key=lambda r: (str(r.value(column)).lower(), r.name), reverse=reverse)
+
+
+#: the name column's width: longer names are shortened in the middle (their ends tell runs apart)
+NAME_WIDTH = 28
+
+
+def row_cells(row: RunRow) -> list[str]:
+    """The row as the table's text cells, in :data:`COLUMNS` order."""
+    def num(v, width=6):
+        return short(v, width) if np.isfinite(v) else "-"
+
+    epochs = str(int(row.epochs)) if np.isfinite(row.epochs) else "-"
+    return [middle_ellipsis(row.name, NAME_WIDTH), row.dataset, row.architecture,
+            row.mode or ("error" if row.error else ""), epochs, num(row.accuracy), num(row.sparsity), num(row.vip),
+            row.date]
