@@ -176,11 +176,13 @@ def network_mean(ds: xr.Dataset, name: str, *, live: bool = False) -> xr.DataArr
     weighted by ``n_connections_live``): the numbers docs/order-parameters.md says scans and
     plots should show, since a dead input's connections keep their initial values.
     """
+    from ..live import network_mean as weighted_mean  # the one formula, on NumPy arrays
+
     values = _order_variable(ds, name, live)
     weights = ds["n_connections_live"] if live and f"{name}_live" in ds and "n_connections_live" in ds \
         else ds["n_connections"]
-    w = weights.where(values.notnull())
-    return (values * w).sum("layer", min_count=1) / w.sum("layer", min_count=1)
+    values, weights = xr.broadcast(values, weights)
+    return xr.apply_ufunc(weighted_mean, values, weights, input_core_dims=[["layer"], ["layer"]])
 
 
 def select_layer(ds: xr.Dataset, name: str, layer: int, *, live: bool = False) -> xr.DataArray:

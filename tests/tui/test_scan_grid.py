@@ -78,11 +78,11 @@ def test_layer_1_reads_live_inputs_by_default(runs_dir):
 
 
 def test_whole_network_live_mean_weights_layer_1_by_live_connections(runs_dir):
-    from mfphys.cli.tui.models.scan_grid import LIVE_FRACTION
-
     ds = load_scan(runs_dir / "scan")
-    assert (ds[LIVE_FRACTION].values == 1).all()  # teacher data: every input varies
-    half = ds.assign({LIVE_FRACTION: ds[LIVE_FRACTION] * 0.5})
+    first = ds["layer"] == 1
+    assert (ds["n_connections_live"] == ds["n_connections"]).where(ds["n_connections"].notnull(), True).all()
+    # teacher data: every input varies; pretend half of them are dead
+    half = ds.assign(n_connections_live=ds["n_connections_live"].where(~first, ds["n_connections_live"] * 0.5))
     g = scan_grid(half, "entropy", NETWORK)
     cell = store.open_run(scan.cell_path(runs_dir / "scan", depth=1, n_train=200))
     n = np.array([0.5 * 20 * 16, 16 * 10])  # half the inputs live: half of layer 1's connections count

@@ -35,7 +35,6 @@ NETWORK = "all"  # the layer choice "whole network": connection-weighted mean ov
 OUTPUT = -1
 _DERIVED = {"test_error": "test_acc", "sampled_error": "test_acc_sampled"}
 #: per cell, the fraction of inputs that vary in its training set (read from the cell files by load_scan)
-LIVE_FRACTION = "live_input_fraction"
 
 
 def load_scan(path: str | os.PathLike):
@@ -59,42 +58,10 @@ def load_scan(path: str | os.PathLike):
             raise MfphysError(f"cannot open scan {path}: {one_line(exc)}") from None
         if "status" not in ds:
             raise MfphysError(f"{path} is not a combined scan dataset (no 'status' variable)")
-        if path.is_dir():
-            ds = ds.assign({LIVE_FRACTION: (tuple(ds["status"].dims), live_fractions(path, ds))})
         return ds
 
     sig = file_signature(path) if path.is_file() else scan_signature(path, markers=False)
     return CACHE.get(("scan", path), sig, load)
-
-
-def _cell_live_fraction(path: Path) -> float:
-    import netCDF4
-
-    try:
-        with netCDF4.Dataset(path, "r") as nc:
-            if "dead_inputs" not in nc.variables:
-                return np.nan
-            dead = np.ma.filled(np.ma.asarray(nc["dead_inputs"][:], dtype=float), np.nan)
-    except Exception:  # vanished or being replaced: unknown, the whole-network mean counts every input
-        return np.nan
-    return float((dead == 0).mean()) if dead.size else np.nan
-
-
-def live_fractions(folder: Path, ds) -> np.ndarray:
-    """Per cell, the fraction of inputs that vary over its training set (NaN: not known).
-
-    The combined view keeps no per-input variable, so each done cell's ``dead_inputs`` is read
-    (one small variable, about 5 ms a file), once per file version. A whole-network mean of
-    ``_live`` variables weights layer 1 by its live connections only, with this fraction.
-    """
-    keys = cell_keys(ds)
-    status = np.asarray(ds["status"].values).astype(str)
-    out = np.full(status.shape, np.nan)
-    for index in np.ndindex(*status.shape):
-        if status[index] == "done":
-            cell = folder / "cells" / f"{keys[index]}.nc"
-            out[index] = CACHE.get(("live-fraction", cell), file_signature(cell), lambda c=cell: _cell_live_fraction(c))
-    return out
 
 
 def scan_dims(ds) -> list[str]:
@@ -211,25 +178,15 @@ def _param_array(ds, param: str, layer, inputs: str = "live"):
     src = _source(ds, param)
     if src is None:
         raise MfphysError(f"this scan has no {param!r}")
-    if inputs == "live":
-        src = live_name(src, ds.data_vars)
-    if "layer" in ds[src].dims and layer == NETWORK:
-        from mfphys.scan import network_mean
+    from mfphys.scan import network_mean, select_layer
 
-        weighted = ds
-        if src.endswith(LIVE_SUFFIX) and LIVE_FRACTION in ds:
-            first = ds["layer"] == ds["layer"].values[0]
-            live = ds[LIVE_FRACTION].fillna(1.0)  # not known: every input counts
-            weighted = ds.assign(n_connections=ds["n_connections"].where(~first, ds["n_connections"] * live))
-        da = network_mean(weighted, src)
+    live = inputs == "live"
+    if "layer" in ds[src].dims and layer == NETWORK:
+        da = network_mean(ds, src, live=live)  # layer 1 weighted by its live connections (n_connections_live)
+    elif "layer" in ds[src].dims:
+        da = select_layer(ds, src, int(layer), live=live)  # a negative layer counts from each cell's output
     else:
         da = ds[src]
-        if "layer" in da.dims and isinstance(layer, (int, np.integer)) and layer < 0:
-            # each cell's own layer: its depth (layers with connections) plus the negative count
-            index = ds["n_connections"].notnull().sum("layer") + int(layer)
-            da = da.where(ds["layer"] - 1 == index).sum("layer", min_count=1)
-        elif "layer" in da.dims:
-            da = da.sel(layer=layer)
     if "epoch" in da.dims:
         da = da.isel(epoch=-1)
     if src not in (param, live_name(param, ds.data_vars)):  # an error rate from an accuracy
