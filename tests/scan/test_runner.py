@@ -105,20 +105,20 @@ def test_diverging_cell_is_recorded_and_the_scan_goes_on(tmp_path):
 
 
 def test_crashing_cell_keeps_its_traceback_and_retry_clears_it(tmp_path, monkeypatch):
-    real = runner.train
+    real = runner.train_run  # what trains a cell (with its checkpoints)
 
-    def flaky(config, **kw):
-        if config.n_train == 400:
+    def flaky(plan, **kw):
+        if plan.config.n_train == 400:
             raise ZeroDivisionError("boom")
-        return real(config, **kw)
+        return real(plan, **kw)
 
-    monkeypatch.setattr(runner, "train", flaky)
+    monkeypatch.setattr(runner, "train_run", flaky)
     spec = tiny_spec(depth="1,2", n_train="200,400")
     report = scan.run_scan(spec, tmp_path / "s")
     assert (report.done, report.failed) == (2, 2)
     rec = json.loads((tmp_path / "s" / "cells" / "depth=2,n_train=400.failed.json").read_text())
     assert rec["error"] == "ZeroDivisionError: boom" and "flaky" in rec["traceback"]
-    monkeypatch.setattr(runner, "train", real)
+    monkeypatch.setattr(runner, "train_run", real)
     report = scan.run_scan(spec, tmp_path / "s")
     assert (report.trained, report.done, report.failed) == (2, 4, 0)
     assert not list((tmp_path / "s" / "cells").glob("*.failed.json"))
