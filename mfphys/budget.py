@@ -100,7 +100,10 @@ def train_estimate(config, *, n_train: int | None = None, n_test: int | None = N
               "largest temporary (step, evaluation or sampled evaluation)": max(step, evaluation, sampled),
               "history": history, "writing the run file": store, "process": BASE}
     peak = sum(memory.values())
-    disk = (3 + moments) * R * W * item + (R * 4 + 3) * E * 8 + R * L * 3 * 45 * 8 + dynamics + N0 + (64 << 10)
+    # about 2 kB of netCDF/HDF5 metadata per stored array: some 60 per run, 3 + moments per layer
+    arrays = 60 + L * (3 + moments)
+    disk = (3 + moments) * R * W * item + (R * 4 + 3) * E * 8 + R * L * 3 * 45 * 8 + dynamics + N0 \
+        + arrays * 2048 + (64 << 10)
     return Estimate(memory, int(peak), int(disk))
 
 
