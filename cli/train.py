@@ -99,8 +99,9 @@ def train(
                                                                 "by epochs)"),
     checkpoint_seconds: float = typer.Option(CHECKPOINT_SECONDS, help="rewrite the run file once S seconds "
                                                                       "passed since the last write (0: not by time)"),
-    dynamics_every: int = typer.Option(DYNAMICS_EVERY, help="record the order parameters every K epochs "
-                                                            "(0: at the start and the end only)"),
+    dynamics_every: int = typer.Option(DYNAMICS_EVERY, help="record the order parameters every K epochs, "
+                                                            "besides epochs 0, 1, 2, 5, 10, 20, 50, ... and the "
+                                                            "last (0: those only)"),
     data_dir: Optional[Path] = typer.Option(None, help="folder with the IDX files (else $MFPHYS_DATA_DIR, cache)"),
     out: Optional[Path] = typer.Option(None, help="run file to write (default runs/<dataset>-<arch>-<mode>-...nc)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),

@@ -55,7 +55,7 @@ def train_estimate(config, *, n_train: int | None = None, n_test: int | None = N
     config takes all); ``full_*`` are the sizes of the data set held in memory while loading.
     The run file (``disk``) holds the final parameters, Adam's moments (to continue the run),
     the history and the order parameters recorded every ``dynamics_every`` epochs (default
-    :data:`mfphys.train.DYNAMICS_EVERY`).
+    :data:`mfphys.train.DYNAMICS_EVERY`) and at the snapshot epochs.
     """
     from .order import snapshot_epochs
     from .train import DRAW_BLOCK, DYNAMICS_EVERY  # DRAW_BLOCK: sampled sub-networks evaluated together
@@ -90,8 +90,8 @@ def train_estimate(config, *, n_train: int | None = None, n_test: int | None = N
     moments = 2 if bp else 6  # Adam's two moments of each trainable kind, stored for resuming
     # the order parameters recorded while training (16 per layer, docs/file-format.md "Dynamics")
     # and the histogram snapshots (3 x 40 bins and their edges)
-    samples = E // max(dynamics_every, 1) + 2 if dynamics_every else 2
     snaps = len(snapshot_epochs(E))
+    samples = (E // dynamics_every if dynamics_every else 0) + snaps
     dynamics = samples * R * L * 16 * 8 + snaps * (R * L * 3 * 40 * 8 + 3 * 41 * 8)
     history = (R * 4 + 3) * E * 8 * 3 + dynamics  # the arrays, the records, the Dataset copy
     # the run's Dataset holds host copies of pi, m, Xi and of Adam's moments while it is written

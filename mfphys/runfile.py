@@ -50,13 +50,20 @@ CHECKPOINT_EVERY = 0
 
 class CheckpointPolicy(NamedTuple):
     """When a run rewrites its file while training: after an epoch, once ``every`` epochs
-    (0: not by count) or ``seconds`` seconds (0: not by time) have passed since the last write."""
+    (0: not by count) or ``seconds`` seconds (0: not by time) have passed since the last write.
+
+    The time-based checkpoints also keep to about ``share`` of the time (2 %): after a write
+    that took ``c`` seconds the next one waits at least ``c / share`` seconds, so a run whose
+    file is large (many replicas) is not slowed down by its checkpoints."""
 
     every: int = CHECKPOINT_EVERY
     seconds: float = CHECKPOINT_SECONDS
+    share: float = 0.02
 
-    def due(self, epochs_since: int, seconds_since: float) -> bool:
-        return (self.every > 0 and epochs_since >= self.every) or (self.seconds > 0 and seconds_since >= self.seconds)
+    def due(self, epochs_since: int, seconds_since: float, last_cost: float = 0.0) -> bool:
+        if self.every > 0 and epochs_since >= self.every:
+            return True
+        return self.seconds > 0 and seconds_since >= max(self.seconds, last_cost / self.share if self.share else 0.0)
 
     def validate(self) -> CheckpointPolicy:
         if not isinstance(self.every, int) or isinstance(self.every, bool) or self.every < 0:
@@ -234,7 +241,7 @@ def train_run(plan: Plan, *, policy: CheckpointPolicy = CheckpointPolicy(),
                 write(state, "running")
             if on_start is not None:
                 on_start(state)
-            last_epoch, last_time = state.epoch, time.monotonic()
+            last_epoch, last_time, cost = state.epoch, time.monotonic(), 0.0
             while state.epoch < config.epochs:
                 state, record = train_epoch(setup, state)
                 if callback is not None:
@@ -242,9 +249,11 @@ def train_run(plan: Plan, *, policy: CheckpointPolicy = CheckpointPolicy(),
                 if stop is not None and stop():
                     write(state, "interrupted")
                     raise Interrupted(path, state.epoch, config.epochs)
-                if state.epoch < config.epochs and policy.due(state.epoch - last_epoch, time.monotonic() - last_time):
+                now = time.monotonic()
+                if state.epoch < config.epochs and policy.due(state.epoch - last_epoch, now - last_time, cost):
                     write(state, "running")
                     last_epoch, last_time = state.epoch, time.monotonic()
+                    cost = last_time - now
             result = finish(setup, state, keep_state=write_done)
         except Interrupted:
             raise

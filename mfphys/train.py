@@ -311,7 +311,7 @@ def train(config: TrainConfig, *, data_dir=None, dataset=None,
     every epoch, :func:`finish` (:mod:`mfphys.runfile` runs the same steps with checkpoints).
     ``dataset`` may pass an already loaded :class:`mfphys.data.Dataset`; ``callback`` is
     called after every epoch with an :class:`EpochRecord`; the order parameters are recorded
-    every ``dynamics_every`` epochs (0: only at the start and the end). Raises
+    every ``dynamics_every`` epochs and at log-spaced epochs (:func:`dynamics_due`). Raises
     :class:`DivergenceError` when the loss or the parameters stop being finite.
     """
     # a diverging run overflows before its loss turns NaN: that is reported as a
@@ -338,7 +338,8 @@ def prepare(config: TrainConfig, *, data_dir=None, dataset=None, dynamics_every:
 
     config.validate()
     if not _is_int(dynamics_every) or dynamics_every < 0:
-        raise MfphysError(f"--dynamics-every must be an integer >= 0 (0 = start and end only), got {dynamics_every}")
+        raise MfphysError(f"--dynamics-every must be an integer >= 0 (0 = log-spaced epochs only), "
+                          f"got {dynamics_every}")
     budget.check_memory(budget.train_estimate(config))  # before anything is allocated or generated
     be = get_backend(config.backend, config.dtype)
     t0 = time.perf_counter()
@@ -459,9 +460,12 @@ def train_epoch(setup: TrainSetup, state: TrainState) -> tuple[TrainState, Epoch
 
 
 def dynamics_due(epoch: int, epochs: int, every: int) -> bool:
-    """Whether the order parameters are recorded after ``epoch`` of ``epochs``: at 0, every
-    ``every`` epochs (0: never in between) and at the last."""
-    return epoch == 0 or epoch == epochs or (every > 0 and epoch % every == 0)
+    """Whether the order parameters are recorded after ``epoch`` of ``epochs``: every ``every``
+    epochs (0: not by count) and at the log-spaced snapshot epochs 0, 1, 2, 5, 10, 20, 50, ...
+    and the last (:func:`mfphys.order.snapshot_epochs`), where the categories change fastest."""
+    from .order import snapshot_epochs
+
+    return (every > 0 and epoch % every == 0) or epoch in snapshot_epochs(epochs)
 
 
 def _record_dynamics(setup: TrainSetup, state: TrainState) -> TrainState:

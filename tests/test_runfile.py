@@ -204,6 +204,9 @@ def test_failed_new_run_leaves_no_file_and_a_failed_resume_keeps_its_checkpoint(
 
 
 def test_checkpoint_policy():
+    # a write that took 1 s is followed by the next one no sooner than 50 s later (2 % of the time)
+    assert not CheckpointPolicy(every=0, seconds=5).due(9, 49.0, 1.0) and CheckpointPolicy(0, 5).due(9, 50.0, 1.0)
+    assert CheckpointPolicy(every=2, seconds=5).due(2, 0.1, 1.0)  # by count, whatever the cost
     assert CheckpointPolicy(every=3, seconds=0).due(3, 0.0) and not CheckpointPolicy(every=3, seconds=0).due(2, 99)
     assert CheckpointPolicy(every=0, seconds=5).due(1, 5.0) and not CheckpointPolicy(every=0, seconds=5).due(9, 4.9)
     assert not CheckpointPolicy(0, 0).due(100, 1e9)

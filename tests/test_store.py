@@ -148,11 +148,11 @@ def test_file_kind_from_attributes():
 def test_dynamics_variables(result):
     ds = run_to_dataset(result)
     dyn = result.dynamics
-    assert list(ds.dyn_epoch.values) == list(dyn.epochs) == [0, 3]
+    assert list(ds.dyn_epoch.values) == list(dyn.epochs) == [0, 1, 2, 3]
     assert list(ds.snap_epoch.values) == [0, 1, 2, 3]
     for k in SCALARS:
         for name in (f"dyn_{k}", f"dyn_{k}_live"):
-            assert ds[name].dims == ("replica", "dyn_epoch", "layer") and ds[name].shape == (2, 2, 3)
+            assert ds[name].dims == ("replica", "dyn_epoch", "layer") and ds[name].shape == (2, 4, 3)
             assert "during training" in ds[name].attrs["long_name"]
         # at the last recorded epoch (the last epoch) they are the final order parameters
         np.testing.assert_array_equal(ds[f"dyn_{k}"].sel(dyn_epoch=3).values, ds[k].values)

@@ -310,7 +310,8 @@ def test_dynamics_are_recorded_and_end_at_the_final_order_parameters(teacher_dat
 
     cfg = TrainConfig(**{**TEACHER, "epochs": 7}, replicas=2)
     res = train(cfg, dataset=teacher_data, dynamics_every=3)
-    assert res.dynamics.epochs == (0, 3, 6, 7) and res.dynamics.snap_epochs == (0, 1, 2, 5, 7)
+    # every 3 epochs and at the log-spaced snapshot epochs 0, 1, 2, 5 and the last
+    assert res.dynamics.epochs == (0, 1, 2, 3, 5, 6, 7) and res.dynamics.snap_epochs == (0, 1, 2, 5, 7)
     final = order.run_order(res.params, live_inputs=~res.dead_inputs)
     last = res.dynamics.samples[-1]
     assert set(last) == set(order.SCALARS) | {f"{k}_live" for k in order.SCALARS}
@@ -320,6 +321,6 @@ def test_dynamics_are_recorded_and_end_at_the_final_order_parameters(teacher_dat
     first = res.dynamics.samples[0]
     np.testing.assert_array_equal(first["sparsity"], 0.0)  # pi = 0 at the start
     np.testing.assert_array_equal(first["mean_pi"], 0.0)
-    assert train(cfg, dataset=teacher_data, dynamics_every=0).dynamics.epochs == (0, 7)
+    assert train(cfg, dataset=teacher_data, dynamics_every=0).dynamics.epochs == (0, 1, 2, 5, 7)
     with pytest.raises(MfphysError, match="--dynamics-every"):
         train(cfg, dataset=teacher_data, dynamics_every=-1)

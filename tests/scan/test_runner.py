@@ -209,5 +209,5 @@ def test_a_stale_checkpoint_of_another_configuration_is_replaced(tmp_path):
 def test_cell_files_carry_the_dynamics(done_scan):
     folder, _ = done_scan
     ds = store.open_run(scan.cell_path(folder, depth=2, n_train=400))
-    assert list(ds.dyn_epoch.values) == [0, 3] and ds.dyn_frac_vip.shape == (2, 2, 3)
+    assert list(ds.dyn_epoch.values) == [0, 1, 2, 3] and ds.dyn_frac_vip.shape == (2, 4, 3)
     np.testing.assert_array_equal(ds.dyn_frac_vip.sel(dyn_epoch=3).values, ds.frac_vip.values)

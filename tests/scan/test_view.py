@@ -83,7 +83,7 @@ def test_corrupt_or_vanishing_cell(fresh_scan, monkeypatch):
 def test_open_scan_carries_the_dynamics(done_scan):
     folder, _ = done_scan
     ds = scan.open_scan(folder)
-    assert list(ds.dyn_epoch.values) == [0, 3]
+    assert list(ds.dyn_epoch.values) == [0, 1, 2, 3]
     assert ds.dyn_sparsity.dims == ("depth", "n_train", "replica", "dyn_epoch", "layer")
     cell = store.open_run(scan.cell_path(folder, depth=1, n_train=400))
     np.testing.assert_array_equal(ds.dyn_sparsity.sel(depth=1, n_train=400, layer=[1, 2]).values,
