@@ -16,7 +16,7 @@ from mfphys.fileio import check_free_space, check_writable
 from mfphys.model import architecture
 from mfphys.runfile import CHECKPOINT_EVERY, CHECKPOINT_SECONDS
 from mfphys.stats import format_stat
-from mfphys.train import ADAM_RESETS, DYNAMICS_EVERY, PROTOCOLS, TrainConfig
+from mfphys.train import DYNAMICS_EVERY, PROTOCOLS, TrainConfig
 
 from .common import command_line, console, err_console, make_progress, parse_ints, stop_on_ctrl_c, user_errors
 
@@ -184,8 +184,6 @@ def make_config(values: dict, protocol: str | None, resume: Path | None, ctx=Non
 
     if protocol is not None and protocol not in PROTOCOLS:
         raise MfphysError(f"unknown --protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
-    if values["adam_reset"] not in ADAM_RESETS:
-        raise MfphysError(f"unknown --adam-reset {values['adam_reset']!r}: choose one of {', '.join(ADAM_RESETS)}")
     given = {k for k in values if ctx is None or getattr(ctx.get_parameter_source(k), "name", "") != "DEFAULT"}
     base = values
     if resume is not None:

@@ -105,6 +105,19 @@ def test_paper_accuracy_on_mnist(mnist_dir):
     assert accs["bp"] >= 0.948, accs
 
 
+@pytest.mark.slow
+def test_2020_protocol_accuracy_on_mnist(mnist_dir):
+    """docs/results.md, the 2020 protocol: 200 epochs, lr halved every 20, Adam rebuilt every epoch,
+    decay on m and Xi, 3 seeds (about 90 s of training on an idle 2-core CPU)."""
+    from threadpoolctl import threadpool_limits
+
+    from mfphys.train import PROTOCOLS
+
+    with threadpool_limits(1):  # the recorded numbers were made with one BLAS thread
+        res = train(TrainConfig(**PROTOCOLS["2020"], replicas=3, backend="numpy"), data_dir=mnist_dir)
+    np.testing.assert_allclose(res.history["test_acc"][:, -10:].mean(axis=1), [0.9654, 0.96375, 0.9681], atol=2e-3)
+
+
 def test_divergence_is_reported(teacher_data):
     with pytest.raises(DivergenceError, match="diverged"):
         train(TrainConfig(**{**TEACHER, "lr": 1e12, "epochs": 5}), dataset=teacher_data)
