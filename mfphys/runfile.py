@@ -249,11 +249,11 @@ def train_run(plan: Plan, *, policy: CheckpointPolicy = CheckpointPolicy(),
                 if stop is not None and stop():
                     write(state, "interrupted")
                     raise Interrupted(path, state.epoch, config.epochs)
-                now = time.monotonic()
-                if state.epoch < config.epochs and policy.due(state.epoch - last_epoch, now - last_time, cost):
+                t = time.monotonic()
+                if state.epoch < config.epochs and policy.due(state.epoch - last_epoch, t - last_time, cost):
                     write(state, "running")
                     last_epoch, last_time = state.epoch, time.monotonic()
-                    cost = last_time - now
+                    cost = last_time - t
             result = finish(setup, state, keep_state=write_done)
         except Interrupted:
             raise

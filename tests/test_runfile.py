@@ -36,6 +36,11 @@ def reference(tmp_path_factory):
     return open_run(path)
 
 
+def seg_start(ds):
+    """When the run's first segment started: the file's ``created`` date."""
+    return json.loads(ds.attrs["segments"])[0]["started"]
+
+
 class StopAt:
     """``stop()`` that answers True after epoch ``n`` (what the first Ctrl-C does)."""
 
@@ -64,6 +69,7 @@ def test_new_run_file_is_done_and_resumable(reference):
     rng = json.loads(ds.attrs["rng_state"])
     assert len(rng["order"]) == len(rng["noise"]) == 2 and rng["order"][0]["bit_generator"] == "PCG64"
     assert json.loads(ds.attrs["writer"])["pid"] == os.getpid()
+    assert isinstance(ds.attrs["created"], str) and ds.attrs["created"] <= ds.attrs["updated"]
     assert [s["action"] for s in json.loads(ds.attrs["segments"])] == ["new"]
     for k in ("pi", "m", "xi"):
         assert ds[f"adam_mu_{k}_1"].shape == ds[f"adam_nu_{k}_1"].shape == ds.pi_1.shape
@@ -92,6 +98,7 @@ def test_resume_is_bit_identical_to_the_uninterrupted_run(stop_after, reference,
     train_run(plan, policy=EVERY)
     back = open_run(path)
     assert_same_run(back, reference)
+    assert isinstance(back.attrs["created"], str) and back.attrs["created"] == seg_start(back)
     seg = json.loads(back.attrs["segments"])
     assert [(s["action"], s["from_epoch"]) for s in seg] == [("new", 0), ("resume", stop_after)]
     assert "resumed at epoch" in back.attrs["history"].splitlines()[-1]
