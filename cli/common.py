@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import shlex
+import signal
 import sys
+import threading
 
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -128,3 +130,26 @@ def make_progress(*, transient: bool = False, quiet: bool = False) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"),
                     TimeRemainingColumn(), console=err_console, transient=transient, disable=quiet)
+
+
+@contextlib.contextmanager
+def stop_on_ctrl_c(message: str = "stopping after this epoch (Ctrl-C again to stop at once)"):
+    """Yield ``stop()``: the first Ctrl-C only makes it true (the loop finishes its step and
+    saves), a second one interrupts at once (``KeyboardInterrupt``). Outside the main thread,
+    where no signal handler can be set, Ctrl-C interrupts at once as usual."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    asked = []
+
+    def handler(signum, frame):
+        if asked:
+            signal.default_int_handler(signum, frame)
+        asked.append(True)
+        err_console.print(message, markup=False)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(asked)
+    finally:
+        signal.signal(signal.SIGINT, previous)

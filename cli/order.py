@@ -102,9 +102,13 @@ def order(
     if live is not None:
         console.print(f"live inputs: {int(live.sum())} of {live.size} vary over the training set; "
                       f"{int((~live).sum())} dead inputs are left out of the 'layer 1 live' column")
-    if "test_acc" in ds:
-        console.print(f"test accuracy: mean-field {format_stat(ds.test_acc.isel(epoch=-1).values)}, "
-                      f"sampled sub-networks {format_stat(ds.test_acc_sampled.values)}")
+    if "test_acc" in ds and ds.sizes.get("epoch", 0):
+        sampled = (f", sampled sub-networks {format_stat(ds.test_acc_sampled.values)}"
+                   if "test_acc_sampled" in ds else "")
+        console.print(f"test accuracy: mean-field {format_stat(ds.test_acc.isel(epoch=-1).values)}{sampled}")
+    if store.run_status(ds.attrs) != "done":
+        console.print(f"a partial run ({store.run_status(ds.attrs)}): {ds.sizes.get('epoch', 0)} epochs done "
+                      f"(docs/file-format.md)")
 
 
 def _num(x):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -14,11 +16,20 @@ from mfphys.errors import MfphysError
 from mfphys.fileio import check_free_space, check_writable
 from mfphys.model import architecture
 from mfphys.order import display_name
+from mfphys.runfile import CHECKPOINT_EVERY, CHECKPOINT_SECONDS
 from mfphys.stats import format_stat
-from mfphys.train import TrainConfig, load_data
-from mfphys.train import train as run_training
+from mfphys.train import DYNAMICS_EVERY, PROTOCOLS, TrainConfig, load_data
 
-from .common import blas_limit, command_line, console, err_console, make_progress, parse_ints, user_errors
+from .common import (
+    blas_limit,
+    command_line,
+    console,
+    err_console,
+    make_progress,
+    parse_ints,
+    stop_on_ctrl_c,
+    user_errors,
+)
 
 D = TrainConfig()
 
@@ -88,6 +99,7 @@ def print_estimate(cfg: TrainConfig, estimate, out: Path) -> None:
 
 @user_errors
 def train(
+    ctx: typer.Context,
     dataset: str = typer.Option(D.dataset, help="mnist, fashion-mnist or teacher (teacher-student, no download)"),
     layers: str = typer.Option(architecture(D.layers).replace("-", ","), help="layer widths, input first"),
     n_train: int = typer.Option(D.n_train, help="train on the first N training patterns"),
@@ -111,6 +123,21 @@ def train(
     init_xi: float = typer.Option(D.init_xi, help="initial Xi ~ init_xi * Uniform(0, 1)"),
     eval_samples: int = typer.Option(D.eval_samples, help="sampled sub-networks evaluated at the end (K)"),
     teacher_seed: int = typer.Option(D.teacher_seed, help="seed of the teacher network (--dataset teacher)"),
+    adam_reset: str = typer.Option(D.adam_reset, help="restart Adam's moments and step count: never (later "
+                                                      "revision) or epoch (every epoch, the 2020 code)"),
+    protocol: Optional[str] = typer.Option(None, help="preset of the paper's code: 2020 (200 epochs, lr halved "
+                                                      "every 20, Adam reset every epoch, decay on m,xi) or revised "
+                                                      "(100, constant lr, no reset, decay on pi,m,xi); options "
+                                                      "given explicitly win"),
+    resume: Optional[Path] = typer.Option(None, help="continue this run file (interrupted, or finished: "
+                                                     "with more --epochs); its configuration is used"),
+    checkpoint_every: int = typer.Option(CHECKPOINT_EVERY, help="rewrite the run file every N epochs (0: not "
+                                                                "by epochs)"),
+    checkpoint_seconds: float = typer.Option(CHECKPOINT_SECONDS, help="rewrite the run file once S seconds "
+                                                                      "passed since the last write (0: not by time)"),
+    dynamics_every: int = typer.Option(DYNAMICS_EVERY, help="record the order parameters every K epochs, "
+                                                            "besides epochs 0, 1, 2, 5, 10, 20, 50, ... and the "
+                                                            "last (0: those only)"),
     data_dir: Optional[Path] = typer.Option(None, help="folder with the IDX files (else $MFPHYS_DATA_DIR, cache)"),
     out: Optional[Path] = typer.Option(None, help="run file to write (default: runs/<name>.nc with --name, else "
                                                   "runs/<dataset>-<arch>-<mode>-seed<seed>-<time>.nc)"),
@@ -124,21 +151,33 @@ def train(
     blas_threads: Optional[int] = typer.Option(None, help="BLAS threads (default: the BLAS library's own choice, "
                                                           "usually one per core)"),
 ):
-    """Train spike-and-slab ensembles by gBP (or the BP baseline) and write one netCDF run file."""
-    from mfphys import budget, store
+    """Train spike-and-slab ensembles by gBP (or the BP baseline) and write one netCDF run file.
 
-    cfg = TrainConfig(
+    The file exists from the start (status running) and is rewritten at checkpoints; Ctrl-C saves
+    the last epoch (status interrupted, exit 130). The same command again, or --resume FILE,
+    continues it; a finished run continues to more --epochs.
+    """
+    from mfphys import budget, runfile, store
+
+    values = dict(
         dataset=dataset, layers=parse_ints(layers, "--layers"), n_train=n_train, n_test=n_test, epochs=epochs,
         batch_size=batch_size, lr=lr, lr_halve_every=lr_halve_every, activation=activation, replicas=replicas,
         seed=seed, mode=mode, backend=backend, dtype=dtype, weight_decay=weight_decay,
         decay_on=tuple(s for s in decay_on.split(",") if s), init_m_std=init_m_std, init_xi=init_xi,
-        eval_samples=eval_samples, teacher_seed=teacher_seed,
+        eval_samples=eval_samples, teacher_seed=teacher_seed, adam_reset=adam_reset,
     )
     name = check_name(name) if name is not None else None
     if blas_threads is not None and blas_threads < 1:
         raise MfphysError(f"--blas-threads must be >= 1, got {blas_threads}")
+    if resume is not None and out is not None and out != resume:
+        raise MfphysError(f"--resume writes to the file it continues ({resume}): leave out --out {out}")
+    cfg = make_config(values, protocol, resume, ctx)
+    out = resume or out or default_out(cfg, name)
+    plan = runfile.plan_run(out, cfg, resume=resume is not None)
+    if plan.action == "done":
+        console.print(f"{out} is done ({cfg.epochs} epochs): nothing to train (give more --epochs to continue it)")
+        return
     estimate = budget.train_estimate(cfg)
-    out = out or default_out(cfg, name)
     if dry_run:
         print_estimate(cfg, estimate, out)
     out = check_writable(out)
@@ -146,22 +185,37 @@ def train(
     check_free_space(out, estimate.disk)
     if dry_run:
         return
+    policy = runfile.CheckpointPolicy(checkpoint_every, checkpoint_seconds).validate()
+    done = plan.state.epoch if plan.state is not None else 0
     data = load_data(cfg, data_dir)  # a data problem is one error line, before any progress bar
-    if out.exists() and not quiet:
-        err_console.print(f"note: {out} exists and will be replaced when this run finishes", markup=False)
-    with blas_limit(blas_threads), make_progress() as progress:
-        task = progress.add_task(f"{cfg.mode} {architecture(cfg.layers)}", total=cfg.epochs, status="",
-                                 visible=not quiet)
+    old = plan.attrs or {}  # a resumed run keeps its labels unless new ones are given
+    labels = store.label_attrs(name or old.get("name") or out.stem, tag or json.loads(old.get("tags", "[]")),
+                               note or old.get("note"))
+    with blas_limit(blas_threads), make_progress() as progress, stop_on_ctrl_c() as stop:
+        task = progress.add_task(f"{cfg.mode} {architecture(cfg.layers)}", total=cfg.epochs, completed=done,
+                                 status="", visible=not quiet)
+
+        def on_start(state):
+            if not quiet:
+                what = {"new": "writing", "resume": f"resuming at epoch {done}:",
+                        "extend": f"continuing from epoch {done}:"}[plan.action]
+                console.print(f"{what} {out}; watch it: mfphys tui {out.parent}")
 
         def on_epoch(rec):
             progress.update(task, advance=1, status=f"loss {np.mean(rec.train_loss):.4f}  "
                                                     f"test acc {np.mean(rec.test_acc):.4f}")
 
-        result = run_training(cfg, dataset=data, callback=on_epoch)
-    command = command_line()
-    ds = store.run_to_dataset(result, command=command, name=name or out.stem, tags=tag, note=note)
-    store.write_atomic(ds, out)
+        try:
+            result = runfile.train_run(plan, policy=policy, dynamics_every=dynamics_every, dataset=data,
+                                       callback=on_epoch, stop=stop, on_start=on_start, command=command_line(),
+                                       attrs=labels)
+        except runfile.Interrupted as exc:
+            progress.stop()
+            err_console.print(f"interrupted after epoch {exc.epoch} of {exc.epochs}: {out} holds it (status "
+                              f"interrupted); continue with: mfphys train --resume {out}", markup=False)
+            raise typer.Exit(130) from None
     if not quiet:
+        ds = store.open_run(out)
         console.print(summary_table(ds))
         last = min(10, ds.sizes["epoch"])
         console.print(f"test accuracy (mean-field, last epoch): {format_stat(ds.test_acc.isel(epoch=-1).values)}   "
@@ -170,3 +224,27 @@ def train(
                       f"sampled sub-networks: {format_stat(ds.test_acc_sampled.values)}   "
                       f"vote: {format_stat(ds.test_acc_vote.values)}")
         console.print(f"{result.backend}, {result.timings['train_seconds']:.1f} s; wrote {out}")
+
+
+def make_config(values: dict, protocol: str | None, resume: Path | None, ctx=None) -> TrainConfig:
+    """The TrainConfig of the options: the options given on the command line win over a
+    ``--protocol`` preset, which wins over the defaults, or, with ``--resume``, over the file's
+    configuration (so ``--resume RUN.nc`` alone continues the run as it was made). ``ctx`` (the
+    command's context) tells which options were given; without it, all are."""
+    from mfphys import store
+
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise MfphysError(f"unknown --protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    given = {k for k in values if ctx is None or getattr(ctx.get_parameter_source(k), "name", "") != "DEFAULT"}
+    base = values
+    if resume is not None:
+        if not resume.exists():
+            raise MfphysError(f"--resume {resume}: no such file")
+        try:
+            attrs = store.read_attrs(resume)
+            store.file_kind(attrs, expect="run", where=str(resume))
+        except MfphysError as exc:
+            raise MfphysError(f"{exc}; nothing was written") from None
+        base = dataclasses.asdict(store.config_from_attrs(attrs, resume))
+    preset = {k: v for k, v in PROTOCOLS.get(protocol, {}).items() if k not in given}
+    return TrainConfig(**{**base, **preset, **{k: values[k] for k in given}})

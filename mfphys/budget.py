@@ -48,13 +48,19 @@ class Estimate(NamedTuple):
 
 
 def train_estimate(config, *, n_train: int | None = None, n_test: int | None = None, n_classes: int | None = None,
-                   full_train: int = 60000, full_test: int = 10000) -> Estimate:
+                   full_train: int = 60000, full_test: int = 10000, dynamics_every: int | None = None) -> Estimate:
     """The memory and disk of :func:`mfphys.train.train` for ``config`` (a TrainConfig).
 
     ``n_train`` / ``n_test`` default to the config's (the test set to ``full_test`` when the
     config takes all); ``full_*`` are the sizes of the data set held in memory while loading.
+    The run file (``disk``) holds the final parameters, Adam's moments (to continue the run),
+    the history and the order parameters recorded every ``dynamics_every`` epochs (default
+    :data:`mfphys.train.DYNAMICS_EVERY`) and at the snapshot epochs.
     """
-    from .train import DRAW_BLOCK  # the block of sampled sub-networks evaluated together
+    from .order import snapshot_epochs
+    from .train import DRAW_BLOCK, DYNAMICS_EVERY  # DRAW_BLOCK: sampled sub-networks evaluated together
+
+    dynamics_every = DYNAMICS_EVERY if dynamics_every is None else dynamics_every
 
     item = 4 if config.dtype == "float32" else 8
     layers = config.layers
@@ -80,13 +86,24 @@ def train_estimate(config, *, n_train: int | None = None, n_test: int | None = N
     # scaled transposes, the hidden activations of a chunk of 2048 test patterns, the logits
     sampled = (R * k * W * (8 + 8 + 1 + 2 * item) + R * k * min(Pt, 2048) * Nmax * 3 * item
                + R * k * Pt * C * item + R * Pt * C * 4) if K else 0
-    history = (R * 4 + 3) * E * 8 * 3  # the arrays, the records, the Dataset copy
-    store = 2 * 3 * R * W * item  # the run's Dataset holds a copy of pi, m, Xi while it is written
+    L = len(layers) - 1
+    moments = 2 if bp else 6  # Adam's two moments of each trainable kind, stored for resuming
+    # the order parameters recorded while training (16 per layer, docs/file-format.md "Dynamics")
+    # and the histogram snapshots (3 x 40 bins and their edges)
+    snaps = len(snapshot_epochs(E))
+    samples = (E // dynamics_every if dynamics_every else 0) + snaps
+    dynamics = samples * R * L * 16 * 8 + snaps * (R * L * 3 * 40 * 8 + 3 * 41 * 8)
+    history = (R * 4 + 3) * E * 8 * 3 + dynamics  # the arrays, the records, the Dataset copy
+    # the run's Dataset holds host copies of pi, m, Xi and of Adam's moments while it is written
+    store = 2 * (3 + moments) * R * W * item
     memory = {"weights and optimizer state": weights, "data": data,
               "largest temporary (step, evaluation or sampled evaluation)": max(step, evaluation, sampled),
               "history": history, "writing the run file": store, "process": BASE}
     peak = sum(memory.values())
-    disk = 3 * R * W * item + (R * 4 + 3) * E * 8 + R * len(layers) * 3 * 45 * 8 + N0 + (64 << 10)
+    # about 2 kB of netCDF/HDF5 metadata per stored array: some 60 per run, 3 + moments per layer
+    arrays = 60 + L * (3 + moments)
+    disk = (3 + moments) * R * W * item + (R * 4 + 3) * E * 8 + R * L * 3 * 45 * 8 + dynamics + N0 \
+        + arrays * 2048 + (64 << 10)
     return Estimate(memory, int(peak), int(disk))
 
 

@@ -50,6 +50,19 @@ def adam_init(params, *, trainable=PARAM_NAMES) -> AdamState:
     return AdamState(0, tuple(zeros(l) for l in params), tuple(zeros(l) for l in params))
 
 
+def adam_reset(state: AdamState) -> AdamState:
+    """The state of a fresh start: moments zeroed (in place) and the step counter back to 0.
+
+    The paper's 2020 code rebuilt its optimizer at the start of every epoch, which is this
+    (docs/model.md section 4, ``adam_reset = "epoch"``); its later revision never resets.
+    """
+    for layer in (*state.mu, *state.nu):
+        for a in layer:
+            if a is not None:
+                a[...] = 0
+    return AdamState(0, state.mu, state.nu)
+
+
 def _zeros_like(a):
     z = a.copy()
     z[...] = 0

@@ -78,7 +78,8 @@ def entropy(pi, m, xi, *, xi_zero: float = XI_ZERO):
     return xp.where(slab, s_slab, s_point)
 
 
-def layer_order(pi, m, xi, *, tol: float = TOL, xi_tol: float = XI_TOL, xi_zero: float = XI_ZERO, mask=None):
+def layer_order(pi, m, xi, *, tol: float = TOL, xi_tol: float = XI_TOL, xi_zero: float = XI_ZERO, mask=None,
+                median: bool = True):
     """The scalar order parameters of one layer, each ``(R,)`` (public schema, docs/file-format.md).
 
     ``mask``: optional boolean (N_out, N_in) or (N_in,) selection of connections (e.g. those
@@ -90,6 +91,9 @@ def layer_order(pi, m, xi, *, tol: float = TOL, xi_tol: float = XI_TOL, xi_zero:
     - ``weight_var``: mean weight variance ``var`` (docs/model.md section 1);
     - ``entropy``: mean entropy per connection (nats), with ``entropy_median`` and the
       fractions of connections in each entropy regime: ``frac_point`` (``Xi <= xi_zero``).
+
+    ``median=False`` leaves out ``entropy_median`` (a sort of every connection: the one costly
+    part, skipped by the samples taken during training, :func:`training_order`).
     """
     xp = namespace_of(pi, m, xi)
     if mask is None:
@@ -108,8 +112,7 @@ def layer_order(pi, m, xi, *, tol: float = TOL, xi_tol: float = XI_TOL, xi_zero:
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_xi = xp.where(n_present > 0, (xi * present).sum(axis=(-1, -2)) / xp.maximum(n_present, 1), xp.nan)
     S = entropy(pi, m, xi, xi_zero=xi_zero)
-    flat = S.reshape(S.shape[0], -1)[:, sel.reshape(-1)]
-    return {
+    out = {
         "sparsity": mean(uip),
         "frac_vip": mean(vip),
         "frac_uip": mean(uip),
@@ -118,9 +121,11 @@ def layer_order(pi, m, xi, *, tol: float = TOL, xi_tol: float = XI_TOL, xi_zero:
         "mean_xi": mean_xi,
         "weight_var": mean(var),
         "entropy": mean(S),
-        "entropy_median": xp.median(flat, axis=-1),
         "frac_point": mean(xi <= xi_zero),
     }
+    if median:
+        out["entropy_median"] = xp.median(S.reshape(S.shape[0], -1)[:, sel.reshape(-1)], axis=-1)
+    return out
 
 
 def histogram(values, edges):
@@ -163,6 +168,42 @@ def run_order(params, *, live_inputs=None, tol: float = TOL, xi_tol: float = XI_
         for k, v in rows.items():
             out.setdefault(k, []).append(v)
     return {k: xp.stack(v, axis=-1) for k, v in out.items()}
+
+
+def training_order(params, *, live_inputs=None, tol: float = TOL, xi_tol: float = XI_TOL,
+                   xi_zero: float = XI_ZERO):
+    """The order parameters a run records while it trains (its dynamics, docs/file-format.md):
+    name -> (R, L) arrays for every name of :data:`SCALARS` and, when ``live_inputs`` (N_0,) is
+    given, ``<name>_live`` (layer 1 over live inputs, deeper layers unchanged).
+
+    The same numbers as :func:`run_order`'s entries of these names (the same
+    :func:`layer_order` calls), without the medians and exact-equality categories it adds.
+    """
+    xp = namespace_of(params[0].m)
+    out: dict[str, list] = {}
+    for l, (pi, m, xi) in enumerate(params, start=1):
+        values = layer_order(pi, m, xi, tol=tol, xi_tol=xi_tol, xi_zero=xi_zero, median=False)
+        rows = {k: values[k] for k in SCALARS}
+        if live_inputs is not None:
+            live = values if l > 1 else layer_order(pi, m, xi, tol=tol, xi_tol=xi_tol, xi_zero=xi_zero,
+                                                    mask=live_inputs, median=False)
+            rows.update({f"{k}_live": live[k] for k in SCALARS})
+        for k, v in rows.items():
+            out.setdefault(k, []).append(v)
+    return {k: xp.stack(v, axis=-1) for k, v in out.items()}
+
+
+#: the epochs of the histogram snapshots a run records (docs/file-format.md): log-spaced
+SNAPSHOT_BASE = (1, 2, 5)
+
+
+def snapshot_epochs(epochs: int) -> tuple[int, ...]:
+    """0 (the initial parameters), 1, 2, 5, 10, 20, 50, 100, ... below ``epochs``, and ``epochs``."""
+    out, scale = [0], 1
+    while scale < epochs:
+        out += [b * scale for b in SNAPSHOT_BASE if b * scale < epochs]
+        scale *= 10
+    return tuple(out) + (epochs,)
 
 
 def histogram_edges(params, n_bins: int = N_BINS):

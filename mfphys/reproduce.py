@@ -109,8 +109,8 @@ def train_or_reuse(config: TrainConfig, path: Path, *, data_dir=None, callback=N
     if path.exists():
         try:
             ds = store.open_run(path)
-            if TrainConfig.from_json(ds.attrs["config"]) == config:
-                return ds
+            if TrainConfig.from_json(ds.attrs["config"]) == config and store.run_status(ds.attrs) == "done":
+                return ds  # a partial run file (a checkpoint) is trained again
         except (MfphysError, KeyError):
             pass  # unreadable or foreign: trained again and replaced (atomically)
     check_writable(path)

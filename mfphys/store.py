@@ -55,6 +55,13 @@ LONG_NAMES = {
     "frac_point": ("fraction of connections with Xi <= xi_zero (point-mass slab)", "1"),
 }
 
+#: the values of a run file's ``status`` attribute; a file without one (written before
+#: checkpoints existed) is a finished run
+STATUSES = ("running", "interrupted", "done")
+#: the prefix of the order parameters recorded during training (``dyn_sparsity``, ...) and of
+#: the histogram snapshots (``snap_hist_pi``, ...), docs/file-format.md "Dynamics"
+DYN, SNAP = "dyn_", "snap_"
+
 
 def _long(name: str):
     base = name.removesuffix("_exact").removesuffix("_live")
@@ -73,22 +80,26 @@ def run_to_dataset(result, *, tol: float = order.TOL, xi_tol: float = order.XI_T
 
     ``name``, ``tags`` and ``note`` label the run (attributes ``name``, ``tags`` as a JSON
     list, ``note``; ``mfphys train --name/--tag/--note``); each is left out when not given.
+    A finished run gets ``status`` "done"; the part of a run a checkpoint stores (no sampled
+    evaluation yet, ``result.complete`` False) gets "running" and no ``test_acc_sampled*`` /
+    ``test_acc_vote`` variables (:func:`checkpoint_to_dataset` adds what resuming needs).
     """
     labels = label_attrs(name, tags, note)  # first: `name` is a loop variable below
     cfg = result.config
     params = result.params
-    R, E, L = cfg.replicas, cfg.epochs, len(params)
-    coords = {"epoch": np.arange(1, E + 1), "replica": np.arange(R), "layer": np.arange(1, L + 1),
-              "draw": np.arange(result.sampled_acc.shape[1])}
+    R, E, L = cfg.replicas, result.history["train_loss"].shape[1], len(params)
+    coords = {"epoch": np.arange(1, E + 1), "replica": np.arange(R), "layer": np.arange(1, L + 1)}
     data = {}
     for k in ("train_loss", "train_acc", "test_loss", "test_acc"):
         data[k] = (("replica", "epoch"), result.history[k], _long(k))
     for k in ("lr", "epoch_seconds", "eval_seconds"):
         data[k] = (("epoch",), result.history[k], _long(k))
-    data["test_acc_sampled"] = (("replica",), result.sampled_acc.mean(axis=1) if result.sampled_acc.size
-                                else np.full(R, np.nan), _long("test_acc_sampled"))
-    data["test_acc_sampled_draw"] = (("replica", "draw"), result.sampled_acc, _long("test_acc_sampled_draw"))
-    data["test_acc_vote"] = (("replica",), result.vote_acc, _long("test_acc_vote"))
+    if result.complete:
+        coords["draw"] = np.arange(result.sampled_acc.shape[1])
+        data["test_acc_sampled"] = (("replica",), result.sampled_acc.mean(axis=1) if result.sampled_acc.size
+                                    else np.full(R, np.nan), _long("test_acc_sampled"))
+        data["test_acc_sampled_draw"] = (("replica", "draw"), result.sampled_acc, _long("test_acc_sampled_draw"))
+        data["test_acc_vote"] = (("replica",), result.vote_acc, _long("test_acc_vote"))
     for l, layer in enumerate(params, start=1):
         dims = ("replica", f"post_{l}", f"pre_{l}")
         for name, v in zip(("pi", "m", "xi"), layer):
@@ -106,6 +117,8 @@ def run_to_dataset(result, *, tol: float = order.TOL, xi_tol: float = order.XI_T
                                  "units": "connections"})
     data["dead_inputs"] = (("input",), np.asarray(result.dead_inputs, dtype=np.int8),
                            {"long_name": "1 where the input is constant over the training set", "units": "1"})
+    if result.dynamics is not None:
+        _dynamics_variables(result.dynamics, coords, data)
     ds = xr.Dataset({k: xr.Variable(d, v, attrs=a) for k, (d, v, a) in data.items()}, coords=coords)
     now = utc_now()
     ds.attrs = {
@@ -122,6 +135,7 @@ def run_to_dataset(result, *, tol: float = order.TOL, xi_tol: float = order.XI_T
         "data_summary": json.dumps(result.data, default=str),
         "timings": json.dumps(result.timings),
         "order_tolerances": json.dumps({"tol": tol, "xi_tol": xi_tol, "xi_zero": xi_zero}),
+        "status": "done" if result.complete else "running",
         "created": now,
         "history": f"{now} {command or 'mfphys.train'}",
         "host": f"{socket.gethostname()} ({platform.platform()}), python {sys.version.split()[0]}, "
@@ -146,6 +160,158 @@ def label_attrs(name: str | None = None, tags=(), note: str | None = None) -> di
     return out
 
 
+def _dynamics_variables(dyn, coords: dict, data: dict) -> None:
+    """The order parameters recorded during training (``dyn_<name>`` (replica, dyn_epoch, layer))
+    and the histogram snapshots (``snap_hist_<k>`` (replica, snap_epoch, layer, <k>_bin) with
+    their edges ``snap_<k>_edges`` (snap_epoch, edge)), docs/file-format.md "Dynamics"."""
+    if dyn.samples:
+        coords["dyn_epoch"] = np.asarray(dyn.epochs, dtype=np.int64)
+    for name in (dyn.samples[0] if dyn.samples else {}):
+        attrs = _long(name)
+        attrs["long_name"] += ", recorded during training (after epoch dyn_epoch; 0: initial parameters)"
+        data[DYN + name] = (("replica", "dyn_epoch", "layer"), np.stack([s[name] for s in dyn.samples], axis=1),
+                            attrs)
+    if dyn.snaps:
+        coords["snap_epoch"] = np.asarray(dyn.snap_epochs, dtype=np.int64)
+    for k in ("pi", "m", "xi") if dyn.snaps else ():
+        data[f"{SNAP}hist_{k}"] = (("replica", "snap_epoch", "layer", f"{k}_bin"),
+                                   np.stack([s[f"hist_{k}"] for s in dyn.snaps], axis=1),
+                                   {"long_name": f"histogram of {k} per layer after epoch snap_epoch "
+                                                 f"(edges: {SNAP}{k}_edges)", "units": "connections"})
+        data[f"{SNAP}{k}_edges"] = (("snap_epoch", "edge"), np.stack([s[f"{k}_edges"] for s in dyn.snaps]),
+                                    {"long_name": f"bin edges of {SNAP}hist_{k} at each snapshot", "units": "1"})
+
+
+def checkpoint_to_dataset(result, *, status: str, writer: dict | None = None, segments=None,
+                          dynamics_every: int | None = None, command: str | None = None, created: str | None = None,
+                          history: str | None = None, attrs: dict | None = None) -> xr.Dataset:
+    """A resumable run file: :func:`run_to_dataset` of ``result`` (finished or, ``result.complete``
+    False, the run so far) plus its state ``result.state`` (docs/file-format.md "Checkpoints"):
+    Adam's moments ``adam_mu_<k>_<l>``, ``adam_nu_<k>_<l>`` and the attributes ``status``,
+    ``epochs_done``, ``adam_count``, ``rng_state``, ``writer``, ``segments``.
+
+    ``created`` and ``history`` carry the first write's date and command lines over to later
+    checkpoints; ``attrs`` adds attributes (a scan cell's).
+    """
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+    state = result.state
+    ds = run_to_dataset(result, command=command)
+    for l, (mu, nu) in enumerate(zip(state.adam.mu, state.adam.nu), start=1):
+        dims = ("replica", f"post_{l}", f"pre_{l}")
+        for k in ("pi", "m", "xi"):
+            if getattr(mu, k) is None:
+                continue
+            for which, arr, what in (("mu", mu, "first"), ("nu", nu, "second")):
+                ds[f"adam_{which}_{k}_{l}"] = xr.Variable(dims, getattr(arr, k), attrs={
+                    "long_name": f"Adam's {what} moment of {k} of layer {l} (checkpoint)", "units": "1"})
+    now = utc_now()
+    ds.attrs.update({
+        "status": status,
+        "epochs_done": int(state.epoch),
+        "adam_count": int(state.adam.count),
+        "rng_state": json.dumps(state.rng),
+        "writer": json.dumps(writer or {}),
+        "segments": json.dumps(list(segments or [])),
+        "updated": now,
+    })
+    if dynamics_every is not None:
+        ds.attrs["dynamics_every"] = int(dynamics_every)
+    if created:
+        ds.attrs["created"] = created
+    if history:
+        ds.attrs["history"] = history
+    ds.attrs.update(attrs or {})
+    return ds
+
+
+def run_status(attrs) -> str:
+    """A run file's ``status`` (:data:`STATUSES`) from its attributes; "done" for a file written
+    before checkpoints existed (no ``status`` attribute)."""
+    status = str(attrs.get("status", "done"))
+    return status if status in STATUSES else "done"
+
+
+def state_from_dataset(ds: xr.Dataset, path=None):
+    """The :class:`mfphys.train.TrainState` (host arrays) a run file stores, to resume it;
+    one clear :class:`MfphysError` for a file that has none or a damaged one."""
+    from . import optim
+    from .train import CURVES, SERIES, TrainState
+
+    where = f"{path}: " if path is not None else ""
+    cfg = config_from_dataset(ds, path)
+    if "epochs_done" not in ds.attrs or "rng_state" not in ds.attrs:
+        raise MfphysError(f"{where}this run file holds no checkpoint (written by an mfphys without resumable "
+                          f"run files), so it cannot be continued; train it again with another --out")
+    _check_run_parameters(ds, path)
+
+    def damaged(what):
+        return MfphysError(f"{where}damaged run file: {what}")
+
+    try:
+        n, count = int(ds.attrs["epochs_done"]), int(ds.attrs.get("adam_count", -1))
+        rng = json.loads(ds.attrs["rng_state"])
+    except (TypeError, ValueError):
+        raise damaged("its epochs_done, adam_count or rng_state attribute is malformed") from None
+    R = cfg.replicas
+    if ds.sizes.get("epoch", 0) != n:
+        raise damaged(f"epochs_done is {n} but it holds {ds.sizes.get('epoch', 0)} epochs")
+    if count < 0:
+        raise damaged("no adam_count attribute")
+    if not (isinstance(rng, dict) and all(isinstance(rng.get(k), list) and len(rng[k]) == R
+                                          and all(isinstance(s, dict) and "bit_generator" in s for s in rng[k])
+                                          for k in ("order", "noise"))):
+        raise damaged(f"rng_state does not hold the order and noise streams of {R} replicas")
+    trainable = ("m",) if cfg.mode == "bp" else optim.PARAM_NAMES
+    params = params_from_dataset(ds)
+    mu, nu = [], []
+    for l, layer in enumerate(params, start=1):
+        for moments, which in ((mu, "mu"), (nu, "nu")):
+            arrays = []
+            for k in optim.PARAM_NAMES:
+                name = f"adam_{which}_{k}_{l}"
+                if k not in trainable:
+                    arrays.append(None)
+                    continue
+                if name not in ds:
+                    raise damaged(f"{name} is missing")
+                if ds[name].shape != layer.m.shape or ds[name].dtype != layer.m.dtype:
+                    raise damaged(f"{name} has shape {ds[name].shape} ({ds[name].dtype}), expected "
+                                  f"{layer.m.shape} ({layer.m.dtype})")
+                arrays.append(ds[name].values)
+            moments.append(Layer(*arrays))
+    history = {}
+    for k in CURVES + SERIES:
+        if k not in ds:
+            raise damaged(f"{k} is missing")
+        history[k] = np.asarray(ds[k].values, dtype=np.float64)
+    try:
+        seconds = float(json.loads(ds.attrs.get("timings", "{}")).get("train_seconds", 0.0))
+    except (TypeError, ValueError, AttributeError):
+        seconds = 0.0
+    return TrainState(n, params, optim.AdamState(count, tuple(mu), tuple(nu)), rng, history,
+                      dynamics_from_dataset(ds), seconds)
+
+
+def dynamics_from_dataset(ds: xr.Dataset):
+    """The :class:`mfphys.train.Dynamics` a run file records (empty for an older file)."""
+    from .train import Dynamics
+
+    names = [k[len(DYN):] for k in ds.data_vars if k.startswith(DYN) and ds[k].dims == ("replica", "dyn_epoch",
+                                                                                          "layer")]
+    epochs = tuple(int(e) for e in ds["dyn_epoch"].values) if "dyn_epoch" in ds.coords else ()
+    samples = tuple({k: ds[DYN + k].values[:, i] for k in names} for i in range(len(epochs))) if names else ()
+    snap_epochs = tuple(int(e) for e in ds["snap_epoch"].values) if "snap_epoch" in ds.coords else ()
+    snaps = ()
+    if snap_epochs and all(f"{SNAP}hist_{k}" in ds for k in ("pi", "m", "xi")):
+        snaps = tuple({**{f"hist_{k}": ds[f"{SNAP}hist_{k}"].values[:, i] for k in ("pi", "m", "xi")},
+                       **{f"{k}_edges": ds[f"{SNAP}{k}_edges"].values[i] for k in ("pi", "m", "xi")}}
+                      for i in range(len(snap_epochs)))
+    else:
+        snap_epochs = ()
+    return Dynamics(epochs if samples else (), samples, snap_epochs, snaps)
+
+
 def params_from_dataset(ds: xr.Dataset) -> tuple:
     """The (pi, m, Xi) arrays of every layer of a run file, as :class:`mfphys.model.Layer`."""
     L = int(ds.sizes["layer"])
@@ -154,10 +320,15 @@ def params_from_dataset(ds: xr.Dataset) -> tuple:
 
 def config_from_dataset(ds: xr.Dataset, path=None):
     """The run's :class:`~mfphys.train.TrainConfig`, from its ``config`` attribute (validated)."""
+    return config_from_attrs(ds.attrs, path)
+
+
+def config_from_attrs(attrs, path=None):
+    """:func:`config_from_dataset` from a file's attributes alone (:func:`read_attrs`)."""
     from .train import TrainConfig
 
     where = f"{path}: " if path is not None else ""
-    text = ds.attrs.get("config")
+    text = attrs.get("config")
     if not isinstance(text, str):
         raise MfphysError(f"{where}damaged run file: no 'config' attribute")
     try:

@@ -22,6 +22,9 @@ from .backend import BACKENDS, DTYPES, EVAL, INIT, NOISE, ORDER, get_backend, re
 from .errors import DivergenceError, MfphysError
 
 MODES = ("gbp", "bp")
+#: when Adam's moments and step counter restart: never (the later revision of the paper's
+#: code, the default) or at the start of every epoch (its 2020 code), docs/model.md section 4
+ADAM_RESETS = ("never", "epoch")
 _DATASETS = ("mnist", "fashion-mnist", "teacher")  # mfphys.data.DATASETS (a test checks they agree)
 _BACKENDS, _DTYPES = BACKENDS, DTYPES
 
@@ -33,6 +36,17 @@ _INT_HINTS = {"lr_halve_every": " (0 = constant)", "seed": " (replica r uses see
 _FLOAT_RANGES = {"lr": (0.0, math.inf, False), "weight_decay": (0.0, math.inf, True),
                  "adam_b1": (0.0, 1.0, True), "adam_b2": (0.0, 1.0, True), "adam_eps": (0.0, math.inf, False),
                  "init_m_std": (0.0, math.inf, True), "init_xi": (0.0, math.inf, True)}
+
+
+#: the two versions of the paper's reference code as option presets (``mfphys train --protocol``,
+#: docs/model.md section 4); the defaults follow the revision, except the decay (on m and Xi)
+PROTOCOLS = {
+    "2020": {"epochs": 200, "lr_halve_every": 20, "adam_reset": "epoch", "decay_on": ("m", "xi")},
+    "revised": {"epochs": 100, "lr_halve_every": 0, "adam_reset": "never", "decay_on": ("pi", "m", "xi")},
+}
+
+#: fields added after the first release, with the default that reproduces the older files
+ADDED_LATER = {"adam_reset": "never"}
 
 
 def _opt(name: str) -> str:
@@ -80,6 +94,7 @@ class TrainConfig:
     eval_samples: int = 10
     teacher_seed: int = 0
     host_noise: bool = False
+    adam_reset: str = "never"
 
     def __post_init__(self):
         # one validation for every entry point (CLI, scan TOML, Python API): a bad value is
@@ -120,7 +135,8 @@ class TrainConfig:
                     what = "a positive number"
                 raise MfphysError(f"{_opt(name)} must be {what}, got {value}")
         for name, choices in (("mode", MODES), ("activation", tuple(model.ACTIVATIONS)), ("dataset", _DATASETS),
-                              ("backend", _BACKENDS), ("dtype", _DTYPES)):
+                              ("backend", _BACKENDS), ("dtype", _DTYPES),
+                              ("adam_reset", ADAM_RESETS)):
             value = getattr(self, name)
             if value not in choices:
                 raise MfphysError(f"unknown {_opt(name)} {value!r}: choose one of {', '.join(choices)}")
@@ -134,7 +150,12 @@ class TrainConfig:
         return self
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """The configuration as JSON. Fields added after the first release are left out while they
+        hold their default (:data:`ADDED_LATER`), so every earlier run and scan cell keeps its
+        configuration hash; :meth:`from_json` fills them in."""
+        d = dataclasses.asdict(self)
+        return json.dumps({k: v for k, v in d.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])},
+                          sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
@@ -151,6 +172,17 @@ class TrainConfig:
         return self.lr * 0.5 ** ((epoch - 1) // self.lr_halve_every)
 
 
+def config_differences(old, new, *, ignore=("epochs",)) -> list[str]:
+    """What differs between two TrainConfigs (``--lr 0.1 in the file, 0.05 here``), ``ignore`` left out."""
+    a, b = dataclasses.asdict(old), dataclasses.asdict(new)
+
+    def show(v):
+        return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    return [f"{_opt(k)} {show(a[k])} in the file, {show(b[k])} here"
+            for k in a if k not in ignore and a[k] != b[k]]
+
+
 class EpochRecord(NamedTuple):
     """Per-epoch numbers, each (R,) except ``epoch``, ``lr`` and ``seconds``."""
 
@@ -163,19 +195,97 @@ class EpochRecord(NamedTuple):
     seconds: float
 
 
+#: the per-epoch history: (R, E) curves and (E,) series
+CURVES = ("train_loss", "train_acc", "test_loss", "test_acc")
+SERIES = ("lr", "epoch_seconds", "eval_seconds")
+#: the order parameters are recorded every this many epochs (and at epoch 0 and the last);
+#: its cost at this default is measured in bench/README.md ("Checkpoints and dynamics")
+DYNAMICS_EVERY = 5
+
+
+class Dynamics(NamedTuple):
+    """The order parameters recorded during training (docs/file-format.md, "Dynamics").
+
+    ``samples[i]`` maps every name of :func:`mfphys.order.training_order` to its (R, L)
+    values after epoch ``epochs[i]`` (0: the initial parameters); ``snaps[i]`` holds the
+    histograms ``hist_pi``, ``hist_m``, ``hist_xi`` (R, L, bins) and their edges ``pi_edges``,
+    ``m_edges``, ``xi_edges`` (bins + 1,) after epoch ``snap_epochs[i]``. Host arrays.
+    """
+
+    epochs: tuple = ()
+    samples: tuple = ()
+    snap_epochs: tuple = ()
+    snaps: tuple = ()
+
+
+class TrainState(NamedTuple):
+    """Everything a run needs to go on after ``epoch`` epochs: what a checkpoint stores.
+
+    ``params`` and ``adam`` are arrays of the compute backend while training (host arrays in
+    a checkpoint, :func:`to_host`); ``rng`` holds the bit-generator state of every replica's
+    batch-order and noise streams as JSON-able dicts (``{"order": [...], "noise": [...]}``);
+    ``history`` the per-epoch arrays of the whole run (:data:`CURVES` (R, E), :data:`SERIES`
+    (E,)), filled up to ``epoch``; ``seconds`` the training time so far. The arrays are
+    updated in place by :func:`train_epoch` (as :func:`mfphys.optim.adam_update` does).
+    """
+
+    epoch: int
+    params: tuple
+    adam: optim.AdamState
+    rng: dict
+    history: dict
+    dynamics: Dynamics
+    seconds: float = 0.0
+
+
+@dataclass
+class TrainSetup:
+    """What stays fixed while a run trains: the configuration, the backend, the data on it.
+
+    ``device_noise`` holds the CuPy generators of the per-step noise (``host_noise=False`` on
+    a GPU): their state cannot be stored, so a resumed CuPy run reseeds them from its host
+    noise streams (a valid continuation, not the bit-identical one NumPy gives).
+    """
+
+    config: TrainConfig
+    be: object
+    data: object  # mfphys.data.Dataset
+    x_train: object
+    x2_train: object
+    y_train: object
+    x_test: object
+    y_test: object
+    adam_cfg: optim.AdamConfig
+    dead_inputs: np.ndarray  # (N_0,) bool
+    dynamics_every: int = DYNAMICS_EVERY
+    seconds: float = 0.0  # loading and moving the data
+    device_noise: list | None = None
+
+    @property
+    def trainable(self) -> tuple:
+        return ("m",) if self.config.mode == "bp" else optim.PARAM_NAMES
+
+
 @dataclass
 class TrainResult:
-    """A finished run, all arrays on the host."""
+    """A run, all arrays on the host: finished, or (``sampled_acc`` None) a checkpoint's part."""
 
     config: TrainConfig
     params: tuple  # tuple[model.Layer] of (R, N_out, N_in) NumPy arrays
     history: dict  # name -> (R, E) array, plus "lr" and "epoch_seconds" (E,)
-    sampled_acc: np.ndarray  # (R, K) accuracy of each sampled sub-network
-    vote_acc: np.ndarray  # (R,) accuracy of the K sub-networks' majority vote
+    sampled_acc: np.ndarray | None  # (R, K) accuracy of each sampled sub-network; None before the end
+    vote_acc: np.ndarray | None  # (R,) accuracy of the K sub-networks' majority vote
     data: dict  # dataset summary (name, sizes, checksum, source)
     dead_inputs: np.ndarray  # (N_0,) bool: inputs constant over the training set
     backend: str
     timings: dict = field(default_factory=dict)
+    dynamics: Dynamics | None = None
+    state: TrainState | None = None  # the final (or current) state on the host, for resumable files
+
+    @property
+    def complete(self) -> bool:
+        """True for a finished run (sampled evaluation done), False for a checkpoint's part."""
+        return self.sampled_acc is not None
 
 
 def load_data(config: TrainConfig, data_dir=None):
@@ -199,51 +309,112 @@ def load_data(config: TrainConfig, data_dir=None):
 
 
 def train(config: TrainConfig, *, data_dir=None, dataset=None,
-          callback: Callable[[EpochRecord], None] | None = None) -> TrainResult:
+          callback: Callable[[EpochRecord], None] | None = None,
+          dynamics_every: int = DYNAMICS_EVERY) -> TrainResult:
     """Train ``config.replicas`` replicas together and evaluate them (see module docstring).
 
+    The whole run in memory: :func:`prepare`, :func:`init_state`, :func:`train_epoch` for
+    every epoch, :func:`finish` (:mod:`mfphys.runfile` runs the same steps with checkpoints).
     ``dataset`` may pass an already loaded :class:`mfphys.data.Dataset`; ``callback`` is
-    called after every epoch with an :class:`EpochRecord`. Raises :class:`DivergenceError`
-    when the loss or the parameters stop being finite.
+    called after every epoch with an :class:`EpochRecord`; the order parameters are recorded
+    every ``dynamics_every`` epochs and at log-spaced epochs (:func:`dynamics_due`). Raises
+    :class:`DivergenceError` when the loss or the parameters stop being finite.
     """
     # a diverging run overflows before its loss turns NaN: that is reported as a
-    # DivergenceError below, so NumPy's floating-point warnings would only be noise
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _train(config, data_dir, dataset, callback)
+    # DivergenceError, so NumPy's floating-point warnings would only be noise
+    with quiet_fp():
+        setup = prepare(config, data_dir=data_dir, dataset=dataset, dynamics_every=dynamics_every)
+        state = init_state(setup)
+        while state.epoch < config.epochs:
+            state, record = train_epoch(setup, state)
+            if callback is not None:
+                callback(record)
+        return finish(setup, state)
 
 
-def _train(config, data_dir, dataset, callback) -> TrainResult:
+def quiet_fp():
+    """NumPy's floating-point warnings off: divergence is reported as :class:`DivergenceError`."""
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+
+
+def prepare(config: TrainConfig, *, data_dir=None, dataset=None, dynamics_every: int = DYNAMICS_EVERY) -> TrainSetup:
+    """Validate, check the memory, pick the backend and put the data on it (nothing is trained)."""
     from . import budget
+    from .data import dead_inputs
 
     config.validate()
+    if not _is_int(dynamics_every) or dynamics_every < 0:
+        raise MfphysError(f"--dynamics-every must be an integer >= 0 (0 = log-spaced epochs only), "
+                          f"got {dynamics_every}")
     budget.check_memory(budget.train_estimate(config))  # before anything is allocated or generated
     be = get_backend(config.backend, config.dtype)
-    xp, dt = be.xp, be.dtype
-    t_start = time.perf_counter()
+    t0 = time.perf_counter()
     ds = dataset if dataset is not None else load_data(config, data_dir)
-    R, bp = config.replicas, config.mode == "bp"
-
+    bp = config.mode == "bp"
     x_train = be.asarray(ds.x_train)
-    x2_train = None if bp else x_train * x_train  # a**2 of the input layer, once (section 2)
-    y_train = xp.asarray(ds.y_train)
-    x_test, y_test = be.asarray(ds.x_test), xp.asarray(ds.y_test)
-    P, B = x_train.shape[0], config.batch_size
-    if B > P:
-        raise MfphysError(f"--batch-size {B} is larger than the {P} training patterns")
-
-    host_params = model.init_params(config.layers, replica_rngs(config.seed, R, INIT), m_std=config.init_m_std,
-                                    xi_scale=config.init_xi, bp=bp, dtype=dt)
-    params = tuple(model.Layer(*(be.asarray(v) for v in layer)) for layer in host_params)
-    trainable = ("m",) if bp else optim.PARAM_NAMES
-    state = optim.adam_init(params, trainable=trainable)
+    if config.batch_size > x_train.shape[0]:
+        raise MfphysError(f"--batch-size {config.batch_size} is larger than the {x_train.shape[0]} training patterns")
     adam_cfg = optim.AdamConfig(config.adam_b1, config.adam_b2, config.adam_eps, config.weight_decay,
                                 config.decay_on)
-    order_rngs = replica_rngs(config.seed, R, ORDER)
-    noise_host = replica_rngs(config.seed, R, NOISE)
-    noise_dev = noise_host if (config.host_noise or be.name == "numpy") else [
-        be.device_rng(int(g.integers(2**32))) for g in noise_host]
+    return TrainSetup(config, be, ds, x_train, None if bp else x_train * x_train,  # a**2 of the input layer, once
+                      be.xp.asarray(ds.y_train), be.asarray(ds.x_test), be.xp.asarray(ds.y_test), adam_cfg,
+                      dead_inputs(ds.x_train), int(dynamics_every), time.perf_counter() - t0)
+
+
+def _device_noise(setup: TrainSetup) -> bool:
+    return setup.be.name != "numpy" and not setup.config.host_noise
+
+
+def _generator(state: dict) -> np.random.Generator:
+    """A NumPy generator continuing from a stored bit-generator state."""
+    bit = getattr(np.random, state["bit_generator"])(0)
+    bit.state = state
+    return np.random.Generator(bit)
+
+
+def init_state(setup: TrainSetup) -> TrainState:
+    """The state before the first epoch: initial parameters (``INIT`` streams), zero Adam
+    moments, fresh ``ORDER`` and ``NOISE`` streams, an empty history, epoch 0's order parameters."""
+    config, be = setup.config, setup.be
+    R, E = config.replicas, config.epochs
+    host_params = model.init_params(config.layers, replica_rngs(config.seed, R, INIT), m_std=config.init_m_std,
+                                    xi_scale=config.init_xi, bp=config.mode == "bp", dtype=be.dtype)
+    params = tuple(model.Layer(*(be.asarray(v) for v in layer)) for layer in host_params)
+    noise = replica_rngs(config.seed, R, NOISE)
+    if _device_noise(setup):  # the device streams are seeded from the host ones
+        setup.device_noise = [be.device_rng(int(g.integers(2**32))) for g in noise]
+    rng = {"order": [g.bit_generator.state for g in replica_rngs(config.seed, R, ORDER)],
+           "noise": [g.bit_generator.state for g in noise]}
+    history = {**{k: np.zeros((R, E)) for k in CURVES}, **{k: np.zeros(E) for k in SERIES}}
+    state = TrainState(0, params, optim.adam_init(params, trainable=setup.trainable), rng, history, Dynamics(),
+                       setup.seconds)
+    return _record_dynamics(setup, state)
+
+
+def train_epoch(setup: TrainSetup, state: TrainState) -> tuple[TrainState, EpochRecord]:
+    """One epoch: mini-batch gBP (or BP) steps over the training set in each replica's own
+    order, the noise-free test evaluation, and the order parameters when they are due.
+
+    Returns the state after the epoch (its arrays updated in place) and the epoch's record.
+    Raises :class:`DivergenceError` when the training loss is not finite.
+    """
+    config, be = setup.config, setup.be
+    xp, dt = be.xp, be.dtype
+    R, bp = config.replicas, config.mode == "bp"
+    epoch = state.epoch + 1
+    if epoch > config.epochs:
+        raise MfphysError(f"the run has all its {config.epochs} epochs already")
+    x_train, x2_train, y_train = setup.x_train, setup.x2_train, setup.y_train
+    P, B = x_train.shape[0], config.batch_size
     widths = config.layers[1:]
-    splits = np.cumsum(widths)[:-1]
+    splits = np.cumsum(widths)[:-1].tolist()
+    order_rngs = [_generator(s) for s in state.rng["order"]]
+    noise_host = [_generator(s) for s in state.rng["noise"]]
+    noise_dev = noise_host
+    if _device_noise(setup):
+        if setup.device_noise is None:  # resumed on a GPU: reseeded from the stored host streams
+            setup.device_noise = [be.device_rng(int(g.integers(2**32))) for g in noise_host]
+        noise_dev = setup.device_noise
 
     def draw_noise(b):
         """One (R, b, N_l) standard-normal array per layer, from each replica's own stream."""
@@ -251,58 +422,150 @@ def _train(config, data_dir, dataset, callback) -> TrainResult:
             return None
         draws = [g.standard_normal((b, sum(widths)), dtype=dt) for g in noise_dev]
         e = xp.asarray(np.stack(draws)) if noise_dev is noise_host else xp.stack(draws)
-        return xp.split(e, splits.tolist(), axis=-1) if len(splits) else [e]
+        return xp.split(e, splits, axis=-1) if splits else [e]
 
-    hist = {k: np.zeros((R, config.epochs)) for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
-    lrs, secs, eval_secs = np.zeros(config.epochs), np.zeros(config.epochs), np.zeros(config.epochs)
-    n_batches = math.ceil(P / B)
-    for epoch in range(1, config.epochs + 1):
-        t0 = time.perf_counter()
-        lr = config.lr_at(epoch)
-        perm = xp.asarray(np.stack([g.permutation(P) for g in order_rngs]))  # (R, P)
-        loss_sum = xp.zeros(R, dtype=dt)
-        correct = xp.zeros(R, dtype=dt)
-        for i in range(n_batches):
-            idx = perm[:, i * B:(i + 1) * B]
-            xb, yb = x_train[idx], y_train[idx]
-            x2b = None if bp else x2_train[idx]
-            loss, grads, logits = model.loss_and_grad(params, xb, yb, draw_noise(idx.shape[1]),
-                                                      activation=config.activation, bp=bp, x2=x2b)
-            params, state = optim.adam_update(grads, state, params, lr=lr, cfg=adam_cfg)
-            loss_sum += loss * idx.shape[1]
-            correct += (logits.argmax(axis=-1) == yb).sum(axis=-1)
-        e = epoch - 1
-        hist["train_loss"][:, e] = be.to_numpy(loss_sum) / P
-        hist["train_acc"][:, e] = be.to_numpy(correct) / P
-        if not np.all(np.isfinite(hist["train_loss"][:, e])):
-            bad = int(np.flatnonzero(~np.isfinite(hist["train_loss"][:, e]))[0])
-            raise DivergenceError(f"training diverged at epoch {epoch} (replica {bad}, loss is not finite): "
-                                  f"try a smaller --lr than {config.lr}")
-        be.synchronize()
-        t_eval = time.perf_counter()
-        logits = model.predict(params, x_test, activation=config.activation)
-        tl, _, _ = model.cross_entropy(logits, xp.broadcast_to(y_test, logits.shape[:-1]))
-        hist["test_loss"][:, e] = be.to_numpy(tl)
-        hist["test_acc"][:, e] = be.to_numpy((logits.argmax(axis=-1) == y_test).sum(axis=-1)) / y_test.shape[0]
-        be.synchronize()
-        lrs[e], secs[e], eval_secs[e] = lr, time.perf_counter() - t0, time.perf_counter() - t_eval
-        if callback is not None:
-            callback(EpochRecord(epoch, hist["train_loss"][:, e], hist["train_acc"][:, e], hist["test_loss"][:, e],
-                                 hist["test_acc"][:, e], lr, secs[e]))
-    t_train = time.perf_counter() - t_start
+    t0 = time.perf_counter()
+    params, adam = state.params, state.adam
+    if config.adam_reset == "epoch":  # the 2020 code's fresh optimizer every epoch (docs/model.md section 4)
+        adam = optim.adam_reset(adam)
+    lr = config.lr_at(epoch)
+    perm = xp.asarray(np.stack([g.permutation(P) for g in order_rngs]))  # (R, P)
+    loss_sum = xp.zeros(R, dtype=dt)
+    correct = xp.zeros(R, dtype=dt)
+    for i in range(math.ceil(P / B)):
+        idx = perm[:, i * B:(i + 1) * B]
+        xb, yb = x_train[idx], y_train[idx]
+        x2b = None if bp else x2_train[idx]
+        loss, grads, logits = model.loss_and_grad(params, xb, yb, draw_noise(idx.shape[1]),
+                                                  activation=config.activation, bp=bp, x2=x2b)
+        params, adam = optim.adam_update(grads, adam, params, lr=lr, cfg=setup.adam_cfg)
+        loss_sum += loss * idx.shape[1]
+        correct += (logits.argmax(axis=-1) == yb).sum(axis=-1)
+    hist, e = state.history, epoch - 1
+    hist["train_loss"][:, e] = be.to_numpy(loss_sum) / P
+    hist["train_acc"][:, e] = be.to_numpy(correct) / P
+    if not np.all(np.isfinite(hist["train_loss"][:, e])):
+        bad = int(np.flatnonzero(~np.isfinite(hist["train_loss"][:, e]))[0])
+        raise DivergenceError(f"training diverged at epoch {epoch} (replica {bad}, loss is not finite): "
+                              f"try a smaller --lr than {config.lr}")
+    be.synchronize()
+    t_eval = time.perf_counter()
+    logits = model.predict(params, setup.x_test, activation=config.activation)
+    y_test = setup.y_test
+    tl, _, _ = model.cross_entropy(logits, xp.broadcast_to(y_test, logits.shape[:-1]))
+    hist["test_loss"][:, e] = be.to_numpy(tl)
+    hist["test_acc"][:, e] = be.to_numpy((logits.argmax(axis=-1) == y_test).sum(axis=-1)) / y_test.shape[0]
+    be.synchronize()
+    t_end = time.perf_counter()
+    hist["lr"][e], hist["epoch_seconds"][e], hist["eval_seconds"][e] = lr, t_end - t0, t_end - t_eval
+    rng = {"order": [g.bit_generator.state for g in order_rngs], "noise": [g.bit_generator.state for g in noise_host]}
+    state = TrainState(epoch, params, adam, rng, hist, state.dynamics, state.seconds + t_end - t0)
+    record = EpochRecord(epoch, hist["train_loss"][:, e], hist["train_acc"][:, e], hist["test_loss"][:, e],
+                         hist["test_acc"][:, e], lr, t_end - t0)
+    return _record_dynamics(setup, state), record
 
-    host = tuple(model.Layer(*(be.to_numpy(v) for v in layer)) for layer in params)
+
+def dynamics_due(epoch: int, epochs: int, every: int) -> bool:
+    """Whether the order parameters are recorded after ``epoch`` of ``epochs``: every ``every``
+    epochs (0: not by count) and at the log-spaced snapshot epochs 0, 1, 2, 5, 10, 20, 50, ...
+    and the last (:func:`mfphys.order.snapshot_epochs`), where the categories change fastest."""
+    from .order import snapshot_epochs
+
+    return (every > 0 and epoch % every == 0) or epoch in snapshot_epochs(epochs)
+
+
+def _record_dynamics(setup: TrainSetup, state: TrainState) -> TrainState:
+    """``state`` with the order parameters (and the histograms at a snapshot epoch) of its
+    parameters appended, when due (:func:`dynamics_due`, :func:`mfphys.order.snapshot_epochs`)."""
+    from . import order
+
+    config, epoch, dyn = setup.config, state.epoch, state.dynamics
+    sample = dynamics_due(epoch, config.epochs, setup.dynamics_every) and epoch not in dyn.epochs
+    snap = epoch in order.snapshot_epochs(config.epochs) and epoch not in dyn.snap_epochs
+    if not (sample or snap):
+        return state
+    t0 = time.perf_counter()
+    host = tuple(model.Layer(*(setup.be.to_numpy(v) for v in layer)) for layer in state.params)
+    if sample:
+        values = order.training_order(host, live_inputs=~setup.dead_inputs)
+        dyn = dyn._replace(epochs=dyn.epochs + (epoch,), samples=dyn.samples + (values,))
+    if snap:
+        edges = order.histogram_edges(host)
+        hists = {f"hist_{k}": np.stack([order.histogram(getattr(layer, k), e) for layer in host], axis=1)
+                 for k, e in edges.items()}
+        hists.update({f"{k}_edges": e for k, e in edges.items()})
+        dyn = dyn._replace(snap_epochs=dyn.snap_epochs + (epoch,), snaps=dyn.snaps + (hists,))
+    return state._replace(dynamics=dyn, seconds=state.seconds + time.perf_counter() - t0)
+
+
+def to_host(be, state: TrainState) -> TrainState:
+    """``state`` with its parameters and Adam moments on the host (NumPy; no copy on the NumPy
+    backend, so write it out before the next epoch) and its history cut to the epochs done."""
+
+    def host(layer):
+        return model.Layer(*(None if v is None else be.to_numpy(v) for v in layer))
+
+    adam = optim.AdamState(state.adam.count, tuple(host(l) for l in state.adam.mu),
+                           tuple(host(l) for l in state.adam.nu))
+    history = {k: v[..., :state.epoch].copy() for k, v in state.history.items()}
+    return state._replace(params=tuple(host(l) for l in state.params), adam=adam, history=history)
+
+
+def resume_state(setup: TrainSetup, checkpoint: TrainState) -> TrainState:
+    """A checkpoint's host state (:func:`to_host`, or read from a run file) on ``setup``'s backend,
+    its history grown to the configuration's epochs (a finished run continued to more epochs)."""
+    config, be = setup.config, setup.be
+    R, E, n = config.replicas, config.epochs, checkpoint.epoch
+    if n > E:
+        raise MfphysError(f"the run has {n} epochs already: give --epochs {n} or more")
+    layers = tuple(model.Layer(*(be.asarray(v) for v in layer)) for layer in checkpoint.params)
+
+    def dev(layer):
+        return model.Layer(*(None if v is None else be.asarray(v) for v in layer))
+
+    adam = optim.AdamState(int(checkpoint.adam.count), tuple(dev(l) for l in checkpoint.adam.mu),
+                           tuple(dev(l) for l in checkpoint.adam.nu))
+    history = {**{k: np.zeros((R, E)) for k in CURVES}, **{k: np.zeros(E) for k in SERIES}}
+    for k, v in history.items():
+        v[..., :n] = checkpoint.history[k][..., :n]
+    setup.device_noise = None  # reseeded from the stored host streams (TrainSetup)
+    state = TrainState(n, layers, adam, checkpoint.rng, history, checkpoint.dynamics,
+                       checkpoint.seconds + setup.seconds)
+    return _record_dynamics(setup, state)  # the last epoch of a continued run was sampled already
+
+
+def current_result(setup: TrainSetup, state: TrainState) -> TrainResult:
+    """What a checkpoint stores besides the state: the run so far as a :class:`TrainResult`
+    without the sampled evaluation (``sampled_acc`` None), its state on the host."""
+    from .data import dataset_summary
+
+    host = to_host(setup.be, state)
+    return TrainResult(setup.config, host.params, host.history, None, None, dataset_summary(setup.data),
+                       setup.dead_inputs, setup.be.describe(), {"train_seconds": state.seconds},
+                       state.dynamics, host)
+
+
+def finish(setup: TrainSetup, state: TrainState, *, keep_state: bool = False) -> TrainResult:
+    """The finished run: final parameters on the host (checked finite), the sampled evaluation
+    (``EVAL`` streams), the dataset summary; with ``keep_state`` its final state on the host
+    (what a run file needs to be continued)."""
+    from .data import dataset_summary
+
+    config, be = setup.config, setup.be
+    if state.epoch != config.epochs:
+        raise MfphysError(f"the run has {state.epoch} of its {config.epochs} epochs: it is not finished")
+    host = tuple(model.Layer(*(be.to_numpy(v) for v in layer)) for layer in state.params)
     if not all(np.all(np.isfinite(v)) for layer in host for v in layer):
         raise DivergenceError("training diverged: parameters are not finite at the end; try a smaller --lr")
     t0 = time.perf_counter()
-    sampled, voted = evaluate_sampled(host, ds.x_test, ds.y_test, n_draws=config.eval_samples,
-                                      rngs=replica_rngs(config.seed, R, EVAL), activation=config.activation, be=be)
+    sampled, voted = evaluate_sampled(host, setup.data.x_test, setup.data.y_test, n_draws=config.eval_samples,
+                                      rngs=replica_rngs(config.seed, config.replicas, EVAL),
+                                      activation=config.activation, be=be)
     t_eval = time.perf_counter() - t0
-    from .data import dataset_summary, dead_inputs
-
-    hist["lr"], hist["epoch_seconds"], hist["eval_seconds"] = lrs, secs, eval_secs
-    return TrainResult(config, host, hist, sampled, voted, dataset_summary(ds), dead_inputs(ds.x_train),
-                       be.describe(), {"train_seconds": t_train, "sampled_eval_seconds": t_eval})
+    final = to_host(be, state) if keep_state else None
+    return TrainResult(config, host, state.history, sampled, voted, dataset_summary(setup.data), setup.dead_inputs,
+                       be.describe(), {"train_seconds": state.seconds, "sampled_eval_seconds": t_eval},
+                       state.dynamics, final)
 
 
 #: sampled sub-networks drawn and evaluated together: bounds the memory of the sampled

@@ -42,6 +42,63 @@ def snapshot(folder: Path) -> dict:
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"}
 
 
+#: what differs between two runs with the same numbers: wall-clock times
+TIMING_VARIABLES = ("epoch_seconds", "eval_seconds")
+
+
+def assert_same_run(a, b, *, dynamics: bool = True) -> None:
+    """Two run files (datasets) hold the same numbers, bit for bit: parameters, Adam's moments,
+    learning curves, sampled evaluation, order parameters, random-stream states and, with
+    ``dynamics``, the order parameters recorded during training; times left out."""
+    import numpy as np
+
+    names = {k for k in a.data_vars if k not in TIMING_VARIABLES}
+    if not dynamics:
+        names = {k for k in names if not k.startswith(("dyn_", "snap_"))}
+    assert names == {k for k in b.data_vars if k not in TIMING_VARIABLES and (dynamics or not k.startswith(
+        ("dyn_", "snap_")))}, sorted(names ^ set(b.data_vars))
+    for k in sorted(names):
+        np.testing.assert_array_equal(a[k].values, b[k].values, err_msg=k)
+    for k in ("epochs_done", "adam_count", "rng_state", "config"):
+        assert a.attrs.get(k) == b.attrs.get(k), k
+
+
+def start_mfphys(*args, **kw) -> subprocess.Popen:
+    """``python -m mfphys ARGS`` as a real subprocess (for signals), one BLAS thread, wide output."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return subprocess.Popen([sys.executable, "-m", "mfphys", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, **kw)
+
+
+def start_python(code: str) -> subprocess.Popen:
+    """``python -c CODE`` in the repository (``tests.helpers`` importable), one BLAS thread."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=REPO)
+
+
+def wait_for_checkpoint(path: Path, epochs: int, proc: subprocess.Popen, timeout: float = 120.0) -> int:
+    """Poll the run file ``path`` until its checkpoint holds at least ``epochs`` epochs; returns
+    that count. Fails if ``proc`` ends first (it should still be training) or time runs out."""
+    import time
+
+    from mfphys.errors import MfphysError
+    from mfphys.store import read_attrs
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            pytest.fail(f"the process ended (exit {proc.returncode}) before epoch {epochs}: {proc.stderr.read()}")
+        try:
+            done = int(read_attrs(path).get("epochs_done", -1)) if path.exists() else -1
+        except MfphysError:
+            done = -1
+        if done >= epochs:
+            return done
+        time.sleep(0.005)
+    pytest.fail(f"{path} did not reach epoch {epochs} in {timeout} s")
+
+
 # --- tiny scans (tests/scan, tests/cli/test_scan.py) --------------------------------------------------
 
 #: options of a tiny teacher-student scan cell: 20 inputs, width 16, 3 epochs (a 3 x 3 scan takes ~1 s)

@@ -61,3 +61,25 @@ def test_frozen_parameters_are_untouched(rng):
     np.testing.assert_array_equal(params[0].pi, pi0)
     np.testing.assert_array_equal(params[0].xi, xi0)
     assert state.mu[0].pi is None
+
+
+def test_adam_reset_restarts_moments_and_counter(rng):
+    """Reset between two runs of steps = textbook Adam started afresh from where the first ended
+    (the 2020 code rebuilt its optimizer every epoch, docs/model.md section 4)."""
+    params = make(rng)
+    params = (Layer(0.3 + 0.4 * params[0].pi, params[0].m, 0.5 + params[0].xi),)
+    start = [a.copy() for a in params[0]]
+    epochs = [[Layer(*(0.01 * g for g in make(rng)[0])) for _ in range(4)] for _ in range(2)]
+    cfg = optim.AdamConfig(weight_decay=1e-2, decay_on=("m", "xi"))
+    state = optim.adam_init(params)
+    for grads in epochs:
+        state = optim.adam_reset(state)
+        assert state.count == 0 and all(np.all(a == 0) for l in (*state.mu, *state.nu) for a in l)
+        for gs in grads:
+            params, state = optim.adam_update((Layer(*(g.copy() for g in gs)),), state, params, lr=0.01, cfg=cfg)
+        assert state.count == 4
+    for i, k in enumerate(optim.PARAM_NAMES):
+        wd = 1e-2 if k in cfg.decay_on else 0.0
+        mid = reference_adam(start[i], [gs[i] for gs in epochs[0]], 0.01, wd=wd)
+        ref = reference_adam(mid, [gs[i] for gs in epochs[1]], 0.01, wd=wd)
+        np.testing.assert_allclose(getattr(params[0], k), ref, rtol=1e-12, atol=1e-15)

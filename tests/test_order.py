@@ -277,3 +277,23 @@ def test_resolve_tolerances():
                     ({"xi_zero": -1.0}, "--xi-zero must be"), ({"xi_tol": float("nan")}, "--xi-tol must be")):
         with pytest.raises(MfphysError, match=msg):
             order.resolve_tolerances(**kw)
+
+
+def test_training_order_is_run_order_without_the_extras(rng):
+    params = tuple(Layer(rng.uniform(0, 1, (2, n, m)).round(1), rng.normal(0, 1, (2, n, m)),
+                         rng.uniform(0, 0.01, (2, n, m)) * (rng.uniform(size=(2, n, m)) > 0.3))
+                   for n, m in ((6, 5), (3, 6)))
+    live = np.array([True, False, True, True, False])
+    full = order.run_order(params, live_inputs=live)
+    dyn = order.training_order(params, live_inputs=live)
+    assert set(dyn) == set(order.SCALARS) | {f"{k}_live" for k in order.SCALARS}
+    for k, v in dyn.items():
+        np.testing.assert_array_equal(v, full[k], err_msg=k)
+    assert set(order.training_order(params)) == set(order.SCALARS)
+
+
+def test_snapshot_epochs_are_log_spaced_and_end_at_the_last():
+    assert order.snapshot_epochs(1) == (0, 1)
+    assert order.snapshot_epochs(100) == (0, 1, 2, 5, 10, 20, 50, 100)
+    assert order.snapshot_epochs(200) == (0, 1, 2, 5, 10, 20, 50, 100, 200)
+    assert order.snapshot_epochs(30) == (0, 1, 2, 5, 10, 20, 30)

@@ -224,3 +224,69 @@ def test_open_runs_glob_architectures_and_params(run_files):
         mfphys.open_runs(str(d / "nothing-*.nc"))
     with pytest.raises(MfphysError, match="perturbation file, not a run file"):
         mfphys.open_runs([d / "a.nc", d / "a.perturb.nc"])  # named explicitly: refused
+
+
+# --- dynamics, checkpoints ----------------------------------------------------------------------
+
+
+def test_dynamics_variables(result):
+    ds = run_to_dataset(result)
+    dyn = result.dynamics
+    assert list(ds.dyn_epoch.values) == list(dyn.epochs) == [0, 1, 2, 3]
+    assert list(ds.snap_epoch.values) == [0, 1, 2, 3]
+    for k in SCALARS:
+        for name in (f"dyn_{k}", f"dyn_{k}_live"):
+            assert ds[name].dims == ("replica", "dyn_epoch", "layer") and ds[name].shape == (2, 4, 3)
+            assert "during training" in ds[name].attrs["long_name"]
+        # at the last recorded epoch (the last epoch) they are the final order parameters
+        np.testing.assert_array_equal(ds[f"dyn_{k}"].sel(dyn_epoch=3).values, ds[k].values)
+        np.testing.assert_array_equal(ds[f"dyn_{k}_live"].sel(dyn_epoch=3).values, ds[f"{k}_live"].values)
+    for k in ("pi", "m", "xi"):
+        assert ds[f"snap_hist_{k}"].dims == ("replica", "snap_epoch", "layer", f"{k}_bin")
+        assert ds[f"snap_{k}_edges"].dims == ("snap_epoch", "edge")
+        np.testing.assert_array_equal(ds[f"snap_hist_{k}"].isel(snap_epoch=-1).values, ds[f"hist_{k}"].values)
+        np.testing.assert_array_equal(ds[f"snap_{k}_edges"].isel(snap_epoch=-1).values, ds[f"{k}_edge"].values)
+        # every connection counted in every snapshot
+        np.testing.assert_array_equal(ds[f"snap_hist_{k}"].sum(f"{k}_bin").values,
+                                      np.broadcast_to([12 * 8, 8 * 6, 6 * 10], (2, 4, 3)))
+    back = store.dynamics_from_dataset(ds)
+    assert back.epochs == dyn.epochs and back.snap_epochs == dyn.snap_epochs
+    for a, b in zip(back.samples, dyn.samples):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_round_trips_its_state(result, tmp_path):
+    from mfphys.train import current_result, init_state, prepare, train_epoch
+
+    setup = prepare(result.config)
+    state = init_state(setup)
+    state, _ = train_epoch(setup, state)
+    part = current_result(setup, state)
+    assert not part.complete and part.history["train_loss"].shape == (2, 1)
+    ds = store.checkpoint_to_dataset(part, status="running", writer={"pid": 1}, segments=[{"action": "new"}])
+    assert ds.attrs["status"] == "running" and ds.attrs["epochs_done"] == 1 and "test_acc_sampled" not in ds
+    path = store.write_atomic(ds, tmp_path / "part.nc")
+    back = store.state_from_dataset(open_run(path), path)
+    assert back.epoch == 1 and back.adam.count == state.adam.count and back.rng == state.rng
+    for a, b in zip(back.adam.mu + back.adam.nu + back.params, state.adam.mu + state.adam.nu + state.params):
+        for x, y in zip(a, b):
+            assert (x is None and y is None) or np.array_equal(x, y)
+    for k, v in back.history.items():
+        np.testing.assert_array_equal(v, state.history[k][..., :1], err_msg=k)
+    with pytest.raises(ValueError, match="status"):
+        store.checkpoint_to_dataset(part, status="paused")
+
+
+@pytest.mark.parametrize("how, message", [
+    (lambda ds: ds.drop_vars("adam_nu_m_1"), "adam_nu_m_1 is missing"),
+    (lambda ds: ds.assign_attrs(rng_state="[1]"), "rng_state does not hold"),
+    (lambda ds: ds.assign_attrs(epochs_done=5), "epochs_done is 5 but it holds 3 epochs"),
+    (lambda ds: ds.assign_attrs(adam_count="x"), "malformed"),
+])
+def test_damaged_checkpoints_are_refused(result, tmp_path, how, message):
+    from mfphys.runfile import CheckpointPolicy, plan_run, train_run
+
+    path = tmp_path / "r.nc"
+    train_run(plan_run(path, result.config), policy=CheckpointPolicy(0, 0))
+    with pytest.raises(MfphysError, match=message):
+        store.state_from_dataset(how(open_run(path)), path)

@@ -105,6 +105,19 @@ def test_paper_accuracy_on_mnist(mnist_dir):
     assert accs["bp"] >= 0.948, accs
 
 
+@pytest.mark.slow
+def test_2020_protocol_accuracy_on_mnist(mnist_dir):
+    """docs/results.md, the 2020 protocol: 200 epochs, lr halved every 20, Adam rebuilt every epoch,
+    decay on m and Xi, 3 seeds (about 90 s of training on an idle 2-core CPU)."""
+    from threadpoolctl import threadpool_limits
+
+    from mfphys.train import PROTOCOLS
+
+    with threadpool_limits(1):  # the recorded numbers were made with one BLAS thread
+        res = train(TrainConfig(**PROTOCOLS["2020"], replicas=3, backend="numpy"), data_dir=mnist_dir)
+    np.testing.assert_allclose(res.history["test_acc"][:, -10:].mean(axis=1), [0.9654, 0.96375, 0.9681], atol=2e-3)
+
+
 def test_divergence_is_reported(teacher_data):
     with pytest.raises(DivergenceError, match="diverged"):
         train(TrainConfig(**{**TEACHER, "lr": 1e12, "epochs": 5}), dataset=teacher_data)
@@ -190,3 +203,141 @@ def test_sampled_evaluation_agrees_across_backends(backend, teacher_data):
     np.testing.assert_allclose(got[0], ref[0])
     np.testing.assert_allclose(got[1], ref[1])
     assert ref[0].shape == (1, 5) and np.all((ref[0] > 0.05) & (ref[0] <= 1))
+
+
+# --- the steps of a run, its state, the 2020 protocol ---------------------------------------------
+
+
+def test_train_is_init_steps_and_finish(teacher_data):
+    from mfphys.train import finish, init_state, prepare, train_epoch
+
+    cfg = TrainConfig(**TEACHER, replicas=2)
+    setup = prepare(cfg, dataset=teacher_data)
+    state = init_state(setup)
+    records = []
+    while state.epoch < cfg.epochs:
+        state, rec = train_epoch(setup, state)
+        records.append(rec)
+    a, b = arrays_of(finish(setup, state)), arrays_of(train(cfg, dataset=teacher_data))
+    for k in a:
+        if k not in ("epoch_seconds", "eval_seconds"):
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert [r.epoch for r in records] == [1, 2, 3]
+    with pytest.raises(MfphysError, match="all its 3 epochs"):
+        train_epoch(setup, state)
+
+
+@pytest.mark.parametrize("mode", ["gbp", "bp"])
+def test_a_host_state_resumes_bit_identically(mode, teacher_data):
+    """Stop after 2 epochs, keep only the host state (what a checkpoint stores), go on in a fresh setup."""
+    import json
+
+    from mfphys.train import finish, init_state, prepare, resume_state, to_host, train_epoch
+
+    cfg = TrainConfig(**{**TEACHER, "epochs": 5}, replicas=2, mode=mode)
+    setup = prepare(cfg, dataset=teacher_data)
+    state = init_state(setup)
+    for _ in range(2):
+        state, _ = train_epoch(setup, state)
+    host = to_host(setup.be, state)
+    host = host._replace(params=tuple(type(l)(*(v.copy() for v in l)) for l in host.params),
+                         rng=json.loads(json.dumps(host.rng)))  # as written to and read from a file
+    del state
+    setup = prepare(cfg, dataset=teacher_data)
+    state = resume_state(setup, host)
+    while state.epoch < cfg.epochs:
+        state, _ = train_epoch(setup, state)
+    a, b = arrays_of(finish(setup, state)), arrays_of(train(cfg, dataset=teacher_data))
+    for k in a:
+        if k not in ("epoch_seconds", "eval_seconds"):
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.mark.parametrize("reset, counts", [("never", [5, 10, 15]), ("epoch", [5, 5, 5])])
+def test_adam_reset_restarts_the_step_counter_every_epoch(reset, counts, teacher_data):
+    from mfphys.train import init_state, prepare, train_epoch
+
+    setup = prepare(TrainConfig(**{**TEACHER, "batch_size": 60}, adam_reset=reset), dataset=teacher_data)
+    state, seen = init_state(setup), []
+    while state.epoch < 3:
+        state, _ = train_epoch(setup, state)
+        seen.append(state.adam.count)
+    assert seen == counts  # 300 patterns in batches of 60: 5 steps an epoch
+
+
+def test_adam_reset_is_a_fresh_optimizer_every_epoch(teacher_data):
+    """Two epochs with adam_reset="epoch" = epoch 1, then epoch 2 from its parameters with a new
+    optimizer (the 2020 code rebuilt Adam every epoch, docs/model.md section 4)."""
+    from mfphys import optim
+    from mfphys.train import init_state, prepare, train_epoch
+
+    cfg = TrainConfig(**TEACHER, adam_reset="epoch")
+    setup = prepare(cfg, dataset=teacher_data)
+    state = init_state(setup)
+    state, _ = train_epoch(setup, state)
+    state, _ = train_epoch(setup, state)
+    ref_setup = prepare(dataclasses_replace(cfg, adam_reset="never"), dataset=teacher_data)
+    ref = init_state(ref_setup)
+    ref, _ = train_epoch(ref_setup, ref)
+    ref = ref._replace(adam=optim.adam_init(ref.params))  # a new optimizer for epoch 2
+    ref, _ = train_epoch(ref_setup, ref)
+    for a, b in zip(state.params, ref.params):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+
+def dataclasses_replace(cfg, **kw):
+    import dataclasses
+
+    return dataclasses.replace(cfg, **kw)
+
+
+def test_new_fields_keep_the_configuration_json_of_earlier_runs():
+    """adam_reset came later: at its default it is left out of the JSON, so the configuration
+    hash of every earlier run and scan cell stays what it was."""
+    import hashlib
+
+    from tests.helpers import tiny_spec
+
+    assert "adam_reset" not in TrainConfig().to_json()
+    cfg = TrainConfig(adam_reset="epoch")
+    assert '"adam_reset": "epoch"' in cfg.to_json() and TrainConfig.from_json(cfg.to_json()) == cfg
+    assert TrainConfig.from_json(TrainConfig().to_json()).adam_reset == "never"
+    spec = tiny_spec()
+    # the hashes the tiny scan had before adam_reset existed
+    assert spec.scan_hash() == "0d861742a6d9d7b980f3ecd63a8b4d665507ef009d62a3f10aa4061d968966b9"
+    assert spec.cells()[0].config_hash == "49bd6bbdcae4df6158e83f4d661bd3f5b71c57da12c6a4bdebcc88b1dbebb0cd"
+    assert hashlib.sha256(spec.cells()[0].config.to_json().encode()).hexdigest() == spec.cells()[0].config_hash
+    with pytest.raises(MfphysError, match="--adam-reset"):
+        TrainConfig(adam_reset="sometimes")
+
+
+def test_protocol_presets():
+    from mfphys.train import PROTOCOLS
+
+    old = TrainConfig(**PROTOCOLS["2020"])
+    assert (old.epochs, old.lr_halve_every, old.adam_reset, old.decay_on) == (200, 20, "epoch", ("m", "xi"))
+    assert [old.lr_at(e) for e in (20, 21, 200)] == [0.1, 0.05, 0.1 * 0.5**9]
+    new = TrainConfig(**PROTOCOLS["revised"])
+    assert (new.epochs, new.lr_halve_every, new.adam_reset, new.decay_on) == (100, 0, "never", ("pi", "m", "xi"))
+
+
+def test_dynamics_are_recorded_and_end_at_the_final_order_parameters(teacher_data):
+    from mfphys import order
+
+    cfg = TrainConfig(**{**TEACHER, "epochs": 7}, replicas=2)
+    res = train(cfg, dataset=teacher_data, dynamics_every=3)
+    # every 3 epochs and at the log-spaced snapshot epochs 0, 1, 2, 5 and the last
+    assert res.dynamics.epochs == (0, 1, 2, 3, 5, 6, 7) and res.dynamics.snap_epochs == (0, 1, 2, 5, 7)
+    final = order.run_order(res.params, live_inputs=~res.dead_inputs)
+    last = res.dynamics.samples[-1]
+    assert set(last) == set(order.SCALARS) | {f"{k}_live" for k in order.SCALARS}
+    for k, v in last.items():
+        assert v.shape == (2, 3)
+        np.testing.assert_array_equal(v, final[k], err_msg=k)
+    first = res.dynamics.samples[0]
+    np.testing.assert_array_equal(first["sparsity"], 0.0)  # pi = 0 at the start
+    np.testing.assert_array_equal(first["mean_pi"], 0.0)
+    assert train(cfg, dataset=teacher_data, dynamics_every=0).dynamics.epochs == (0, 1, 2, 5, 7)
+    with pytest.raises(MfphysError, match="--dynamics-every"):
+        train(cfg, dataset=teacher_data, dynamics_every=-1)

@@ -49,6 +49,11 @@ class _Paths(NamedTuple):
     def nc(self, key: str) -> Path:
         return self.folder / CELLS / f"{key}.nc"
 
+    def partial(self, key: str) -> Path:
+        """A cell's checkpoint while it trains: a run file with status running, removed once the
+        cell's own file is written; a rerun of the scan resumes the cell from it."""
+        return self.folder / CELLS / f"{key}.partial.nc"
+
     def failed(self, key: str) -> Path:
         return self.folder / CELLS / f"{key}.failed.json"
 

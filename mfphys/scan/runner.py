@@ -25,6 +25,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 from .. import __version__, store
 from ..errors import MfphysError
 from ..fileio import atomic_file, make_folder, read_json, utc_now, write_json_atomic
+from ..runfile import CheckpointPolicy, Plan, train_run
 from ..train import load_data, train
 from .folder import (
     KIND,
@@ -118,9 +119,12 @@ def _error_record(exc: BaseException, cell: Cell) -> dict:
 
 
 def _train_cell(cell: Cell, data_dir, marker: str | None, owner: dict, blas_threads: int | None,
-                callback=None):
+                callback=None, partial: str | None = None, checkpoint: CheckpointPolicy | None = None):
     """Train one cell (in this process or on a Dask worker). Returns ("done", TrainResult, where)
-    or ("failed", error record, where); never raises for a failing cell."""
+    or ("failed", error record, where); never raises for a failing cell.
+
+    With ``checkpoint`` and a ``partial`` path in a folder this process sees, the cell is
+    checkpointed there while it trains and resumed from there when a killed scan left one."""
     where = f"{socket.gethostname()}:{os.getpid()}"
     if marker is not None and Path(marker).parent.is_dir():  # a worker without the shared folder skips it
         with contextlib.suppress(MfphysError):
@@ -137,9 +141,31 @@ def _train_cell(cell: Cell, data_dir, marker: str | None, owner: dict, blas_thre
             limits = threadpool_limits(blas_threads)
     try:
         with limits:
-            return "done", train(cell.config, data_dir=data_dir, callback=callback), where
+            if checkpoint is None or partial is None or not Path(partial).parent.is_dir():
+                return "done", train(cell.config, data_dir=data_dir, callback=callback), where
+            return "done", _train_checkpointed(cell, Path(partial), data_dir, checkpoint, callback), where
     except Exception as exc:
         return "failed", _error_record(exc, cell), where
+
+
+def _train_checkpointed(cell: Cell, partial: Path, data_dir, checkpoint: CheckpointPolicy, callback):
+    """Train a cell with checkpoints in ``partial``, from its last checkpoint when there is one of
+    this cell's configuration (another file there is stale: it is replaced)."""
+    state, attrs = None, {}
+    if partial.exists():
+        try:
+            attrs = store.read_attrs(partial)
+            if attrs.get("config_hash") == cell.config_hash:
+                state = store.state_from_dataset(store.read_dataset(partial), partial)
+        except MfphysError:
+            state = None
+        if state is None:
+            attrs = {}
+            partial.unlink(missing_ok=True)
+    plan = Plan("new" if state is None else "resume", partial, cell.config, state, attrs)
+    return train_run(plan, policy=checkpoint, data_dir=data_dir, callback=callback, initial_checkpoint=False,
+                     write_done=False, command="mfphys scan (checkpoint of a cell)",
+                     attrs={"config_hash": cell.config_hash, "scan_cell": json.dumps(dict(cell.coords))})
 
 
 def _connect(workers: int | None, scheduler: str | None, timeout: float):
@@ -251,7 +277,8 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
              scheduler: str | None = None, callback: Callable[[ScanEvent], None] | None = None,
              data_dir=None, retry_failed: bool = True, command: str | None = None,
              connect_timeout: float = 5.0, blas_threads: int | None = 1,
-             reuse: Sequence[str | os.PathLike] = ()) -> ScanReport:
+             reuse: Sequence[str | os.PathLike] = (),
+             checkpoint: CheckpointPolicy | None = CheckpointPolicy()) -> ScanReport:
     """Train every cell of ``spec`` that is not done yet into ``folder``; see :mod:`mfphys.scan`.
 
     ``workers``: run cells on a local Dask cluster of that many single-threaded processes;
@@ -263,6 +290,8 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
     type); on a multi-core CPU run cells in parallel with ``workers`` instead.
     ``reuse``: other scan folders whose finished cells of the same key and ``config_hash``
     are copied instead of trained (to grow a scan by a row or a column).
+    ``checkpoint``: when a cell rewrites its checkpoint ``cells/<key>.partial.nc`` while it
+    trains (None: never); a rerun resumes a half-trained cell from it (docs/scans.md).
     Bad input (a folder that is not this scan's, missing data, an unreachable scheduler)
     raises :class:`MfphysError` before anything is written. Failed cells do not raise: see
     the returned :class:`ScanReport`.
@@ -346,8 +375,9 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
                 except MfphysError as exc:  # a full disk, say: this cell failed, the scan goes on
                     outcome, payload = "failed", _error_record(exc, cell)
             if outcome == "done":
-                with contextlib.suppress(FileNotFoundError):
-                    p.failed(cell.key).unlink()
+                for done_with in (p.failed(cell.key), p.partial(cell.key)):
+                    with contextlib.suppress(FileNotFoundError):
+                        done_with.unlink()
                 counts["done"] += 1
                 emit(ScanEvent("cell_done", cell, dict(counts)))
             else:
@@ -371,14 +401,16 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
                     emit(ScanEvent("cell_start", cell, dict(counts)))
                     outcome, payload, where = _train_cell(
                         cell, data_dir, str(p.running(cell.key)), owner, blas_threads,
-                        callback=lambda rec, cell=cell: emit(ScanEvent("epoch", cell, dict(counts), rec)))
+                        callback=lambda rec, cell=cell: emit(ScanEvent("epoch", cell, dict(counts), rec)),
+                        partial=str(p.partial(cell.key)), checkpoint=checkpoint)
                     counts["running"] = 0
                     finish(cell, outcome, payload, where)
                 finally:
                     with contextlib.suppress(FileNotFoundError):
                         p.running(cell.key).unlink()
         else:
-            _run_dask(client, todo, p, owner, data_dir, blas_threads, counts, emit, finish, skipped_claimed)
+            _run_dask(client, todo, p, owner, data_dir, blas_threads, counts, emit, finish, skipped_claimed,
+                      checkpoint)
         emit(ScanEvent("end", None, dict(counts)))
     except BaseException:
         if created and not p.scan_json.exists():  # nothing of the scan landed: leave no folder behind
@@ -399,7 +431,8 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
                       len(copies), time.perf_counter() - t0, tuple(failures))
 
 
-def _run_dask(client, todo, p: _Paths, owner, data_dir, blas_threads, counts, emit, finish, skipped) -> None:
+def _run_dask(client, todo, p: _Paths, owner, data_dir, blas_threads, counts, emit, finish, skipped,
+              checkpoint=None) -> None:
     """Claim and submit every cell, biggest first; write each result here as it arrives."""
     from dask.distributed import wait
 
@@ -411,6 +444,7 @@ def _run_dask(client, todo, p: _Paths, owner, data_dir, blas_threads, counts, em
             skipped.append(cell.key)
             continue
         f = client.submit(_train_cell, cell, data_dir, str(p.running(cell.key)), owner, blas_threads,
+                          partial=str(p.partial(cell.key)), checkpoint=checkpoint,
                           key=f"mfphys-cell-{cell.key}-{tag}", priority=int(_cost(cell)), pure=False)
         futures[f] = cell
     pending = set(futures)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 from ..errors import MfphysError
-from ..train import TrainConfig
+from ..train import ADDED_LATER, TrainConfig
 
 #: options that are not TrainConfig fields: the architecture (input_dim, width, ..., 10) as depth x width
 ARCH_OPTIONS = {"depth": "int", "width": "int", "input_dim": "int"}
@@ -277,9 +277,12 @@ class ScanSpec:
         return tuple(len(v) for _, v in self.grid)
 
     def scan_hash(self) -> str:
-        """SHA-256 of the grid (in order) and the fixed options; independent of the package version."""
-        return _sha256(json.dumps({"grid": [[k, list(v)] for k, v in self.grid], "fixed": self.fixed_dict},
-                                  sort_keys=True))
+        """SHA-256 of the grid (in order) and the fixed options; independent of the package version.
+
+        Options added after the first release count only where they differ from their default
+        (:data:`mfphys.train.ADDED_LATER`), so earlier scan folders keep their hash."""
+        fixed = {k: v for k, v in self.fixed_dict.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
+        return _sha256(json.dumps({"grid": [[k, list(v)] for k, v in self.grid], "fixed": fixed}, sort_keys=True))
 
     def default_name(self) -> str:
         """``<dataset>-scan-<first 10 hex of scan_hash>``: the same command finds the same folder."""

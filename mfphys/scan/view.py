@@ -28,7 +28,7 @@ RENAMED = {"lr": "lr_schedule"}
 
 
 def _combinable(dims: tuple) -> bool:
-    return bool(dims) and set(dims) <= {"replica", "layer", "epoch"}
+    return bool(dims) and set(dims) <= {"replica", "layer", "epoch", "dyn_epoch"}
 
 
 @functools.lru_cache(maxsize=8192)
@@ -55,9 +55,12 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     """One in-memory ``xarray.Dataset`` of a whole scan (docs/scans.md, "Reading a scan from Python").
 
     Dimensions: the scanned options in grid order (e.g. ``depth``, ``n_train``), then
-    ``replica``, ``layer`` (1..max depth + 1) and ``epoch``. Every ``(replica, layer)``,
-    ``(replica, epoch)``, ``(replica,)`` and ``(epoch,)`` variable of the cell files is
-    combined, NaN where a cell is not done or a layer does not exist at that depth; plus
+    ``replica``, ``layer`` (1..max depth + 1), ``epoch`` and ``dyn_epoch`` (the epochs at which
+    any cell recorded its order parameters while training). Every ``(replica, layer)``,
+    ``(replica, epoch)``, ``(replica,)``, ``(epoch,)`` and ``(replica, dyn_epoch, layer)``
+    (``dyn_<name>``, docs/file-format.md "Dynamics") variable of the cell files is combined,
+    NaN where a cell is not done, a layer does not exist at that depth or a cell did not
+    record that epoch; plus
     ``status`` ("pending" / "running" / "done" / "failed") and ``error`` per cell,
     ``test_error`` (1 - test_acc at the cell's last epoch), ``train_seconds``,
     ``n_connections`` (per layer, for network-wide averages, see :func:`network_mean`) and
@@ -95,6 +98,7 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     seconds = np.full(shape, np.nan)
     test_error = np.full(shape + (R,), np.nan)
     arrays: dict[str, tuple[tuple, np.ndarray, dict]] = {}
+    done: list[tuple[tuple, xr.Dataset]] = []
     for index, coords, key in cells:
         widths = layers_of({k: opt(coords, k) for k in ARCH_OPTIONS})
         n_conn[index][: len(widths) - 1] = np.multiply(widths[:-1], widths[1:])
@@ -115,6 +119,17 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
         status[index] = "done"
         n_conn_live[index] = n_conn[index]
         n_conn_live[index][0] = widths[1] * (widths[0] - int(ds.attrs.get("n_dead_inputs", 0)))
+        done.append((index, ds))
+        if "test_acc" in ds:
+            test_error[index] = 1.0 - ds["test_acc"].isel(epoch=-1).values
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            seconds[index] = json.loads(ds.attrs.get("timings", "{}"))["train_seconds"]
+
+    # the order parameters recorded during training: every cell's samples on the union of their epochs
+    dyn_epochs = np.unique(np.concatenate([np.zeros(0, dtype=np.int64)] + [
+        ds["dyn_epoch"].values for _, ds in done if "dyn_epoch" in ds.coords])).astype(np.int64)
+    sizes["dyn_epoch"] = len(dyn_epochs)
+    for index, ds in done:
         for name, var in ds.data_vars.items():
             if not _combinable(var.dims):
                 continue
@@ -122,14 +137,14 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
                 arrays[name] = (var.dims, np.full(shape + tuple(sizes[d] for d in var.dims), np.nan),
                                 dict(var.attrs))
             target = arrays[name][1][index]
-            target[tuple(slice(0, n) for n in var.shape)] = var.values
-        if "test_acc" in ds:
-            test_error[index] = 1.0 - ds["test_acc"].isel(epoch=-1).values
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            seconds[index] = json.loads(ds.attrs.get("timings", "{}"))["train_seconds"]
+            where = tuple(np.searchsorted(dyn_epochs, ds["dyn_epoch"].values) if d == "dyn_epoch" else slice(0, n)
+                          for d, n in zip(var.dims, var.shape))
+            target[where] = var.values  # one index array among slices: NumPy keeps the axis order
 
     coords_out = {k: np.asarray(grid[k]) for k in dims}
     coords_out.update({"replica": np.arange(R), "layer": np.arange(1, L + 1), "epoch": np.arange(1, E + 1)})
+    if len(dyn_epochs):
+        coords_out["dyn_epoch"] = dyn_epochs
     # a run variable named like a scanned option (the per-epoch `lr` when lr is scanned) is renamed
     data = {(RENAMED.get(name, name + "_cell") if name in dims else name): (dims + vd, arr, attrs)
             for name, (vd, arr, attrs) in arrays.items()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -223,3 +224,23 @@ def test_bad_input_is_one_line_and_nothing_is_written_over(runs, tmp_path, args,
             default_out.unlink()
         else:
             default_out.write_bytes(saved)
+
+
+def test_order_reads_a_partial_run_file(tmp_path, cli):
+    """A checkpoint (no sampled evaluation yet) and the file written at the start (no epochs)."""
+    from mfphys import store
+    from mfphys.runfile import CheckpointPolicy, Interrupted, plan_run, train_run
+    from mfphys.train import TrainConfig
+
+    cfg = TrainConfig(dataset="teacher", layers=(20, 16, 10), n_train=200, n_test=100, epochs=5, batch_size=50,
+                      backend="numpy")
+    path = tmp_path / "r.nc"
+    with pytest.raises(Interrupted):  # the file written at the start copied aside, then one epoch
+        train_run(plan_run(path, cfg), policy=CheckpointPolicy(0, 0), stop=lambda: True,
+                  on_start=lambda state: shutil.copy(path, tmp_path / "start.nc"))
+    res = cli("order", path)
+    assert res.exit_code == 0, res.output
+    assert "a partial run (interrupted): 1 epochs done" in res.stdout and "sampled" not in res.stdout
+    assert store.read_attrs(tmp_path / "start.nc")["epochs_done"] == 0
+    res = cli("order", tmp_path / "start.nc")
+    assert res.exit_code == 0 and "test accuracy" not in res.stdout and "0 epochs done" in res.stdout

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mfphys import data as data_mod
 from mfphys import open_run
-from tests.helpers import one_error_line
+from mfphys.train import TrainConfig
+from tests.helpers import assert_same_run, one_error_line, snapshot, start_mfphys, wait_for_checkpoint
 
 TINY = ["--dataset", "teacher", "--layers", "784,16,10", "--n-train", "200", "--n-test", "100", "--epochs", "2",
         "--batch-size", "50", "--backend", "numpy", "--quiet"]
@@ -151,12 +155,23 @@ def test_default_names_never_replace_a_file(tmp_path, monkeypatch):
     assert default_out(cfg, "mine") == Path("runs/mine.nc")
 
 
-def test_replacing_an_existing_file_is_announced(tmp_path, cli):
+def test_an_existing_file_that_is_not_a_run_is_never_replaced(tmp_path, cli):
+    """The same --out again resumes or continues a run (docs/cli.md); anything else there is refused."""
     out = tmp_path / "r.nc"
     out.write_text("old")
-    res = cli("train", *[a for a in TINY if a != "--quiet"], "--out", out, catch_exceptions=False)
-    assert res.exit_code == 0 and f"note: {out} exists and will be replaced" in res.stderr
-    assert open_run(out).sizes["epoch"] == 2
+    res = cli("train", *TINY, "--out", out)
+    assert res.exit_code == 2 and res.stderr.startswith("error: ") and out.read_text() == "old"
+
+
+def test_name_tags_and_note_survive_a_resume(tmp_path, cli):
+    out = tmp_path / "r.nc"
+    res = cli("train", *TINY, "--out", out, "--name", "first", "--tag", "a", "--tag", "b", "--note", "hi")
+    assert res.exit_code == 0, res.output
+    res = cli("train", *[a if a != "2" else "3" for a in TINY], "--out", out)  # continue to 3 epochs
+    assert res.exit_code == 0, res.output
+    ds = open_run(out)
+    assert ds.sizes["epoch"] == 3 and ds.attrs["name"] == "first" and ds.attrs["note"] == "hi"
+    assert ds.attrs["tags"] == '["a", "b"]'
 
 
 ONE_LINE = {
@@ -184,3 +199,138 @@ def test_data_where_and_verify(mnist_dir, cli):
     assert res.exit_code == 0 and str(mnist_dir) in res.stdout
     res = cli("data", "verify", "--data-dir", str(mnist_dir), catch_exceptions=False)
     assert res.exit_code == 0 and res.stdout.count("yes") == 4
+
+
+# --- live, resumable run files ----------------------------------------------------------------------
+
+SMALL = ["--dataset", "teacher", "--layers", "20,16,10", "--n-train", "200", "--n-test", "100", "--batch-size", "50",
+         "--backend", "numpy", "-R", "2", "--eval-samples", "3", "--quiet"]
+LONG = 40  # epochs: a few seconds with a checkpoint after every epoch
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The run the interrupted ones must end up equal to, trained in one go in its own process."""
+    out = tmp_path_factory.mktemp("ref") / "ref.nc"
+    proc = start_mfphys("train", *SMALL, "--epochs", LONG, "--out", out)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    return open_run(out)
+
+
+def test_sigkill_at_a_random_epoch_then_the_same_command_resumes_bit_identically(uninterrupted, tmp_path):
+    target = int(np.random.default_rng().integers(2, 30))
+    out = tmp_path / "r.nc"
+    args = ["train", *SMALL, "--epochs", LONG, "--checkpoint-every", 1, "--out", out]
+    proc = start_mfphys(*args)
+    wait_for_checkpoint(out, target, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = open_run(out)  # the last checkpoint is whole
+    n = int(killed.attrs["epochs_done"])
+    assert killed.attrs["status"] == "running" and target <= n < LONG and killed.sizes["epoch"] == n, target
+    again = start_mfphys(*args)  # the same command again continues the run
+    assert again.wait(timeout=300) == 0, again.stderr.read()
+    done = open_run(out)
+    assert_same_run(done, uninterrupted)
+    assert done.attrs["status"] == "done"
+    assert [(s["action"], s["from_epoch"]) for s in json.loads(done.attrs["segments"])] == [("new", 0), ("resume", n)]
+    assert [p.name for p in tmp_path.iterdir()] == ["r.nc"]  # the killed writer's temporary was removed
+
+
+def test_ctrl_c_saves_the_epoch_as_interrupted_and_resume_finishes_it(uninterrupted, tmp_path):
+    out = tmp_path / "r.nc"
+    proc = start_mfphys("train", *SMALL, "--epochs", LONG, "--checkpoint-every", 5, "--checkpoint-seconds", 0,
+                        "--out", out)
+    wait_for_checkpoint(out, 5, proc)
+    proc.send_signal(signal.SIGINT)  # in the middle of an epoch, most likely: that epoch is finished and saved
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    ds = open_run(out)
+    n = int(ds.attrs["epochs_done"])
+    assert ds.attrs["status"] == "interrupted" and 1 <= n < LONG and ds.sizes["epoch"] == n
+    assert f"interrupted after epoch {n} of {LONG}" in err and f"--resume {out}" in err
+    assert "test_acc_sampled" not in ds and ds.test_acc.shape == (2, n)
+    res = start_mfphys("train", "--resume", out)
+    assert res.wait(timeout=300) == 0, res.stderr.read()
+    assert_same_run(open_run(out), uninterrupted)
+
+
+@pytest.fixture(scope="module")
+def done_run(tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from mfphys.cli.main import app
+
+    out = tmp_path_factory.mktemp("done") / "run.nc"
+    res = CliRunner().invoke(app, ["train", *SMALL, "--epochs", "3", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+@pytest.fixture
+def run_copy(done_run, tmp_path):
+    out = tmp_path / "run.nc"
+    shutil.copy2(done_run, out)
+    return out
+
+
+REFUSALS = {
+    "another configuration": (["train", *SMALL, "--epochs", "3", "--lr", "0.05", "--out", "{run}"],
+                              "--lr 0.1 in the file, 0.05 here"),
+    "another mode": (["train", "--resume", "{run}", "--mode", "bp", "-q"], "was made by --mode gbp, not bp"),
+    "resume with another option": (["train", "--resume", "{run}", "--seed", "4", "-q"],
+                                   "--seed 0 in the file, 4 here"),
+    "fewer epochs": (["train", "--resume", "{run}", "--epochs", "2", "-q"], "has 3 epochs done already"),
+    "resume and another out": (["train", "--resume", "{run}", "--out", "{other}", "-q"], "leave out --out"),
+    "not netCDF": (["train", "--resume", "{text}", "-q"], "not a readable netCDF file"),
+    "not an mfphys file": (["train", *SMALL, "--out", "{foreign}"], "not an mfphys file"),
+    "corrupt": (["train", "--resume", "{corrupt}", "-q"], "cannot read"),
+    "unknown protocol": (["train", *SMALL, "--protocol", "1999", "--out", "{other}"], "unknown --protocol '1999'"),
+    "unknown adam reset": (["train", *SMALL, "--adam-reset", "often", "--out", "{other}"], "--adam-reset"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_refusals_are_one_line_and_touch_nothing(case, run_copy, tmp_path, cli):
+    import xarray as xr
+
+    (tmp_path / "notes.nc").write_text("not a run")
+    xr.Dataset({"t": ("x", np.arange(3.0))}).to_netcdf(tmp_path / "foreign.nc", engine="netcdf4")
+    (tmp_path / "corrupt.nc").write_bytes(run_copy.read_bytes()[:4000])
+    names = dict(run=run_copy, other=tmp_path / "other.nc", text=tmp_path / "notes.nc",
+                 foreign=tmp_path / "foreign.nc", corrupt=tmp_path / "corrupt.nc")
+    args, expect = REFUSALS[case]
+    before = snapshot(tmp_path)
+    one_error_line(cli(*[a.format(**names) for a in args]), expect)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_done_run_is_left_alone_and_can_be_continued(run_copy, tmp_path, cli):
+    before = snapshot(tmp_path)
+    res = cli("train", *SMALL, "--epochs", 3, "--out", run_copy)
+    assert res.exit_code == 0 and "is done (3 epochs): nothing to train" in res.stdout
+    assert snapshot(tmp_path) == before
+    res = cli("train", "--resume", run_copy, "--epochs", 5)
+    assert res.exit_code == 0, res.output
+    assert "continuing from epoch 3" in res.stdout and f"watch it: mfphys tui {tmp_path}" in res.stdout
+    ds = open_run(run_copy)
+    assert ds.sizes["epoch"] == 5 and json.loads(ds.attrs["segments"])[-1]["action"] == "extend"
+    one = tmp_path / "one.nc"
+    assert cli("train", *SMALL, "--epochs", 5, "--out", one).exit_code == 0
+    assert_same_run(ds, open_run(one), dynamics=False)
+
+
+def test_new_run_says_where_it_writes_and_how_to_watch(tmp_path, cli):
+    out = tmp_path / "runs" / "r.nc"
+    res = cli("train", *[a for a in SMALL if a != "--quiet"], "--epochs", 2, "--out", out)
+    assert res.exit_code == 0, res.output
+    assert f"writing {out}; watch it: mfphys tui {out.parent}" in res.stdout
+
+
+def test_protocol_2020_preset_and_explicit_options_win(tmp_path, cli):
+    res = cli("train", *SMALL, "--protocol", "2020", "--dry-run", "--out", tmp_path / "r.nc")
+    assert res.exit_code == 0 and "200 epochs" in res.stdout and not (tmp_path / "r.nc").exists()
+    res = cli("train", *SMALL, "--protocol", "2020", "--epochs", 2, "--decay-on", "pi,m,xi", "--out", tmp_path / "r.nc")
+    assert res.exit_code == 0, res.output
+    cfg = TrainConfig.from_json(open_run(tmp_path / "r.nc").attrs["config"])
+    assert (cfg.epochs, cfg.lr_halve_every, cfg.adam_reset, cfg.decay_on) == (2, 20, "epoch", ("pi", "m", "xi"))

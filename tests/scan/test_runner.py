@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -19,8 +20,9 @@ import xarray as xr
 from mfphys import scan, store
 from mfphys.errors import MfphysError
 from mfphys.fileio import boot_id
+from mfphys.runfile import CheckpointPolicy
 from mfphys.scan import runner
-from tests.helpers import dead_pid, snapshot, tiny_spec
+from tests.helpers import assert_same_run, dead_pid, snapshot, start_python, tiny_spec, wait_for_checkpoint
 
 
 def test_scan_writes_every_cell(done_scan):
@@ -105,20 +107,20 @@ def test_diverging_cell_is_recorded_and_the_scan_goes_on(tmp_path):
 
 
 def test_crashing_cell_keeps_its_traceback_and_retry_clears_it(tmp_path, monkeypatch):
-    real = runner.train
+    real = runner.train_run  # what trains a cell (with its checkpoints)
 
-    def flaky(config, **kw):
-        if config.n_train == 400:
+    def flaky(plan, **kw):
+        if plan.config.n_train == 400:
             raise ZeroDivisionError("boom")
-        return real(config, **kw)
+        return real(plan, **kw)
 
-    monkeypatch.setattr(runner, "train", flaky)
+    monkeypatch.setattr(runner, "train_run", flaky)
     spec = tiny_spec(depth="1,2", n_train="200,400")
     report = scan.run_scan(spec, tmp_path / "s")
     assert (report.done, report.failed) == (2, 2)
     rec = json.loads((tmp_path / "s" / "cells" / "depth=2,n_train=400.failed.json").read_text())
     assert rec["error"] == "ZeroDivisionError: boom" and "flaky" in rec["traceback"]
-    monkeypatch.setattr(runner, "train", real)
+    monkeypatch.setattr(runner, "train_run", real)
     report = scan.run_scan(spec, tmp_path / "s")
     assert (report.trained, report.done, report.failed) == (2, 4, 0)
     assert not list((tmp_path / "s" / "cells").glob("*.failed.json"))
@@ -152,3 +154,60 @@ def test_reuse_copies_matching_cells_of_another_scan(done_scan, tmp_path):
             (done_scan[0] / "cells" / f"{cell.key}.nc").read_bytes()
     with pytest.raises(MfphysError, match="not an mfphys scan folder"):
         scan.run_scan(bigger, tmp_path / "big2", reuse=[tmp_path])
+
+
+# --- cells checkpoint while they train ---------------------------------------------------------------
+
+#: a one-cell scan long enough to be killed in the middle of its training
+LONG_CELL = dict(depth="1", n_train="200", epochs="40", batch_size="50")
+
+
+def killable_scan(folder) -> str:
+    """The code of a process that runs the long-cell scan with a checkpoint after every epoch."""
+    return (f"from mfphys import scan\nfrom mfphys.runfile import CheckpointPolicy\n"
+            f"from tests.helpers import tiny_spec\n"
+            f"scan.run_scan(tiny_spec(**{LONG_CELL!r}), {str(folder)!r},\n"
+            f"              checkpoint=CheckpointPolicy(every=1, seconds=0))\n")
+
+
+def test_a_scan_killed_in_the_middle_of_a_cell_resumes_it(tmp_path):
+    spec = tiny_spec(**LONG_CELL)
+    (cell,) = spec.cells()
+    target = int(np.random.default_rng().integers(2, 30))
+    proc = start_python(killable_scan(tmp_path / "s"))
+    partial = tmp_path / "s" / "cells" / f"{cell.key}.partial.nc"
+    wait_for_checkpoint(partial, target, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n = int(store.read_attrs(partial)["epochs_done"])
+    assert target <= n < 40 and store.read_attrs(partial)["config_hash"] == cell.config_hash
+    assert scan.scan_status(tmp_path / "s")["pending"] == 1  # a checkpoint is not a finished cell
+    first = []
+    report = scan.run_scan(spec, tmp_path / "s", checkpoint=CheckpointPolicy(every=1, seconds=0),
+                           callback=lambda ev: ev.kind == "epoch" and first.append(ev.record.epoch))
+    assert report.done == 1 and first[0] == n + 1  # resumed after its checkpoint, not restarted
+    assert sorted(p.name for p in (tmp_path / "s" / "cells").iterdir()) == [f"{cell.key}.nc"]
+    scan.run_scan(spec, tmp_path / "ref", checkpoint=None)  # the uninterrupted cell
+    resumed, ref = store.open_run(tmp_path / "s" / "cells" / f"{cell.key}.nc"), \
+        store.open_run(tmp_path / "ref" / "cells" / f"{cell.key}.nc")
+    assert_same_run(resumed, ref)
+    assert "adam_mu_m_1" not in resumed and resumed.attrs["status"] == "done"  # a cell file holds no state
+
+
+def test_a_stale_checkpoint_of_another_configuration_is_replaced(tmp_path):
+    spec = tiny_spec(depth="1", n_train="200")
+    (cell,) = spec.cells()
+    folder = tmp_path / "s"
+    scan.run_scan(spec, folder)
+    (folder / "cells" / f"{cell.key}.nc").unlink()
+    stale = folder / "cells" / f"{cell.key}.partial.nc"
+    stale.write_text("left by something else")
+    report = scan.run_scan(spec, folder, checkpoint=CheckpointPolicy(every=1, seconds=0))
+    assert report.trained == 1 and not stale.exists()
+
+
+def test_cell_files_carry_the_dynamics(done_scan):
+    folder, _ = done_scan
+    ds = store.open_run(scan.cell_path(folder, depth=2, n_train=400))
+    assert list(ds.dyn_epoch.values) == [0, 1, 2, 3] and ds.dyn_frac_vip.shape == (2, 4, 3)
+    np.testing.assert_array_equal(ds.dyn_frac_vip.sel(dyn_epoch=3).values, ds.frac_vip.values)

@@ -117,3 +117,15 @@ def test_corrupt_or_vanishing_cell(fresh_scan, monkeypatch):
     monkeypatch.undo()
     report = scan.run_scan(tiny_spec(), fresh_scan)  # a damaged cell is trained again
     assert report.trained == 1 and store.open_run(bad).attrs["config_hash"]
+
+
+def test_open_scan_carries_the_dynamics(done_scan):
+    folder, _ = done_scan
+    ds = scan.open_scan(folder)
+    assert list(ds.dyn_epoch.values) == [0, 1, 2, 3]
+    assert ds.dyn_sparsity.dims == ("depth", "n_train", "replica", "dyn_epoch", "layer")
+    cell = store.open_run(scan.cell_path(folder, depth=1, n_train=400))
+    np.testing.assert_array_equal(ds.dyn_sparsity.sel(depth=1, n_train=400, layer=[1, 2]).values,
+                                  cell.dyn_sparsity.values)
+    assert np.isnan(ds.dyn_sparsity.sel(depth=1, layer=[3, 4])).all()  # no such layers at depth 1
+    np.testing.assert_array_equal(ds.dyn_entropy.sel(dyn_epoch=3).values, ds.entropy.values)

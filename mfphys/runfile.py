@@ -1,0 +1,285 @@
+"""Training into a run file that exists while the run trains: created at the start, rewritten
+at checkpoints, finished, or continued later (docs/file-format.md "Checkpoints").
+
+:func:`plan_run` looks at the file a run is to be written to and says what to do: start a
+new run, resume an interrupted one, continue a finished one to more epochs, or nothing (it is
+done); everything else (another configuration, another mode, a file that is not a run, a
+damaged one, a run being written right now) is refused with one line before anything is
+written. :func:`train_run` then trains with the steps of :mod:`mfphys.train`
+(``prepare``, ``init_state`` or ``resume_state``, ``train_epoch`` ..., ``finish``), writing
+the file through :mod:`mfphys.store` at the start, at checkpoints (:class:`CheckpointPolicy`),
+when asked to stop, and at the end. On the NumPy backend a resumed run ends with exactly the
+numbers of an uninterrupted one: the state holds every random stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+from . import store
+from .errors import MfphysError
+from .fileio import boot_id, check_destination, pid_alive, utc_now
+from .train import (
+    DYNAMICS_EVERY,
+    EpochRecord,
+    TrainConfig,
+    TrainResult,
+    TrainState,
+    config_differences,
+    current_result,
+    finish,
+    init_state,
+    prepare,
+    quiet_fp,
+    resume_state,
+    train_epoch,
+)
+
+#: default checkpoint cadence: a checkpoint once this many seconds have passed since the last
+#: one (none by epoch count); its cost at this default is in bench/README.md
+CHECKPOINT_SECONDS = 10.0
+CHECKPOINT_EVERY = 0
+
+
+class CheckpointPolicy(NamedTuple):
+    """When a run rewrites its file while training: after an epoch, once ``every`` epochs
+    (0: not by count) or ``seconds`` seconds (0: not by time) have passed since the last write.
+
+    The time-based checkpoints also keep to about ``share`` of the time (2 %): after a write
+    that took ``c`` seconds the next one waits at least ``c / share`` seconds, so a run whose
+    file is large (many replicas) is not slowed down by its checkpoints."""
+
+    every: int = CHECKPOINT_EVERY
+    seconds: float = CHECKPOINT_SECONDS
+    share: float = 0.02
+
+    def due(self, epochs_since: int, seconds_since: float, last_cost: float = 0.0) -> bool:
+        if self.every > 0 and epochs_since >= self.every:
+            return True
+        return self.seconds > 0 and seconds_since >= max(self.seconds, last_cost / self.share if self.share else 0.0)
+
+    def validate(self) -> CheckpointPolicy:
+        if not isinstance(self.every, int) or isinstance(self.every, bool) or self.every < 0:
+            raise MfphysError(f"--checkpoint-every must be an integer >= 0 (0 = not by epochs), got {self.every}")
+        if not (isinstance(self.seconds, (int, float)) and math.isfinite(self.seconds) and self.seconds >= 0):
+            raise MfphysError(f"--checkpoint-seconds must be a number >= 0 (0 = not by time), got {self.seconds}")
+        return self
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped when asked, after a whole epoch; the run file holds that epoch (status
+    ``interrupted``). A ``KeyboardInterrupt``, so that code that does not know it stops too."""
+
+    def __init__(self, path: Path, epoch: int, epochs: int):
+        super().__init__(f"interrupted after epoch {epoch} of {epochs}")
+        self.path, self.epoch, self.epochs = Path(path), epoch, epochs
+
+
+def writer_info() -> dict:
+    """Who writes a run file: this process (pid, host, boot id), for :func:`writer_alive`."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "boot_id": boot_id(), "started": utc_now()}
+
+
+def writer_alive(attrs) -> bool | None:
+    """Whether the process that writes a run file (its ``writer`` attribute) still runs: True or
+    False, or None when it runs on another machine (cannot tell). A file that is not ``running``
+    has no live writer."""
+    if store.run_status(attrs) != "running":
+        return False
+    try:
+        info = json.loads(attrs.get("writer", "{}"))
+    except (TypeError, ValueError):
+        return False
+    if not isinstance(info, dict) or "pid" not in info:
+        return False
+    if info.get("host") != socket.gethostname():
+        return None
+    if info.get("boot_id", "") != boot_id():
+        return False
+    try:
+        return int(info["pid"]) == os.getpid() or pid_alive(int(info["pid"]))
+    except (TypeError, ValueError):
+        return False
+
+
+class Plan(NamedTuple):
+    """What :func:`train_run` does with ``path``: ``action`` "new", "resume" (an interrupted
+    run, or a running one whose writer is gone), "extend" (a finished run continued to
+    ``config.epochs``) or "done" (nothing: the file is finished); ``state`` is the file's
+    state (host arrays) and ``attrs`` its attributes, for the last three."""
+
+    action: str
+    path: Path
+    config: TrainConfig
+    state: TrainState | None = None
+    attrs: dict = {}
+
+
+def plan_run(path, config, *, resume: bool = False) -> Plan:
+    """Decide what training ``config`` into ``path`` means, reading only what is needed.
+
+    ``resume``: the user asked to continue this file (``--resume``); then it must exist, and a
+    run marked running on another machine is taken as gone. Without it a missing file means a
+    new run. Raises :class:`MfphysError` (one line; nothing written) for a file that is not an
+    mfphys run, a damaged one, a run of another mode or configuration (``epochs`` aside), fewer
+    epochs than the file has done, or a run whose writer still runs.
+    """
+    path = Path(path)
+    if not path.exists():
+        if resume:
+            raise MfphysError(f"--resume {path}: no such file")
+        return Plan("new", path, config)
+    check_destination(path)
+    keep = "nothing was written" + ("" if resume else "; give another --out or move the file away")
+    try:
+        attrs = store.read_attrs(path)
+    except MfphysError as exc:
+        raise MfphysError(f"{exc}; {keep}") from None
+    try:
+        store.file_kind(attrs, expect="run", where=str(path))
+    except MfphysError as exc:
+        raise MfphysError(f"{exc}; {keep}") from None
+    status = store.run_status(attrs)
+    if status == "running":
+        alive = writer_alive(attrs)
+        who = _writer_text(attrs)
+        if alive:
+            raise MfphysError(f"{path} is being written right now by {who}; wait for it or stop it")
+        if alive is None and not resume:
+            raise MfphysError(f"{path} is marked running by {who} (another machine); if that process is gone, "
+                              f"continue it with --resume {path}")
+    old = store.config_from_attrs(attrs, path)
+    if old.mode != config.mode:
+        raise MfphysError(f"{path} was made by --mode {old.mode}, not {config.mode}; {keep}")
+    diffs = config_differences(old, config)
+    if diffs:
+        more = f"; ... ({len(diffs)} differences)" if len(diffs) > 3 else ""
+        raise MfphysError(f"{path} was made by another configuration ({'; '.join(diffs[:3])}{more}); {keep}")
+    done = _int(attrs.get("epochs_done"), old.epochs if status == "done" else None)
+    if done is None:
+        raise MfphysError(f"{path}: damaged run file: no epochs_done attribute; {keep}")
+    if config.epochs < done:
+        raise MfphysError(f"{path} has {done} epochs done already: give --epochs {done} or more to continue it")
+    if status == "done" and config.epochs == done:
+        return Plan("done", path, config, None, attrs)
+    ds = store.read_dataset(path)
+    state = store.state_from_dataset(ds, path)
+    if state.epoch != done:
+        raise MfphysError(f"{path}: damaged run file: epochs_done is {done} but its state is at epoch {state.epoch}")
+    return Plan("extend" if status == "done" else "resume", path, config, state, dict(ds.attrs))
+
+
+def _int(value, default):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _writer_text(attrs) -> str:
+    try:
+        info = json.loads(attrs.get("writer", "{}"))
+        return f"process {info['pid']} on {info['host']}"
+    except (TypeError, ValueError, KeyError):
+        return "another process"
+
+
+def train_run(plan: Plan, *, policy: CheckpointPolicy = CheckpointPolicy(),
+              dynamics_every: int = DYNAMICS_EVERY, data_dir=None, dataset=None,
+              callback: Callable[[EpochRecord], None] | None = None,
+              stop: Callable[[], bool] | None = None, on_start: Callable[[TrainState], None] | None = None,
+              command: str | None = None, attrs: dict | None = None, initial_checkpoint: bool = True,
+              write_done: bool = True) -> TrainResult:
+    """Train ``plan`` (not "done") into its file and return the finished :class:`TrainResult`.
+
+    The file is written at the start (``initial_checkpoint``; status ``running``, after the
+    data loaded, so bad input leaves no file), whenever ``policy`` says so, and at the end
+    (``write_done``: status ``done``, with the final state so that it can be continued).
+    ``stop()`` is asked after every epoch: when true, the epoch is written with status
+    ``interrupted`` and :class:`Interrupted` raised. A ``KeyboardInterrupt`` in the middle of
+    an epoch marks the last checkpoint ``interrupted``; a run that fails (divergence) removes
+    a file it created, or marks the one it resumed ``interrupted``. ``attrs`` are added to
+    every write (a scan cell's ``config_hash``); ``on_start(state)`` is called once the first
+    file is written.
+    """
+    if plan.action == "done":
+        raise MfphysError(f"{plan.path} is done: nothing to train")
+    policy = policy.validate()
+    path, config = plan.path, plan.config
+    now = utc_now()
+    old = plan.attrs or {}
+    segments = _segments(old) + [{"action": plan.action, "from_epoch": plan.state.epoch if plan.state else 0,
+                                  "epochs": config.epochs, "started": now, "command": command or "mfphys.train"}]
+    what = {"new": "", "resume": f" (resumed at epoch {segments[-1]['from_epoch']})",
+            "extend": f" (continued from {segments[-1]['from_epoch']} to {config.epochs} epochs)"}[plan.action]
+    line = f"{now} {command or 'mfphys.train'}{what}"
+    history = f"{old['history']}\n{line}" if old.get("history") else line
+    writer = writer_info()
+    wrote = False
+
+    def write(state, status, result=None):
+        nonlocal wrote
+        res = result if result is not None else current_result(setup, state)
+        ds = store.checkpoint_to_dataset(res, status=status, writer=writer, segments=segments,
+                                         dynamics_every=setup.dynamics_every, command=command,
+                                         created=old.get("created", now), history=history, attrs=attrs)
+        store.write_atomic(ds, path)
+        wrote = True
+
+    with quiet_fp():
+        setup = prepare(config, data_dir=data_dir, dataset=dataset, dynamics_every=dynamics_every)
+        state = init_state(setup) if plan.state is None else resume_state(setup, plan.state)
+        try:
+            if initial_checkpoint:
+                write(state, "running")
+            if on_start is not None:
+                on_start(state)
+            last_epoch, last_time, cost = state.epoch, time.monotonic(), 0.0
+            while state.epoch < config.epochs:
+                state, record = train_epoch(setup, state)
+                if callback is not None:
+                    callback(record)
+                if stop is not None and stop():
+                    write(state, "interrupted")
+                    raise Interrupted(path, state.epoch, config.epochs)
+                t = time.monotonic()
+                if state.epoch < config.epochs and policy.due(state.epoch - last_epoch, t - last_time, cost):
+                    write(state, "running")
+                    last_epoch, last_time = state.epoch, time.monotonic()
+                    cost = last_time - t
+            result = finish(setup, state, keep_state=write_done)
+        except Interrupted:
+            raise
+        except BaseException as exc:
+            if wrote and plan.action == "new" and not isinstance(exc, KeyboardInterrupt):
+                with contextlib.suppress(OSError):
+                    path.unlink()  # a failed new run leaves nothing behind, as before checkpoints
+            elif wrote:
+                with contextlib.suppress(Exception):
+                    mark(path, "interrupted")
+            raise
+        if write_done:
+            write(state, "done", result)
+        return result
+
+
+def mark(path, status: str) -> None:
+    """Rewrite a run file with another ``status`` (its last checkpoint kept as it is)."""
+    ds = store.read_dataset(path)
+    ds.attrs.update(status=status, updated=utc_now())
+    store.write_atomic(ds, path)
+
+
+def _segments(attrs) -> list:
+    try:
+        seg = json.loads(attrs.get("segments", "[]"))
+    except (TypeError, ValueError):
+        return []
+    return seg if isinstance(seg, list) else []
