@@ -52,6 +52,23 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def process_alive(pid, host, boot) -> bool | None:
+    """Whether the process ``pid`` on machine ``host`` (booted as ``boot``, a :func:`boot_id`)
+    still runs: True or False, or None when it ran on another machine (cannot tell). The one
+    liveness rule of scan markers, folder locks and run files' writers."""
+    import socket
+
+    if host != socket.gethostname():
+        return None
+    if (boot or "") != boot_id():
+        return False
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        return False
+    return pid == os.getpid() or pid_alive(pid)
+
+
 def check_destination(path: str | os.PathLike, *, what: str = "--out") -> Path:
     """Refuse, with one clear line, a destination that is not a new name or a regular file.
 

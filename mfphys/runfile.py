@@ -25,7 +25,7 @@ from typing import Callable, NamedTuple
 
 from . import store
 from .errors import MfphysError
-from .fileio import boot_id, check_destination, pid_alive, utc_now
+from .fileio import boot_id, check_destination, process_alive, utc_now
 from .train import (
     DYNAMICS_EVERY,
     EpochRecord,
@@ -99,14 +99,7 @@ def writer_alive(attrs) -> bool | None:
         return False
     if not isinstance(info, dict) or "pid" not in info:
         return False
-    if info.get("host") != socket.gethostname():
-        return None
-    if info.get("boot_id", "") != boot_id():
-        return False
-    try:
-        return int(info["pid"]) == os.getpid() or pid_alive(int(info["pid"]))
-    except (TypeError, ValueError):
-        return False
+    return process_alive(info["pid"], info.get("host"), info.get("boot_id"))
 
 
 class Plan(NamedTuple):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Mapping, NamedTuple
 
 from ..errors import MfphysError
-from ..fileio import boot_id, pid_alive, read_json
+from ..fileio import boot_id, pid_alive, process_alive, read_json
 from .spec import ScanSpec, grid_points
 
 SCAN_JSON = "scan.json"
@@ -74,14 +74,7 @@ def marker_alive(info: Mapping | None) -> bool | None:
     it ran on another machine (cannot tell). Markers of dead processes are stale and ignored."""
     if not isinstance(info, Mapping):
         return False
-    if info.get("owner_host") != socket.gethostname():
-        return None
-    if info.get("boot_id", "") != boot_id():
-        return False
-    try:
-        return pid_alive(int(info.get("owner_pid")))
-    except (TypeError, ValueError):
-        return False
+    return process_alive(info.get("owner_pid"), info.get("owner_host"), info.get("boot_id"))
 
 
 # --- reading a scan folder ------------------------------------------------------------------------
