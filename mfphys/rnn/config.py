@@ -34,6 +34,8 @@ class RnnConfig:
     cognitive task of ``mfphys.rnn.tasks``; readout at every step, masked squared error; one
     mini-batch of trials per epoch). Training stops after ``epochs`` epochs, or for a replica at
     the first epoch ``e >= stop_min_epoch`` whose training loss is ``<= stop_loss``.
+    ``host_noise`` draws the training noise on the host on every backend (slower on a GPU, but
+    the same numbers as NumPy: the backend agreement tests use it).
     """
 
     task: str = "mnist"
@@ -62,6 +64,7 @@ class RnnConfig:
     eval_samples: int = 10
     test_repeats: int = 10
     blas_threads: int | None = 1
+    host_noise: bool = False
 
     def __post_init__(self):
         init = tuple(MatrixInit(**i) if isinstance(i, dict) else i for i in self.init)
@@ -93,6 +96,8 @@ class RnnConfig:
             divisors = [d for d in range(1, MNIST_PIXELS + 1) if MNIST_PIXELS % d == 0]
             raise MfphysError(f"steps must divide the {MNIST_PIXELS} pixels of an MNIST image, got {self.steps}: "
                               f"choose one of {', '.join(map(str, divisors))}")
+        if not isinstance(self.input_stochastic, bool) or not isinstance(self.host_noise, bool):
+            raise MfphysError("input_stochastic and host_noise must be True or False")
         if self.stop_loss is not None and not (math.isfinite(self.stop_loss) and self.stop_loss >= 0):
             raise MfphysError(f"stop_loss must be a finite number >= 0 or None, got {self.stop_loss}")
         self.spec()  # sizes, alpha, sigma_rec, h0

@@ -7,10 +7,10 @@ bound on its spectral norm, per matrix and per replica. After every step ``pi`` 
 [0, 1], ``Xi`` to >= 0 (``mfphys.optim.BOUNDS``) and masked input connections are clamped again.
 
 Settings are given in the reference scaling (``c = 1``). In the ``"fan_in"`` scaling a tensor
-that is ``k`` times larger (``k = sqrt(n)`` for ``m``, ``n`` for ``Xi``, 1 for ``pi``) gets a
-``k`` times larger learning rate and clip bound, a ``k`` times smaller decoupled decay, a
-``k^2`` times smaller L2 coefficient, and an ``eps`` scaled to match, so both scalings follow
-the same trajectory (:func:`tensor_settings`).
+that is ``k`` times larger (``k = sqrt(n)`` for ``m``, ``n`` for ``Xi``, 1 for ``pi``) has a ``k``
+times smaller gradient; it gets a ``k`` times larger learning rate, a ``k`` times smaller clip
+bound and decoupled decay, a ``k^2`` times smaller L2 coefficient, and an ``eps`` scaled to
+match, so both scalings follow the same trajectory (:func:`tensor_settings`).
 
 optax-style: :func:`opt_init` builds the state, :func:`opt_update` applies one step. For speed
 the update writes into the parameter arrays it is given; the gradients are scratch space.
@@ -102,10 +102,10 @@ def tensor_settings(cfg: OptConfig, spec: RnnSpec) -> tuple[dict, ...]:
     """Per matrix, ``kind -> TensorSettings`` in ``spec.scaling`` (docs/model-rnn.md section 6).
 
     A tensor ``k`` times larger than in the reference scaling (``k = sqrt(n)`` for ``m``, ``n``
-    for ``Xi``) moves ``k`` times further per step: its gradient is ``k`` times smaller, Adam and
-    RMSprop steps do not see the gradient's size, so ``lr`` and ``clip`` scale by ``k``, a
-    decoupled decay by ``1/k`` (``lr * decay`` unchanged), an L2 coefficient by ``1/k^2``, and
-    ``eps`` like the denominator it is added to.
+    for ``Xi``) moves ``k`` times further per step and has a ``k`` times smaller gradient. Adam and
+    RMSprop steps do not see the gradient's size, so ``lr`` scales by ``k``; the clip bound on the
+    gradient by ``1/k``; a decoupled decay by ``1/k`` (``lr * decay`` unchanged); an L2
+    coefficient by ``1/k^2``; ``eps`` like the denominator it is added to.
     """
     out = []
     for j, n in enumerate(spec.n_eff):

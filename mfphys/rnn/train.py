@@ -92,7 +92,9 @@ def _train(config: RnnConfig, data_dir, dataset, callback) -> RnnResult:
     settings = tensor_settings(opt, spec)
     state = opt_init(params, opt, spec.trainable(bp=bp))
     order_rngs = replica_rngs(config.seed, R, ORDER)
-    noise_rngs = noise.device_rngs(replica_rngs(config.seed, R, NOISE), be)
+    noise_rngs = replica_rngs(config.seed, R, NOISE)
+    if not config.host_noise:
+        noise_rngs = noise.device_rngs(noise_rngs, be)
 
     if config.task == "mnist":
         data, batches, test = _mnist(config, be, data_dir, dataset)
