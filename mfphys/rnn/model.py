@@ -139,7 +139,7 @@ class Moments(NamedTuple):
 
 
 class Trace(NamedTuple):
-    """What the backward pass needs from the forward pass (docs/model-rnn.md section 5)."""
+    """What the backward pass needs from the forward pass (docs/model-rnn.md section 4)."""
 
     xs: object  # time-major inputs (R or none, T, B, N_in)
     x2s: object  # their squares, or None without an input variance path
@@ -323,18 +323,16 @@ def backward(params: RnnParams, trace: Trace, e, spec: RnnSpec, *, bp: bool = Fa
     buf = xp.empty((R, B, N), r.dtype)
     for t in range(T, 0, -1):
         rt = r[:, t]
-        if spec.readout == "all":
-            acc[...] = rho[:, t - 1]
-        elif t == T:
-            acc[...] = rho
-        else:
-            acc[...] = 0
-        if t < T:  # through u_{t+1}: c_r mu_r^T d_{t+1} + c_r^2 r_t (var_r^T d~_{t+1})
-            acc += xp.matmul(d_all[:, t], mom_rec.mu_hat, out=buf)
+        if t < T:  # dL/dr_t through u_{t+1}: c_r mu_r^T d_{t+1} + c_r^2 r_t (var_r^T d~_{t+1})
+            xp.matmul(d_all[:, t], mom_rec.mu_hat, out=acc)
             if w is not None:
                 xp.matmul(w[:, t], mom_rec.var_hat, out=buf)
                 buf *= rt
                 acc += buf
+            if spec.readout == "all":
+                acc += rho[:, t - 1]
+        else:
+            acc[...] = rho[:, t - 1] if spec.readout == "all" else rho
         acc *= rt > 0  # f'(h_t) of ReLU: h_t > 0 exactly where r_t > 0
         z *= leak
         z += acc

@@ -167,7 +167,8 @@ def test_row_wise_mnist_reference_protocol_reaches_the_reference_accuracy(mnist_
     gbp = train_rnn(cfg, data_dir=mnist_dir)
     bp = train_rnn(dataclasses.replace(cfg, mode="bp"), data_dir=mnist_dir)
     for name, res in (("gBP", gbp), ("BPTT", bp)):
-        print(f"{name}: test accuracy {res.history['test_acc'][:, -1]} (mean field), "
+        print(f"{name} ({res.timings['train_seconds']:.0f} s): test accuracy {res.history['test_acc'][:, -1]} "
+              "(noise-free mean field), "
               + ", ".join(f"{k} {np.mean(v):.4f}" for k, v in res.evaluation.items()))
     assert gbp.history["test_acc"][:, -1].mean() >= 0.925
     assert bp.history["test_acc"][:, -1].mean() >= 0.925
@@ -179,7 +180,10 @@ def test_multisensory_reference_protocol_stops_early_and_decides_well():
     cfg = dataclasses.replace(preset("multisensory"), replicas=3, backend="numpy")
     res = train_rnn(cfg)
     acc = res.evaluation["psychometric_acc_mean"]
-    print(f"stop epochs {res.stop_epoch}, psychometric accuracy (mean field, v/a/va):\n{acc}")
+    print(f"stop epochs {res.stop_epoch} after {res.timings['train_seconds']:.0f} s; psychometric accuracy "
+          "(v, a, va; mean over replicas and sampled networks): "
+          + ", ".join(f"{k.removeprefix('psychometric_acc_')} {np.round(v.reshape(-1, 3).mean(0), 3)}"
+                      for k, v in res.evaluation.items() if k.startswith("psychometric_acc")))
     assert np.all(res.stop_epoch < 500)
     assert np.all(res.history["train_loss"][np.arange(3), res.stop_epoch - 1] <= 0.002)
     assert np.all(acc >= 0.95)
