@@ -437,9 +437,10 @@ def clamp_masked(params: RnnParams, input_mask):
     """Hold the input connections outside ``input_mask`` at ``pi = 1``, ``m = Xi = 0``, in place."""
     if input_mask is None:
         return params
-    off = ~input_mask
     layer = params.input
-    layer.pi[..., off] = 1
-    layer.m[..., off] = 0
-    layer.xi[..., off] = 0
+    xp = namespace_of(layer.m)
+    on = xp.asarray(input_mask)
+    layer.pi[...] = xp.where(on, layer.pi, 1)
+    xp.multiply(layer.m, on, out=layer.m)
+    xp.multiply(layer.xi, on, out=layer.xi)
     return params
