@@ -7,7 +7,8 @@ Prints, for the row-wise MNIST protocol (28 steps of 28 pixels, N = 100, 200 min
   first; each epoch includes the noise-free test evaluation on 10,000 images), gBP and BPTT;
 - the same epoch's mini-batch steps split into gather, noise, forward, backward and optimiser,
   and the time of *the same matrix products alone* (same shapes, same layouts, same count);
-- pixel-by-pixel MNIST (784 steps of 1 pixel): a few mini-batches timed, the epoch extrapolated.
+- pixel-by-pixel MNIST (784 steps of 1 pixel): a few mini-batches timed, the epoch extrapolated;
+- the host noise of one mini-batch: Box-Muller (``mfphys.rnn.noise``) against NumPy's ziggurat.
 
     python bench/bench_rnn.py [--backend numpy|cupy] [--epochs 4] [--replicas 1] [--pixel-batches 3]
                               [--data-dir DIR] [--json out.json]
@@ -158,6 +159,19 @@ def main(argv=None):
         out["pixel_epoch_extrapolated"] = per_batch * pix.batches_per_epoch
         print(f"pixel-by-pixel MNIST: {per_batch:.3f} s per mini-batch ({args.pixel_batches} timed) -> "
               f"{out['pixel_epoch_extrapolated']:.0f} s per epoch of {pix.batches_per_epoch} batches", flush=True)
+    # the host noise of one row-wise mini-batch: Box-Muller (mfphys.rnn.noise) against NumPy's ziggurat
+    buf = np.empty((base.steps, base.batch_size, base.n), args.dtype)
+    g = np.random.default_rng(0)
+    for name, draw in (("box_muller", lambda: noise.standard_normal(g, buf)),
+                       ("ziggurat", lambda: g.standard_normal(out=buf, dtype=buf.dtype))):
+        ts = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            draw()
+            ts.append(time.perf_counter() - t0)
+        out[f"noise_{name}"] = min(ts)
+    print(f"noise of one mini-batch ({buf.size:,} normals): Box-Muller {out['noise_box_muller'] * 1e3:.2f} ms, "
+          f"NumPy's standard_normal {out['noise_ziggurat'] * 1e3:.2f} ms", flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1)

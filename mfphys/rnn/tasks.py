@@ -14,7 +14,7 @@ instances; change a field with ``dataclasses.replace``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -218,6 +218,20 @@ MULTISENSORY = RnnConfig(
 
 #: the reference protocols by name
 PRESETS = {"row_mnist": ROW_MNIST, "pixel_mnist": PIXEL_MNIST, "multisensory": MULTISENSORY}
+
+
+def sequential_mnist(steps: int) -> RnnConfig:
+    """The row-wise protocol with each image read in ``steps`` steps (the temporal-depth axis).
+
+    The input and output ``m`` start with the standard deviation ``sqrt(N_in / N)``, the rule
+    behind both reference protocols (``sqrt(28/100)`` row-wise, ``0.1`` pixel by pixel);
+    everything else is :data:`ROW_MNIST`'s. ``steps = 28`` gives :data:`ROW_MNIST` itself.
+    """
+    if not isinstance(steps, int) or steps < 1 or MNIST_PIXELS % steps:
+        raise MfphysError(f"steps must divide the {MNIST_PIXELS} pixels of an MNIST image, got {steps!r}")
+    std = math.sqrt(MNIST_PIXELS // steps / ROW_MNIST.n)
+    i, r, o = ROW_MNIST.init
+    return replace(ROW_MNIST, steps=steps, init=(replace(i, m_std=std), r, replace(o, m_std=std)))
 
 
 def preset(name: str) -> RnnConfig:

@@ -134,3 +134,17 @@ def test_reference_protocol_values():
     assert ms.spec().alpha == pytest.approx(0.2) and ms.sigma_rec == 0.15 and ms.input_mask == "multisensory"
     assert (ms.stop_loss, ms.stop_min_epoch, ms.epochs, ms.batch_size) == (0.002, 101, 500, 30)
     assert row.optimizer.clip == 10 and ms.optimizer.name == "rmsprop" and ms.optimizer.decay == "l2"
+
+
+@pytest.mark.parametrize("steps", [7, 14, 28, 56, 112, 784])
+def test_sequential_mnist_generalises_the_reference_initialisation(steps):
+    cfg = tasks.sequential_mnist(steps)
+    n_in = 784 // steps
+    assert cfg.spec().n_in == n_in and cfg.init[0].m_std == pytest.approx(np.sqrt(n_in / 100))
+    assert cfg.init[2].m_std == cfg.init[0].m_std and cfg.optimizer == tasks.ROW_MNIST.optimizer
+    if steps == 28:
+        assert cfg == tasks.ROW_MNIST
+    if steps == 784:
+        assert cfg.init[0].m_std == pytest.approx(tasks.PIXEL_MNIST.init[0].m_std)
+    with pytest.raises(MfphysError, match="divide"):
+        tasks.sequential_mnist(30)
