@@ -5,7 +5,7 @@ order ``eps``, ``eps_out``, ``private``, so replica ``r`` of an R-replica run se
 of a one-replica run seeded ``seed + r``.
 
 On the host the normals come from the Box-Muller transform of uniforms in the compute dtype:
-in float32 it is about five times faster than NumPy's ziggurat (bench/README.md), and a
+in float32 it is about four times faster than NumPy's ziggurat (bench/README.md), and a
 row-wise MNIST epoch draws 72 million of them. Its float32 tails stop at about 5.8 standard
 deviations (the smallest uniform is 2^-24), which the training noise never misses. On a GPU
 they come from CuPy's generator, seeded from the replica's host stream.
