@@ -386,3 +386,38 @@ def type_fast(app, text: str) -> None:
     """:func:`press_fast` of the characters of ``text``."""
     names = {" ": "space", "/": "slash", "?": "question_mark"}
     press_fast(app, *(names.get(ch, ch) for ch in text))
+
+# --- the recurrent model (tests/rnn/) -------------------------------------------------------------
+
+
+def rnn_spec(**kw):
+    """A tiny recurrent network for gradient checks: N = 20 units, 5 inputs, 3 outputs."""
+    from mfphys.rnn.model import RnnSpec
+
+    base = dict(n_in=5, n=20, n_out=3, alpha=0.2)
+    base.update(kw)
+    return RnnSpec(**base)
+
+
+def rnn_params(rng, spec, R=1, *, masked=False, bp=False):
+    """Random parameters away from the boundaries (pi in [0.05, 0.9], Xi > 0) and their input mask.
+
+    Values are drawn in the reference scaling (weights of order 1/sqrt(fan_in)) and converted to
+    ``spec.scaling`` (m' = sqrt(n) m, Xi' = n Xi), so both scalings give the same dynamics. With
+    ``masked`` about 30 % of the input connections are held at pi = 1, m = Xi = 0."""
+    import math
+
+    import numpy as np
+
+    from mfphys.model import Layer
+    from mfphys.rnn.model import RnnParams, clamp_masked
+
+    mats = []
+    for (n_out, n_in), n, stochastic in zip(spec.shapes, spec.n_eff, spec.stochastic(bp=bp)):
+        shape = (R, n_out, n_in)
+        pi = rng.uniform(0.05, 0.9, shape) if stochastic else np.zeros(shape)
+        m = rng.normal(0, 1.5 / math.sqrt(n_in), shape) * math.sqrt(n)
+        xi = rng.uniform(0.05, 0.8, shape) / n_in * n if stochastic else np.zeros(shape)
+        mats.append(Layer(pi, m, xi))
+    mask = rng.random(spec.shapes[0]) > 0.3 if masked else None
+    return clamp_masked(RnnParams(*mats), mask), mask

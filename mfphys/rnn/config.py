@@ -1,0 +1,128 @@
+"""The configuration of a recurrent run: everything that determines its numbers (docs/model-rnn.md section 7)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+
+from ..backend import BACKENDS, DTYPES
+from ..errors import MfphysError
+from .model import SCALINGS, MatrixInit, RnnSpec
+from .optim import OptConfig
+
+TASKS = ("mnist", "multisensory")
+MODES = ("gbp", "bp")
+INPUT_MASKS = (None, "multisensory")
+#: pixels of an MNIST image, cut into ``steps`` equal pieces read one per step
+MNIST_PIXELS = 784
+#: inputs, outputs and step length of the multisensory task (mfphys.rnn.tasks.Multisensory)
+MULTISENSORY_IO = (5, 2)
+
+
+def _default_init():
+    return (MatrixInit(), MatrixInit("identity"), MatrixInit())
+
+
+@dataclass(frozen=True)
+class RnnConfig:
+    """A recurrent run. Initialisation and optimiser settings are in the reference scaling.
+
+    ``task``: ``"mnist"`` (``steps`` equal pieces of each image, one per step: 28 rows, or 784
+    pixels, or rows split or grouped; readout at the last step) or ``"multisensory"`` (the
+    cognitive task of ``mfphys.rnn.tasks``; readout at every step, masked squared error; one
+    mini-batch of trials per epoch). Training stops after ``epochs`` epochs, or for a replica at
+    the first epoch ``e >= stop_min_epoch`` whose training loss is ``<= stop_loss``.
+    ``host_noise`` draws the training noise on the host on every backend (slower on a GPU, but
+    the same numbers as NumPy: the backend agreement tests use it).
+    """
+
+    task: str = "mnist"
+    steps: int = 28
+    n: int = 100
+    alpha: float = 0.1
+    scaling: str = "fan_in"
+    h0: float = 0.1
+    sigma_rec: float = 0.0
+    input_stochastic: bool = True
+    input_mask: str | None = None
+    init: tuple = field(default_factory=_default_init)
+    optimizer: OptConfig = field(default_factory=OptConfig)
+    batch_size: int = 128
+    batches_per_epoch: int | None = 200
+    n_train: int | None = None
+    n_test: int | None = None
+    epochs: int = 200
+    stop_loss: float | None = None
+    stop_min_epoch: int = 1
+    replicas: int = 1
+    seed: int = 0
+    mode: str = "gbp"
+    backend: str = "auto"
+    dtype: str = "float32"
+    eval_samples: int = 10
+    test_repeats: int = 10
+    blas_threads: int | None = 1
+    host_noise: bool = False
+
+    def __post_init__(self):
+        init = tuple(MatrixInit(**i) if isinstance(i, dict) else i for i in self.init)
+        object.__setattr__(self, "init", init)
+        if isinstance(self.optimizer, dict):
+            object.__setattr__(self, "optimizer", OptConfig(**self.optimizer))
+        self.validate()
+
+    def validate(self) -> RnnConfig:
+        """Raise :class:`MfphysError` with one line for a bad value."""
+        for name, choices in (("task", TASKS), ("mode", MODES), ("scaling", SCALINGS), ("backend", BACKENDS),
+                              ("dtype", DTYPES), ("input_mask", INPUT_MASKS)):
+            if getattr(self, name) not in choices:
+                shown = ", ".join(str(c) for c in choices)
+                raise MfphysError(f"unknown {name} {getattr(self, name)!r}: choose one of {shown}")
+        if len(self.init) != 3 or not all(isinstance(i, MatrixInit) for i in self.init):
+            raise MfphysError("init takes three MatrixInit (input, recurrent, output)")
+        mins = {"steps": 1, "n": 1, "batch_size": 1, "epochs": 1, "stop_min_epoch": 1, "replicas": 1, "seed": 0,
+                "eval_samples": 0, "test_repeats": 1}
+        for name, low in mins.items():
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise MfphysError(f"{name} must be an integer >= {low}, got {v!r}")
+        for name in ("batches_per_epoch", "n_train", "n_test", "blas_threads"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise MfphysError(f"{name} must be a positive integer or None, got {v!r}")
+        if self.task == "mnist" and MNIST_PIXELS % self.steps:
+            divisors = [d for d in range(1, MNIST_PIXELS + 1) if MNIST_PIXELS % d == 0]
+            raise MfphysError(f"steps must divide the {MNIST_PIXELS} pixels of an MNIST image, got {self.steps}: "
+                              f"choose one of {', '.join(map(str, divisors))}")
+        if not isinstance(self.input_stochastic, bool) or not isinstance(self.host_noise, bool):
+            raise MfphysError("input_stochastic and host_noise must be True or False")
+        if self.stop_loss is not None and not (math.isfinite(self.stop_loss) and self.stop_loss >= 0):
+            raise MfphysError(f"stop_loss must be a finite number >= 0 or None, got {self.stop_loss}")
+        self.spec()  # sizes, alpha, sigma_rec, h0
+        return self
+
+    @property
+    def io(self) -> tuple[int, int]:
+        """(N_in, N_out) of the task."""
+        if self.task == "mnist":
+            return MNIST_PIXELS // self.steps, 10
+        return MULTISENSORY_IO
+
+    def spec(self) -> RnnSpec:
+        """The network this configuration trains."""
+        n_in, n_out = self.io
+        return RnnSpec(n_in, self.n, n_out, self.alpha, scaling=self.scaling, h0=self.h0, sigma_rec=self.sigma_rec,
+                       readout="last" if self.task == "mnist" else "all", input_stochastic=self.input_stochastic)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RnnConfig:
+        d = json.loads(text)
+        if not isinstance(d, dict):
+            raise ValueError("a configuration is a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
