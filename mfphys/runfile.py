@@ -148,6 +148,9 @@ def plan_run(path, config, *, resume: bool = False) -> Plan:
         if alive is None and not resume:
             raise MfphysError(f"{path} is marked running by {who} (another machine); if that process is gone, "
                               f"continue it with --resume {path}")
+    if store.model_of(attrs) != "ffn":  # a recurrent run file holds no checkpoint (docs/model-rnn.md section 9)
+        raise MfphysError(f"{path} is a recurrent run file (model rnn): feed-forward training cannot continue it; "
+                          f"{keep}")
     old = store.config_from_attrs(attrs, path)
     if old.mode != config.mode:
         raise MfphysError(f"{path} was made by --mode {old.mode}, not {config.mode}; {keep}")

@@ -312,8 +312,26 @@ def dynamics_from_dataset(ds: xr.Dataset):
     return Dynamics(epochs if samples else (), samples, snap_epochs, snaps)
 
 
+#: the values of a run file's ``model`` attribute: feed-forward (no attribute in files written
+#: before the recurrent model existed) and recurrent (docs/file-format.md "Recurrent runs")
+MODELS = ("ffn", "rnn")
+
+
+def model_of(attrs) -> str:
+    """The model family of a run file, from its attributes: "ffn" (no ``model`` attribute) or "rnn"."""
+    model = str(attrs.get("model", "ffn"))
+    if model not in MODELS:
+        raise MfphysError(f"unknown model {model!r} in the run file: one of {', '.join(MODELS)}")
+    return model
+
+
 def params_from_dataset(ds: xr.Dataset) -> tuple:
-    """The (pi, m, Xi) arrays of every layer of a run file, as :class:`mfphys.model.Layer`."""
+    """The (pi, m, Xi) arrays of every layer of a run file, as :class:`mfphys.model.Layer`
+    (a recurrent run: :class:`mfphys.rnn.RnnParams`, its input, recurrent and output matrices)."""
+    if model_of(ds.attrs) == "rnn":
+        from .rnn import store as rnn_store
+
+        return rnn_store.params_from_dataset(ds)
     L = int(ds.sizes["layer"])
     return tuple(Layer(*(ds[f"{k}_{l}"].values for k in ("pi", "m", "xi"))) for l in range(1, L + 1))
 
@@ -324,9 +342,14 @@ def config_from_dataset(ds: xr.Dataset, path=None):
 
 
 def config_from_attrs(attrs, path=None):
-    """:func:`config_from_dataset` from a file's attributes alone (:func:`read_attrs`)."""
+    """:func:`config_from_dataset` from a file's attributes alone (:func:`read_attrs`); a
+    recurrent run's :class:`mfphys.rnn.RnnConfig` for a file with ``model = "rnn"``."""
     from .train import TrainConfig
 
+    if model_of(attrs) == "rnn":
+        from .rnn import store as rnn_store
+
+        return rnn_store.config_from_attrs(attrs, path)
     where = f"{path}: " if path is not None else ""
     text = attrs.get("config")
     if not isinstance(text, str):
@@ -433,6 +456,11 @@ def open_trained_run(path: str | os.PathLike) -> xr.Dataset:
     kind = ds.attrs.get(KIND_ATTR)
     if kind != "run":
         raise MfphysError(f"{path} is an mfphys {kind} file, not a run file (made by mfphys train)")
+    if model_of(ds.attrs) == "rnn":
+        from .rnn import store as rnn_store
+
+        rnn_store.check_parameters(ds, path)
+        return ds
     if "layer" not in ds.sizes or any(f"{k}_1" not in ds for k in ("pi", "m", "xi")):
         raise MfphysError(f"{path} has no pi_1/m_1/xi_1 parameters: not a complete run file")
     _check_run_parameters(ds, path)
@@ -528,6 +556,11 @@ def open_runs(paths, dim: str = "run", *, params: bool = True) -> xr.Dataset:
     """
     files = _run_files(paths)
     runs = [open_trained_run(f) for f in files]
+    recurrent = [f.name for ds, f in zip(runs, files) if model_of(ds.attrs) == "rnn"]
+    if recurrent:
+        raise MfphysError(f"open_runs stacks feed-forward runs; {', '.join(recurrent)} "
+                          f"{'is a recurrent run' if len(recurrent) == 1 else 'are recurrent runs'} "
+                          f"(open each with mfphys.open_run)")
     configs = [config_from_dataset(ds, f) for ds, f in zip(runs, files)]
     if params:
         archs = {architecture(c.layers) for c in configs}
