@@ -66,6 +66,8 @@ def order(
     exact: bool = typer.Option(False, "--exact", help="the reference code's exact equality: tol = xi_tol = 0"),
     as_json: bool = typer.Option(False, "--json", help="print JSON (per replica, mean and error) instead"),
     as_csv: bool = typer.Option(False, "--csv", help="print CSV, one row per layer, inputs and replica"),
+    no_diagonal: bool = typer.Option(False, "--no-diagonal", help="a recurrent run: the recurrent matrix without "
+                                                                  "its diagonal (self-connections)"),
 ):
     """Print a run's order parameters per layer (docs/model.md section 6), recomputed from its pi, m, Xi.
 
@@ -78,6 +80,14 @@ def order(
         raise MfphysError("give at most one of --json and --csv")
     ds = store.open_trained_run(run)
     tol_ = store.run_tolerances(ds, tol=tol, xi_tol=xi_tol, xi_zero=xi_zero, exact=exact)
+    if store.model_of(ds.attrs) == "rnn":  # one column per matrix (docs/model-rnn.md section 9)
+        from . import rnn as rnn_cmd
+
+        rnn_cmd.order_command(run, ds, tol_, diagonal=not no_diagonal, as_json=as_json, as_csv=as_csv,
+                              names=list(QUANTITIES))
+        return
+    if no_diagonal:
+        raise MfphysError(f"--no-diagonal is for recurrent runs; {run} is a feed-forward run (no recurrent matrix)")
     live = store.live_inputs(ds)
     reports = order_mod.layer_reports(store.params_from_dataset(ds), live_inputs=live, **tol_)
     names = list(QUANTITIES)
@@ -203,6 +213,7 @@ def perturb(
 
     fr = parse_fractions(fractions)
     ds = store.open_trained_run(run)  # every check before anything is written (bad input: nothing written over)
+    perturb_mod.check_model(ds, run)
     perturb_mod.check_arguments(ds.sizes["layer"], layer, samples, fr)
     store.run_tolerances(ds, tol=tol, xi_tol=xi_tol, exact=exact)
     cfg = store.config_from_dataset(ds, run)

@@ -150,15 +150,34 @@ def train(
     note: Optional[str] = typer.Option(None, help="a free-text note stored with the run (attribute note)"),
     blas_threads: Optional[int] = typer.Option(None, help="BLAS threads (default: the BLAS library's own choice, "
                                                           "usually one per core)"),
+    model: str = typer.Option("ffn", help="ffn (feed-forward, the options above) or rnn (recurrent, "
+                                          "docs/model-rnn.md: --preset and a few options)"),
+    preset: Optional[str] = typer.Option(None, help="--model rnn: row_mnist (default), pixel_mnist or "
+                                                    "multisensory"),
 ):
     """Train spike-and-slab ensembles by gBP (or the BP baseline) and write one netCDF run file.
 
     The file exists from the start (status running) and is rewritten at checkpoints; Ctrl-C saves
     the last epoch (status interrupted, exit 130). The same command again, or --resume FILE,
-    continues it; a finished run continues to more --epochs.
+    continues it; a finished run continues to more --epochs. --model rnn trains a recurrent preset
+    instead (docs/model-rnn.md section 9), written at the end only.
     """
     from mfphys import budget, runfile, store
 
+    from . import rnn as rnn_cmd
+
+    if model not in ("ffn", "rnn"):
+        raise MfphysError(f"unknown --model {model!r}: choose ffn (feed-forward) or rnn (recurrent)")
+    given = {k for k in ctx.params if getattr(ctx.get_parameter_source(k), "name", "DEFAULT")
+             not in ("DEFAULT", "DEFAULT_MAP")}
+    rnn_cmd.check_options(given, model)
+    if model == "rnn":  # a separate, simple path: no checkpoints, the file is written at the end
+        rnn_cmd.train(preset or "row_mnist", dict(
+            epochs=epochs, replicas=replicas, seed=seed, n_train=n_train, n_test=n_test, backend=backend, dtype=dtype,
+            mode=mode, eval_samples=eval_samples, blas_threads=blas_threads), given,
+            out=out, name=check_name(name) if name is not None else None, tags=tag, note=note, data_dir=data_dir,
+            quiet=quiet)
+        return
     values = dict(
         dataset=dataset, layers=parse_ints(layers, "--layers"), n_train=n_train, n_test=n_test, epochs=epochs,
         batch_size=batch_size, lr=lr, lr_halve_every=lr_halve_every, activation=activation, replicas=replicas,
@@ -245,6 +264,9 @@ def make_config(values: dict, protocol: str | None, resume: Path | None, ctx=Non
             store.file_kind(attrs, expect="run", where=str(resume))
         except MfphysError as exc:
             raise MfphysError(f"{exc}; nothing was written") from None
+        if store.model_of(attrs) != "ffn":
+            raise MfphysError(f"--resume {resume} is a recurrent run file: it holds no checkpoint and cannot be "
+                              f"continued; nothing was written")
         base = dataclasses.asdict(store.config_from_attrs(attrs, resume))
     preset = {k: v for k, v in PROTOCOLS.get(protocol, {}).items() if k not in given}
     return TrainConfig(**{**base, **preset, **{k: values[k] for k in given}})

@@ -176,6 +176,14 @@ def perturbation(params, layer: int, fractions, x, y, *, samples: int = 10, seed
 FRACTIONS = np.round(np.arange(11) / 10, 12)
 
 
+def check_model(ds, run_path) -> None:
+    """Refuse a recurrent run: its perturbation (``--matrix recurrent``) is not implemented yet
+    (docs/model-rnn.md section 9)."""
+    if store.model_of(ds.attrs) != "ffn":
+        raise MfphysError(f"{run_path} is a recurrent run (model rnn): mfphys perturb takes feed-forward runs only "
+                          f"so far (docs/model-rnn.md section 9)")
+
+
 def check_mode(cfg, run_path, allow_bp: bool = False) -> None:
     """Refuse a BP run (unless ``allow_bp``): with pi = Xi = 0 every connection is very important
     and none is variable, so the control arm removes nothing and the comparison means nothing
@@ -201,6 +209,7 @@ def perturb_run(run_path, *, layer: int = 1, fractions=FRACTIONS, samples: int =
     """
     run_path = Path(run_path)
     ds = store.open_trained_run(run_path)
+    check_model(ds, run_path)
     params = store.params_from_dataset(ds)
     fractions = check_arguments(len(params), layer, samples, fractions)
     t = store.run_tolerances(ds, tol=tol, xi_tol=xi_tol, exact=exact)

@@ -1,0 +1,210 @@
+"""The recurrent model in ``mfphys train --model rnn`` and ``mfphys order`` (docs/model-rnn.md section 9)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich import box
+from rich.table import Table
+
+from mfphys import order as order_mod
+from mfphys.errors import MfphysError
+from mfphys.stats import format_stat
+
+from .common import command_line, console, make_progress
+
+#: ``mfphys train`` options that apply to a recurrent run; any other given explicitly is refused
+RNN_OPTIONS = ("model", "preset", "epochs", "replicas", "seed", "n_train", "n_test", "backend", "dtype", "mode",
+               "eval_samples", "data_dir", "out", "quiet", "name", "tag", "note", "blas_threads")
+#: options of a recurrent run that override the preset (RnnConfig field names)
+OVERRIDES = ("epochs", "replicas", "seed", "n_train", "n_test", "backend", "dtype", "mode", "eval_samples",
+             "blas_threads")
+#: options that only the MNIST presets read
+MNIST_ONLY = ("n_train", "n_test", "data_dir")
+
+
+def option_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_options(given: set, model: str) -> None:
+    """Refuse, in one line, options given explicitly that the model does not read."""
+    if model == "ffn":
+        if "preset" in given:
+            raise MfphysError("--preset is an option of --model rnn (the recurrent presets); a feed-forward run "
+                              "takes --protocol")
+        return
+    bad = sorted(given - set(RNN_OPTIONS))
+    if "resume" in bad:
+        raise MfphysError("--resume continues feed-forward runs only: a recurrent run file is written at the end "
+                          "and holds no checkpoint (docs/model-rnn.md section 9)")
+    if bad:
+        raise MfphysError(f"{', '.join(option_name(b) for b in bad)} {'does' if len(bad) == 1 else 'do'} not apply "
+                          f"to --model rnn (it takes --preset, {', '.join(option_name(o) for o in OVERRIDES)}, "
+                          f"--out, --name, --tag, --note, -q)")
+
+
+def rnn_config(preset_name: str, values: dict, given: set):
+    """The preset with the options given explicitly applied (an MNIST preset with ``--n-train N``
+    reads ``min(batches_per_epoch, N // batch_size)`` mini-batches per epoch)."""
+    from mfphys.rnn import preset
+
+    base = preset(preset_name)
+    if base.task != "mnist":
+        bad = [option_name(o) for o in MNIST_ONLY if o in given]
+        if bad:
+            raise MfphysError(f"{', '.join(bad)}: the {preset_name} task generates its trials (no data set)")
+    changes = {k: values[k] for k in OVERRIDES if k in given}
+    if base.task == "mnist" and changes.get("n_train") is not None:
+        per = changes["n_train"] // base.batch_size
+        if per < 1:
+            raise MfphysError(f"--n-train {changes['n_train']} is less than one mini-batch of {base.batch_size}")
+        changes["batches_per_epoch"] = min(base.batches_per_epoch or per, per)
+    return dataclasses.replace(base, **changes)
+
+
+def default_out(cfg, preset_name: str, name: str | None) -> Path:
+    """``runs/<name>.nc``, or ``runs/rnn-<preset>-<mode>-seed<seed>-<time>.nc`` made unique."""
+    if name is not None:
+        return Path("runs") / f"{name}.nc"
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    stem = f"rnn-{preset_name}-{cfg.mode}-seed{cfg.seed}-{stamp}"
+    path, k = Path("runs") / f"{stem}.nc", 1
+    while path.exists():
+        k += 1
+        path = Path("runs") / f"{stem}-{k}.nc"
+    return path
+
+
+def train(preset_name: str, values: dict, given: set, *, out, name, tags, note, data_dir, quiet: bool) -> None:
+    """``mfphys train --model rnn``: train the preset, write the run file at the end, print a summary."""
+    from mfphys import store
+    from mfphys.fileio import check_writable
+    from mfphys.rnn import train_rnn
+    from mfphys.rnn.store import rnn_run_to_dataset
+
+    cfg = rnn_config(preset_name, values, given)
+    out = Path(out) if out is not None else default_out(cfg, preset_name, name)
+    if out.exists():
+        raise MfphysError(f"{out} exists: a recurrent run is not continued or replaced; give another --out or "
+                          f"--name, or move the file away")
+    out = check_writable(out)
+    dataset = None
+    if cfg.task == "mnist":  # a data problem is one error line, before any progress bar
+        from mfphys.data import load_dataset
+
+        dataset = load_dataset("mnist", n_train=cfg.n_train, n_test=cfg.n_test, data_dir=data_dir)
+    labels = store.label_attrs(name or out.stem, tags, note)
+    with make_progress() as progress:
+        task = progress.add_task(f"rnn {preset_name} {cfg.mode}", total=cfg.epochs, status="", visible=not quiet)
+
+        def on_epoch(e):
+            loss = np.nanmean(np.where(e.active, e.train_loss, np.nan))
+            acc = "" if np.all(np.isnan(e.test_acc)) else f"  test acc {np.nanmean(e.test_acc):.4f}"
+            progress.update(task, completed=e.epoch, status=f"loss {loss:.4f}{acc}")
+
+        result = train_rnn(cfg, dataset=dataset, callback=on_epoch)
+    ds = rnn_run_to_dataset(result, command=command_line(), labels=labels, preset=preset_name)
+    store.write_atomic(ds, out)
+    if quiet:
+        return
+    console.print(order_table(out, ds, _reports(ds, store.run_tolerances(ds), diagonal=True),
+                              store.run_tolerances(ds), rows=SUMMARY_ROWS))
+    for line in accuracy_lines(ds):
+        console.print(line)
+    console.print(f"{result.backend}, {result.timings['train_seconds']:.1f} s training, "
+                  f"{result.timings['eval_seconds']:.1f} s evaluation; wrote {out}")
+
+
+# --- order ------------------------------------------------------------------------------------
+
+#: rows of ``train``'s summary table (``mfphys order`` shows every order parameter)
+SUMMARY_ROWS = ("frac_vip", "frac_uip", "frac_variable", "mean_pi", "mean_xi", "entropy")
+
+
+def _reports(ds, tol: dict, *, diagonal: bool):
+    """``(column label, values)`` per matrix: the recurrent one with or without its diagonal."""
+    from mfphys import store
+    from mfphys.rnn.model import MATRICES
+    from mfphys.rnn.order import NODIAG, matrix_reports
+
+    reports = matrix_reports(store.params_from_dataset(ds), **tol)
+    keep = "all" if diagonal else NODIAG
+    return [next(r for r in reports if r[0] == m and (m != "recurrent" or r[1] == keep)) for m in MATRICES]
+
+
+def column_label(matrix: str, connections: str) -> str:
+    return matrix + (" (no diagonal)" if connections != "all" else "")
+
+
+def order_table(path, ds, reports, tol, rows) -> Table:
+    R = ds.sizes["replica"]
+    t = Table(title=f"{path}: rnn {ds.attrs.get('mode', '?')} {ds.attrs.get('dataset', '?')} "
+                    f"{ds.attrs.get('architecture', '?')}, {R} replica(s); mean ± error over replicas",
+              caption=f"vip: pi <= tol and Xi <= xi_tol; uip: pi >= 1 - tol (= sparsity); variable: the rest; "
+                      f"tol = {tol['tol']:g}, xi_tol = {tol['xi_tol']:g}, xi_zero = {tol['xi_zero']:g}; "
+                      "_exact: tol = xi_tol = 0; entropy in nats",
+              box=box.SIMPLE_HEAD)
+    t.add_column("order parameter", no_wrap=True)
+    for matrix, connections, _ in reports:
+        t.add_column(column_label(matrix, connections), justify="right")
+    for name in rows:
+        t.add_row(order_mod.display_name(name), *(format_stat(v[name]) for _, _, v in reports))
+    return t
+
+
+def accuracy_lines(ds) -> list[str]:
+    """The accuracies of every evaluation mode (docs/model-rnn.md section 5), mean ± error over replicas."""
+    out = []
+    modes = [m for m in ("mf", "noisy", "quenched", "annealed") if f"test_acc_{m}" in ds]
+    if modes:
+        parts = [f"{m} {format_stat(ds[f'test_acc_{m}'].values)}" for m in modes]
+        if "test_acc_quenched_vote" in ds:
+            parts.append(f"quenched vote {format_stat(ds.test_acc_quenched_vote.values)}")
+        out.append("test accuracy: " + ", ".join(parts))
+    for m in ("mf", "noisy", "quenched", "annealed"):
+        name = f"psychometric_acc_{m}"
+        if name in ds:
+            acc = ds[name].mean("draw") if "draw" in ds[name].dims else ds[name]
+            per = ", ".join(f"{mod} {format_stat(acc.sel(modality=mod).values)}" for mod in ds.modality.values)
+            out.append(f"psychometric accuracy ({m}): {per}")
+    if "stop_epoch" in ds and ds.attrs.get("task") == "multisensory":
+        out.append(f"stopped at epoch {'/'.join(str(int(e)) for e in ds.stop_epoch.values)} (per replica)")
+    return out
+
+
+def order_command(run, ds, tol: dict, *, diagonal: bool, as_json: bool, as_csv: bool, names) -> None:
+    """``mfphys order`` on a recurrent run file: one column per matrix."""
+    import csv
+    import json
+    import sys
+
+    from mfphys.stats import mean_err
+
+    from .order import TABLE_ROWS, _num
+
+    reports = _reports(ds, tol, diagonal=diagonal)
+    R = int(ds.sizes["replica"])
+    if as_csv:
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(["matrix", "connections", "replica", *names])
+        for matrix, c, v in reports:
+            for r in range(R):
+                w.writerow([matrix, c, r, *(repr(float(v[k][r])) for k in names)])
+        return
+    if as_json:
+        out = {"file": str(run), "model": "rnn", "tolerances": tol, "replicas": R, "diagonal": diagonal,
+               "columns": [{"matrix": matrix, "connections": c,
+                            "values": {k: {"mean": _num(mean_err(v[k])[0]), "err": _num(mean_err(v[k])[1]),
+                                           "replicas": [_num(x) for x in np.asarray(v[k], dtype=float)]}
+                                       for k in names}}
+                           for matrix, c, v in reports]}
+        typer.echo(json.dumps(out, indent=1))
+        return
+    console.print(order_table(run, ds, reports, tol, TABLE_ROWS))
+    for line in accuracy_lines(ds):
+        console.print(line)

@@ -1,0 +1,105 @@
+"""``mfphys train --model rnn``, ``mfphys order`` on a recurrent run and the refusals, one line each
+(docs/model-rnn.md section 9)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mfphys import store
+from tests.helpers import one_error_line
+
+MS = ["train", "--model", "rnn", "--preset", "multisensory", "--epochs", "3", "-R", "2", "--backend", "numpy",
+      "--eval-samples", "2"]
+FFN = ["--dataset", "teacher", "--layers", "784,8,10", "--n-train", "100", "--n-test", "50", "--epochs", "1",
+       "--batch-size", "50", "--backend", "numpy", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def ms_run(tmp_path_factory, cli):
+    path = tmp_path_factory.mktemp("rnn") / "ms.nc"
+    res = cli(*MS, "--out", path)
+    assert res.exit_code == 0, res.output
+    return path, res
+
+
+def test_train_multisensory_writes_a_run_file_and_a_summary(ms_run):
+    path, res = ms_run
+    assert "psychometric accuracy (mf): v" in res.stdout and "recurrent" in res.stdout
+    assert f"wrote {path}" in res.stdout
+    ds = store.open_trained_run(path)
+    assert ds.attrs["model"] == "rnn" and ds.attrs["preset"] == "multisensory" and ds.attrs["name"] == "ms"
+    assert ds.sizes["replica"] == 2 and ds.sizes["epoch"] == 3 and ds.sizes["draw"] == 2
+
+
+def test_train_row_mnist_tiny(tmp_path, cli, mnist_dir):
+    out = tmp_path / "row.nc"
+    res = cli("train", "--model", "rnn", "--preset", "row_mnist", "--n-train", "256", "--n-test", "128",
+              "--epochs", "1", "--eval-samples", "2", "--backend", "numpy", "--data-dir", mnist_dir, "--out", out)
+    assert res.exit_code == 0, res.output
+    assert "test accuracy: mf" in res.stdout and "quenched vote" in res.stdout
+    ds = store.open_trained_run(out)
+    cfg = store.config_from_dataset(ds)
+    assert (cfg.n_train, cfg.n_test, cfg.batches_per_epoch, cfg.epochs) == (256, 128, 2, 1)
+    assert ds.test_acc.shape == (1, 1) and ds.test_acc_quenched_draw.shape == (1, 2)
+
+
+def test_order_table_json_csv_equal_the_stored_values(ms_run, cli):
+    path, _ = ms_run
+    ds = store.open_trained_run(path)
+    res = cli("order", path)
+    assert res.exit_code == 0, res.output
+    header = next(line for line in res.stdout.splitlines() if "order parameter" in line)
+    assert header.split()[2:] == ["input", "recurrent", "output"]
+    out = json.loads(cli("order", path, "--json").stdout)
+    assert [c["matrix"] for c in out["columns"]] == ["input", "recurrent", "output"]
+    for i, col in enumerate(out["columns"]):
+        for k in ("frac_vip", "mean_xi", "entropy", "frac_uip_exact"):
+            np.testing.assert_allclose(col["values"][k]["replicas"], ds[k].values[:, i], err_msg=k)
+    nodiag = json.loads(cli("order", path, "--json", "--no-diagonal").stdout)
+    assert nodiag["columns"][1]["connections"] == "nodiag"
+    np.testing.assert_allclose(nodiag["columns"][1]["values"]["frac_vip"]["replicas"],
+                               ds.frac_vip_nodiag.sel(matrix="recurrent").values)
+    rows = cli("order", path, "--csv", "--no-diagonal").stdout.splitlines()
+    assert rows[0].startswith("matrix,connections,replica,sparsity") and len(rows) == 1 + 3 * 2
+    assert rows[3].startswith("recurrent,nodiag,0,")
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--layers", "784,10"], "--layers does not apply to --model rnn"),
+    (["--lr", "0.1", "--protocol", "2020"], "--lr, --protocol do not apply to --model rnn"),
+    (["--resume", "x.nc"], "--resume continues feed-forward runs only"),
+    (["--preset", "row_mnist", "--model", "ffn"], "--preset is an option of --model rnn"),
+    (["--preset", "lstm"], "unknown preset 'lstm'"),
+    (["--model", "gru"], "unknown --model 'gru'"),
+    (["--preset", "multisensory", "--n-train", "100"], "--n-train: the multisensory task generates its trials"),
+    (["--n-train", "100"], "--n-train 100 is less than one mini-batch of 128"),
+])
+def test_refusals_are_one_line(args, expect, cli, tmp_path):
+    model = [] if "--model" in args else ["--model", "rnn"]
+    res = cli("train", *model, *args, "--out", tmp_path / "x.nc")
+    one_error_line(res, expect)
+    assert not (tmp_path / "x.nc").exists()
+
+
+def test_existing_file_not_replaced_and_not_resumed(ms_run, cli, tmp_path):
+    path, _ = ms_run
+    before = path.read_bytes()
+    one_error_line(cli(*MS, "--out", path), "exists: a recurrent run is not continued or replaced")
+    one_error_line(cli("train", *FFN, "--resume", path), "is a recurrent run file: it holds no checkpoint")
+    one_error_line(cli("train", *FFN, "--out", path), "is a recurrent run file (model rnn)")
+    assert path.read_bytes() == before
+
+
+def test_no_diagonal_refused_on_a_feed_forward_run(cli, tmp_path):
+    out = tmp_path / "ffn.nc"
+    assert cli("train", *FFN, "--out", out).exit_code == 0
+    one_error_line(cli("order", out, "--no-diagonal"), "--no-diagonal is for recurrent runs")
+    assert cli("order", out).exit_code == 0
+
+
+def test_perturb_refuses_a_recurrent_run_for_now(ms_run, cli):
+    path, _ = ms_run
+    one_error_line(cli("perturb", path), "is a recurrent run (model rnn): mfphys perturb takes feed-forward runs only")
