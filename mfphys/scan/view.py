@@ -41,7 +41,7 @@ def _cell_summary(path: str, mtime_ns: int, size: int) -> xr.Dataset:
     The cached datasets are shared: callers must not modify them.
     """
     try:
-        with xr.open_dataset(path, engine=store.ENGINE) as ds:
+        with store.NETCDF_LOCK, xr.open_dataset(path, engine=store.ENGINE) as ds:
             keep = [k for k, v in ds.data_vars.items() if _combinable(v.dims)]
             out = ds[keep].load()
             if "dead_inputs" in ds and ds["dead_inputs"].ndim == 1:  # for layer 1's live connections

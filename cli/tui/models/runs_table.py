@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mfphys import store
 from mfphys.errors import MfphysError
 from mfphys.live import layer_connections, live_name, network_mean
 
@@ -52,7 +53,7 @@ def _read_numbers(path: Path) -> RunNumbers:
     import netCDF4
 
     try:
-        with netCDF4.Dataset(path, "r") as nc:
+        with store.NETCDF_LOCK, netCDF4.Dataset(path, "r") as nc:  # netCDF is not thread-safe
             names = set(nc.variables)
             for need in ("train_loss", "test_acc"):
                 if need not in names:
