@@ -295,7 +295,9 @@ class ScanView(Vertical):
             colour = hex_colour(colour_at(0.25 + 0.75 * k / max(n - 1, 1)))
             text = f"{t.line_dim}={label}" if k == 0 else str(label)
             series.append(Series(text if status == "done" else f"{text} {status}", t.x, t.mean[k], colour))
-        plot.plot(series, title=trajectory_title(t), xlabel=t.xlabel)
+        # the c key's hint on the epoch axis: the title line is the legend's
+        other = t.fixed[0] if t.fixed and t.fixed[0] != t.line_dim else t.line_dim
+        plot.plot(series, title=trajectory_title(t), xlabel=f"{t.xlabel} (c: a line per {other})")
 
     def show(self, entry: Entry, grid: Grid, *, params: list[str], layers: list[int], stat: str,
              show_values: bool) -> None:
@@ -338,13 +340,12 @@ class ScanView(Vertical):
 
 
 def trajectory_title(t: Trajectories) -> str:
-    """``frac_vip, layer 1 live, depth = 2 (c: column)``: what is plotted against epoch, and for
-    which row or column of the heatmap (the legend names the cells)."""
+    """``frac_vip, layer 1 live, depth = 2``: what is plotted against epoch, and for which row or
+    column of the heatmap (the legend names the cells, the epoch axis how to switch)."""
     what = t.param
     if t.layer is not None:
         what += ", " + layer_label(t.layer) + (" live" if t.inputs == "live" and t.layer == 1 else "")
-    where = f", {t.fixed[0]} = {t.fixed[1]}" if t.fixed else ""
-    return f"{what}{where} (c: {'column' if t.along == 'row' else 'row'})"
+    return what + (f", {t.fixed[0]} = {t.fixed[1]}" if t.fixed else "")
 
 
 def scan_notes(grid: Grid) -> list[str]:
