@@ -133,6 +133,47 @@ def entropy(ds, path: Path) -> Path:
 
 
 
+#: the dynamics figure's panels: variable, axis label
+DYNAMICS_PANELS = (("frac_vip", "very important (VIP) fraction"), ("frac_uip", "unimportant (UIP) fraction"),
+                   ("frac_variable", "variable fraction"), ("entropy", "entropy per connection (nats)"))
+
+
+@_styled
+def dynamics(ds, path: Path) -> Path:
+    """The VIP, UIP and variable fractions and the entropy per connection against epoch while
+    learning: one panel each, one line per layer (mean over seeds) with a ±1 std band; the
+    epoch axis is linear up to 1 and logarithmic beyond, where the recorded epochs are spaced."""
+    fig = Figure(figsize=(10.0, 7.0))
+    axes = fig.subplots(2, 2, squeeze=False).ravel()
+    epochs = ds.dyn_epoch.values
+    widths = [int(w) for w in str(ds.attrs.get("architecture", "")).split("-") if w.isdigit()]
+    colours = matplotlib.colormaps["tab10"]
+    for ax, (name, label) in zip(axes, DYNAMICS_PANELS):
+        for i, l in enumerate(ds.layer.values):
+            mean = ds[f"{name}_mean"].sel(layer=l).values
+            std = ds[f"{name}_std"].sel(layer=l).values
+            what = f"layer {l}"
+            if len(widths) > int(l):
+                what += f" ({widths[int(l) - 1]}→{widths[int(l)]}{', live inputs' if int(l) == 1 else ''})"
+            ax.plot(epochs, mean, color=colours(i), marker="o", ms=2.5, lw=1.4, label=what)
+            ax.fill_between(epochs, mean - std, mean + std, color=colours(i), alpha=0.25, lw=0)
+        ax.set_xscale("symlog", linthresh=1.0)
+        ticks = [e for e in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if e < epochs[-1]] + [int(epochs[-1])]
+        ax.set_xticks(ticks, [str(e) for e in ticks])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xlim(0, epochs[-1])
+        ax.set_xlabel("epoch (0: initial parameters)")
+        ax.set_ylabel(label)
+        if name != "entropy":
+            ax.set_ylim(bottom=0)
+    axes[0].legend(fontsize=8)
+    n = ds.sizes["replica"]
+    fig.suptitle(f"connection categories while learning, gBP, MNIST {ds.attrs.get('architecture', '')}: "
+                 f"mean ± std over {n} seed{'s' * (n > 1)}")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 @_styled
 def phase_figure(ds, variables, *, layer: Optional[int] = None, live: bool = True):
     """A grid of heatmaps over (depth, n_train), one per variable, mean over replicas.
@@ -189,4 +230,5 @@ def phase_figure(ds, variables, *, layer: Optional[int] = None, live: bool = Tru
     fig.tight_layout()
     return fig
 
-FIGURES = {"curves": curves, "distributions": distributions, "perturbation": perturbation, "entropy": entropy}
+FIGURES = {"curves": curves, "distributions": distributions, "perturbation": perturbation, "entropy": entropy,
+           "dynamics": dynamics}

@@ -1,4 +1,4 @@
-"""``mfphys reproduce``: the paper's four experiments, datasets and PNG figures, under runs/paper/."""
+"""``mfphys reproduce``: the paper's experiments, datasets and PNG figures, under runs/paper/."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .common import console, counts_text, err_console, make_progress, user_error
 
 #: mfphys.reproduce.EXPERIMENTS + "all" (a test checks they agree; importing that module here
 #: would load xarray for every `mfphys --help`)
-CHOICES = ("curves", "distributions", "perturbation", "entropy", "all")
+CHOICES = ("curves", "distributions", "perturbation", "entropy", "dynamics", "all")
 
 
 def _train_bar(progress, label, epochs):
@@ -88,9 +88,24 @@ def entropy_table(eds) -> Table:
     return t
 
 
+def dynamics_table(yds) -> Table:
+    t = Table(title="5. connection categories and entropy per layer while learning (gBP), mean ± error over seeds; "
+                    "layer 1 over live inputs")
+    epochs = [int(e) for e in yds.dyn_epoch.values]
+    shown = sorted({e for e in (0, 1, 5, 20) if e in epochs} | {epochs[-1]})
+    t.add_column("quantity")
+    t.add_column("layer", justify="right")
+    for e in shown:
+        t.add_column(f"epoch {e}", justify="right")
+    for name in ("frac_vip", "frac_uip", "frac_variable", "entropy"):
+        for l in yds.layer.values:
+            t.add_row(name, str(l), *(format_stat(yds[name].sel(layer=l, dyn_epoch=e).values) for e in shown))
+    return t
+
+
 @user_errors
 def reproduce(
-    experiment: str = typer.Argument("all", help="curves, distributions, perturbation, entropy or all"),
+    experiment: str = typer.Argument("all", help="curves, distributions, perturbation, entropy, dynamics or all"),
     quick: bool = typer.Option(False, "--quick", help="a reduced version that runs in a few minutes"),
     out: Optional[Path] = typer.Option(None, help="output folder (default runs/paper, runs/paper/quick with "
                                                   "--quick)"),
@@ -128,12 +143,13 @@ def reproduce(
     written = []
     with make_progress() as progress:
         runs = {}
-        if {"curves", "distributions", "perturbation"} & set(todo):
+        if set(rep.GBP_EXPERIMENTS) & set(todo):
             modes = ("gbp", "bp") if "curves" in todo else ("gbp",)
             for mode in modes:
                 cfg = protocol.train_config(mode)
                 cb, task = _train_bar(progress, f"train {mode}", cfg.epochs)
-                runs[mode] = rep.train_or_reuse(cfg, folder / f"run-{mode}.nc", data_dir=data_dir, callback=cb)
+                runs[mode] = rep.train_or_reuse(cfg, folder / f"run-{mode}.nc", data_dir=data_dir, callback=cb,
+                                                dynamics=mode == "gbp" and "dynamics" in todo)
                 if not progress.tasks[task].completed:
                     progress.update(task, completed=cfg.epochs, status="reused the existing run file")
         results = {}
@@ -150,11 +166,13 @@ def reproduce(
             rep.run_entropy_scan(protocol, scan_folder, data_dir=data_dir, workers=workers,
                                  callback=_scan_bar(progress, "entropy scan"))
             results["entropy"] = rep.entropy_dataset(scan_folder, protocol)
+        if "dynamics" in todo:
+            results["dynamics"] = rep.dynamics_dataset(runs["gbp"], protocol)
     for name, ds in results.items():
         written.append(store.write_atomic(ds, folder / f"{name}.nc"))
         written.append(figures.FIGURES[name](ds, folder / f"{name}.png"))
     tables = {"curves": accuracy_table, "distributions": categories_table, "perturbation": perturbation_table,
-              "entropy": entropy_table}
+              "entropy": entropy_table, "dynamics": dynamics_table}
     for name, ds in results.items():
         console.print(tables[name](ds))
     console.print(f"done in {time.perf_counter() - t0:.0f} s; wrote {', '.join(str(p) for p in written)}",

@@ -6,12 +6,16 @@
 3. ``perturbation``: test error vs removed fraction of the first layer's very important
    connections, against the same number of variable ones (docs/model.md section 7.3);
 4. ``entropy``: entropy per connection vs layer for 784-100-100-100-10 trained on
-   10k, 20k, 30k and 40k images.
+   10k, 20k, 30k and 40k images;
+5. ``dynamics``: how the categories sort themselves while learning: the very important,
+   unimportant and variable fractions and the entropy per connection of each layer against
+   epoch, from the order parameters the gBP run of (1) records while it trains
+   (docs/file-format.md "Dynamics").
 
 Everything lands in one folder (default ``runs/paper/``): the run files the experiments train
 (reused when present with the same configuration, so an interrupted ``reproduce`` resumes),
 one dataset per experiment (``curves.nc``, ``distributions.nc``, ``perturbation.nc``,
-``entropy.nc``) and, made by the CLI, one PNG figure each. The entropy experiment is a scan
+``entropy.nc``, ``dynamics.nc``) and, made by the CLI, one PNG figure each. The entropy experiment is a scan
 (``mfphys.scan``) over ``n_train`` at depth 3, in ``<folder>/entropy-scan/``.
 
 This module only computes and stores; figures and progress bars are the CLI's
@@ -35,7 +39,11 @@ from .fileio import check_writable
 from .stats import sample_std
 from .train import TrainConfig, train
 
-EXPERIMENTS = ("curves", "distributions", "perturbation", "entropy")
+EXPERIMENTS = ("curves", "distributions", "perturbation", "entropy", "dynamics")
+#: the experiments that use the gBP run of the protocol (``run-gbp.nc``)
+GBP_EXPERIMENTS = ("curves", "distributions", "perturbation", "dynamics")
+#: the order parameters of the dynamics experiment (docs/model.md section 6)
+DYNAMICS_PARAMS = ("frac_vip", "frac_uip", "frac_variable", "entropy")
 
 #: seconds per replica, per epoch and per 10,000 training images of the default 784-100-100-10
 #: network on the project's 2-core CPU (float32, NumPy), evaluation and file writing included,
@@ -90,7 +98,7 @@ class Protocol:
             return CPU_SECONDS_PER_REPLICA_EPOCH_10K * flops / ref * n_train / 10_000 * self.seeds * self.epochs
 
         total = 0.0
-        if {"curves", "distributions", "perturbation"} & set(experiments):
+        if set(GBP_EXPERIMENTS) & set(experiments):
             total += cost(self.layers, self.n_train) * 4 / 3  # gBP + BP (BP costs about a third)
         if "entropy" in experiments:
             total += sum(cost(self.entropy_layers(), n) for n in self.entropy_sizes)
@@ -104,12 +112,17 @@ def _attrs(kind: str, protocol: Protocol, **extra) -> dict:
     return {store.KIND_ATTR: kind, "mfphys_version": __version__, "protocol": protocol.to_json(), **extra}
 
 
-def train_or_reuse(config: TrainConfig, path: Path, *, data_dir=None, callback=None) -> xr.Dataset:
-    """The run file at ``path`` if it holds exactly ``config``, else train it and write it there."""
+def train_or_reuse(config: TrainConfig, path: Path, *, data_dir=None, callback=None,
+                   dynamics: bool = False) -> xr.Dataset:
+    """The run file at ``path`` if it holds exactly ``config``, else train it and write it there.
+
+    ``dynamics``: the file must also hold the order parameters recorded while training (a file
+    written before they existed is trained again; on NumPy with the same numbers)."""
     if path.exists():
         try:
             ds = store.open_run(path)
-            if TrainConfig.from_json(ds.attrs["config"]) == config and store.run_status(ds.attrs) == "done":
+            if (TrainConfig.from_json(ds.attrs["config"]) == config and store.run_status(ds.attrs) == "done"
+                    and (not dynamics or "dyn_epoch" in ds.coords)):
                 return ds  # a partial run file (a checkpoint) is trained again
         except (MfphysError, KeyError):
             pass  # unreadable or foreign: trained again and replaced (atomically)
@@ -208,6 +221,41 @@ def entropy_dataset(scan_folder: Path, protocol: Protocol) -> xr.Dataset:
     ds.attrs = _attrs("reproduction", protocol, experiment="entropy",
                       title="entropy per connection vs layer and training-set size",
                       architecture=store.architecture(protocol.entropy_layers()))
+    return ds
+
+
+# --- 5. dynamics ----------------------------------------------------------------------------------
+
+
+def dynamics_dataset(gbp: xr.Dataset, protocol: Protocol) -> xr.Dataset:
+    """The VIP, UIP and variable fractions and the entropy per connection of each layer against
+    epoch while the gBP ensemble learns (``dyn_epoch``: 0 = the initial parameters), per seed,
+    with mean and standard deviation over seeds.
+
+    ``<name>`` counts layer 1 over the inputs that vary in the training set (the run file's
+    ``dyn_<name>_live``, docs/order-parameters.md: the dead pixels keep their initial
+    connections); ``<name>_all_inputs`` counts every input; deeper layers are the same in both.
+    """
+    if "dyn_epoch" not in gbp.coords:
+        raise MfphysError("the gBP run holds no order parameters recorded while training (a run file written "
+                          "before they existed): delete run-gbp.nc and run mfphys reproduce dynamics again")
+    ds = xr.Dataset(coords={"replica": gbp.replica, "dyn_epoch": gbp.dyn_epoch, "layer": gbp.layer})
+    for name in DYNAMICS_PARAMS:
+        every = gbp[f"{store.DYN}{name}"].transpose("replica", "dyn_epoch", "layer")
+        live = gbp[f"{store.DYN}{name}_live"].transpose(*every.dims) if f"{store.DYN}{name}_live" in gbp else every
+        long = store.LONG_NAMES[name][0]
+        units = store.LONG_NAMES[name][1]
+        ds[name] = live.assign_attrs(long_name=f"{long} while training, layer 1 over live inputs", units=units)
+        ds[f"{name}_all_inputs"] = every.assign_attrs(long_name=f"{long} while training, layer 1 over all inputs",
+                                                      units=units)
+        ds[f"{name}_mean"] = live.mean("replica").assign_attrs(long_name=f"{long}, mean over seeds", units=units)
+        ds[f"{name}_std"] = live.reduce(sample_std, dim="replica").assign_attrs(
+            long_name=f"{long}, standard deviation over seeds", units=units)
+    ds["dyn_epoch"].attrs.update(long_name="epochs after which the order parameters were recorded "
+                                           "(0: the initial parameters)", units="1")
+    ds.attrs = _attrs("reproduction", protocol, experiment="dynamics",
+                      title="connection categories and entropy per layer while learning (gBP)",
+                      order_tolerances=gbp.attrs["order_tolerances"], architecture=gbp.attrs["architecture"])
     return ds
 
 

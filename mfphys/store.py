@@ -19,6 +19,7 @@ import os
 import platform
 import socket
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,13 @@ from .model import Layer, architecture
 
 ENGINE = "netcdf4"
 KIND_ATTR = "mfphys_kind"
+#: held around every netCDF read and write mfphys makes. The netCDF-C and HDF5 libraries are
+#: not thread-safe and netCDF4-python releases the GIL in its calls, so two threads of one
+#: process that touch netCDF files at once (the TUI reads in worker threads; a test writes a
+#: file while the app reads another) can crash the process; xarray serialises only its own
+#: calls, not those made through netCDF4 directly (:func:`read_attrs`). Re-entrant, so a
+#: caller may hold it around several reads.
+NETCDF_LOCK = threading.RLock()
 
 LONG_NAMES = {
     "train_loss": ("mean cross-entropy over the epoch's mini-batches (noisy mean-field)", "nats"),
@@ -369,7 +377,8 @@ def write_atomic(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write ``ds`` as netCDF to ``path`` atomically (see :func:`atomic_file`)."""
     with atomic_file(path) as tmp:
         try:
-            ds.to_netcdf(tmp, engine=ENGINE)
+            with NETCDF_LOCK:
+                ds.to_netcdf(tmp, engine=ENGINE)
         except RuntimeError as exc:  # the netCDF library's errors ("NetCDF: HDF error" on a full disk)
             raise write_error(path, exc) from None
     return Path(path)
@@ -396,7 +405,7 @@ def read_dataset(path: str | os.PathLike) -> xr.Dataset:
     path = Path(path)
     _check_is_file(path)
     try:
-        with xr.open_dataset(path, engine=ENGINE) as ds:
+        with NETCDF_LOCK, xr.open_dataset(path, engine=ENGINE) as ds:
             return ds.load()
     except Exception as exc:  # netCDF4 raises OSError/RuntimeError/ValueError for bad files
         raise MfphysError(f"cannot read {path}: not a readable netCDF file ({type(exc).__name__}: {exc})") from None
@@ -411,7 +420,7 @@ def read_attrs(path: str | os.PathLike) -> dict:
     path = Path(path)
     _check_is_file(path)
     try:
-        with netCDF4.Dataset(path, "r") as nc:
+        with NETCDF_LOCK, netCDF4.Dataset(path, "r") as nc:
             return {k: nc.getncattr(k) for k in nc.ncattrs()}
     except Exception as exc:  # netCDF4 raises OSError/RuntimeError/ValueError for bad files
         raise MfphysError(f"cannot read {path}: not a readable netCDF file ({type(exc).__name__}: {exc})") from None

@@ -156,6 +156,54 @@ def write_run(path: Path, cfg):
     return result
 
 
+def write_checkpoint(path: Path, cfg, epochs: int, *, status: str = "running", writer: dict | None = None):
+    """A run file as ``mfphys train`` leaves it after ``epochs`` epochs of ``cfg``: trained with the
+    steps of ``mfphys.train`` and written by the checkpointing code (``store.checkpoint_to_dataset``
+    + ``store.write_atomic``), with ``status`` and ``writer`` (default: this live process)."""
+    from mfphys import runfile, store
+    from mfphys.train import current_result, init_state, prepare, train_epoch
+
+    setup = prepare(cfg)
+    state = init_state(setup)
+    for _ in range(epochs):
+        state, _ = train_epoch(setup, state)
+    ds = store.checkpoint_to_dataset(current_result(setup, state), status=status, created=CREATED,
+                                     writer=runfile.writer_info() if writer is None else writer,
+                                     segments=[{"action": "new", "from_epoch": 0, "epochs": cfg.epochs,
+                                                "started": CREATED, "command": "tests"}])
+    store.write_atomic(ds, path)
+    return ds
+
+
+#: a run trained by ``mfphys.runfile.train_run`` in another process, one checkpoint per epoch,
+#: each epoch held back until the test creates ``<gate>/go-<epoch>`` (see start_paced_run)
+_PACED_RUN = """
+import sys, time
+from pathlib import Path
+from mfphys import runfile
+from tests.helpers import tiny_config
+
+path, gate, epochs = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+
+def wait(record):
+    while not (gate / f"go-{record.epoch}").exists():
+        time.sleep(0.01)
+
+plan = runfile.plan_run(path, tiny_config(epochs=epochs))
+runfile.train_run(plan, policy=runfile.CheckpointPolicy(every=1, seconds=0), callback=wait)
+"""
+
+
+def start_paced_run(path: Path, gate: Path, epochs: int) -> subprocess.Popen:
+    """``mfphys.runfile.train_run`` of a tiny run into ``path`` in a subprocess: the file is written
+    at the start (0 epochs, status running), then after each epoch k once the test creates
+    ``gate / f"go-{k}"`` (a checkpoint per epoch), and last with status done."""
+    gate.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", _PACED_RUN, str(path), str(gate), str(epochs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+
+
 def write_perturbation(path: Path, result, cfg) -> None:
     from mfphys import store
     from mfphys.perturb import perturbation, perturbation_dataset

@@ -49,6 +49,14 @@ def test_datasets_have_the_protocol_dimensions_and_no_nan(quick):
     e = xr.open_dataset(out / "entropy.nc").load()
     assert list(e.n_train.values) == list(p.entropy_sizes) and e.sizes["layer"] == p.entropy_depth + 1
     assert np.all(np.isfinite(e.entropy))
+    y = xr.open_dataset(out / "dynamics.nc").load()
+    assert y.dyn_epoch.values.tolist() == [0, 1, 2, 5, 6] and y.sizes["replica"] == p.seeds and y.sizes["layer"] == 3
+    assert y.frac_vip.dims == ("replica", "dyn_epoch", "layer") and np.all(np.isfinite(y.entropy))
+    np.testing.assert_allclose(y.frac_vip + y.frac_uip + y.frac_variable, 1.0)
+    # the last recorded epoch is the trained network of the distributions experiment (layer 1: live inputs)
+    np.testing.assert_allclose(y.frac_vip.isel(dyn_epoch=-1), d.frac_vip_live)
+    np.testing.assert_allclose(y.frac_vip_all_inputs.isel(dyn_epoch=-1), d.frac_vip)
+    np.testing.assert_allclose(y.entropy_mean, y.entropy.mean("replica"))
 
 
 def test_rerun_reuses_finished_work(quick, mnist_dir, cli):
@@ -58,6 +66,33 @@ def test_rerun_reuses_finished_work(quick, mnist_dir, cli):
               catch_exceptions=False)
     assert res.exit_code == 0
     assert {f.name: f.stat().st_mtime_ns for f in out.glob("run-*.nc")} == before
+
+
+def test_the_dynamics_experiment_reuses_the_gbp_run(quick, mnist_dir, cli):
+    out, _ = quick
+    before = (out / "run-gbp.nc").stat().st_mtime_ns
+    res = cli("reproduce", "dynamics", "--quick", "--backend", "numpy", "--data-dir", mnist_dir, "--out", out,
+              catch_exceptions=False)
+    assert res.exit_code == 0 and "5. connection categories" in res.output
+    assert (out / "run-gbp.nc").stat().st_mtime_ns == before
+
+
+def test_a_run_without_dynamics_is_trained_again_for_them(tmp_path):
+    """A run file of the same configuration written before the dynamics existed: reused for the
+    other experiments, trained again (the same numbers) when the dynamics are asked for."""
+    from mfphys import store
+    from mfphys.reproduce import train_or_reuse
+    from tests.helpers import tiny_config
+
+    path = tmp_path / "run-gbp.nc"
+    first = train_or_reuse(tiny_config(), path)
+    old = first.drop_vars([k for k in first.data_vars if k.startswith(("dyn_", "snap_"))])
+    old = old.drop_dims(["dyn_epoch", "snap_epoch"])
+    store.write_atomic(old, path)
+    assert "dyn_epoch" not in train_or_reuse(tiny_config(), path).coords  # reused as it is
+    again = train_or_reuse(tiny_config(), path, dynamics=True)
+    assert "dyn_epoch" in again.coords and "dyn_epoch" in store.open_run(path).coords
+    np.testing.assert_array_equal(again.test_acc.values, first.test_acc.values)
 
 
 def test_unknown_experiment_is_one_line(cli):

@@ -290,3 +290,20 @@ def test_damaged_checkpoints_are_refused(result, tmp_path, how, message):
     train_run(plan_run(path, result.config), policy=CheckpointPolicy(0, 0))
     with pytest.raises(MfphysError, match=message):
         store.state_from_dataset(how(open_run(path)), path)
+
+
+def test_netcdf_reads_and_writes_wait_for_one_lock(result, tmp_path):
+    """netCDF-C is not thread-safe (and netCDF4-python releases the GIL): every read and write of
+    mfphys goes through store.NETCDF_LOCK, so threads of one process (the TUI's workers) take turns."""
+    import threading
+
+    path = save_run(result, tmp_path / "r.nc")
+    for call in (lambda: store.read_attrs(path), lambda: store.read_dataset(path),
+                 lambda: store.write_atomic(xr.Dataset({"t": ("x", np.arange(3.0))}), tmp_path / "w.nc")):
+        done = threading.Event()
+        with store.NETCDF_LOCK:
+            worker = threading.Thread(target=lambda c=call, d=done: (c(), d.set()))
+            worker.start()
+            assert not done.wait(0.3)  # blocked while another thread holds the lock
+        worker.join(10)
+        assert done.is_set()

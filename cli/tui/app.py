@@ -28,9 +28,19 @@ from .keys import APP_KEYS
 from .models.cache import CACHE
 from .models.format import one_line
 from .models.listing import Entry, filter_entries, find_baseline, list_entries
-from .models.run import PerturbationSummary, RunSummary, load_perturbation, load_run
+from .models.run import PerturbationSummary, RunSummary, dyn_params, load_perturbation, load_run
 from .models.runs_table import NUMERIC, read_numbers, run_rows, sort_rows
-from .models.scan_grid import NETWORK, Grid, load_scan, overlay_status, scan_grid, scan_layers, scan_params
+from .models.scan_grid import (
+    NETWORK,
+    Grid,
+    Trajectories,
+    load_scan,
+    overlay_status,
+    scan_grid,
+    scan_layers,
+    scan_params,
+    scan_trajectories,
+)
 from .screens import HelpScreen
 from .sidebar import EntryList, entry_prompt
 from .views import MessageView, PerturbationView, RunsTable, RunsTableView, RunView, ScanView
@@ -77,6 +87,9 @@ class MfphysTUI(App):
         self.inputs = "live"  # layer 1 over "live" inputs (docs/order-parameters.md) or "all"
         self.from_output = False  # scan: layers counted from the output
         self.show_values = False
+        self.dyn_param: str | None = None  # run: the order parameter of the trajectories plot
+        self.show_dynamics = False  # scan: the parameter against epoch under the heatmap
+        self.along = "row"  # scan trajectories: the cursor's "row" or "column"
         self.table_mode = False  # the main pane shows the runs table
         self.sort: tuple[str, bool] = ("name", False)  # runs table: column, reversed
         self.rows: list = []  # runs table rows (read in a worker)
@@ -166,7 +179,9 @@ class MfphysTUI(App):
             elif entry != shown:
                 self._draw(entry=entry)  # new running/pending marks, without reading the cells
         elif entry != shown or self._baseline_changed(entry) or self._overlays_changed(entry):
-            self.load_current()
+            self.load_current()  # a run file rewritten at a checkpoint is read again (cached by signature)
+        elif entry.status == "running" and isinstance(payload, RunSummary):
+            self.query_one("#run", RunView).show_progress(entry)  # the ETA counts down between checkpoints
 
     def _baseline_changed(self, entry: Entry) -> bool:
         """Whether a run's BP baseline appeared, vanished or changed since the run view was drawn."""
@@ -206,7 +221,8 @@ class MfphysTUI(App):
         ids = [str(e.path) for e in visible]
         if ids == [str(e.path) for e in self.shown_entries]:
             for old, new in zip(self.shown_entries, visible):
-                if redraw or old != new:  # in place: no flicker, cursor kept
+                # in place: no flicker, cursor kept; a running run's ETA counts down
+                if redraw or old != new or new.eta_at is not None:
                     olist.replace_option_prompt(str(new.path), entry_prompt(new, marked=new.path in marked))
         else:
             keep = self.current.path if self.current is not None else None
@@ -424,9 +440,12 @@ class MfphysTUI(App):
             return "message"
         if isinstance(payload, RunSummary):
             self.layer_index = min(self.layer_index, max(payload.layers.size - 1, 0))
+            params = dyn_params(payload)
+            if params and self.dyn_param not in params:
+                self.dyn_param = params[0]
             self.query_one("#run", RunView).show(entry, payload, layer_index=self.layer_index,
                                                  curves=self.run_curves, inputs=self.inputs,
-                                                 overlays=self.loaded.overlays)
+                                                 overlays=self.loaded.overlays, dyn_param=self.dyn_param)
             return "run"
         if isinstance(payload, ScanPayload):
             grid = self.current_grid()
@@ -434,9 +453,10 @@ class MfphysTUI(App):
                 self.query_one("#message", MessageView).show(Text(f"{entry.name}: no parameter to show yet",
                                                                   style="yellow"))
                 return "message"
-            self.query_one("#scan", ScanView).show(entry, grid, params=payload.params,
-                                                   layers=payload.layers_for(self.from_output),
-                                                   stat=self.scan_stat, show_values=self.show_values)
+            view = self.query_one("#scan", ScanView)
+            view.show(entry, grid, params=payload.params, layers=payload.layers_for(self.from_output),
+                      stat=self.scan_stat, show_values=self.show_values)
+            self._draw_trajectories()
             return "scan"
         if isinstance(payload, PerturbationSummary):
             self.query_one("#perturbation", PerturbationView).show(entry, payload)
@@ -463,11 +483,32 @@ class MfphysTUI(App):
             p.grids[key] = scan_grid(p.ds, self.param, self.layer, inputs=self.inputs, overlay=overlay)
         return p.grids[key]
 
+    def current_trajectories(self) -> Trajectories | None:
+        """The scan's parameter against epoch for the cursor's row or column (from the cached
+        combined dataset, as the heatmap: same parameter, layer, inputs, marks)."""
+        grid = self.current_grid()
+        if grid is None:
+            return None
+        entry = self.loaded.entry
+        overlay = overlay_status(self.loaded.payload.ds, entry.cell_status) if entry.cell_status else None
+        cursor = self.query_one(Heatmap).cursor
+        return scan_trajectories(self.loaded.payload.ds, grid.param, grid.layer, inputs=self.inputs,
+                                 along=self.along, cursor=cursor, overlay=overlay)
+
+    def _draw_trajectories(self) -> None:
+        view = self.query_one("#scan", ScanView)
+        if not self.show_dynamics:
+            view.show_trajectories(None, shown=False)
+            return
+        view.show_trajectories(self.current_trajectories(), shown=True, param=self.param or "")
+
     @on(Heatmap.CursorMoved)
     def _cursor_moved(self, event: Heatmap.CursorMoved) -> None:
         grid = self.current_grid()
         if grid is not None:
             self.query_one("#scan", ScanView).show_cell(grid, event.cursor)
+            if self.show_dynamics:
+                self._draw_trajectories()
 
     # --- actions --------------------------------------------------------------------------
 
@@ -475,8 +516,12 @@ class MfphysTUI(App):
         if len(self.screen_stack) > 1:
             return False  # the help screen is up: its own keys (esc, q, ?) close it
         view = self.view_kind
-        if action in ("cycle_param", "toggle_values", "toggle_output"):
+        if action in ("toggle_values", "toggle_output", "toggle_dynamics"):
             return True if view == "scan" else None
+        if action == "toggle_along":
+            return True if view == "scan" and self.show_dynamics else None
+        if action == "cycle_param":
+            return True if view == "scan" or (view == "run" and dyn_params(self.loaded.payload)) else None
         if action in ("cycle_layer", "toggle_spread", "toggle_inputs"):
             return True if view in ("scan", "run") else None
         if action == "export":
@@ -549,11 +594,26 @@ class MfphysTUI(App):
         self.refresh_bindings()
 
     def action_cycle_param(self, step: int) -> None:
-        if self.view_kind != "scan":
+        if self.view_kind == "scan":
+            params = self.loaded.payload.params
+            i = params.index(self.param) if self.param in params else 0
+            self.param = params[(i + step) % len(params)]
+        elif self.view_kind == "run":
+            params = dyn_params(self.loaded.payload)
+            if not params:
+                return
+            i = params.index(self.dyn_param) if self.dyn_param in params else 0
+            self.dyn_param = params[(i + step) % len(params)]
+        else:
             return
-        params = self.loaded.payload.params
-        i = params.index(self.param) if self.param in params else 0
-        self.param = params[(i + step) % len(params)]
+        self._draw()
+
+    def action_toggle_dynamics(self) -> None:
+        self.show_dynamics = not self.show_dynamics
+        self._draw()
+
+    def action_toggle_along(self) -> None:
+        self.along = "column" if self.along == "row" else "row"
         self._draw()
 
     def action_cycle_layer(self, step: int) -> None:
@@ -607,9 +667,11 @@ class MfphysTUI(App):
         else:
             entry, payload = self.loaded.entry, self.loaded.payload
             if isinstance(payload, ScanPayload):
-                job = ("scan", entry.name, self.current_grid(), self.scan_stat)
+                trajectories = self.current_trajectories() if self.show_dynamics else None
+                job = ("scan", entry.name, self.current_grid(), (self.scan_stat, trajectories))
             elif isinstance(payload, RunSummary):
-                job = ("run", entry.name, payload, (self.layer_index, self.loaded.overlays))
+                job = ("run", entry.name, payload, (self.layer_index, self.loaded.overlays, self.dyn_param,
+                                                    self.inputs))
             else:
                 job = ("perturbation", entry.name, payload, None)
         self.export_view(job)
@@ -619,9 +681,10 @@ class MfphysTUI(App):
         kind, name, what, extra = job
         try:
             if kind == "scan":
-                paths = export_scan(name, what, self.export_dir, stat=extra)
+                paths = export_scan(name, what, self.export_dir, stat=extra[0], trajectories=extra[1])
             elif kind == "run":
-                paths = export_run(name, what, extra[0], self.export_dir, overlays=extra[1])
+                paths = export_run(name, what, extra[0], self.export_dir, overlays=extra[1], dyn_param=extra[2],
+                                   inputs=extra[3])
             elif kind == "table":
                 paths = export_runs_table(name, what, self.export_dir)
             else:

@@ -1,10 +1,12 @@
 """Export of a view's numbers (CSV) and plot (PNG, matplotlib Agg), written atomically.
 
-File names: ``<entry>-<view>-<param>-layer<l>.csv`` / ``.png`` (scan view),
-``<entry>-run-curves``, ``<entry>-run-order``, ``<entry>-run-hist-layer<l>`` (run view) and
-``<entry>-perturbation-error`` (perturbation view), where ``<entry>`` is the entry's name
-with ``/`` replaced by ``_``. Each file goes to a temporary name in the same folder and is
-renamed into place, so a reader never sees half a file.
+File names: ``<entry>-<view>-<param>-layer<l>.csv`` / ``.png`` (scan view; with the
+trajectories shown also ``...-dyn-<dim><value>``), ``<entry>-run-curves``,
+``<entry>-run-order``, ``<entry>-run-dynamics`` (and ``-dynamics-<param>.png``),
+``<entry>-run-hist-layer<l>`` (run view) and ``<entry>-perturbation-error`` (perturbation
+view), where ``<entry>`` is the entry's name with ``/`` replaced by ``_``. Each file goes to
+a temporary name in the same folder and is renamed into place, so a reader never sees half a
+file.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mfphys import store
+from mfphys.stats import replica_stats
 
 from .models.format import mean_sem_rows, plain
 from .models.run import (
@@ -25,15 +28,19 @@ from .models.run import (
     SHOWN_ORDER,
     PerturbationSummary,
     RunSummary,
+    baseline_trajectory,
     curve_stats,
+    dyn_label,
+    dyn_params,
     error_stats,
     has_live,
     hist_counts,
     order_stats,
     perturbation_table,
+    trajectory,
 )
 from .models.runs_table import COLUMNS
-from .models.scan_grid import Grid, grid_table, layer_label
+from .models.scan_grid import Grid, Trajectories, grid_table, layer_label, trajectory_table
 
 
 def safe_name(name: str) -> str:
@@ -127,13 +134,30 @@ def scan_figure(entry_name: str, grid: Grid, *, stat: str = "mean"):
     return fig
 
 
-def export_scan(entry_name: str, grid: Grid, folder: Path, *, stat: str = "mean") -> list[Path]:
-    """CSV of every cell (status, mean, std, sem, each replica) and a PNG heatmap of the shown statistic."""
+def export_scan(entry_name: str, grid: Grid, folder: Path, *, stat: str = "mean",
+                trajectories: Trajectories | None = None) -> list[Path]:
+    """CSV of every cell (status, mean, std, sem, each replica) and a PNG heatmap of the shown
+    statistic; with ``trajectories`` (shown under the heatmap) also their CSV (one row per
+    epoch, one column per cell) and PNG, ``<stem>-dyn-<dim><value>``."""
     folder = Path(folder)
     stem = scan_stem(entry_name, grid)
     header, rows = grid_table(grid)
     out = [write_csv(folder / f"{stem}.csv", header, rows)]
     out.append(write_png(folder / f"{stem}.png", scan_figure(entry_name, grid, stat=stat)))
+    if trajectories is not None:
+        t = trajectories
+        dyn = f"{stem}-dyn" + (f"-{t.fixed[0]}{t.fixed[1]}" if t.fixed else "")
+        out.append(write_csv(folder / f"{dyn}.csv", *trajectory_table(t)))
+        fig, (ax,) = _figure(1, (6, 3.4))
+        for k, label in enumerate(t.labels):
+            ax.plot(t.x, t.mean[k], marker="o", ms=3, label=f"{t.line_dim} = {label}")
+        where = f", {t.fixed[0]} = {t.fixed[1]}" if t.fixed else ""
+        layer = f", {layer_label(t.layer)}" if t.layer is not None else ""
+        ax.set_title(f"{entry_name}: {t.param}{layer}{where} (mean over replicas)", fontsize=9)
+        ax.set_xlabel(t.xlabel)
+        ax.set_ylabel(t.param)
+        ax.legend(fontsize=7)
+        out.append(write_png(folder / f"{dyn}.png", fig))
     return out
 
 
@@ -202,14 +226,52 @@ def hist_table(run: RunSummary, layer_index: int) -> tuple[list[str], list[list]
     return header, rows
 
 
-def export_run(entry_name: str, run: RunSummary, layer_index: int, folder: Path, overlays=()) -> list[Path]:
-    """Curves (with those of the overlaid runs), per-layer order parameters and one layer's
+def dynamics_table(run: RunSummary) -> tuple[list[str], list[list]]:
+    """The trajectories the run recorded while training: one row per (recorded epoch, layer),
+    and layer 1 again over live inputs (``inputs`` column, as :func:`order_table`); mean and sem
+    over replicas of each order parameter."""
+    params = dyn_params(run)
+    header = ["epoch", "layer", "inputs"] + [f"{c}_{s}" for c in params for s in ("mean", "sem")]
+    rows = []
+    for t, epoch in enumerate(run.dyn_epoch):
+        for i, layer in enumerate(run.layers):
+            for inputs, source in (("all", run.dyn), ("live", run.dyn_live)):
+                if inputs == "live" and (int(layer) != 1 or not source):
+                    continue
+                row = [int(epoch), int(layer), inputs]
+                for c in params:
+                    mean, _, sem, _ = replica_stats(source.get(c, run.dyn[c])[:, t, i])
+                    row += [mean, sem]
+                rows.append(row)
+    return header, rows
+
+
+def export_run(entry_name: str, run: RunSummary, layer_index: int, folder: Path, overlays=(),
+               dyn_param: str | None = None, inputs: str = "live") -> list[Path]:
+    """Curves (with those of the overlaid runs), per-layer order parameters, their trajectories
+    during training (all of them in the CSV, ``dyn_param``'s in the PNG) and one layer's
     histograms: CSVs, and PNGs of the plots."""
     folder = Path(folder)
     base = f"{safe_name(entry_name)}-run"
     layer = int(run.layers[layer_index]) if run.layers.size else 0
     out = [write_csv(folder / f"{base}-curves.csv", *curves_table(run, overlays)),
            write_csv(folder / f"{base}-order.csv", *order_table(run))]
+    if dyn_params(run):
+        out.append(write_csv(folder / f"{base}-dynamics.csv", *dynamics_table(run)))
+        param = dyn_param if dyn_param in run.dyn else dyn_params(run)[0]
+        fig, (ax,) = _figure(1, (6, 3.4))
+        for label, values in trajectory(run, param, inputs):
+            m, e = curve_stats(values)
+            ax.errorbar(run.dyn_epoch, m, yerr=e, marker="o", ms=3, label=f"layer {label[1:]}")
+        for k, (_, values) in enumerate(baseline_trajectory(run, param)):
+            ax.plot(run.baseline_dyn_epoch, curve_stats(values)[0], color="#ff8c00", lw=1,
+                    label="BP baseline" if k == 0 else None)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(dyn_label(param))
+        ax.legend(fontsize=7)
+        ax.set_title(f"{entry_name}: {dyn_label(param)} while training (mean ± sem, {run.replicas} replicas)",
+                     fontsize=9)
+        out.append(write_png(folder / f"{base}-dynamics-{param}.png", fig))
     fig, axes = _figure(2, (9, 3.2))
     for ax, k, label in zip(axes, ("train_loss", "test_acc"), ("train loss (nats)", "test accuracy")):
         m, e = curve_stats(run.curves[k])

@@ -26,8 +26,9 @@ APP_KEYS = [
     Binding("space", "mark", "mark", key_display="space",
             tooltip="mark / unmark a run (table row, sidebar entry or the run shown) for the curve overlay"),
     Binding("M", "clear_marks", "clear marks", show=False, tooltip="unmark every run"),
-    Binding("p", "cycle_param(1)", "param", tooltip="scan: next order parameter"),
-    Binding("P", "cycle_param(-1)", "param back", show=False, tooltip="scan: previous order parameter"),
+    Binding("p", "cycle_param(1)", "param",
+            tooltip="scan: next order parameter; run: next order parameter of the trajectories plot"),
+    Binding("P", "cycle_param(-1)", "param back", show=False, tooltip="scan, run: previous order parameter"),
     Binding("l", "cycle_layer(1)", "layer", tooltip="scan, run: next layer (heatmap; histograms)"),
     Binding("L", "cycle_layer(-1)", "layer back", show=False, tooltip="scan, run: previous layer"),
     Binding("o", "toggle_output", "out/in",
@@ -35,6 +36,11 @@ APP_KEYS = [
     Binding("i", "toggle_inputs", "inputs",
             tooltip="scan, run: layer 1 over the inputs that vary (the default) or over all inputs"),
     Binding("v", "toggle_values", "values", tooltip="scan: show / hide the numbers in the heatmap cells"),
+    Binding("d", "toggle_dynamics", "dyn",
+            tooltip="scan: show / hide the parameter against epoch, one line per cell of the cursor's row "
+                    "(or column)"),
+    Binding("c", "toggle_along", "row/col", show=False,
+            tooltip="scan, with d: the lines of the cursor's row (one per column) or of its column"),
     Binding("s", "toggle_spread", "spread",
             tooltip="scan: mean vs std over replicas; run: mean curve vs every replica's curve "
                     "(each view keeps its own choice, shown in its header)"),

@@ -10,7 +10,8 @@ from .keys import FILTER_STARTERS
 from .models.format import middle_ellipsis
 from .models.listing import Entry
 
-STATUS_STYLE = {"done": "green", "running": "yellow", "pending": "grey62", "failed": "red", "error": "bold red"}
+STATUS_STYLE = {"done": "green", "running": "yellow", "pending": "grey62", "failed": "red", "error": "bold red",
+                "interrupted": "#ff8700", "stopped": "#ff5f5f"}
 KIND_STYLE = {"run": "#5fafff", "scan": "#d787ff", "perturbation": "#87d787"}
 
 

@@ -19,20 +19,23 @@ from textual.widgets import DataTable, Static
 
 from mfphys.stats import format_stat, replica_stats
 
-from .models.format import middle_ellipsis, plain, short
+from .models.format import duration, middle_ellipsis, plain, short
 from .models.listing import Entry
 from .models.run import (
     HIST_NAMES,
     PerturbationSummary,
     RunSummary,
+    baseline_trajectory,
     curve_stats,
+    dyn_label,
     hist_counts,
     layer_table,
     live_note,
+    trajectory,
 )
 from .models.runs_table import COLUMNS, NUMERIC, RunRow, row_cells
-from .models.scan_grid import NETWORK, Grid, layer_label
-from .widgets import Bars, Heatmap, LinePlot, Series
+from .models.scan_grid import NETWORK, Grid, Trajectories, layer_label
+from .widgets import Bars, Heatmap, LinePlot, Series, colour_at, hex_colour
 
 RUN_COLOUR = "#5fafff"
 BP_COLOUR = "#ffaf00"
@@ -40,6 +43,8 @@ VARIABLE_COLOUR = "#87d787"
 #: colours of overlaid runs (after the shown run's blue and the BP baseline's orange)
 OVERLAY_COLOURS = ("#ff5f87", "#87d787", "#d787ff", "#5fd7d7", "#d7d75f", "#ff8700", "#afafaf")
 LEGEND_WIDTH = 24  # a run's name in a plot's legend, cut in the middle beyond this
+#: colours of the layers in the trajectory plot (layer 1, 2, ...; the BP baseline is orange)
+LAYER_COLOURS = ("#5fafff", "#87d787", "#d787ff", "#5fd7d7", "#d7d75f", "#ff5f87", "#afafaf")
 
 
 def entry_line(entry: Entry) -> str:
@@ -96,6 +101,7 @@ class RunView(VerticalScroll):
     RunView { padding: 0 1; }
     RunView #run-head { height: auto; margin-bottom: 1; }
     RunView #run-curves { height: 11; }
+    RunView #plot-dyn { height: 10; margin: 1 0 0 0; }
     RunView #run-order { height: auto; max-height: 12; margin: 1 0 0 0; }
     RunView #order-note { height: auto; margin-bottom: 1; }
     RunView #run-hists { height: 8; }
@@ -106,6 +112,7 @@ class RunView(VerticalScroll):
         with Horizontal(id="run-curves"):
             yield LinePlot(id="plot-loss")
             yield LinePlot(id="plot-acc")
+        yield LinePlot(id="plot-dyn")
         yield _static_table(DataTable(id="run-order", show_cursor=False, zebra_stripes=True))
         yield Static(id="order-note")
         yield Static(id="hist-head")
@@ -115,21 +122,23 @@ class RunView(VerticalScroll):
             yield Bars(id="hist-xi", colour="#87d787")
 
     def show(self, entry: Entry, run: RunSummary, *, layer_index: int, curves: str = "mean",
-             inputs: str = "live", overlays=()) -> None:
+             inputs: str = "live", overlays=(), dyn_param: str | None = None) -> None:
         """Draw ``run``; ``curves``: "mean" over replicas or every replica's curve ("replicas");
-        ``inputs``: layer 1 of the order table over "live" or "all" inputs; ``overlays``:
-        ``(name, RunNumbers)`` of marked runs, drawn with the run's own curves."""
+        ``inputs``: layer 1 of the order table and of the trajectories over "live" or "all"
+        inputs; ``overlays``: ``(name, RunNumbers)`` of marked runs, drawn with the run's own
+        curves; ``dyn_param``: the order parameter whose trajectory is plotted."""
+        self._shown = (entry, run)
         head = entry_heading(entry)
         head.append("\n")
-        head.append(f"{run.replicas} replica(s), {run.epoch.size} epochs", style="dim")
+        head.append_text(progress_line(entry, run))
         overlay_names = {name for name, _ in overlays}
         show_baseline = bool(run.baseline) and run.baseline_name not in overlay_names
         if run.baseline_name and show_baseline:
             head.append("   BP baseline: ", style=BP_COLOUR)
             head.append(run.baseline_name)
         head.append("\ntest acc ")
-        head.append(format_stat(run.final["test_acc"]), style="bold")
-        head.append(" mean-field")
+        head.append(format_stat(run.final["test_acc"]) if run.epoch.size else "-", style="bold")
+        head.append(" mean-field" + (f" (epoch {int(run.epoch[-1])})" if entry.partial and run.epoch.size else ""))
         if "test_acc_sampled" in run.final:
             head.append(" · ")
             head.append(format_stat(run.final["test_acc_sampled"]), style="bold")
@@ -158,15 +167,21 @@ class RunView(VerticalScroll):
                 series += self._series(numbers.epoch, numbers.curves[key], middle_ellipsis(name, LEGEND_WIDTH),
                                        colour, spread)
             what = "replicas" if spread else "mean"
+            if not run.epoch.size:  # the file written at the start: no epoch to draw yet
+                series, what = [], "no epoch done yet"
             # with runs overlaid the legend is the header's "overlay:" line (names too long for a title)
             self.query_one(wid, LinePlot).plot(series, title=f"{title} ({what})", xlabel="epoch",
                                                legend=not overlays)
+        self._trajectories(run, dyn_param, inputs, spread)
         header, rows = layer_table(run, inputs)
         _fill_table(self.query_one("#run-order", DataTable), header, rows)
         self.query_one("#order-note", Static).update(Text(live_note(run, inputs), style="dim"))
         layer = int(run.layers[layer_index]) if run.layers.size else 0
+        what = "all connections"
+        if entry.partial or not run.epoch.size:  # a checkpoint: the parameters after its last epoch
+            what = f"after epoch {int(run.epoch[-1]) if run.epoch.size else 0}"
         self.query_one("#hist-head", Static).update(
-            Text.from_markup(f"[b]histograms, layer {layer}[/b] of {run.layers.size} [dim](l/L): all connections, "
+            Text.from_markup(f"[b]histograms, layer {layer}[/b] of {run.layers.size} [dim](l/L): {what}, "
                              f"{run.replicas} replica(s)[/dim]"))
         for n in HIST_NAMES:
             bars = self.query_one(f"#hist-{n}", Bars)
@@ -176,6 +191,45 @@ class RunView(VerticalScroll):
             else:
                 bars.show([], [0, 1], title=n)
 
+    def show_progress(self, entry: Entry) -> None:
+        """Only the header's progress line again (a running run's ETA counts down between checkpoints)."""
+        if getattr(self, "_shown", None) is None or self._shown[0].path != entry.path:
+            return
+        head = self.query_one("#run-head", Static)
+        old = head.content
+        if not isinstance(old, Text):
+            return
+        lines = old.split("\n")
+        if len(lines) > 1:
+            lines[1] = progress_line(entry, self._shown[1])
+            head.update(Text("\n").join(lines))
+
+    def _trajectories(self, run: RunSummary, param: str | None, inputs: str, spread: bool) -> None:
+        """The order parameter ``param`` against epoch while training, one line per layer (layer 1
+        over live inputs when ``inputs`` says so), with the BP baseline's where it has one."""
+        plot = self.query_one("#plot-dyn", LinePlot)
+        lines = trajectory(run, param, inputs) if param else []
+        if not lines:
+            plot.plot([], title="order parameters while training: none recorded in this file (docs/file-format.md, "
+                                "Dynamics)")
+            return
+        series = []
+        for (label, values), colour in zip(lines, LAYER_COLOURS * 4):
+            series += self._series(run.dyn_epoch, values, label, colour, spread)
+        base = baseline_trajectory(run, param)
+        values = np.concatenate([v.ravel() for _, v in base]) if base else np.zeros(0)
+        values = values[np.isfinite(values)]
+        if values.size and np.ptp(values) == 0:
+            # BP has pi = Xi = 0: its order parameters are constants (frac_vip 1, the others 0); a
+            # line at 1 would squash the gBP lines, so the legend gives the value instead
+            series.append(Series(f"BP = {short(values[0], 6)}", run.baseline_dyn_epoch,
+                                 np.full(run.baseline_dyn_epoch.size, np.nan), BP_COLOUR))
+        else:
+            for k, (_, v) in enumerate(base):  # one legend entry for the BP run's layers
+                series += self._series(run.baseline_dyn_epoch, v, "BP" if k == 0 else "", BP_COLOUR, spread)
+        what = "replicas" if spread else "mean"
+        plot.plot(series, title=f"{dyn_label(param)} vs epoch ({what}; p: next)", xlabel="epoch")
+
     @staticmethod
     def _series(epoch, values, label, colour, spread) -> list[Series]:
         if spread:
@@ -184,19 +238,66 @@ class RunView(VerticalScroll):
         return [Series(label, epoch, mean, colour)]
 
 
+def progress_line(entry: Entry, run: RunSummary) -> Text:
+    """The run view's second line: replicas and epochs, and for a run that is not finished how far
+    it is (running with its ETA, starting, stopped, interrupted) and how to continue it."""
+    line = Text(f"{run.replicas} replica(s), ", style="dim")
+    done = int(run.epoch.size)
+    if not entry.partial:
+        line.append(f"{done} epochs", style="dim")
+        return line
+    total = run.epochs_total if run.epochs_total is not None else entry.epochs
+    line.append(f"epoch {done} of {total if total is not None else '?'}", style="bold")
+    if entry.status == "running":
+        eta = entry.eta_seconds()
+        line.append("  starting: the first epoch trains" if done == 0 else "  running", style="bold yellow")
+        if eta is not None and done:
+            line.append(f", ETA {duration(eta)}", style="yellow")
+    else:
+        why = "its writer is gone" if entry.status == "stopped" else "stopped by Ctrl-C or a failure"
+        line.append(f"  {entry.status}", style="bold #ff8700")
+        line.append(f": {why}; continue it with mfphys train --resume {entry.path.name}", style="dim")
+    return line
+
+
 class ScanView(Vertical):
-    """Heatmap of one order parameter over the scanned grid, for one layer; the cell under the cursor below."""
+    """Heatmap of one order parameter over the scanned grid, for one layer; below it, on demand,
+    the parameter against epoch for the cells of the cursor's row or column; the cell under the
+    cursor at the bottom."""
 
     DEFAULT_CSS = """
     ScanView { padding: 0 1; }
     ScanView #scan-head { height: auto; margin-bottom: 1; }
+    ScanView #scan-dyn { display: none; height: 14; border-top: solid $primary-darken-2; }
+    ScanView.-dyn #scan-dyn { display: block; }
     ScanView #scan-cell { height: auto; min-height: 2; border-top: solid $primary-darken-2; }
     """
 
     def compose(self) -> ComposeResult:
         yield Static(id="scan-head")
         yield Heatmap(id="heatmap")
+        yield LinePlot(id="scan-dyn")
         yield Static(id="scan-cell")
+
+    def show_trajectories(self, t: Trajectories | None, *, shown: bool, param: str = "") -> None:
+        """Show (``shown``) the trajectories ``t`` below the heatmap, or hide the plot."""
+        self.set_class(shown, "-dyn")
+        if not shown:
+            return
+        plot = self.query_one("#scan-dyn", LinePlot)
+        if t is None:
+            plot.plot([], title=f"{param}: no value per epoch in this scan (d: hide)")
+            return
+        n = len(t.labels)
+        series = []
+        for k, (label, status) in enumerate(zip(t.labels, t.status)):
+            # viridis from its blue end on: the darkest purple does not show on a dark terminal
+            colour = hex_colour(colour_at(0.25 + 0.75 * k / max(n - 1, 1)))
+            text = f"{t.line_dim}={label}" if k == 0 else str(label)
+            series.append(Series(text if status == "done" else f"{text} {status}", t.x, t.mean[k], colour))
+        # the c key's hint on the epoch axis: the title line is the legend's
+        other = t.fixed[0] if t.fixed and t.fixed[0] != t.line_dim else t.line_dim
+        plot.plot(series, title=trajectory_title(t), xlabel=f"{t.xlabel} (c: a line per {other})")
 
     def show(self, entry: Entry, grid: Grid, *, params: list[str], layers: list[int], stat: str,
              show_values: bool) -> None:
@@ -236,6 +337,15 @@ class ScanView(Vertical):
         elif status == "done":
             text.append("   no value (the layer does not exist at this depth)", style="dim")
         self.query_one("#scan-cell", Static).update(text)
+
+
+def trajectory_title(t: Trajectories) -> str:
+    """``frac_vip, layer 1 live, depth = 2``: what is plotted against epoch, and for which row or
+    column of the heatmap (the legend names the cells, the epoch axis how to switch)."""
+    what = t.param
+    if t.layer is not None:
+        what += ", " + layer_label(t.layer) + (" live" if t.inputs == "live" and t.layer == 1 else "")
+    return what + (f", {t.fixed[0]} = {t.fixed[1]}" if t.fixed else "")
 
 
 def scan_notes(grid: Grid) -> list[str]:

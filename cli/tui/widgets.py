@@ -131,6 +131,7 @@ def line_plot_text(series, width: int, height: int, *, title: str = "", ylim=Non
         if s.label:
             head.append("  ")
             head.append("━ " + s.label, style=s.colour)
+    head.truncate(width, overflow="ellipsis")  # one line: a long legend must not push the plot down
     text.append_text(head)
     rows = max(height - 2, 1)
     finite_x = [np.asarray(s.x, float)[np.isfinite(np.asarray(s.x, float))] for s in series]

@@ -41,7 +41,7 @@ def _cell_summary(path: str, mtime_ns: int, size: int) -> xr.Dataset:
     The cached datasets are shared: callers must not modify them.
     """
     try:
-        with xr.open_dataset(path, engine=store.ENGINE) as ds:
+        with store.NETCDF_LOCK, xr.open_dataset(path, engine=store.ENGINE) as ds:
             keep = [k for k, v in ds.data_vars.items() if _combinable(v.dims)]
             out = ds[keep].load()
             if "dead_inputs" in ds and ds["dead_inputs"].ndim == 1:  # for layer 1's live connections
@@ -190,6 +190,8 @@ def network_mean(ds: xr.Dataset, name: str, *, live: bool = False) -> xr.DataArr
     connections from inputs that vary over the training set (the ``<name>_live`` numbers,
     weighted by ``n_connections_live``): the numbers docs/order-parameters.md says scans and
     plots should show, since a dead input's connections keep their initial values.
+    Other dimensions are kept: ``network_mean(ds, "dyn_frac_vip", live=True)`` is the fraction
+    against ``dyn_epoch`` (docs/file-format.md "Dynamics").
     """
     from ..live import network_mean as weighted_mean  # the one formula, on NumPy arrays
 
@@ -206,7 +208,8 @@ def select_layer(ds: xr.Dataset, name: str, layer: int, *, live: bool = False) -
     ``layer >= 1`` is that layer (1 = from the inputs); ``layer <= -1`` counts from the output
     in each cell, so that cells of different depths line up: ``-1`` is the output layer
     (layer 2 at depth 1, layer 3 at depth 2), ``-2`` the last hidden layer. NaN where a cell
-    has no such layer. ``live``: as in :func:`network_mean`.
+    has no such layer. ``live``: as in :func:`network_mean`. Other dimensions (``dyn_epoch`` of
+    the ``dyn_*`` variables) are kept.
     """
     values = _order_variable(ds, name, live)
     if layer == 0:

@@ -129,3 +129,17 @@ def test_open_scan_carries_the_dynamics(done_scan):
                                   cell.dyn_sparsity.values)
     assert np.isnan(ds.dyn_sparsity.sel(depth=1, layer=[3, 4])).all()  # no such layers at depth 1
     np.testing.assert_array_equal(ds.dyn_entropy.sel(dyn_epoch=3).values, ds.entropy.values)
+
+
+def test_network_mean_and_select_layer_keep_the_dynamics_epochs(done_scan):
+    """The whole-network mean and layers counted from the output work on the dyn_* variables too:
+    their dyn_epoch dimension is kept, and the last recorded epoch is the final value."""
+    ds = scan.open_scan(done_scan[0])
+    whole = scan.network_mean(ds, "dyn_frac_vip", live=True)
+    assert whole.dims == ("depth", "n_train", "replica", "dyn_epoch")
+    np.testing.assert_allclose(whole.isel(dyn_epoch=-1).values, scan.network_mean(ds, "frac_vip", live=True).values)
+    out = scan.select_layer(ds, "dyn_entropy", -1)
+    assert out.dims == ("depth", "n_train", "replica", "dyn_epoch")
+    np.testing.assert_array_equal(out.isel(dyn_epoch=-1).values, scan.select_layer(ds, "entropy", -1).values)
+    np.testing.assert_array_equal(scan.select_layer(ds, "dyn_sparsity", 1, live=True).isel(dyn_epoch=-1).values,
+                                  ds.sparsity_live.sel(layer=1).values)

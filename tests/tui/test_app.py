@@ -157,12 +157,18 @@ async def test_export_key_writes_csv_and_png(runs_dir, tmp_path):
         await pilot.press("l", "e")
         await settle(app, pilot)
         names = sorted(p.name for p in app.last_export)
-        assert names == ["gbp-run-curves.csv", "gbp-run-curves.png", "gbp-run-hist-layer2.csv",
-                         "gbp-run-hist-layer2.png", "gbp-run-order.csv"]
+        assert names == ["gbp-run-curves.csv", "gbp-run-curves.png", "gbp-run-dynamics-frac_vip.png",
+                         "gbp-run-dynamics.csv", "gbp-run-hist-layer2.csv", "gbp-run-hist-layer2.png",
+                         "gbp-run-order.csv"]
         curves = list(csv.DictReader((tmp_path / "gbp-run-curves.csv").open()))
         ds = store.open_run(runs_dir / "gbp.nc")
         assert [float(r["test_acc_mean"]) for r in curves] == pytest.approx(ds["test_acc"].mean("replica").values)
         assert "bp_train_loss_mean" in curves[0]
+        dyn = list(csv.DictReader((tmp_path / "gbp-run-dynamics.csv").open()))  # epochs 0..3, layers 1, 1 live, 2
+        assert [(r["epoch"], r["layer"], r["inputs"]) for r in dyn[:3]] == [("0", "1", "all"), ("0", "1", "live"),
+                                                                            ("0", "2", "all")]
+        assert len(dyn) == 4 * 3 and float(dyn[-1]["frac_vip_mean"]) == pytest.approx(
+            ds["frac_vip"].sel(layer=2).mean().item())
         await select(app, pilot, "pert")
         await pilot.press("e")
         await settle(app, pilot)
@@ -196,7 +202,7 @@ async def test_help_screen_lists_every_key(runs_dir):
         assert isinstance(app.screen, HelpScreen)
         keys = [k for k, _ in app.screen.rows]
         assert keys[: len(MfphysTUI.BINDINGS)] == ["q", "?", "/", "esc", "t", "space", "M", "p", "P", "l", "L", "o",
-                                                   "i", "v", "s", "e", "r"]
+                                                   "i", "v", "d", "c", "s", "e", "r"]
         tab = dict(app.screen.rows)["tab / shift+tab"]  # the tab order is written out, not found by trial
         assert tab.index("filter box") < tab.index("sidebar list") < tab.index("view")
         assert len(key_rows(MfphysTUI.BINDINGS)) == len(MfphysTUI.BINDINGS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -90,3 +91,82 @@ def test_listing_rereads_only_changed_files(tmp_path, runs_dir, monkeypatch):
 ])
 def test_filter_entries(runs_dir, text, expected):
     assert [e.name for e in filter_entries(list_entries(runs_dir), text)] == expected
+
+
+def test_partial_run_files_say_how_far_they_are(tmp_path):
+    """Run files written while training (docs/file-format.md, "Status, partial files, checkpoints")."""
+    import socket
+
+    from mfphys.fileio import boot_id
+    from tests.helpers import dead_pid, tiny_config, write_checkpoint
+
+    cfg = tiny_config(epochs=4)
+    write_checkpoint(tmp_path / "start.nc", cfg, 0)
+    write_checkpoint(tmp_path / "run.nc", cfg, 2)
+    gone = {"pid": dead_pid(), "host": socket.gethostname(), "boot_id": boot_id()}
+    write_checkpoint(tmp_path / "dead.nc", cfg, 2, writer=gone)
+    write_checkpoint(tmp_path / "stop.nc", cfg, 3, status="interrupted")
+    entries = {e.name: e for e in list_entries(tmp_path)}
+    start, run, dead, stop = (entries[k] for k in ("start", "run", "dead", "stop"))
+    assert (start.status, start.epochs_done, start.epochs, start.status_text) == ("running", 0, 4, "starting 0/4")
+    assert start.eta_at is None  # no epoch timed yet
+    assert (run.status, run.epochs_done, run.epochs) == ("running", 2, 4) and run.partial
+    assert re.fullmatch(r"running 2/4 ETA \d+(s|m\d\ds|h\d\dm|d\d\dh)", run.status_text), run.status_text
+    assert (dead.status, dead.status_text) == ("stopped", "stopped at 2/4")
+    assert (stop.status, stop.status_text) == ("interrupted", "interrupted at 3/4")
+    assert sorted(e.name for e in filter_entries(entries.values(), "running")) == ["run", "start"]
+    assert [e.name for e in filter_entries(entries.values(), "stopped")] == ["dead"]
+
+
+def test_the_eta_counts_down_from_the_last_checkpoint(tmp_path):
+    """ETA: the last write plus the epochs left at the slower of the recorded training time and
+    the wall time of this command's epochs; a done run has none."""
+    import json
+    from datetime import datetime
+
+    from tests.helpers import tiny_config, write_checkpoint
+
+    ds = write_checkpoint(tmp_path / "r.nc", tiny_config(epochs=4), 2)
+    updated = "2026-01-15T10:00:00+00:00"  # 30 min after the segment started (CREATED): 900 s per epoch
+    ds.attrs.update(updated=updated, timings=json.dumps({"train_seconds": 10.0}))
+    store.write_atomic(ds, tmp_path / "r.nc")
+    (entry,) = list_entries(tmp_path)
+    t = datetime.fromisoformat(updated).timestamp()
+    assert entry.eta_at == pytest.approx(t + 2 * 900)
+    assert entry.eta_seconds(now=t + 100) == pytest.approx(1700)
+    assert entry.progress_text(now=t + 100) == "running 2/4 ETA 28m20s"
+    assert entry.eta_seconds(now=t + 10_000) == 0  # overdue: never negative
+    ds.attrs.update(timings=json.dumps({"train_seconds": 7200.0}))  # the slower estimate wins
+    store.write_atomic(ds, tmp_path / "r.nc")
+    (entry,) = list_entries(tmp_path)
+    assert entry.progress_text(now=t) == "running 2/4 ETA 2h00m"
+
+
+def test_a_killed_writer_is_noticed_without_the_file_changing(tmp_path):
+    """The liveness of a running file's writer is asked at every listing, not cached with the file."""
+    import json
+    import subprocess
+    import sys
+
+    from mfphys import runfile
+    from tests.helpers import tiny_config, write_checkpoint
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        writer = {**runfile.writer_info(), "pid": proc.pid}
+        write_checkpoint(tmp_path / "r.nc", tiny_config(epochs=4), 1, writer=writer)
+        (entry,) = list_entries(tmp_path)
+        assert entry.status == "running" and json.loads(entry.writer)["pid"] == proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+    (entry,) = list_entries(tmp_path)
+    assert entry.status_text == "stopped at 1/4"
+
+
+@pytest.mark.parametrize("seconds, text", [(0, "0s"), (42.4, "42s"), (185, "3m05s"), (7500, "2h05m"),
+                                           (3 * 86400 + 4 * 3600, "3d04h")])
+def test_duration(seconds, text):
+    from mfphys.cli.tui.models.format import duration
+
+    assert duration(seconds) == text

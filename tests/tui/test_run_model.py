@@ -54,3 +54,40 @@ def test_a_file_of_another_kind_is_one_clear_error(runs_dir):
         load_run(runs_dir / "pert.nc")
     with pytest.raises(MfphysError, match="an mfphys run file, not a perturbation file"):
         load_perturbation(runs_dir / "gbp.nc")
+
+
+def test_partial_run_files_from_epoch_0(tmp_path):
+    """A run file written at the start (0 epochs) and after a checkpoint: curves, the accuracy
+    so far (none at epoch 0), the trajectories recorded so far."""
+    import numpy as np
+
+    from mfphys.cli.tui.models.run import dyn_params, trajectory
+    from tests.helpers import tiny_config, write_checkpoint
+
+    for epochs, dyn in ((0, [0]), (2, [0, 1, 2])):
+        write_checkpoint(tmp_path / f"r{epochs}.nc", tiny_config(epochs=4), epochs)
+        run = load_run(tmp_path / f"r{epochs}.nc")
+        assert run.epoch.size == epochs and run.curves["test_acc"].shape == (2, epochs)
+        assert run.epochs_total == 4 and run.dyn_epoch.tolist() == dyn
+        assert np.isnan(run.final["test_acc"]).all() == (epochs == 0)
+        assert dyn_params(run)[:4] == ["frac_vip", "sparsity", "frac_variable", "entropy"]
+        lines = trajectory(run, "frac_vip")
+        assert [label for label, _ in lines] == ["L1 live", "L2"] and lines[0][1].shape == (2, len(dyn))
+        assert [label for label, _ in trajectory(run, "frac_vip", "all")] == ["L1", "L2"]
+        header, rows = layer_table(run)  # the order table of the parameters so far
+        assert len(rows) == len(SHOWN_ORDER)
+
+
+def test_trajectories_end_at_the_final_order_parameters(runs_dir):
+    import numpy as np
+
+    from mfphys.cli.tui.models.run import baseline_trajectory, trajectory
+
+    run = load_run(runs_dir / "gbp.nc", baseline=runs_dir / "bp.nc")
+    ds = store.open_run(runs_dir / "gbp.nc")
+    assert run.dyn_epoch.tolist() == ds["dyn_epoch"].values.tolist() == [0, 1, 2, 3]
+    (l1, v1), (l2, v2) = trajectory(run, "entropy")
+    np.testing.assert_allclose(v1[:, -1], ds["entropy_live"].sel(layer=1).values)
+    np.testing.assert_allclose(v2[:, -1], ds["entropy"].sel(layer=2).values)
+    base = baseline_trajectory(run, "frac_vip")  # BP: pi = Xi = 0, every connection very important
+    assert [label for label, _ in base] == ["BP L1", "BP L2"] and all(np.all(v == 1) for _, v in base)

@@ -77,3 +77,12 @@ def test_rows_are_read_once_per_file_version_and_problem_files_are_rows_with_err
     runs_table.CACHE.clear()
     (row,) = run_rows(list_entries(tmp_path))
     assert "gone" in row.error and math.isnan(row.accuracy) and row_cells(row)[5] == "-"
+
+
+def test_a_run_file_without_epochs_has_a_row(tmp_path):
+    """The file ``mfphys train`` writes at the start of a run: 0 epochs, no accuracy yet."""
+    from tests.helpers import tiny_config, write_checkpoint
+
+    write_checkpoint(tmp_path / "new.nc", tiny_config(epochs=4), 0)
+    (row,) = run_rows(list_entries(tmp_path))
+    assert row.error == "" and row.epochs == 0 and math.isnan(row.accuracy) and 0 <= row.vip <= 1

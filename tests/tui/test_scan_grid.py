@@ -106,3 +106,27 @@ def test_layers_counted_from_the_output_line_up_depths(runs_dir):
             # the output layer is layer depth + 1 in every cell
             assert out.mean[i, j] == pytest.approx(float(cell["frac_vip_live"].sel(layer=depth + 1).mean()))
             assert np.isfinite(below.mean[i, j]) == (depth == 2)  # output-2 exists only at depth 2
+
+
+def test_trajectories_of_a_row_or_column_end_at_the_heatmap(runs_dir):
+    """The parameter against epoch per cell of the cursor's row or column: its last recorded
+    epoch is what the heatmap shows, for one layer, the whole network and layers from the output."""
+    from mfphys.cli.tui.models.scan_grid import scan_trajectories, trajectory_source, trajectory_table
+
+    ds = load_scan(runs_dir / "scan")
+    assert trajectory_source(ds, "frac_vip") == "dyn_frac_vip" and trajectory_source(ds, "test_error") == "test_acc"
+    assert trajectory_source(ds, "sampled_error") is None
+    assert scan_trajectories(ds, "sampled_error", cursor=(0, 0)) is None
+    for param, layer in (("frac_vip", 1), ("entropy", NETWORK), ("sparsity", -1), ("test_error", None)):
+        grid = scan_grid(ds, param, layer)
+        row = scan_trajectories(ds, param, layer, along="row", cursor=(1, 0))
+        assert (row.fixed, row.line_dim, row.labels, row.status) == (("depth", 2), "n_train", (200, 400),
+                                                                     ("done", "done"))
+        np.testing.assert_allclose(row.mean[:, -1], grid.mean[1, :])
+        col = scan_trajectories(ds, param, layer, along="column", cursor=(0, 1))
+        assert (col.fixed, col.line_dim, col.labels) == (("n_train", 400), "depth", (1, 2))
+        np.testing.assert_allclose(col.mean[:, -1], grid.mean[:, 1])
+        assert row.x.tolist() == ([1, 2] if param == "test_error" else [0, 1, 2])
+    header, rows = trajectory_table(scan_trajectories(ds, "frac_vip", 1, cursor=(0, 0)))
+    assert header == ["epoch", "n_train=200", "n_train=400"] and [r[0] for r in rows] == [0, 1, 2]
+    assert scan_trajectories(ds, "frac_vip", 1, inputs="live").inputs == "live"

@@ -21,6 +21,18 @@ def short_date(text) -> str:
     return text[:16].replace("T", " ")
 
 
+def duration(seconds: float) -> str:
+    """A time left as a person reads it: ``42s``, ``3m05s``, ``2h05m``, ``3d04h``."""
+    s = max(int(round(float(seconds))), 0)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
 def short(v, width: int = 6) -> str:
     """A number in at most ``width`` characters (``0.1234``, ``1.2e-4``, ``nan``)."""
     if v is None or not np.isfinite(v):

@@ -4,14 +4,23 @@
 file that cannot be used, the error; it reads only attributes (``mfphys.store.read_attrs``) and
 a scan's ``scan.json`` and file names (``mfphys.scan.scan_status``), never a scan's cells, and
 caches every entry by its signature (:mod:`.cache`).
+
+A run file exists while it trains (docs/file-format.md, "Status, partial files, checkpoints"):
+its entry says how far it is (``running 5/12 ETA 1m05s``, ``starting 0/12``), and whether it
+stopped without finishing (``interrupted at 5/12``; ``stopped at 5/12`` when the file still
+says running but the process writing it is gone). The writer's liveness is asked at every
+listing, since a killed process does not change the file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from mfphys import store
@@ -20,7 +29,7 @@ from mfphys.errors import MfphysError
 from mfphys.model import architecture
 
 from .cache import CACHE, file_signature, scan_signature
-from .format import one_line, short_date
+from .format import duration, one_line, short_date
 
 #: the kinds the TUI shows (``mfphys.store.KINDS`` less the reproduction results)
 KINDS = ("run", "scan", "perturbation")
@@ -34,7 +43,7 @@ class Entry:
     path: Path
     name: str  # relative to the listed folder, without ".nc"
     kind: str  # run, scan, perturbation, or "?" when unknown
-    status: str  # done, running, failed, pending, error
+    status: str  # done, running, failed, pending, error; runs also interrupted, stopped (writer gone)
     dataset: str = ""
     architecture: str = ""
     date: str = ""  # as stored in the file ("created"), minutes resolution
@@ -45,10 +54,40 @@ class Entry:
     signature: tuple = field(default=(), compare=True, repr=False)
     cell_status: tuple = field(default=(), repr=False)  # scans: ((key, status), ...) from scan_status
     data_signature: tuple = field(default=(), repr=False)  # scans: scan_signature(markers=False)
+    # runs: epochs done and configured (None when the file does not say), when the last epoch
+    # is expected to end (Unix time, while running), the writer's JSON (pid, host, boot id)
+    epochs_done: int | None = None
+    epochs: int | None = None
+    eta_at: float | None = None
+    writer: str = field(default="", repr=False)
 
     @property
     def ok(self) -> bool:
         return not self.error
+
+    @property
+    def partial(self) -> bool:
+        """A run file that is not finished: running, starting, stopped or interrupted."""
+        return self.kind == "run" and self.status in ("running", "stopped", "interrupted")
+
+    def eta_seconds(self, now: float | None = None) -> float | None:
+        """Seconds until a running run's last epoch is expected to end (0 when overdue), or None."""
+        if self.status != "running" or self.eta_at is None:
+            return None
+        return max(self.eta_at - (time.time() if now is None else now), 0.0)
+
+    def progress_text(self, now: float | None = None) -> str:
+        """How far a partial run is, in words: ``running 5/12 ETA 1m05s``, ``starting 0/12``,
+        ``stopped at 5/12``, ``interrupted at 5/12``; the status alone for anything else."""
+        if not self.partial or self.epochs_done is None:
+            return self.status
+        n = f"{self.epochs_done}/{self.epochs}" if self.epochs is not None else str(self.epochs_done)
+        if self.status == "running":
+            if self.epochs_done == 0:
+                return f"starting {n}"
+            eta = self.eta_seconds(now)
+            return f"running {n}" + (f" ETA {duration(eta)}" if eta is not None else "")
+        return f"{self.status} at {n}"
 
     @property
     def title(self) -> str:
@@ -57,7 +96,9 @@ class Entry:
 
     @property
     def status_text(self) -> str:
-        """``done``, ``running 12/120 cells, 1 failed`` ..."""
+        """``done``, ``running 12/120 cells, 1 failed``, ``running 5/12 ETA 1m05s`` ..."""
+        if self.kind == "run":
+            return self.progress_text()
         if self.kind != "scan" or not self.cells:
             return self.status
         done, failed, running, pending, total = self.cells
@@ -83,9 +124,76 @@ def _file_entry(path: Path, name: str) -> Entry:
     dataset, arch = str(attrs.get("dataset", "")), str(attrs.get("architecture", ""))
     if kind == "perturbation" and (not dataset or not arch):
         dataset, arch = _perturbation_source(attrs, dataset, arch)
-    # run files are written whole (atomically), so one that can be listed is done
-    return Entry(path, name, kind, "done", dataset, arch, short_date(attrs.get("created")),
-                 str(attrs.get("mode", "")), str(attrs.get("name", "")).strip(), signature=sig)
+    entry = Entry(path, name, kind, "done", dataset, arch, short_date(attrs.get("created")),
+                  str(attrs.get("mode", "")), str(attrs.get("name", "")).strip(), signature=sig)
+    if kind != "run":
+        return entry
+    # a run file is written whole (atomically) at its start, at checkpoints and at the end: its
+    # attributes say how far it is (docs/file-format.md, "Status, partial files, checkpoints")
+    done, total = _int(attrs.get("epochs_done")), _config_epochs(attrs)
+    status = store.run_status(attrs)
+    return dataclasses.replace(entry, status=status, epochs_done=done, epochs=total,
+                               eta_at=_eta_at(attrs, done, total) if status == "running" else None,
+                               writer=str(attrs.get("writer", "")) if status == "running" else "")
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _config_epochs(attrs) -> int | None:
+    """The epochs the run is configured for (``config``'s ``epochs``), without validating the rest."""
+    try:
+        cfg = json.loads(attrs.get("config", "{}"))
+    except (TypeError, ValueError):
+        return None
+    return _int(cfg.get("epochs")) if isinstance(cfg, dict) else None
+
+
+def _timestamp(text) -> float | None:
+    try:
+        return datetime.fromisoformat(str(text)).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _eta_at(attrs, done: int | None, total: int | None) -> float | None:
+    """When a running run's last epoch should end: the last write (``updated``) plus the epochs
+    left at the time per epoch so far. That time is the larger of the training time the file
+    records per epoch (``timings``' ``train_seconds`` over ``epochs_done``) and the wall time of
+    this command's epochs (its segment's ``started`` to ``updated``, which also counts the
+    checkpoints and whatever else slowed the process). None before the first epoch."""
+    updated = _timestamp(attrs.get("updated"))
+    if done is None or total is None or updated is None or done <= 0:
+        return None
+    rates = []
+    with contextlib.suppress(TypeError, ValueError, AttributeError):
+        seconds = float(json.loads(attrs.get("timings", "{}")).get("train_seconds", 0.0))
+        if seconds > 0:
+            rates.append(seconds / done)
+    with contextlib.suppress(TypeError, ValueError, AttributeError, IndexError, KeyError):
+        segment = json.loads(attrs.get("segments", "[]"))[-1]
+        started, first = _timestamp(segment["started"]), int(segment["from_epoch"])
+        if started is not None and done > first:
+            rates.append((updated - started) / (done - first))
+    if not rates:
+        return None
+    return updated + max(total - done, 0) * max(rates)
+
+
+def _writer_gone(entry: Entry) -> Entry:
+    """A run marked running whose writer is no longer alive is ``stopped`` (killed, or the
+    machine rebooted): asked at every listing, since the file does not change when that happens."""
+    if entry.kind != "run" or entry.status != "running":
+        return entry
+    from mfphys.runfile import writer_alive
+
+    if writer_alive({"status": "running", "writer": entry.writer}) is False:
+        return dataclasses.replace(entry, status="stopped", eta_at=None)
+    return entry
 
 
 def _perturbation_source(attrs: dict, dataset: str, arch: str) -> tuple[str, str]:
@@ -150,8 +258,8 @@ def list_entries(root: str | os.PathLike) -> list[Entry]:
                 elif depth < MAX_DEPTH:
                     walk(p, name + "/", depth + 1)
             elif p.suffix == ".nc":
-                out.append(CACHE.get(("file-entry", p), file_signature(p),
-                                     lambda p=p, n=name: _file_entry(p, n.removesuffix(".nc"))))
+                out.append(_writer_gone(CACHE.get(("file-entry", p), file_signature(p),
+                                                  lambda p=p, n=name: _file_entry(p, n.removesuffix(".nc")))))
 
     walk(root, "", 1)
     return sorted(out, key=lambda e: e.name)
@@ -165,8 +273,8 @@ def filter_entries(entries, text: str) -> list[Entry]:
         return list(entries)
 
     def hay(e: Entry) -> str:
-        return " ".join((e.name, e.label, e.kind, e.status_text, e.dataset, e.architecture, e.date, e.mode,
-                         e.error)).lower()
+        return " ".join((e.name, e.label, e.kind, e.status, e.status_text, e.dataset, e.architecture, e.date,
+                         e.mode, e.error)).lower()
 
     return [e for e in entries if all(w in hay(e) for w in words)]
 

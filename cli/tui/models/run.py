@@ -1,6 +1,7 @@
 """The run view's and the perturbation view's models: a run file or a perturbation file, read once.
 
-:func:`load_run` reads a run file (and its BP baseline's curves) into a :class:`RunSummary`,
+:func:`load_run` reads a run file (and its BP baseline's curves and order-parameter
+trajectories) into a :class:`RunSummary`,
 :func:`load_perturbation` a perturbation file into a :class:`PerturbationSummary`; both are
 cached by the file's (mtime, size). The tables and statistics the views draw and export come
 from here; means and errors over replicas are ``mfphys.stats``'s.
@@ -8,6 +9,7 @@ from here; means and errors over replicas are ``mfphys.stats``'s.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,10 @@ ORDER_COLUMNS = ("sparsity", "frac_vip", "frac_uip", "frac_variable", "mean_pi",
 SHOWN_ORDER = tuple(c for c in ORDER_COLUMNS if c != "frac_uip")
 ROW_LABELS = {"sparsity": "sparsity = frac_uip"}
 HIST_NAMES = ("pi", "m", "xi")
+#: the order parameters whose trajectory during training the run view plots (``dyn_<name>``,
+#: docs/file-format.md "Dynamics"), in the order the ``p`` key cycles them; ``sparsity`` is
+#: ``frac_uip``'s set and is labelled with both names
+DYN_PARAMS = ("frac_vip", "sparsity", "frac_variable", "entropy", "mean_xi", "mean_pi", "weight_var")
 #: the error variables of a perturbation file the view and the export show, in this order
 PERTURBATION_ERRORS = ("error_vip", "error_variable", "error_vip_mf", "error_variable_mf")
 
@@ -38,10 +44,13 @@ PERTURBATION_ERRORS = ("error_vip", "error_variable", "error_vip_mf", "error_var
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What the run view draws: learning curves, per-layer order parameters, histograms.
+    """What the run view draws: learning curves, per-layer order parameters, their trajectories
+    during training, histograms.
 
-    Arrays are plain NumPy: curves ``(R, E)``, order parameters ``(R, L)``, histogram counts
-    ``(R, L, B)`` with edges ``(B + 1,)``. The parameters themselves are not kept.
+    Arrays are plain NumPy: curves ``(R, E)`` (E = 0 for a file written at the start of its
+    run), order parameters ``(R, L)``, trajectories ``(R, T, L)`` at the ``T`` epochs of
+    ``dyn_epoch``, histogram counts ``(R, L, B)`` with edges ``(B + 1,)``. The parameters
+    themselves are not kept.
     """
 
     name: str
@@ -57,10 +66,16 @@ class RunSummary:
     order_live: dict  # their ``_live`` variables (layer 1 over live inputs): (R, L); empty if none
     live_inputs: tuple | None  # (inputs that vary, inputs), when the file records its dead inputs
     hist: dict  # pi/m/xi -> (edges, counts)
-    final: dict  # test_acc (last epoch), test_acc_sampled, test_acc_vote: (R,)
+    final: dict  # test_acc (last epoch; NaN before the first), test_acc_sampled, test_acc_vote: (R,)
+    epochs_total: int | None = None  # the configured epochs (more than epoch.size while it trains)
+    dyn_epoch: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    dyn: dict = field(default_factory=dict)  # DYN_PARAMS present: (R, T, L)
+    dyn_live: dict = field(default_factory=dict)  # their ``_live`` variants: (R, T, L)
     baseline_name: str = ""
     baseline: dict = field(default_factory=dict)  # train_loss, test_acc of the BP run: (R, E)
     baseline_epoch: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    baseline_dyn: dict = field(default_factory=dict)  # the BP run's trajectories: (R, T', L)
+    baseline_dyn_epoch: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
 
     @property
     def replicas(self) -> int:
@@ -77,8 +92,9 @@ def _run_parts(path: Path) -> dict:
     for need in ("train_loss", "test_acc"):
         if need not in ds:
             raise MfphysError(f"{path} has no {need!r} variable: not a run file of the public schema")
-    curves = {k: _values(ds, k).reshape(-1, ds.sizes["epoch"]) for k in ("train_loss", "test_acc", "test_loss",
-                                                                       "train_acc") if k in ds}
+    # (replica, epoch) by name: a file written at the start of its run has 0 epochs
+    curves = {k: np.asarray(ds[k].transpose("replica", "epoch").values, dtype=float)
+              for k in ("train_loss", "test_acc", "test_loss", "train_acc") if k in ds}
     order = {k: _values(ds, k) for k in ORDER_COLUMNS if k in ds}
     order_live = {k: _values(ds, k + LIVE_SUFFIX) for k in ORDER_COLUMNS if k + LIVE_SUFFIX in ds}
     live = store.live_inputs(ds)
@@ -86,17 +102,43 @@ def _run_parts(path: Path) -> dict:
     for n in HIST_NAMES:
         if f"hist_{n}" in ds and f"{n}_edge" in ds.coords:
             hist[n] = (np.asarray(ds[f"{n}_edge"].values, dtype=float), np.asarray(ds[f"hist_{n}"].values))
-    final = {"test_acc": curves["test_acc"][:, -1]}
+    R = curves["test_acc"].shape[0]
+    # a file written at the start of its run holds no epoch yet: no accuracy to show
+    final = {"test_acc": curves["test_acc"][:, -1] if ds.sizes["epoch"] else np.full(R, np.nan)}
     for k in ("test_acc_sampled", "test_acc_vote"):
         if k in ds:
             final[k] = _values(ds, k)
     a = ds.attrs
+    dyn, dyn_live, dyn_epoch = _dynamics(ds)
     return dict(title=str(a.get("title", "")), mode=str(a.get("mode", "")), dataset=str(a.get("dataset", "")),
                 architecture=str(a.get("architecture", "")), created=short_date(a.get("created")),
                 epoch=np.asarray(ds["epoch"].values), curves=curves,
                 layers=np.asarray(ds["layer"].values) if "layer" in ds.coords else np.zeros(0, int),
                 order=order, order_live=order_live, hist=hist, final=final,
-                live_inputs=(int(live.sum()), int(live.size)) if live is not None else None)
+                live_inputs=(int(live.sum()), int(live.size)) if live is not None else None,
+                epochs_total=_configured_epochs(a), dyn_epoch=dyn_epoch, dyn=dyn, dyn_live=dyn_live)
+
+
+def _dynamics(ds) -> tuple[dict, dict, np.ndarray]:
+    """The trajectories a run file recorded while training (``dyn_<name>``, ``dyn_<name>_live``,
+    (replica, dyn_epoch, layer)) and their epochs; empty for files written before they existed."""
+    if "dyn_epoch" not in ds.coords:
+        return {}, {}, np.zeros(0, int)
+    dims = ("replica", "dyn_epoch", "layer")
+
+    def read(name):
+        return np.asarray(ds[name].transpose(*dims).values, dtype=float)
+
+    dyn = {k: read(store.DYN + k) for k in DYN_PARAMS if store.DYN + k in ds}
+    live = {k: read(store.DYN + k + LIVE_SUFFIX) for k in DYN_PARAMS if store.DYN + k + LIVE_SUFFIX in ds}
+    return dyn, live, np.asarray(ds["dyn_epoch"].values)
+
+
+def _configured_epochs(attrs) -> int | None:
+    try:
+        return int(json.loads(attrs.get("config", "{}"))["epochs"])
+    except (TypeError, ValueError, KeyError):
+        return None
 
 
 def load_run(path: str | os.PathLike, *, name: str = "", baseline: str | os.PathLike | None = None) -> RunSummary:
@@ -107,7 +149,7 @@ def load_run(path: str | os.PathLike, *, name: str = "", baseline: str | os.Path
     """
     path = Path(path)
     parts = CACHE.get(("run", path), file_signature(path), lambda: _run_parts(path))
-    base, base_name, base_epoch = {}, "", np.zeros(0)
+    base, base_name, base_epoch, base_dyn, base_dyn_epoch = {}, "", np.zeros(0), {}, np.zeros(0, int)
     if baseline is not None:
         bpath = Path(baseline)
         try:
@@ -117,8 +159,9 @@ def load_run(path: str | os.PathLike, *, name: str = "", baseline: str | os.Path
         if b is not None:
             base = {k: b["curves"][k] for k in ("train_loss", "test_acc") if k in b["curves"]}
             base_name, base_epoch = bpath.stem, b["epoch"]
+            base_dyn, base_dyn_epoch = b["dyn"], b["dyn_epoch"]
     return RunSummary(name=name or path.stem, baseline_name=base_name, baseline=base, baseline_epoch=base_epoch,
-                      **parts)
+                      baseline_dyn=base_dyn, baseline_dyn_epoch=base_dyn_epoch, **parts)
 
 
 def has_live(run: RunSummary) -> bool:
@@ -170,6 +213,42 @@ def order_stats(run: RunSummary, column: str, inputs: str = "all") -> tuple[np.n
     """Mean and standard error over replicas of one order parameter, per layer (NaNs ignored)."""
     mean, _, sem, _ = replica_stats(order_values(run, column, inputs), axis=0)
     return mean, sem
+
+
+def dyn_params(run: RunSummary) -> list[str]:
+    """The order parameters with a trajectory in the file, in :data:`DYN_PARAMS` order."""
+    return [k for k in DYN_PARAMS if k in run.dyn]
+
+
+def dyn_label(param: str) -> str:
+    return ROW_LABELS.get(param, param)
+
+
+def trajectory(run: RunSummary, param: str, inputs: str = "live") -> list[tuple[str, np.ndarray]]:
+    """One order parameter against ``run.dyn_epoch``, per layer: ``[(label, (R, T) values), ...]``.
+
+    Layer 1 over live inputs (``inputs="live"``, labelled ``L1 live``) where the file has the
+    ``_live`` trajectory, else over all inputs; deeper layers are the same either way."""
+    if param not in run.dyn:
+        return []
+    values = run.dyn[param]
+    out = []
+    for i, layer in enumerate(run.layers):
+        v = values[:, :, i]
+        label = f"L{int(layer)}"
+        if int(layer) == 1 and inputs == "live" and param in run.dyn_live:
+            v, label = run.dyn_live[param][:, :, i], label + " live"
+        out.append((label, v))
+    return out
+
+
+def baseline_trajectory(run: RunSummary, param: str) -> list[tuple[str, np.ndarray]]:
+    """The BP baseline's trajectory of ``param`` per layer (against ``run.baseline_dyn_epoch``),
+    where it has finite values. For BP pi = Xi = 0, so most are constant (frac_vip = 1)."""
+    values = run.baseline_dyn.get(param)
+    if values is None or not np.isfinite(values).any():
+        return []
+    return [(f"BP L{l + 1}", values[:, :, l]) for l in range(values.shape[2])]
 
 
 def hist_counts(run: RunSummary, name: str, layer_index: int) -> tuple[np.ndarray, np.ndarray]:

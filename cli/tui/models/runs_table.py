@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mfphys import store
 from mfphys.errors import MfphysError
 from mfphys.live import layer_connections, live_name, network_mean
 
@@ -52,12 +53,14 @@ def _read_numbers(path: Path) -> RunNumbers:
     import netCDF4
 
     try:
-        with netCDF4.Dataset(path, "r") as nc:
+        with store.NETCDF_LOCK, netCDF4.Dataset(path, "r") as nc:  # netCDF is not thread-safe
             names = set(nc.variables)
             for need in ("train_loss", "test_acc"):
                 if need not in names:
                     raise MfphysError(f"{path} has no {need!r} variable: not a run file of the public schema")
-            curves = {k: _floats(nc[k]).reshape(-1, nc.dimensions["epoch"].size) for k in ("train_loss", "test_acc")}
+            # (replica, epoch), as written: a file written at the start of its run has 0 epochs
+            shape = (nc.dimensions["replica"].size, nc.dimensions["epoch"].size)
+            curves = {k: _floats(nc[k]).reshape(shape) for k in ("train_loss", "test_acc")}
             epoch = _floats(nc["epoch"]) if "epoch" in names else np.arange(1, curves["test_acc"].shape[1] + 1)
             n_layers = nc.dimensions["layer"].size if "layer" in nc.dimensions else 0
             widths = [nc.dimensions["pre_1"].size] if "pre_1" in nc.dimensions else []
@@ -125,8 +128,9 @@ def run_row(entry: Entry) -> RunRow:
         n = read_numbers(entry.path)
     except MfphysError as exc:
         return RunRow(**row, error=one_line(exc))
-    return RunRow(**row, epochs=float(n.epoch.size), accuracy=_mean(n.curves["test_acc"][:, -1]),
-                  sparsity=_mean(n.sparsity), vip=_mean(n.vip))
+    # a run file written at the start of its run holds no epoch yet: no accuracy
+    accuracy = _mean(n.curves["test_acc"][:, -1]) if n.epoch.size else math.nan
+    return RunRow(**row, epochs=float(n.epoch.size), accuracy=accuracy, sparsity=_mean(n.sparsity), vip=_mean(n.vip))
 
 
 def run_rows(entries) -> list[RunRow]:

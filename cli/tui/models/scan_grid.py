@@ -5,6 +5,10 @@ scan's finished and failed cells); :func:`scan_grid` then reduces it, from memor
 :class:`Grid` of one parameter and layer over the scanned dimensions, per replica and as mean
 and spread over replicas (``mfphys.stats.replica_stats``); :func:`overlay_status` puts the
 running / pending / finished marks of ``scan_status`` (file names only) over it in between reads.
+:func:`scan_trajectories` takes the same parameter and layer against epoch instead, one line
+per cell of the heatmap cursor's row or column (the ``dyn_<name>`` variables the cells
+recorded while training, docs/file-format.md "Dynamics"; the learning curves for the errors
+and losses).
 """
 
 from __future__ import annotations
@@ -166,8 +170,9 @@ class Grid:
         return self.spread if stat == "spread" else self.mean
 
 
-def _param_array(ds, param: str, layer, inputs: str = "live"):
-    """``(scan dims..., replica)`` DataArray of one parameter, at the last epoch for curves.
+def _param_array(ds, param: str, layer, inputs: str = "live", *, last: bool = True):
+    """``(scan dims..., replica)`` DataArray of one parameter, at the last epoch for curves
+    (``last=False``: every epoch kept).
 
     ``layer``: a layer number, a negative number counting from the output (-1 the output
     layer, at each cell's own depth), or :data:`NETWORK` for the connection-weighted mean over
@@ -178,20 +183,24 @@ def _param_array(ds, param: str, layer, inputs: str = "live"):
     src = _source(ds, param)
     if src is None:
         raise MfphysError(f"this scan has no {param!r}")
-    from mfphys.scan import network_mean, select_layer
-
-    live = inputs == "live"
-    if "layer" in ds[src].dims and layer == NETWORK:
-        da = network_mean(ds, src, live=live)  # layer 1 weighted by its live connections (n_connections_live)
-    elif "layer" in ds[src].dims:
-        da = select_layer(ds, src, int(layer), live=live)  # a negative layer counts from each cell's output
-    else:
-        da = ds[src]
-    if "epoch" in da.dims:
+    da = _layer_array(ds, src, layer, inputs)
+    if "epoch" in da.dims and last:
         da = da.isel(epoch=-1)
     if src not in (param, live_name(param, ds.data_vars)):  # an error rate from an accuracy
         da = 1 - da
     return da
+
+
+def _layer_array(ds, src: str, layer, inputs: str):
+    """Variable ``src`` at one layer choice (see :func:`_param_array`); other dims kept."""
+    from mfphys.scan import network_mean, select_layer
+
+    live = inputs == "live"
+    if "layer" in ds[src].dims and layer == NETWORK:
+        return network_mean(ds, src, live=live)  # layer 1 weighted by its live connections (n_connections_live)
+    if "layer" in ds[src].dims:
+        return select_layer(ds, src, int(layer), live=live)  # a negative layer counts from each cell's output
+    return ds[src]
 
 
 def cell_keys(ds) -> np.ndarray:
@@ -284,3 +293,104 @@ def grid_table(grid: Grid) -> tuple[list[str], list[list]]:
                 str(grid.status[i, j]), grid.mean[i, j], grid.spread[i, j], grid.sem[i, j], int(grid.n[i, j]),
                 *grid.values[i, j]])
     return header, rows
+
+
+# --- trajectories: a parameter against epoch, one line per cell of a row or column ---------------
+
+
+@dataclass(frozen=True)
+class Trajectories:
+    """One parameter against epoch for the cells of one row or column of a heatmap.
+
+    ``x`` holds the epochs (``dyn_epoch`` for order parameters, ``epoch`` for errors and
+    losses); ``mean`` is ``(lines, len(x))``, the mean over replicas (NaN where a cell has no
+    value at that epoch); ``labels`` and ``status`` one per line (the coordinate along the line
+    dimension, and the cell's status). ``fixed`` says which row or column: ``(dim, value)``.
+    """
+
+    param: str
+    layer: int | str | None
+    along: str  # "row": the cells of the cursor's row (one per column); "column": of its column
+    fixed: tuple  # (dim, value) held fixed; () when the scan has one dimension and along == "column"
+    line_dim: str
+    labels: tuple
+    status: tuple
+    x: np.ndarray
+    mean: np.ndarray
+    xlabel: str = "epoch"
+    inputs: str | None = None
+
+
+def trajectory_source(ds, param: str) -> str | None:
+    """The variable holding ``param`` against epoch: ``dyn_<name>`` (recorded while training),
+    or a per-epoch curve (``test_error`` from ``test_acc``, ``train_loss``, ``test_loss``); None
+    when the scan has none (``sampled_error``: evaluated at the end only)."""
+    src = _source(ds, param)
+    if src is None:
+        return None
+    if store.DYN + src in ds and "dyn_epoch" in ds[store.DYN + src].dims:
+        return store.DYN + src
+    if "epoch" in ds[src].dims:
+        return src
+    derived = _DERIVED.get(param)  # test_error: the scan keeps the last epoch's; test_acc has them all
+    if derived in ds and "epoch" in ds[derived].dims:
+        return derived
+    return None
+
+
+def scan_trajectories(ds, param: str, layer=None, *, inputs: str = "live", along: str = "row",
+                      cursor: tuple[int, int] = (0, 0), overlay=None) -> Trajectories | None:
+    """``param`` (at ``layer``, as the heatmap shows it) against epoch, mean over replicas, one
+    line per cell of the cursor's row (``along="row"``: the cells along the second scanned
+    dimension) or column (``"column"``: along the first); further scanned dimensions averaged
+    over, as :func:`scan_grid` does. None when the scan recorded no trajectory of ``param``.
+
+    The order parameters are the cells' ``dyn_<name>`` variables (``mfphys.scan.open_scan``
+    puts them on the union of the cells' ``dyn_epoch``); whole-network means and layers
+    counted from the output work as in the heatmap (``mfphys.scan.network_mean``, ``select_layer``
+    keep the ``dyn_epoch`` dimension).
+    """
+    src = trajectory_source(ds, param)
+    if src is None:
+        return None
+    dims = scan_dims(ds)
+    has_layer = "layer" in ds[src].dims
+    if has_layer and layer is None:
+        layer = scan_layers(ds)[0]
+    da = _layer_array(ds, src, layer if has_layer else None, inputs)
+    if not src.startswith(store.DYN) and src not in (param, live_name(param, ds.data_vars)):
+        da = 1 - da  # an error rate from an accuracy
+    xdim = "dyn_epoch" if "dyn_epoch" in da.dims else "epoch"
+    row_dim, col_dim, extra = dims[0], (dims[1] if len(dims) > 1 else ""), dims[2:]
+    status = ds["status"] if overlay is None else ds["status"].copy(data=np.asarray(overlay).astype(str))
+    if extra:
+        da = da.mean(dim=list(extra), skipna=True)
+        status = status.isel({d: 0 for d in extra})
+    i, j = cursor
+    if along == "row" and col_dim:
+        fixed, line_dim = (row_dim, plain(ds[row_dim].values[i])), col_dim
+        da, status = da.isel({row_dim: i}), status.isel({row_dim: i})
+    elif col_dim:
+        fixed, line_dim = (col_dim, plain(ds[col_dim].values[j])), row_dim
+        da, status = da.isel({col_dim: j}), status.isel({col_dim: j})
+    elif along == "row":  # one scanned dimension: a row is one cell
+        fixed, line_dim = (row_dim, plain(ds[row_dim].values[i])), row_dim
+        da, status = da.isel({row_dim: [i]}), status.isel({row_dim: [i]})
+    else:
+        fixed, line_dim = (), row_dim
+    order = [line_dim] + (["replica"] if "replica" in da.dims else []) + [xdim]
+    values = np.asarray(da.transpose(*order).values, dtype=float)
+    mean = replica_stats(values, axis=1)[0] if "replica" in da.dims else values
+    shown_inputs = None
+    if has_layer and src.removeprefix(store.DYN) + LIVE_SUFFIX in ds and involves_layer_1(ds, layer):
+        shown_inputs = "live" if inputs == "live" else "all"
+    return Trajectories(param, layer if has_layer else None, along, fixed, line_dim,
+                        tuple(plain(v) for v in da[line_dim].values),
+                        tuple(str(v) for v in np.asarray(status.values).ravel()),
+                        np.asarray(ds[xdim].values), mean, xlabel="epoch", inputs=shown_inputs)
+
+
+def trajectory_table(t: Trajectories) -> tuple[list[str], list[list]]:
+    """The lines of :func:`scan_trajectories` as CSV rows: one per epoch, one column per cell."""
+    header = ["epoch"] + [f"{t.line_dim}={v}" for v in t.labels]
+    return header, [[plain(x)] + list(t.mean[:, k]) for k, x in enumerate(t.x)]
