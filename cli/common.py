@@ -8,6 +8,7 @@ import shlex
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -153,3 +154,18 @@ def stop_on_ctrl_c(message: str = "stopping after this epoch (Ctrl-C again to st
         yield lambda: bool(asked)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def run_path(stem: str, name: str | None = None) -> Path:
+    """``runs/<name>.nc``, or ``runs/<stem>-<time>.nc`` (time to the second) made unique with
+    ``-2``, ``-3``, ...: a default name tells runs apart and never replaces an existing file."""
+    import datetime as _dt
+
+    if name is not None:
+        return Path("runs") / f"{name}.nc"
+    stem = f"{stem}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    path, k = Path("runs") / f"{stem}.nc", 1
+    while path.exists():
+        k += 1
+        path = Path("runs") / f"{stem}-{k}.nc"
+    return path

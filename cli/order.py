@@ -39,9 +39,12 @@ def column_label(layer: int, inputs: str) -> str:
     return f"layer {layer}" + (" live" if inputs == "live" else "")
 
 
-def order_table(path, ds, reports, tol) -> Table:
+def order_table(path, ds, reports, tol, *, rows=None, label=None, kind: str = "") -> Table:
+    """The order parameters of a run, one column per (layer or matrix, inputs) report, rows
+    ``rows`` (default :data:`TABLE_ROWS`), columns named by ``label`` (default :func:`column_label`)."""
+    rows, label = rows or TABLE_ROWS, label or column_label
     R = ds.sizes["replica"]
-    t = Table(title=f"{path}: {ds.attrs.get('mode', '?')} {ds.attrs.get('dataset', '?')} "
+    t = Table(title=f"{path}: {kind}{ds.attrs.get('mode', '?')} {ds.attrs.get('dataset', '?')} "
                     f"{ds.attrs.get('architecture', '?')}, {R} replica(s); mean ± error over replicas",
               caption=f"vip: pi <= tol and Xi <= xi_tol; uip: pi >= 1 - tol (= sparsity); variable: the rest; "
                       f"tol = {tol['tol']:g}, xi_tol = {tol['xi_tol']:g}, xi_zero = {tol['xi_zero']:g}; "
@@ -49,8 +52,8 @@ def order_table(path, ds, reports, tol) -> Table:
               box=box.SIMPLE_HEAD)
     t.add_column("order parameter", no_wrap=True)
     for layer, inputs, _ in reports:
-        t.add_column(column_label(layer, inputs), justify="right")
-    for name in TABLE_ROWS:
+        t.add_column(label(layer, inputs), justify="right")
+    for name in rows:
         t.add_row(order_mod.display_name(name), *(format_stat(v[name]) for _, _, v in reports))
     return t
 

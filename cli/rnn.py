@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 from pathlib import Path
 
 import numpy as np
 import typer
-from rich import box
-from rich.table import Table
 
-from mfphys import order as order_mod
 from mfphys.errors import MfphysError
 from mfphys.stats import format_stat
 
-from .common import command_line, console, make_progress
+from .common import command_line, console, make_progress, run_path
 
 #: ``mfphys train`` options that apply to a recurrent run; any other given explicitly is refused
 RNN_OPTIONS = ("model", "preset", "epochs", "replicas", "seed", "n_train", "n_test", "backend", "dtype", "mode",
@@ -69,15 +65,7 @@ def rnn_config(preset_name: str, values: dict, given: set):
 
 def default_out(cfg, preset_name: str, name: str | None) -> Path:
     """``runs/<name>.nc``, or ``runs/rnn-<preset>-<mode>-seed<seed>-<time>.nc`` made unique."""
-    if name is not None:
-        return Path("runs") / f"{name}.nc"
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    stem = f"rnn-{preset_name}-{cfg.mode}-seed{cfg.seed}-{stamp}"
-    path, k = Path("runs") / f"{stem}.nc", 1
-    while path.exists():
-        k += 1
-        path = Path("runs") / f"{stem}-{k}.nc"
-    return path
+    return run_path(f"rnn-{preset_name}-{cfg.mode}-seed{cfg.seed}", name)
 
 
 def train(preset_name: str, values: dict, given: set, *, out, name, tags, note, data_dir, quiet: bool) -> None:
@@ -112,8 +100,10 @@ def train(preset_name: str, values: dict, given: set, *, out, name, tags, note, 
     store.write_atomic(ds, out)
     if quiet:
         return
+    from .order import order_table
+
     console.print(order_table(out, ds, _reports(ds, store.run_tolerances(ds), diagonal=True),
-                              store.run_tolerances(ds), rows=SUMMARY_ROWS))
+                              store.run_tolerances(ds), rows=SUMMARY_ROWS, label=column_label, kind="rnn "))
     for line in accuracy_lines(ds):
         console.print(line)
     console.print(f"{result.backend}, {result.timings['train_seconds']:.1f} s training, "
@@ -139,22 +129,6 @@ def _reports(ds, tol: dict, *, diagonal: bool):
 
 def column_label(matrix: str, connections: str) -> str:
     return matrix + (" (no diagonal)" if connections != "all" else "")
-
-
-def order_table(path, ds, reports, tol, rows) -> Table:
-    R = ds.sizes["replica"]
-    t = Table(title=f"{path}: rnn {ds.attrs.get('mode', '?')} {ds.attrs.get('dataset', '?')} "
-                    f"{ds.attrs.get('architecture', '?')}, {R} replica(s); mean ± error over replicas",
-              caption=f"vip: pi <= tol and Xi <= xi_tol; uip: pi >= 1 - tol (= sparsity); variable: the rest; "
-                      f"tol = {tol['tol']:g}, xi_tol = {tol['xi_tol']:g}, xi_zero = {tol['xi_zero']:g}; "
-                      "_exact: tol = xi_tol = 0; entropy in nats",
-              box=box.SIMPLE_HEAD)
-    t.add_column("order parameter", no_wrap=True)
-    for matrix, connections, _ in reports:
-        t.add_column(column_label(matrix, connections), justify="right")
-    for name in rows:
-        t.add_row(order_mod.display_name(name), *(format_stat(v[name]) for _, _, v in reports))
-    return t
 
 
 def accuracy_lines(ds) -> list[str]:
@@ -205,6 +179,8 @@ def order_command(run, ds, tol: dict, *, diagonal: bool, as_json: bool, as_csv: 
                            for matrix, c, v in reports]}
         typer.echo(json.dumps(out, indent=1))
         return
-    console.print(order_table(run, ds, reports, tol, TABLE_ROWS))
+    from .order import order_table
+
+    console.print(order_table(run, ds, reports, tol, rows=TABLE_ROWS, label=column_label, kind="rnn "))
     for line in accuracy_lines(ds):
         console.print(line)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import json
 from pathlib import Path
 from typing import List, Optional
@@ -27,6 +26,7 @@ from .common import (
     err_console,
     make_progress,
     parse_ints,
+    run_path,
     stop_on_ctrl_c,
     user_errors,
 )
@@ -37,15 +37,7 @@ D = TrainConfig()
 def default_out(cfg: TrainConfig, name: str | None = None) -> Path:
     """``runs/<name>.nc``, or a name that tells runs apart (data, architecture, mode, seed, time to the
     second) made unique with ``-2``, ``-3``, ...: a default name never replaces an existing file."""
-    if name is not None:
-        return Path("runs") / f"{name}.nc"
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    stem = f"{cfg.dataset}-{architecture(cfg.layers)}-{cfg.mode}-seed{cfg.seed}-{stamp}"
-    path, k = Path("runs") / f"{stem}.nc", 1
-    while path.exists():
-        k += 1
-        path = Path("runs") / f"{stem}-{k}.nc"
-    return path
+    return run_path(f"{cfg.dataset}-{architecture(cfg.layers)}-{cfg.mode}-seed{cfg.seed}", name)
 
 
 def check_name(name: str) -> str:

@@ -209,6 +209,19 @@ def write_json_atomic(obj, path: str | os.PathLike) -> None:
         Path(tmp).write_text(json.dumps(obj, indent=1))
 
 
+def dataclass_from_json(cls, text: str):
+    """An instance of the dataclass ``cls`` from a JSON object; keys that are not fields of
+    ``cls`` are ignored (a file written by a later version opens). ValueError for JSON that is
+    not an object; the dataclass's own validation runs."""
+    import dataclasses
+
+    d = json.loads(text)
+    if not isinstance(d, dict):
+        raise ValueError("a configuration is a JSON object")
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in names})
+
+
 def read_json(path: str | os.PathLike):
     """A small JSON file, or None if it is missing, half-gone or not JSON."""
     try:

@@ -355,17 +355,22 @@ def config_from_attrs(attrs, path=None):
     from .train import TrainConfig
 
     if model_of(attrs) == "rnn":
-        from .rnn import store as rnn_store
+        from .rnn.config import RnnConfig
 
-        return rnn_store.config_from_attrs(attrs, path)
+        return config_of(attrs, RnnConfig, path, what="a recurrent configuration")
+    return config_of(attrs, TrainConfig, path)
+
+
+def config_of(attrs, cls, path=None, *, what: str = "a configuration"):
+    """The ``config`` attribute of a run file as ``cls`` (validated), or one line saying what is wrong."""
     where = f"{path}: " if path is not None else ""
     text = attrs.get("config")
     if not isinstance(text, str):
         raise MfphysError(f"{where}damaged run file: no 'config' attribute")
     try:
-        return TrainConfig.from_json(text)
+        return cls.from_json(text)
     except (ValueError, TypeError) as exc:  # malformed JSON, or not an object
-        raise MfphysError(f"{where}damaged run file: its 'config' attribute is not a configuration ({exc})") from None
+        raise MfphysError(f"{where}damaged run file: its 'config' attribute is not {what} ({exc})") from None
     except MfphysError as exc:
         raise MfphysError(f"{where}damaged run file: its 'config' attribute has {exc}") from None
 

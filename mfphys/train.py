@@ -20,6 +20,7 @@ import numpy as np
 from . import model, optim
 from .backend import BACKENDS, DTYPES, EVAL, INIT, NOISE, ORDER, get_backend, replica_rngs
 from .errors import DivergenceError, MfphysError
+from .fileio import dataclass_from_json
 
 MODES = ("gbp", "bp")
 #: when Adam's moments and step counter restart: never (the later revision of the paper's
@@ -159,11 +160,7 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
-        d = json.loads(text)
-        if not isinstance(d, dict):
-            raise ValueError("a configuration is a JSON object")
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return dataclass_from_json(cls, text)
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of epoch ``epoch`` (1-based): halved every ``lr_halve_every`` epochs."""

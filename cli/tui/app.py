@@ -142,6 +142,12 @@ class MfphysTUI(App):
             self.call_from_thread(self._apply_entries, entries)
 
     def _apply_entries(self, entries: list[Entry]) -> None:
+        from textual.css.query import NoMatches
+
+        try:
+            self.query_one("#entries", EntryList)
+        except NoMatches:  # the app is closing: a listing finished after its screen went away
+            return
         self.entries = entries
         if self.select is not None:  # `mfphys tui FILE`: that entry first
             want = self.select.resolve()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ..backend import BACKENDS, DTYPES
 from ..errors import MfphysError
+from ..fileio import dataclass_from_json
 from .model import SCALINGS, MatrixInit, RnnSpec
 from .optim import OptConfig
 
@@ -121,8 +122,4 @@ class RnnConfig:
 
     @classmethod
     def from_json(cls, text: str) -> RnnConfig:
-        d = json.loads(text)
-        if not isinstance(d, dict):
-            raise ValueError("a configuration is a JSON object")
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return dataclass_from_json(cls, text)

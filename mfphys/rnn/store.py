@@ -168,17 +168,9 @@ def order_mod_attrs(name: str) -> dict:
 
 def config_from_attrs(attrs, path=None) -> RnnConfig:
     """The :class:`RnnConfig` of a recurrent run file, from its ``config`` attribute (validated)."""
-    where = f"{path}: " if path is not None else ""
-    text = attrs.get("config")
-    if not isinstance(text, str):
-        raise MfphysError(f"{where}damaged run file: no 'config' attribute")
-    try:
-        return RnnConfig.from_json(text)
-    except (ValueError, TypeError) as exc:
-        raise MfphysError(f"{where}damaged run file: its 'config' attribute is not a recurrent configuration "
-                          f"({exc})") from None
-    except MfphysError as exc:
-        raise MfphysError(f"{where}damaged run file: its 'config' attribute has {exc}") from None
+    from ..store import config_of
+
+    return config_of(attrs, RnnConfig, path, what="a recurrent configuration")
 
 
 def params_from_dataset(ds: xr.Dataset) -> RnnParams:
