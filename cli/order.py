@@ -166,14 +166,18 @@ def parse_fractions(text: str) -> np.ndarray:
     return values
 
 
-def default_perturb_out(run: Path, layer: int) -> Path:
-    return run.with_name(f"{run.stem}.perturb-layer{layer}.nc")
+def default_perturb_out(run: Path, layer: int | str, diagonal: bool = True) -> Path:
+    """``<run>.perturb-layer<l>.nc``, or for a recurrent run ``<run>.perturb-<matrix>[-nodiag].nc``."""
+    where = f"layer{layer}" if isinstance(layer, int) else layer + ("" if diagonal else "-nodiag")
+    return run.with_name(f"{run.stem}.perturb-{where}.nc")
 
 
 def perturb_table(pds) -> Table:
-    L = pds.attrs["layer"]
-    t = Table(title=f"targeted perturbation of layer {L}: test error (%), mean ± error over "
-                    f"{pds.sizes['replica']} replica(s), {pds.sizes['sample']} sampled sub-networks each",
+    a = pds.attrs
+    what = f"the {a['matrix']} matrix" if "matrix" in a else f"layer {a['layer']}"
+    sampled = "quenched networks" if "matrix" in a else "sampled sub-networks"
+    t = Table(title=f"targeted perturbation of {what}: test error (%), mean ± error over "
+                    f"{pds.sizes['replica']} replica(s), {pds.sizes['sample']} {sampled} each",
               caption="vip: very important connections removed; variable: the same number of variable "
                       "connections removed (control); mf: noise-free mean-field network")
     for c in ("fraction", "removed", "vip (sampled)", "vip (mf)", "removed (variable)", "variable (sampled)",
@@ -190,10 +194,16 @@ def perturb_table(pds) -> Table:
 @user_errors
 def perturb(
     run: Path = typer.Argument(..., help="run file (.nc) written by mfphys train"),
-    layer: int = typer.Option(1, help="layer whose connections are removed (1 = from the inputs)"),
+    layer: Optional[int] = typer.Option(None, help="layer whose connections are removed (1 = from the inputs; "
+                                                    "the default); feed-forward runs"),
+    matrix: Optional[str] = typer.Option(None, help="matrix whose connections are removed: input, recurrent (the "
+                                                    "default) or output; recurrent runs"),
+    no_diagonal: bool = typer.Option(False, "--no-diagonal", help="leave the recurrent self-connections out of "
+                                                                  "both pools (--matrix recurrent)"),
     fractions: str = typer.Option("0:1:0.1", help="fractions of the very important connections to remove: "
                                                   "start:stop:step (stop included) or a comma list"),
-    samples: int = typer.Option(10, help="sampled sub-networks per replica and condition"),
+    samples: int = typer.Option(10, help="sampled sub-networks (recurrent: quenched networks) per replica "
+                                             "and condition"),
     seed: Optional[int] = typer.Option(None, help="seed of the choices and draws (default: the run's seed)"),
     tol: Optional[float] = typer.Option(None, help="pi tolerance of the categories (default: the file's, 0.01)"),
     xi_tol: Optional[float] = typer.Option(None, help="Xi tolerance of the categories (default: the file's, "
@@ -204,18 +214,30 @@ def perturb(
     backend: str = typer.Option("auto", help="auto, numpy or cupy"),
     data_dir: Optional[Path] = typer.Option(None, help="folder with the run's dataset files (else "
                                                        "$MFPHYS_DATA_DIR, cache)"),
-    out: Optional[Path] = typer.Option(None, help="dataset to write (default: <run>.perturb-layer<l>.nc "
-                                                  "next to the run)"),
+    out: Optional[Path] = typer.Option(None, help="dataset to write (default: <run>.perturb-layer<l>.nc, or "
+                                                  "<run>.perturb-<matrix>.nc, next to the run)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or table"),
     allow_bp: bool = typer.Option(False, "--allow-bp", help="run it on a BP run too (no variable connections: "
                                                             "the control removes nothing)"),
 ):
-    """Remove important vs variable connections of one layer and measure the test error (docs/model.md section 7.3)."""
+    """Remove important vs variable connections of one layer (or matrix) and measure the test error (docs/model.md
+    section 7.3; recurrent runs: docs/model-rnn.md section 9)."""
     from mfphys import perturb as perturb_mod
     from mfphys import store
 
     fr = parse_fractions(fractions)
     ds = store.open_trained_run(run)  # every check before anything is written (bad input: nothing written over)
+    if store.model_of(ds.attrs) == "rnn":
+        if layer is not None or all_inputs:
+            raise MfphysError(f"{'--layer' if layer is not None else '--all-inputs'} is for feed-forward runs: "
+                              f"{run} is a recurrent run (model rnn), give --matrix input|recurrent|output")
+        return _perturb_rnn(run, ds, fr, matrix=matrix or "recurrent", diagonal=not no_diagonal, samples=samples,
+                            seed=seed, tol=tol, xi_tol=xi_tol, exact=exact, backend=backend, data_dir=data_dir,
+                            out=out, quiet=quiet, allow_bp=allow_bp)
+    if matrix is not None or no_diagonal:
+        raise MfphysError(f"{'--matrix' if matrix is not None else '--no-diagonal'} is for recurrent runs: {run} is "
+                          f"a feed-forward run, give --layer")
+    layer = 1 if layer is None else layer
     perturb_mod.check_model(ds, run)
     perturb_mod.check_arguments(ds.sizes["layer"], layer, samples, fr)
     store.run_tolerances(ds, tol=tol, xi_tol=xi_tol, exact=exact)
@@ -246,4 +268,48 @@ def perturb(
         console.print("[yellow]note[/]: fewer variable than very important connections: the control was capped "
                       "at all variable connections (see n_removed_variable)")
     console.print(f"unperturbed: sampled {format_stat(pds.error_base.values)} %, mean-field "
+                  f"{format_stat(pds.error_base_mf.values)} %; wrote {out}")
+
+
+def _perturb_rnn(run: Path, ds, fr, *, matrix: str, diagonal: bool, samples: int, seed, tol, xi_tol, exact: bool,
+                 backend: str, data_dir, out, quiet: bool, allow_bp: bool) -> None:
+    """``mfphys perturb --matrix`` on a recurrent run (docs/model-rnn.md section 9): the same checks,
+    progress, table and file as the feed-forward command."""
+    from mfphys import perturb as perturb_mod
+    from mfphys import store
+    from mfphys.rnn import perturb as rnn_perturb
+
+    rnn_perturb.check_arguments(matrix, samples, fr, diagonal=diagonal)
+    store.run_tolerances(ds, tol=tol, xi_tol=xi_tol, exact=exact)
+    cfg = store.config_from_dataset(ds, run)
+    perturb_mod.check_mode(cfg, run, allow_bp)
+    out = Path(out) if out is not None else default_perturb_out(run, matrix, diagonal)
+    if out.resolve() == run.resolve():
+        raise MfphysError(f"--out {out} is the run file itself: give another name")
+    check_writable(out)
+    data = None
+    if cfg.task == "mnist":  # a data problem is one error line, before any progress bar
+        from mfphys.data import load_dataset
+
+        data = load_dataset("mnist", n_train=cfg.n_train, n_test=cfg.n_test, data_dir=data_dir)
+    command = command_line()
+    with make_progress(transient=True) as progress:
+        task = progress.add_task(f"perturb {matrix}", total=2 * fr.size + 1, status="", visible=not quiet)
+        pds = rnn_perturb.perturb_run(run, matrix=matrix, fractions=fr, samples=samples, seed=seed, tol=tol,
+                                      xi_tol=xi_tol, exact=exact, diagonal=diagonal, backend=backend, dataset=data,
+                                      callback=lambda: progress.advance(task), command=command, allow_bp=allow_bp)
+    store.write_atomic(pds, out)
+    if quiet:
+        return
+    console.print(perturb_table(pds))
+    a = pds.attrs
+    console.print(f"candidates: {a['candidates']} of the {matrix} matrix; n_vip "
+                  f"{'/'.join(map(str, pds.n_vip.values))}, n_variable {'/'.join(map(str, pds.n_variable.values))} "
+                  f"per replica; tol = {a['tol']:g}, "
+                  f"xi_tol = {a['xi_tol']:g}; seed {a['seed']}")
+    if a["capped"]:
+        console.print("[yellow]note[/]: fewer variable than very important connections: the control was capped "
+                      "at all variable connections (see n_removed_variable)")
+    error = "test error" if a["task"] == "mnist" else "psychometric error (100 - accuracy, mean over modalities)"
+    console.print(f"unperturbed {error}: quenched {format_stat(pds.error_base.values)} %, mean-field "
                   f"{format_stat(pds.error_base_mf.values)} %; wrote {out}")

@@ -69,7 +69,8 @@ def candidates(layer: model.Layer, *, tol: float = order.TOL, xi_tol: float = or
     """Masks (vip, variable), each (R, N_out, N_in), of the connections that may be removed.
 
     ``live``: optional (N_in,) boolean; connections from inputs where it is False are in
-    neither pool (dead inputs of layer 1, see the module docstring).
+    neither pool (dead inputs of layer 1, see the module docstring). An (N_out, N_in) mask
+    works the same way per connection (the recurrent diagonal, docs/model-rnn.md section 9).
     """
     vip, _, variable = order.categories(np.asarray(layer.pi), np.asarray(layer.xi), tol=tol, xi_tol=xi_tol)
     if live is not None:
@@ -143,7 +144,27 @@ def perturbation(params, layer: int, fractions, x, y, *, samples: int = 10, seed
     ``callback`` is called after each of the ``2 F + 1`` evaluations (progress bars).
     """
     fractions = check_arguments(len(params), layer, samples, fractions)
-    target = params[layer - 1]
+
+    def errors(layer_params):
+        ps = params[: layer - 1] + (layer_params,) + params[layer:]
+        return evaluate_errors(ps, x, y, samples=samples, seed=seed, activation=activation, be=be)
+
+    return targeted_removal(params[layer - 1], errors, fractions, samples=samples, seed=seed, tol=tol,
+                            xi_tol=xi_tol, live=live, callback=callback)
+
+
+def targeted_removal(target: model.Layer, errors, fractions, *, samples: int, seed: int,
+                     tol: float = order.TOL, xi_tol: float = order.XI_TOL, live=None,
+                     callback: Callable[[], None] | None = None) -> PerturbResult:
+    """The experiment on one matrix of connections, whatever network it belongs to.
+
+    ``target``: the (R, N_out, N_in) layer whose connections are removed; ``errors(layer)``
+    gives the test errors in percent, (R, samples) sampled and (R,) mean-field, of the network
+    with ``layer`` in place of ``target`` (a feed-forward layer, or a matrix of a recurrent
+    network, docs/model-rnn.md section 9); ``live``: a mask broadcast against (N_out, N_in),
+    False where a connection is no candidate. Everything else as in :func:`perturbation`.
+    """
+    fractions = check_fractions(fractions)
     R = target.pi.shape[0]
     vip, variable = candidates(target, tol=tol, xi_tol=xi_tol, live=live)
     n_vip, n_var = vip.sum(axis=(1, 2)), variable.sum(axis=(1, 2))
@@ -153,8 +174,7 @@ def perturbation(params, layer: int, fractions, x, y, *, samples: int = 10, seed
     n_removed_var = np.minimum(n_removed, n_var[None, :])
 
     def evaluate(layer_params):
-        ps = params[: layer - 1] + (layer_params,) + params[layer:]
-        out = evaluate_errors(ps, x, y, samples=samples, seed=seed, activation=activation, be=be)
+        out = errors(layer_params)
         if callback is not None:
             callback()
         return out
@@ -177,11 +197,12 @@ FRACTIONS = np.round(np.arange(11) / 10, 12)
 
 
 def check_model(ds, run_path) -> None:
-    """Refuse a recurrent run: its perturbation (``--matrix recurrent``) is not implemented yet
-    (docs/model-rnn.md section 9)."""
+    """Refuse a recurrent run: it has matrices, not layers (``mfphys.rnn.perturb.perturb_run``,
+    docs/model-rnn.md section 9)."""
     if store.model_of(ds.attrs) != "ffn":
-        raise MfphysError(f"{run_path} is a recurrent run (model rnn): mfphys perturb takes feed-forward runs only "
-                          f"so far (docs/model-rnn.md section 9)")
+        raise MfphysError(f"{run_path} is a recurrent run (model rnn): it has matrices, not layers; "
+                          f"mfphys.rnn.perturb.perturb_run (mfphys perturb --matrix) takes it "
+                          f"(docs/model-rnn.md section 9)")
 
 
 def check_mode(cfg, run_path, allow_bp: bool = False) -> None:

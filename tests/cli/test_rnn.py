@@ -100,6 +100,38 @@ def test_no_diagonal_refused_on_a_feed_forward_run(cli, tmp_path):
     assert cli("order", out).exit_code == 0
 
 
-def test_perturb_refuses_a_recurrent_run_for_now(ms_run, cli):
+def test_perturb_matrix_writes_a_perturbation_file_and_a_table(ms_run, cli, tmp_path):
     path, _ = ms_run
-    one_error_line(cli("perturb", path), "is a recurrent run (model rnn): mfphys perturb takes feed-forward runs only")
+    out = tmp_path / "p.nc"
+    res = cli("perturb", path, "--fractions", "0,1", "--samples", "2", "--no-diagonal", "--out", out)
+    assert res.exit_code == 0, res.output
+    assert "targeted perturbation of the recurrent matrix" in res.stdout and f"wrote {out}" in res.stdout
+    pds = store.read_dataset(out)
+    a = pds.attrs
+    assert a["mfphys_kind"] == "perturbation" and a["model"] == "rnn" and a["matrix"] == "recurrent"
+    assert a["candidates"] == "off-diagonal connections" and a["seed"] == 0 and a["source"] == str(path)
+    assert pds.error_vip.dims == ("fraction", "replica") and pds.error_vip_sample.shape == (2, 2, 2)
+    np.testing.assert_array_equal(pds.error_vip_mf.values[0], pds.error_base_mf.values)
+    assert (pds.n_removed.values[1] == pds.n_vip.values).all()
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--matrix", "hidden"], "--matrix must be one of input, recurrent, output"),
+    (["--layer", "1"], "--layer is for feed-forward runs"),
+    (["--all-inputs"], "--all-inputs is for feed-forward runs"),
+    (["--matrix", "output", "--no-diagonal"], "--no-diagonal leaves out the recurrent self-connections"),
+])
+def test_perturb_refusals_on_a_recurrent_run(ms_run, cli, tmp_path, args, expect):
+    path, _ = ms_run
+    out = tmp_path / "p.nc"
+    one_error_line(cli("perturb", path, *args, "--out", out), expect)
+    assert not out.exists()
+
+
+def test_perturb_matrix_refused_on_a_feed_forward_run(cli, tmp_path):
+    run = tmp_path / "ffn.nc"
+    assert cli("train", *FFN, "--out", run).exit_code == 0
+    for args, expect in ((["--matrix", "recurrent"], "--matrix is for recurrent runs"),
+                         (["--no-diagonal"], "--no-diagonal is for recurrent runs")):
+        one_error_line(cli("perturb", run, *args, "--out", tmp_path / "p.nc"), expect)
+    assert not (tmp_path / "p.nc").exists()
