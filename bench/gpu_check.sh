@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-shot GPU check for a lent device machine (see bench/README.md): the GPU tests, the GPU
+# One-shot GPU check for a GPU machine without network access (see bench/README.md): the GPU tests, the GPU
 # benchmark (with the device host's NumPy as its same-machine baseline) and the paper's
 # default run on CuPy. Installs nothing from the network: netCDF4/cftime come as wheels in
 # .whl/ (optional) and MNIST from .gpu/mnist (both git-ignored, carried by the device tool).

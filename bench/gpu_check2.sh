@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Second GPU session (2026-11-27): the GPU tests after the fused CUDA kernels, the GPU benchmark,
+# Second GPU check (2026-11-27): the GPU tests after the fused CUDA kernels, the GPU benchmark,
 # and the full `mfphys reproduce all` on CuPy (results packed into one archive in $OUT).
 set -u
 OUT=${OUT:-/tmp/mfphys-gpu}; mkdir -p "$OUT"

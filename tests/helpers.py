@@ -77,6 +77,20 @@ def start_python(code: str) -> subprocess.Popen:
                             text=True, env=env, cwd=REPO)
 
 
+async def wait_until(pilot, cond, what: str, *, timeout: float = 30.0, check=None) -> None:
+    """Let the app run until ``cond()`` holds; ``check()`` is called on every round (to stop early
+    on a failed helper process). The timeout only guards against a hang: no test asserts on speed."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if check is not None:
+            check()
+        if time.monotonic() > deadline:
+            pytest.fail(f"the app did not show {what} (gave up after {timeout} s)")
+        await pilot.pause(0.05)
+
+
 def wait_for_checkpoint(path: Path, epochs: int, proc: subprocess.Popen, timeout: float = 120.0) -> int:
     """Poll the run file ``path`` until its checkpoint holds at least ``epochs`` epochs; returns
     that count. Fails if ``proc`` ends first (it should still be training) or time runs out."""

@@ -19,6 +19,7 @@ from tests.helpers import (
     select,
     settle,
     static_text,
+    wait_until,
     write_scan,
 )
 
@@ -246,11 +247,8 @@ async def test_live_refresh_follows_new_changed_and_vanished_files(runs_dir, tmp
     shutil.copy(runs_dir / "gbp.nc", root / "gbp.nc")
     app = app_for(root, interval=0.2)
 
-    async def wait_for(cond, timeout=10.0):
-        t0 = time.monotonic()
-        while not cond():
-            assert time.monotonic() - t0 < timeout, "the app did not refresh"
-            await pilot.pause(0.1)
+    async def wait_for(cond):
+        await wait_until(pilot, cond, "the refreshed folder")
 
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)

@@ -4,12 +4,20 @@ view's parameter against epoch per cell of a row or column."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from mfphys import store
-from tests.helpers import SIZE, app_for, pilot_test, select, settle, start_paced_run, static_text
+from tests.helpers import (
+    SIZE,
+    app_for,
+    pilot_test,
+    select,
+    settle,
+    start_paced_run,
+    static_text,
+    wait_for_checkpoint,
+    wait_until,
+)
 
 EPOCHS = 4
 
@@ -33,19 +41,15 @@ async def test_a_run_file_rewritten_under_the_app(tmp_path, monkeypatch):
         monkeypatch.setattr(store, name, lambda p, real=real: read.append(str(p)) or real(p))
     proc = start_paced_run(path, tmp_path / "gate", EPOCHS)
     try:
-        t0 = time.monotonic()
-        while not path.exists():  # the process starts and writes its file at epoch 0
-            assert proc.poll() is None and time.monotonic() - t0 < 60, proc.stderr.read() if proc.poll() else ""
-            time.sleep(0.05)
+        wait_for_checkpoint(path, 0, proc)  # the process starts and writes its file at epoch 0
         app = app_for(root, interval=0.1)
         async with app.run_test(size=SIZE) as pilot:
 
-            async def wait_for(cond, what, timeout=30.0):
-                t0 = time.monotonic()
-                while not cond():
-                    assert proc.poll() in (None, 0), proc.stderr.read()
-                    assert time.monotonic() - t0 < timeout, f"the app did not show {what}"
-                    await pilot.pause(0.05)
+            def process_ok():
+                assert proc.poll() in (None, 0), proc.stderr.read()
+
+            async def wait_for(cond, what):
+                await wait_until(pilot, cond, what, check=process_ok)
 
             def sidebar_status():
                 return app.shown_entries[0].status_text if app.shown_entries else ""
