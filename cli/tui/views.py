@@ -61,7 +61,10 @@ def entry_parts(entry: Entry) -> list[str]:
     dataset = entry.dataset
     if entry.preset and entry.preset != dataset:
         dataset = f"{dataset} ({entry.preset})" if dataset else entry.preset
-    matrix = f"{entry.matrix} matrix" if entry.matrix else ""
+    matrix = ""
+    if entry.matrix:  # the perturbed matrix; "recurrent nodiag": its self-connections left out
+        name, _, nodiag = entry.matrix.partition(" ")
+        matrix = f"{name} matrix" + (" without its diagonal" if nodiag else "")
     return [entry.kind, mode, matrix, dataset, entry.architecture, entry.date]
 
 

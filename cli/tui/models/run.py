@@ -189,7 +189,7 @@ def _run_parts(path: Path) -> dict:
     dyn, dyn_live, dyn_epoch = _dynamics(ds, part)
     extra = _rnn_parts(ds) if rnn else {}
     if rnn:
-        extra["dyn_nodiag"] = _dynamics(ds, part, suffix=NODIAG_SUFFIX)[0]
+        extra["dyn_nodiag"] = _dynamics(ds, part, suffix=NODIAG_SUFFIX)[1]
     return dict(title=str(a.get("title", "")), mode=str(a.get("mode", "")), dataset=str(a.get("dataset", "")),
                 architecture=str(a.get("architecture", "")), created=short_date(a.get("created")),
                 epoch=np.asarray(ds["epoch"].values), curves=curves,
