@@ -370,3 +370,17 @@ async def test_scan_view_of_a_recurrent_scan(tmp_path):
         assert "recurrent matrix nodiag, steps = 7" in plot.title
         text = static_text(app, "#scan-cell")
         assert text.startswith("steps = 7, n_train = 256: done")
+
+
+@pytest.mark.parametrize(("meta", "label"), [
+    ({"fixed": {"model": "rnn", "preset": "row_mnist", "n": 50}, "grid": {"steps": [7, 28], "n_train": [256, 512]}},
+     "N0-50-10 xT"),
+    ({"fixed": {"model": "rnn", "preset": "row_mnist", "steps": 28}, "grid": {"n_train": [256, 512]}},
+     "28-100-10 x28"),
+    ({"fixed": {"model": "rnn", "preset": "multisensory"}, "grid": {"n": [20, 50]}}, "5-N-2"),
+    ({"fixed": {"model": "rnn", "preset": "no-such-preset"}, "grid": {"n": [20, 50]}}, ""),
+])
+def test_recurrent_scan_architecture_label(meta, label):
+    from mfphys.describe import scan_architecture
+
+    assert scan_architecture(meta) == label
