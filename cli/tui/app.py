@@ -534,6 +534,8 @@ class MfphysTUI(App):
             return True if self._has_diagonal_choice() else None
         if action == "cycle_param":
             return True if view == "scan" or (view == "run" and dyn_params(self.loaded.payload)) else None
+        if action == "toggle_inputs" and view == "run" and self.loaded.payload.part_dim == "matrix":
+            return None  # a recurrent run has no live inputs: its diagonal is n's
         if action in ("cycle_layer", "toggle_spread", "toggle_inputs"):
             return True if view in ("scan", "run") else None
         if action == "export":

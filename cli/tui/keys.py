@@ -37,8 +37,7 @@ APP_KEYS = [
     Binding("i", "toggle_inputs", "inputs",
             tooltip="scan, run: layer 1 over the inputs that vary (the default) or over all inputs"),
     Binding("n", "toggle_diagonal", "diagonal", show=False,
-            tooltip="recurrent model (run, scan): the recurrent matrix with its diagonal (self-connections) "
-                    "or without it"),
+            tooltip="run, scan of the recurrent model: the recurrent matrix with or without its diagonal"),
     Binding("v", "toggle_values", "values", tooltip="scan: show / hide the numbers in the heatmap cells"),
     Binding("d", "toggle_dynamics", "dyn",
             tooltip="scan: show / hide the parameter against epoch, one line per cell of the cursor's row "

@@ -126,6 +126,7 @@ class RunView(VerticalScroll):
     RunView #run-psych { display: none; height: 11; margin: 1 0 0 0; }
     RunView.-psych #run-psych { display: block; }
     RunView #plot-dyn { height: 10; margin: 1 0 0 0; }
+    RunView.-rnn.-nodyn #plot-dyn { height: 2; }
     RunView #run-order { height: auto; max-height: 12; margin: 1 0 0 0; }
     RunView #order-note { height: auto; margin-bottom: 1; }
     RunView #run-hists { height: 8; }
@@ -161,6 +162,8 @@ class RunView(VerticalScroll):
         rnn = run.part_dim == "matrix"
         self.set_class(rnn, "-rnn")
         self.set_class(bool(run.p_high), "-psych")
+        # a recurrent run without trajectories: two lines say so, the order table moves up
+        self.set_class(not run.dyn, "-nodyn")
         head = entry_heading(entry)
         head.append("\n")
         head.append_text(progress_line(entry, run))

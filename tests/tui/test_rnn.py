@@ -261,6 +261,7 @@ async def test_run_view_of_a_recurrent_run(rnn_dir, tmp_path):
         assert not app.query_one("#run-psych").display
         assert "n: without its 20 self-connections" in static_text(app, "#order-note")
         assert "histograms, recurrent matrix" not in static_text(app, "#hist-head")
+        assert app.check_action("toggle_inputs", ()) is None  # no live inputs in a recurrent run
         await pilot.press("n")
         await settle(app, pilot)
         assert app.diagonal is False
