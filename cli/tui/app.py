@@ -37,6 +37,7 @@ from .models.scan_grid import (
     has_nodiag,
     load_scan,
     overlay_status,
+    part_dim,
     scan_grid,
     scan_layers,
     scan_params,
@@ -526,6 +527,8 @@ class MfphysTUI(App):
         if len(self.screen_stack) > 1:
             return False  # the help screen is up: its own keys (esc, q, ?) close it
         view = self.view_kind
+        if action == "toggle_output" and view == "scan" and part_dim(self.loaded.payload.ds) == "matrix":
+            return None  # a recurrent scan's matrices are not counted from either end
         if action in ("toggle_values", "toggle_output", "toggle_dynamics"):
             return True if view == "scan" else None
         if action == "toggle_along":

@@ -360,6 +360,7 @@ async def test_scan_view_of_a_recurrent_scan(tmp_path):
         head = static_text(app, "#scan-head")
         assert "recurrent matrix (2/3)" in head and "n: without it" in head and "depth + 1" not in head
         assert app.check_action("toggle_diagonal", ()) is True
+        assert app.check_action("toggle_output", ()) is None  # matrices: no count from the output
         await pilot.press("n", "d")
         await settle(app, pilot)
         grid = app.query_one(Heatmap).grid
@@ -385,3 +386,24 @@ def test_recurrent_scan_architecture_label(meta, label):
     from mfphys.describe import scan_architecture
 
     assert scan_architecture(meta) == label
+
+
+def test_a_recurrent_scan_folder_is_listed_as_one(tmp_path):
+    """A scan folder whose scan.json says model rnn (or scans the steps): "rnn" and its label in the sidebar."""
+    import json
+
+    from mfphys.cli.tui.models.listing import filter_entries, list_entries
+    from mfphys.cli.tui.sidebar import entry_prompt
+
+    folder = tmp_path / "rscan"
+    folder.mkdir()
+    (folder / "scan.json").write_text(json.dumps({
+        "mfphys_kind": "scan", "dims": ["steps", "n_train"], "scan_hash": "0",
+        "grid": {"steps": [7, 28], "n_train": [256, 512]},
+        "fixed": {"model": "rnn", "preset": "row_mnist", "task": "mnist", "n": 20}}))
+    entries = list_entries(tmp_path)
+    assert len(entries) == 1
+    e = entries[0]
+    assert (e.kind, e.model, e.preset, e.architecture) == ("scan", "rnn", "row_mnist", "N0-20-10 xT")
+    assert "rnn mnist N0-20-10 xT" in entry_prompt(e, width=80).plain
+    assert filter_entries(entries, "rnn row_mnist") == entries

@@ -240,10 +240,15 @@ def _scan_entry(folder: Path, name: str) -> Entry:
         return Entry(folder, name, "scan", "error", error=one_line(exc), signature=sig)
     cells = tuple(int(counts.get(k, 0)) for k in ("done", "failed", "running", "pending", "total"))
     fixed = meta.get("fixed") if isinstance(meta.get("fixed"), dict) else {}
-    return Entry(folder, name, "scan", scan_state(counts), str(fixed.get("dataset", "")), scan_architecture(meta),
+    grid = meta.get("grid") if isinstance(meta.get("grid"), dict) else {}
+    # a recurrent scan (its cells are recurrent runs): "rnn" in the sidebar, its preset in the filter
+    rnn = dict(model="rnn", preset=str(fixed.get("preset", "")), task=str(fixed.get("task", ""))) if (
+        str(fixed.get("model", "")) == "rnn" or "steps" in grid) else {}
+    dataset = str(fixed.get("dataset", "")) or (rnn.get("task") or "")
+    return Entry(folder, name, "scan", scan_state(counts), dataset, scan_architecture(meta),
                  short_date(meta.get("created")), cells=cells, signature=sig,
                  cell_status=tuple(counts.get("cells", {}).items()),
-                 data_signature=scan_signature(folder, markers=False))
+                 data_signature=scan_signature(folder, markers=False), **rnn)
 
 
 def list_entries(root: str | os.PathLike) -> list[Entry]:
