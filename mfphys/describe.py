@@ -28,6 +28,8 @@ def scan_architecture(meta: Mapping) -> str:
 
     fixed = meta.get("fixed") if isinstance(meta.get("fixed"), Mapping) else {}
     grid = meta.get("grid") if isinstance(meta.get("grid"), Mapping) else {}
+    if str(fixed.get("model", "")) == "rnn" or "steps" in grid:
+        return _rnn_architecture(fixed, grid)
     options, scanned = {}, set()
     for k in _ARCH:
         value = fixed.get(k, grid.get(k, ARCH_DEFAULTS.get(k)))
@@ -47,6 +49,37 @@ def scan_architecture(meta: Mapping) -> str:
         first = SYMBOLS["input_dim"] if "input_dim" in scanned else str(int(options["input_dim"]))
         return "-".join([first, *hidden, str(N_CLASSES)])
     except (KeyError, TypeError, ValueError):
+        return ""
+
+
+def _rnn_architecture(fixed: Mapping, grid: Mapping) -> str:
+    """A recurrent scan's label as its runs have it (``28-100-10 x28``, ``5-150-2``), from its
+    preset with the options it fixes; a scanned number of steps is ``xT`` (and the input size it
+    sets ``N0``), a scanned number of units ``N``. ``""`` when the options do not say."""
+    import dataclasses
+
+    from .errors import MfphysError
+    from .rnn import preset
+
+    def one(k):
+        value = fixed.get(k, grid.get(k))
+        if isinstance(value, (list, tuple)):
+            return value[0] if len(value) == 1 else None
+        return value
+
+    try:
+        cfg = preset(str(one("preset") or "row_mnist"))
+        for k in ("task", "n", "steps"):
+            if one(k) is not None:
+                cfg = dataclasses.replace(cfg, **{k: type(getattr(cfg, k))(one(k))})
+        n_in, n_out = cfg.io
+        steps_scanned = cfg.task == "mnist" and "steps" in grid and one("steps") is None
+        n = "N" if "n" in grid and one("n") is None else str(cfg.n)
+        label = f"{'N0' if steps_scanned else n_in}-{n}-{n_out}"
+        if cfg.task == "mnist":
+            label += " xT" if steps_scanned else f" x{cfg.steps}"
+        return label
+    except (KeyError, TypeError, ValueError, MfphysError):  # an unknown preset, a bad value
         return ""
 
 

@@ -34,8 +34,10 @@ from .models.scan_grid import (
     NETWORK,
     Grid,
     Trajectories,
+    has_nodiag,
     load_scan,
     overlay_status,
+    part_dim,
     scan_grid,
     scan_layers,
     scan_params,
@@ -85,6 +87,7 @@ class MfphysTUI(App):
         self.scan_stat = "mean"  # scan: "mean" or "spread" (std) over replicas
         self.run_curves = "mean"  # run: "mean" curve or every replica's ("replicas")
         self.inputs = "live"  # layer 1 over "live" inputs (docs/order-parameters.md) or "all"
+        self.diagonal = True  # recurrent model: the recurrent matrix with its diagonal, or without (n)
         self.from_output = False  # scan: layers counted from the output
         self.show_values = False
         self.dyn_param: str | None = None  # run: the order parameter of the trajectories plot
@@ -451,7 +454,8 @@ class MfphysTUI(App):
                 self.dyn_param = params[0]
             self.query_one("#run", RunView).show(entry, payload, layer_index=self.layer_index,
                                                  curves=self.run_curves, inputs=self.inputs,
-                                                 overlays=self.loaded.overlays, dyn_param=self.dyn_param)
+                                                 overlays=self.loaded.overlays, dyn_param=self.dyn_param,
+                                                 diagonal=self.diagonal)
             return "run"
         if isinstance(payload, ScanPayload):
             grid = self.current_grid()
@@ -482,11 +486,12 @@ class MfphysTUI(App):
         if layers and self.layer not in layers:
             self.layer = layers[0]
         entry = self.loaded.entry
-        key = (self.param, self.layer, self.inputs, entry.cell_status)
+        key = (self.param, self.layer, self.inputs, entry.cell_status, self.diagonal)
         if key not in p.grids:
             overlay = overlay_status(p.ds, entry.cell_status) if entry.cell_status else None
             p.grids = {k: v for k, v in p.grids.items() if k[3] == entry.cell_status}  # drop stale marks
-            p.grids[key] = scan_grid(p.ds, self.param, self.layer, inputs=self.inputs, overlay=overlay)
+            p.grids[key] = scan_grid(p.ds, self.param, self.layer, inputs=self.inputs, overlay=overlay,
+                                     diagonal=self.diagonal)
         return p.grids[key]
 
     def current_trajectories(self) -> Trajectories | None:
@@ -499,7 +504,7 @@ class MfphysTUI(App):
         overlay = overlay_status(self.loaded.payload.ds, entry.cell_status) if entry.cell_status else None
         cursor = self.query_one(Heatmap).cursor
         return scan_trajectories(self.loaded.payload.ds, grid.param, grid.layer, inputs=self.inputs,
-                                 along=self.along, cursor=cursor, overlay=overlay)
+                                 along=self.along, cursor=cursor, overlay=overlay, diagonal=self.diagonal)
 
     def _draw_trajectories(self) -> None:
         view = self.query_one("#scan", ScanView)
@@ -522,12 +527,18 @@ class MfphysTUI(App):
         if len(self.screen_stack) > 1:
             return False  # the help screen is up: its own keys (esc, q, ?) close it
         view = self.view_kind
+        if action == "toggle_output" and view == "scan" and part_dim(self.loaded.payload.ds) == "matrix":
+            return None  # a recurrent scan's matrices are not counted from either end
         if action in ("toggle_values", "toggle_output", "toggle_dynamics"):
             return True if view == "scan" else None
         if action == "toggle_along":
             return True if view == "scan" and self.show_dynamics else None
+        if action == "toggle_diagonal":
+            return True if self._has_diagonal_choice() else None
         if action == "cycle_param":
             return True if view == "scan" or (view == "run" and dyn_params(self.loaded.payload)) else None
+        if action == "toggle_inputs" and view == "run" and self.loaded.payload.part_dim == "matrix":
+            return None  # a recurrent run has no live inputs: its diagonal is n's
         if action in ("cycle_layer", "toggle_spread", "toggle_inputs"):
             return True if view in ("scan", "run") else None
         if action == "export":
@@ -537,6 +548,19 @@ class MfphysTUI(App):
         if action == "clear_marks":
             return True if self.marked else None
         return True
+
+    def _has_diagonal_choice(self) -> bool:
+        """Whether the view shows a recurrent matrix that the file also has without its diagonal."""
+        view = self.view_kind
+        if view == "run":
+            return self.loaded.payload.has_nodiag
+        if view == "scan":
+            return has_nodiag(self.loaded.payload.ds)
+        return False
+
+    def action_toggle_diagonal(self) -> None:
+        self.diagonal = not self.diagonal
+        self._draw()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.BINDINGS))
@@ -629,7 +653,7 @@ class MfphysTUI(App):
             if layers:
                 i = layers.index(self.layer) if self.layer in layers else 0
                 self.layer = layers[(i + step) % len(layers)]
-        elif kind == "run":
+        elif kind == "run":  # a layer, or a recurrent run's matrix
             n = max(self.loaded.payload.layers.size, 1)
             self.layer_index = (self.layer_index + step) % n
         self._draw()
@@ -677,7 +701,7 @@ class MfphysTUI(App):
                 job = ("scan", entry.name, self.current_grid(), (self.scan_stat, trajectories))
             elif isinstance(payload, RunSummary):
                 job = ("run", entry.name, payload, (self.layer_index, self.loaded.overlays, self.dyn_param,
-                                                    self.inputs))
+                                                    self.inputs, self.diagonal))
             else:
                 job = ("perturbation", entry.name, payload, None)
         self.export_view(job)
@@ -690,7 +714,7 @@ class MfphysTUI(App):
                 paths = export_scan(name, what, self.export_dir, stat=extra[0], trajectories=extra[1])
             elif kind == "run":
                 paths = export_run(name, what, extra[0], self.export_dir, overlays=extra[1], dyn_param=extra[2],
-                                   inputs=extra[3])
+                                   inputs=extra[3], diagonal=extra[4])
             elif kind == "table":
                 paths = export_runs_table(name, what, self.export_dir)
             else:

@@ -1,9 +1,12 @@
 """Export of a view's numbers (CSV) and plot (PNG, matplotlib Agg), written atomically.
 
 File names: ``<entry>-<view>-<param>-layer<l>.csv`` / ``.png`` (scan view; with the
-trajectories shown also ``...-dyn-<dim><value>``), ``<entry>-run-curves``,
+trajectories shown also ``...-dyn-<dim><value>``; a recurrent scan ``-<matrix>`` in place of
+``-layer<l>``, ``-nodiag`` for the recurrent matrix without its diagonal), ``<entry>-run-curves``,
 ``<entry>-run-order``, ``<entry>-run-dynamics`` (and ``-dynamics-<param>.png``),
-``<entry>-run-hist-layer<l>`` (run view) and ``<entry>-perturbation-error`` (perturbation
+``<entry>-run-hist-layer<l>`` (``-hist-<matrix>`` for a recurrent run), and for a recurrent
+run ``<entry>-run-evaluation`` (every evaluation mode) and, multisensory, the
+``<entry>-run-psychometric`` curves (run view), and ``<entry>-perturbation-error`` (perturbation
 view), where ``<entry>`` is the entry's name with ``/`` replaced by ``_``. Each file goes to
 a temporary name in the same folder and is renamed into place, so a reader never sees half a
 file.
@@ -25,6 +28,7 @@ from mfphys.stats import replica_stats
 from .models.format import mean_sem_rows, plain
 from .models.run import (
     HIST_NAMES,
+    RNN_MODES,
     SHOWN_ORDER,
     PerturbationSummary,
     RunSummary,
@@ -37,6 +41,7 @@ from .models.run import (
     hist_counts,
     order_stats,
     perturbation_table,
+    psychometric,
     trajectory,
 )
 from .models.runs_table import COLUMNS
@@ -97,6 +102,8 @@ def _figure(ncols: int, size):
 def _layer_part(layer) -> str:
     if layer is None:
         return ""
+    if isinstance(layer, str) and layer != "all":  # a recurrent scan's matrix
+        return f"-{layer}"
     if isinstance(layer, (int, np.integer)) and layer < 0:  # counted from the output
         return "-layerout" if layer == -1 else f"-layerout{layer + 1}"
     return f"-layer{layer}"
@@ -105,7 +112,8 @@ def _layer_part(layer) -> str:
 def scan_stem(entry_name: str, grid: Grid) -> str:
     """``<entry>-scan-<param>-layer<l>``, ending ``-live`` when layer 1 counts live inputs only."""
     live = "-live" if grid.inputs == "live" else ""
-    return f"{safe_name(entry_name)}-scan-{grid.param}{_layer_part(grid.layer)}{live}"
+    nodiag = "-nodiag" if grid.diagonal is False else ""
+    return f"{safe_name(entry_name)}-scan-{grid.param}{_layer_part(grid.layer)}{live}{nodiag}"
 
 
 def scan_figure(entry_name: str, grid: Grid, *, stat: str = "mean"):
@@ -129,6 +137,7 @@ def scan_figure(entry_name: str, grid: Grid, *, stat: str = "mean"):
     layer = f", {layer_label(grid.layer)}" if grid.layer is not None else ""
     live = " · layer 1 over live inputs" if grid.inputs == "live" and grid.layer != 1 else (
         " over live inputs" if grid.inputs == "live" else "")
+    live += " without its diagonal" if grid.diagonal is False else ""
     ax.set_title(f"{entry_name}: {grid.param}{layer}{live} ({what})", fontsize=9)
     fig.colorbar(im, ax=ax)
     return fig
@@ -200,8 +209,18 @@ def curves_table(run: RunSummary, overlays=()) -> tuple[list[str], list[list]]:
 
 def order_table(run: RunSummary) -> tuple[list[str], list[list]]:
     """One row per layer over all inputs, and layer 1 again over live inputs when the file has
-    them (``inputs`` column, as ``mfphys order --csv``); ``frac_uip`` is ``sparsity``'s set."""
+    them (``inputs`` column, as ``mfphys order --csv``); ``frac_uip`` is ``sparsity``'s set.
+    A recurrent run: one row per matrix over all connections, and the recurrent one again
+    without its diagonal (``connections`` = ``all`` / ``nodiag``, as ``mfphys order --csv``)."""
     cols = [c for c in SHOWN_ORDER if c in run.order]
+    if run.part_dim == "matrix":
+        header = ["matrix", "connections"] + [f"{c}_{s}" for c in cols for s in ("mean", "sem")]
+        rows = [[str(m), "all"] + r[1:] for m, r in zip(run.layers, mean_sem_rows(
+            list(run.layers), [order_stats(run, c) for c in cols]))]
+        if run.order_nodiag:
+            nodiag = mean_sem_rows(list(run.layers), [order_stats(run, c, diagonal=False) for c in cols])
+            rows += [[str(m), "nodiag"] + r[1:] for m, r in zip(run.layers, nodiag) if str(m) == "recurrent"]
+        return header, rows
     header = ["layer", "inputs"] + [f"{c}_{s}" for c in cols for s in ("mean", "sem")]
     rows = [[int(l), "all"] + r[1:] for l, r in zip(run.layers, mean_sem_rows(
         list(run.layers), [order_stats(run, c, "all") for c in cols]))]
@@ -229,16 +248,21 @@ def hist_table(run: RunSummary, layer_index: int) -> tuple[list[str], list[list]
 def dynamics_table(run: RunSummary) -> tuple[list[str], list[list]]:
     """The trajectories the run recorded while training: one row per (recorded epoch, layer),
     and layer 1 again over live inputs (``inputs`` column, as :func:`order_table`); mean and sem
-    over replicas of each order parameter."""
+    over replicas of each order parameter. A recurrent run: per matrix, the recurrent one again
+    without its diagonal (``matrix``, ``connections`` columns)."""
     params = dyn_params(run)
-    header = ["epoch", "layer", "inputs"] + [f"{c}_{s}" for c in params for s in ("mean", "sem")]
+    rnn = run.part_dim == "matrix"
+    header = ["epoch"] + (["matrix", "connections"] if rnn else ["layer", "inputs"]) + [
+        f"{c}_{s}" for c in params for s in ("mean", "sem")]
+    variants = (("all", run.dyn), ("nodiag", run.dyn_nodiag)) if rnn else (("all", run.dyn), ("live", run.dyn_live))
     rows = []
     for t, epoch in enumerate(run.dyn_epoch):
         for i, layer in enumerate(run.layers):
-            for inputs, source in (("all", run.dyn), ("live", run.dyn_live)):
-                if inputs == "live" and (int(layer) != 1 or not source):
+            for inputs, source in variants:
+                first = str(layer) == "recurrent" if rnn else int(layer) == 1
+                if inputs != "all" and (not first or not source):
                     continue
-                row = [int(epoch), int(layer), inputs]
+                row = [int(epoch), str(layer) if rnn else int(layer), inputs]
                 for c in params:
                     mean, _, sem, _ = replica_stats(source.get(c, run.dyn[c])[:, t, i])
                     row += [mean, sem]
@@ -246,23 +270,82 @@ def dynamics_table(run: RunSummary) -> tuple[list[str], list[list]]:
     return header, rows
 
 
+def evaluation_table(run: RunSummary) -> tuple[list[str], list[list]]:
+    """A recurrent run's accuracy in every evaluation mode: one row per mode, mean and sem over
+    replicas (MNIST: ``test_acc``; multisensory: the psychometric accuracy per modality and their mean)."""
+    if run.accuracies:
+        stats = [replica_stats(v) for v in run.accuracies.values()]  # (mean, std, sem, n) over replicas
+        return ["mode", "test_acc_mean", "test_acc_sem"], [[m, float(st[0]), float(st[2])]
+                                                          for m, st in zip(run.accuracies, stats)]
+    header = ["mode"] + [f"acc_{m}_{s}" for m in (*run.modalities, "mean") for s in ("mean", "sem")]
+    rows = []
+    for mode, acc in run.psychometric_acc.items():
+        per = acc.reshape(acc.shape[0], -1, acc.shape[-1]).mean(axis=1)
+        per = np.concatenate([per, per.mean(axis=1, keepdims=True)], axis=1)
+        mean, _, sem, _ = replica_stats(per, axis=0)
+        rows.append([mode] + [x for k in range(per.shape[1]) for x in (mean[k], sem[k])])
+    return header, rows
+
+
+def psychometric_table(run: RunSummary) -> tuple[list[str], list[list]]:
+    """P(choose high) per event rate: one row per rate, mean and sem over replicas of each
+    (mode, modality) (the sampled modes averaged over their draws first)."""
+    header, cols = ["rate"], []
+    for mode in run.p_high:
+        for modality, values in psychometric(run, mode):
+            mean, _, sem, _ = replica_stats(values, axis=0)
+            header += [f"{mode}_{modality}_mean", f"{mode}_{modality}_sem"]
+            cols += [mean, sem]
+    return header, [[float(r)] + [c[i] for c in cols] for i, r in enumerate(run.rates)]
+
+
+def _export_rnn(entry_name: str, run: RunSummary, folder: Path, base: str) -> list[Path]:
+    """A recurrent run's evaluation modes (CSV) and, multisensory, its psychometric curves (CSV, PNG)."""
+    out = []
+    if run.accuracies or run.psychometric_acc:
+        out.append(write_csv(folder / f"{base}-evaluation.csv", *evaluation_table(run)))
+    if run.p_high:
+        out.append(write_csv(folder / f"{base}-psychometric.csv", *psychometric_table(run)))
+        modes = list(run.p_high)
+        fig, axes = _figure(len(modes), (3 * len(modes), 2.8))
+        for ax, mode in zip(axes, modes):
+            for modality, values in psychometric(run, mode):
+                m, e = curve_stats(values)
+                ax.errorbar(run.rates, m, yerr=e, marker="o", ms=3, label=modality)
+            ax.set_title(RNN_MODES.get(mode, mode), fontsize=9)
+            ax.set_xlabel("event rate (Hz)")
+            ax.set_ylim(-0.02, 1.02)
+            ax.legend(fontsize=7)
+        axes[0].set_ylabel("P(choose high)")
+        fig.suptitle(f"{entry_name}: psychometric curves (mean ± sem, {run.replicas} replicas)", fontsize=9)
+        out.append(write_png(folder / f"{base}-psychometric.png", fig))
+    return out
+
+
 def export_run(entry_name: str, run: RunSummary, layer_index: int, folder: Path, overlays=(),
-               dyn_param: str | None = None, inputs: str = "live") -> list[Path]:
+               dyn_param: str | None = None, inputs: str = "live", diagonal: bool = True) -> list[Path]:
     """Curves (with those of the overlaid runs), per-layer order parameters, their trajectories
     during training (all of them in the CSV, ``dyn_param``'s in the PNG) and one layer's
-    histograms: CSVs, and PNGs of the plots."""
+    histograms: CSVs, and PNGs of the plots. A recurrent run: per matrix (``layer_index`` picks
+    the histograms' matrix, ``diagonal`` the recurrent trajectory with or without the diagonal),
+    and its evaluation modes and psychometric curves."""
     folder = Path(folder)
     base = f"{safe_name(entry_name)}-run"
-    layer = int(run.layers[layer_index]) if run.layers.size else 0
+    rnn = run.part_dim == "matrix"
+    if rnn:
+        layer = str(run.layers[layer_index]) if run.layers.size else ""
+    else:
+        layer = int(run.layers[layer_index]) if run.layers.size else 0
+    part = layer if rnn else f"layer{layer}"  # the file names' part
     out = [write_csv(folder / f"{base}-curves.csv", *curves_table(run, overlays)),
            write_csv(folder / f"{base}-order.csv", *order_table(run))]
     if dyn_params(run):
         out.append(write_csv(folder / f"{base}-dynamics.csv", *dynamics_table(run)))
         param = dyn_param if dyn_param in run.dyn else dyn_params(run)[0]
         fig, (ax,) = _figure(1, (6, 3.4))
-        for label, values in trajectory(run, param, inputs):
+        for label, values in trajectory(run, param, inputs, diagonal):
             m, e = curve_stats(values)
-            ax.errorbar(run.dyn_epoch, m, yerr=e, marker="o", ms=3, label=f"layer {label[1:]}")
+            ax.errorbar(run.dyn_epoch, m, yerr=e, marker="o", ms=3, label=label if rnn else f"layer {label[1:]}")
         for k, (_, values) in enumerate(baseline_trajectory(run, param)):
             ax.plot(run.baseline_dyn_epoch, curve_stats(values)[0], color="#ff8c00", lw=1,
                     label="BP baseline" if k == 0 else None)
@@ -272,8 +355,10 @@ def export_run(entry_name: str, run: RunSummary, layer_index: int, folder: Path,
         ax.set_title(f"{entry_name}: {dyn_label(param)} while training (mean ± sem, {run.replicas} replicas)",
                      fontsize=9)
         out.append(write_png(folder / f"{base}-dynamics-{param}.png", fig))
+    out += _export_rnn(entry_name, run, folder, base) if rnn else []
     fig, axes = _figure(2, (9, 3.2))
-    for ax, k, label in zip(axes, ("train_loss", "test_acc"), ("train loss (nats)", "test accuracy")):
+    loss_unit = "" if rnn and run.task == "multisensory" else " (nats)"  # a masked squared error
+    for ax, k, label in zip(axes, ("train_loss", "test_acc"), (f"train loss{loss_unit}", "test accuracy")):
         m, e = curve_stats(run.curves[k])
         ax.errorbar(run.epoch, m, yerr=e, label=f"{run.mode or 'run'} (mean ± sem, {run.replicas} replicas)")
         if k in run.baseline and run.baseline_name not in {n for n, _ in overlays}:
@@ -288,7 +373,7 @@ def export_run(entry_name: str, run: RunSummary, layer_index: int, folder: Path,
     fig.suptitle(entry_name, fontsize=9)
     out.append(write_png(folder / f"{base}-curves.png", fig))
     if run.hist and run.layers.size:
-        out.append(write_csv(folder / f"{base}-hist-layer{layer}.csv", *hist_table(run, layer_index)))
+        out.append(write_csv(folder / f"{base}-hist-{part}.csv", *hist_table(run, layer_index)))
         names = [n for n in HIST_NAMES if n in run.hist]
         fig, axes = _figure(len(names), (3 * len(names), 2.8))
         for ax, n in zip(axes, names):
@@ -296,8 +381,8 @@ def export_run(entry_name: str, run: RunSummary, layer_index: int, folder: Path,
             ax.stairs(c, e, fill=True)
             ax.set_xlabel({"xi": "Xi"}.get(n, n))
             ax.set_ylabel(f"connections ({run.replicas} replicas)")
-        fig.suptitle(f"{entry_name}: layer {layer}", fontsize=9)
-        out.append(write_png(folder / f"{base}-hist-layer{layer}.png", fig))
+        fig.suptitle(f"{entry_name}: {layer} matrix" if rnn else f"{entry_name}: layer {layer}", fontsize=9)
+        out.append(write_png(folder / f"{base}-hist-{part}.png", fig))
     return out
 
 

@@ -17,7 +17,7 @@ APP_KEYS = [
     Binding("q", "quit", "quit", tooltip="quit"),
     Binding("question_mark", "help", "help", key_display="?", tooltip="this help screen"),
     Binding("slash", "filter", "filter", key_display="/", priority=True,
-            tooltip="filter box (words match name, kind, status, dataset, architecture, date); "
+            tooltip="filter box (words match name, kind, status, dataset, architecture, date, rnn, preset); "
                     "while it has the focus, every letter is text"),
     Binding("escape", "clear_filter", "clear filter", show=False, key_display="esc",
             tooltip="clear the filter, from anywhere (the focus leaves the filter box for the list)"),
@@ -29,12 +29,15 @@ APP_KEYS = [
     Binding("p", "cycle_param(1)", "param",
             tooltip="scan: next order parameter; run: next order parameter of the trajectories plot"),
     Binding("P", "cycle_param(-1)", "param back", show=False, tooltip="scan, run: previous order parameter"),
-    Binding("l", "cycle_layer(1)", "layer", tooltip="scan, run: next layer (heatmap; histograms)"),
-    Binding("L", "cycle_layer(-1)", "layer back", show=False, tooltip="scan, run: previous layer"),
+    Binding("l", "cycle_layer(1)", "layer",
+            tooltip="scan, run: next layer (heatmap; histograms); recurrent model: next matrix"),
+    Binding("L", "cycle_layer(-1)", "layer back", show=False, tooltip="scan, run: previous layer or matrix"),
     Binding("o", "toggle_output", "out/in",
             tooltip="scan: count layers from the output (output layer, output-1 ...) or from the input"),
     Binding("i", "toggle_inputs", "inputs",
             tooltip="scan, run: layer 1 over the inputs that vary (the default) or over all inputs"),
+    Binding("n", "toggle_diagonal", "diagonal", show=False,
+            tooltip="run, scan of the recurrent model: the recurrent matrix with or without its diagonal"),
     Binding("v", "toggle_values", "values", tooltip="scan: show / hide the numbers in the heatmap cells"),
     Binding("d", "toggle_dynamics", "dyn",
             tooltip="scan: show / hide the parameter against epoch, one line per cell of the cursor's row "

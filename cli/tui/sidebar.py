@@ -16,7 +16,8 @@ KIND_STYLE = {"run": "#5fafff", "scan": "#d787ff", "perturbation": "#87d787"}
 
 
 def entry_prompt(e: Entry, width: int = 42, marked: bool = False) -> Text:
-    """Two lines for the sidebar: the name; kind, status, dataset, architecture and date (or the error).
+    """Two lines for the sidebar: the name; kind, status, dataset, architecture and date (or the error);
+    ``rnn`` before the dataset for a recurrent run's files.
 
     The name is the file's own (``mfphys train --name``) when it has one, else its path name,
     shortened in the middle, where default names (dataset, architecture, mode, seed, time)
@@ -32,7 +33,9 @@ def entry_prompt(e: Entry, width: int = 42, marked: bool = False) -> Text:
     if e.error:
         second.append(": " + e.error, style="red")
     else:
-        for part in (f"{e.dataset} {e.architecture}".strip(), e.date[:10]):
+        # a recurrent run (or its perturbation) says so: "rnn mnist 28-100-10 x28"
+        for part in (" ".join(p for p in ("rnn" if e.model == "rnn" else "", e.dataset, e.architecture) if p),
+                     e.date[:10]):
             if part:
                 second.append(" · " + part, style="dim")
     for line in (first, second):

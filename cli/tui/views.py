@@ -23,14 +23,19 @@ from .models.format import duration, middle_ellipsis, plain, short
 from .models.listing import Entry
 from .models.run import (
     HIST_NAMES,
+    RNN_MODES,
     PerturbationSummary,
     RunSummary,
+    accuracy_table,
     baseline_trajectory,
     curve_stats,
     dyn_label,
     hist_counts,
     layer_table,
     live_note,
+    part_name,
+    psychometric,
+    psychometric_modes,
     trajectory,
 )
 from .models.runs_table import COLUMNS, NUMERIC, RunRow, row_cells
@@ -45,11 +50,26 @@ OVERLAY_COLOURS = ("#ff5f87", "#87d787", "#d787ff", "#5fd7d7", "#d7d75f", "#ff87
 LEGEND_WIDTH = 24  # a run's name in a plot's legend, cut in the middle beyond this
 #: colours of the layers in the trajectory plot (layer 1, 2, ...; the BP baseline is orange)
 LAYER_COLOURS = ("#5fafff", "#87d787", "#d787ff", "#5fd7d7", "#d7d75f", "#ff5f87", "#afafaf")
+#: colours of the multisensory modalities in the psychometric plots (visual, auditory, both)
+MODALITY_COLOURS = ("#5fafff", "#87d787", "#ff5f87", "#d7d75f")
+
+
+def entry_parts(entry: Entry) -> list[str]:
+    """What the entry is, as the words of its heading: kind, model and mode, task and preset
+    (recurrent runs), the perturbed matrix (recurrent perturbations), dataset, architecture, date."""
+    mode = f"rnn {entry.mode}".strip() if entry.model == "rnn" else entry.mode
+    dataset = entry.dataset
+    if entry.preset and entry.preset != dataset:
+        dataset = f"{dataset} ({entry.preset})" if dataset else entry.preset
+    matrix = ""
+    if entry.matrix:  # the perturbed matrix; "recurrent nodiag": its self-connections left out
+        name, _, nodiag = entry.matrix.partition(" ")
+        matrix = f"{name} matrix" + (" without its diagonal" if nodiag else "")
+    return [entry.kind, mode, matrix, dataset, entry.architecture, entry.date]
 
 
 def entry_line(entry: Entry) -> str:
-    parts = [entry.kind, entry.mode, entry.dataset, entry.architecture, entry.date]
-    return " · ".join(escape(p) for p in parts if p)
+    return " · ".join(escape(p) for p in entry_parts(entry) if p)
 
 
 def entry_heading(entry: Entry) -> Text:
@@ -101,7 +121,12 @@ class RunView(VerticalScroll):
     RunView { padding: 0 1; }
     RunView #run-head { height: auto; margin-bottom: 1; }
     RunView #run-curves { height: 11; }
+    RunView #run-eval { display: none; height: auto; max-height: 8; margin: 1 0 0 0; }
+    RunView.-rnn #run-eval { display: block; }
+    RunView #run-psych { display: none; height: 11; margin: 1 0 0 0; }
+    RunView.-psych #run-psych { display: block; }
     RunView #plot-dyn { height: 10; margin: 1 0 0 0; }
+    RunView.-rnn.-nodyn #plot-dyn { height: 2; }
     RunView #run-order { height: auto; max-height: 12; margin: 1 0 0 0; }
     RunView #order-note { height: auto; margin-bottom: 1; }
     RunView #run-hists { height: 8; }
@@ -112,6 +137,11 @@ class RunView(VerticalScroll):
         with Horizontal(id="run-curves"):
             yield LinePlot(id="plot-loss")
             yield LinePlot(id="plot-acc")
+        # a recurrent run: the accuracy of every evaluation mode; multisensory: psychometric curves
+        yield _static_table(DataTable(id="run-eval", show_cursor=False, zebra_stripes=True))
+        with Horizontal(id="run-psych"):
+            yield LinePlot(id="plot-psych-1")
+            yield LinePlot(id="plot-psych-2")
         yield LinePlot(id="plot-dyn")
         yield _static_table(DataTable(id="run-order", show_cursor=False, zebra_stripes=True))
         yield Static(id="order-note")
@@ -122,12 +152,18 @@ class RunView(VerticalScroll):
             yield Bars(id="hist-xi", colour="#87d787")
 
     def show(self, entry: Entry, run: RunSummary, *, layer_index: int, curves: str = "mean",
-             inputs: str = "live", overlays=(), dyn_param: str | None = None) -> None:
+             inputs: str = "live", overlays=(), dyn_param: str | None = None, diagonal: bool = True) -> None:
         """Draw ``run``; ``curves``: "mean" over replicas or every replica's curve ("replicas");
         ``inputs``: layer 1 of the order table and of the trajectories over "live" or "all"
         inputs; ``overlays``: ``(name, RunNumbers)`` of marked runs, drawn with the run's own
-        curves; ``dyn_param``: the order parameter whose trajectory is plotted."""
+        curves; ``dyn_param``: the order parameter whose trajectory is plotted; ``diagonal``: a
+        recurrent run's recurrent matrix with its diagonal (self-connections) or without."""
         self._shown = (entry, run)
+        rnn = run.part_dim == "matrix"
+        self.set_class(rnn, "-rnn")
+        self.set_class(bool(run.p_high), "-psych")
+        # a recurrent run without trajectories: two lines say so, the order table moves up
+        self.set_class(not run.dyn, "-nodyn")
         head = entry_heading(entry)
         head.append("\n")
         head.append_text(progress_line(entry, run))
@@ -136,9 +172,13 @@ class RunView(VerticalScroll):
         if run.baseline_name and show_baseline:
             head.append("   BP baseline: ", style=BP_COLOUR)
             head.append(run.baseline_name)
-        head.append("\ntest acc ")
-        head.append(format_stat(run.final["test_acc"]) if run.epoch.size else "-", style="bold")
-        head.append(" mean-field" + (f" (epoch {int(run.epoch[-1])})" if entry.partial and run.epoch.size else ""))
+        if rnn:
+            head.append_text(rnn_accuracy_line(run))
+        else:
+            head.append("\ntest acc ")
+            head.append(format_stat(run.final["test_acc"]) if run.epoch.size else "-", style="bold")
+            head.append(" mean-field" + (f" (epoch {int(run.epoch[-1])})" if entry.partial and run.epoch.size
+                                         else ""))
         if "test_acc_sampled" in run.final:
             head.append(" · ")
             head.append(format_stat(run.final["test_acc_sampled"]), style="bold")
@@ -169,20 +209,29 @@ class RunView(VerticalScroll):
             what = "replicas" if spread else "mean"
             if not run.epoch.size:  # the file written at the start: no epoch to draw yet
                 series, what = [], "no epoch done yet"
+            elif key == "test_acc" and not np.isfinite(run.curves[key]).any() and run.p_high:
+                series, what = [], "none for this task"
             # with runs overlaid the legend is the header's "overlay:" line (names too long for a title)
             self.query_one(wid, LinePlot).plot(series, title=f"{title} ({what})", xlabel="epoch",
                                                legend=not overlays)
-        self._trajectories(run, dyn_param, inputs, spread)
-        header, rows = layer_table(run, inputs)
+        if rnn:
+            _fill_table(self.query_one("#run-eval", DataTable), *accuracy_table(run))
+        if run.p_high:
+            self._psychometric(run, spread)
+        self._trajectories(run, dyn_param, inputs, spread, diagonal)
+        header, rows = layer_table(run, inputs, diagonal)
         _fill_table(self.query_one("#run-order", DataTable), header, rows)
-        self.query_one("#order-note", Static).update(Text(live_note(run, inputs), style="dim"))
-        layer = int(run.layers[layer_index]) if run.layers.size else 0
+        self.query_one("#order-note", Static).update(Text(live_note(run, inputs, diagonal), style="dim"))
         what = "all connections"
         if entry.partial or not run.epoch.size:  # a checkpoint: the parameters after its last epoch
             what = f"after epoch {int(run.epoch[-1]) if run.epoch.size else 0}"
+        if rnn and run.layers.size:
+            part = f"[b]histograms, {escape(part_name(run, layer_index))}[/b] ({layer_index + 1} of {run.layers.size})"
+        else:
+            layer = int(run.layers[layer_index]) if run.layers.size else 0
+            part = f"[b]histograms, layer {layer}[/b] of {run.layers.size}"
         self.query_one("#hist-head", Static).update(
-            Text.from_markup(f"[b]histograms, layer {layer}[/b] of {run.layers.size} [dim](l/L): {what}, "
-                             f"{run.replicas} replica(s)[/dim]"))
+            Text.from_markup(f"{part} [dim](l/L): {what}, {run.replicas} replica(s)[/dim]"))
         for n in HIST_NAMES:
             bars = self.query_one(f"#hist-{n}", Bars)
             if n in run.hist and run.layers.size:
@@ -204,11 +253,28 @@ class RunView(VerticalScroll):
             lines[1] = progress_line(entry, self._shown[1])
             head.update(Text("\n").join(lines))
 
-    def _trajectories(self, run: RunSummary, param: str | None, inputs: str, spread: bool) -> None:
+    def _psychometric(self, run: RunSummary, spread: bool) -> None:
+        """The multisensory psychometric curves: P(choose high) against the event rate, one line
+        per modality, for the noise-free mean field and a sampled mode beside it."""
+        modes = psychometric_modes(run)
+        for k, wid in enumerate(("#plot-psych-1", "#plot-psych-2")):
+            plot = self.query_one(wid, LinePlot)
+            if k >= len(modes):
+                plot.plot([], title="")
+                continue
+            series = []
+            for (modality, values), colour in zip(psychometric(run, modes[k]), MODALITY_COLOURS):
+                series += self._series(run.rates, values, modality, colour, spread)
+            # the legend takes the rest of the title line: "mean over replicas" is the header's
+            plot.plot(series, title=f"P(high) {RNN_MODES.get(modes[k], modes[k])}", xlabel="event rate (Hz)")
+
+    def _trajectories(self, run: RunSummary, param: str | None, inputs: str, spread: bool,
+                      diagonal: bool = True) -> None:
         """The order parameter ``param`` against epoch while training, one line per layer (layer 1
-        over live inputs when ``inputs`` says so), with the BP baseline's where it has one."""
+        over live inputs when ``inputs`` says so) or matrix (the recurrent one without its
+        diagonal when ``diagonal`` is False), with the BP baseline's where it has one."""
         plot = self.query_one("#plot-dyn", LinePlot)
-        lines = trajectory(run, param, inputs) if param else []
+        lines = trajectory(run, param, inputs, diagonal) if param else []
         if not lines:
             plot.plot([], title="order parameters while training: none recorded in this file (docs/file-format.md, "
                                 "Dynamics)")
@@ -236,6 +302,32 @@ class RunView(VerticalScroll):
             return [Series(label if r == 0 else "", epoch, values[r], colour) for r in range(values.shape[0])]
         mean, _ = curve_stats(values)
         return [Series(label, epoch, mean, colour)]
+
+
+def rnn_accuracy_line(run: RunSummary) -> Text:
+    """A recurrent run's accuracy line: the noise-free mean field and the quenched networks (the
+    table below the curves has every mode); multisensory: the psychometric accuracy, mean over
+    the modalities."""
+    line = Text()
+    if run.accuracies:
+        line.append("\ntest acc ")
+        for k, mode in enumerate(m for m in ("mf", "quenched") if m in run.accuracies):
+            line.append(" · " if k else "")
+            line.append(format_stat(run.accuracies[mode]), style="bold")
+            line.append(" " + RNN_MODES[mode])
+    elif run.psychometric_acc:
+        line.append("\npsychometric acc ")
+        for k, mode in enumerate(m for m in ("mf", "quenched") if m in run.psychometric_acc):
+            acc = run.psychometric_acc[mode]
+            line.append(" · " if k else "")
+            line.append(format_stat(acc.reshape(acc.shape[0], -1).mean(axis=1)), style="bold")
+            line.append(" " + RNN_MODES[mode])
+        line.append(" (mean over modalities)", style="dim")
+    else:
+        line.append("\ntest acc ")
+        line.append(format_stat(run.final["test_acc"]) if run.epoch.size else "-", style="bold")
+        line.append(" mean-field")
+    return line
 
 
 def progress_line(entry: Entry, run: RunSummary) -> Text:
@@ -345,6 +437,7 @@ def trajectory_title(t: Trajectories) -> str:
     what = t.param
     if t.layer is not None:
         what += ", " + layer_label(t.layer) + (" live" if t.inputs == "live" and t.layer == 1 else "")
+        what += " nodiag" if t.diagonal is False else ""
     return what + (f", {t.fixed[0]} = {t.fixed[1]}" if t.fixed else "")
 
 
@@ -353,6 +446,11 @@ def scan_notes(grid: Grid) -> list[str]:
     notes = []
     if grid.layer == NETWORK:
         notes.append("whole network: mean over each cell's layers, weighted by connections")
+    elif isinstance(grid.layer, str):  # a recurrent scan's matrix
+        if grid.diagonal is not None:
+            notes.append("recurrent matrix without its diagonal, the self-connections (n: all connections)"
+                         if not grid.diagonal else
+                         "recurrent matrix: all connections, diagonal included (n: without it)")
     elif isinstance(grid.layer, (int, np.integer)) and grid.layer < 0:
         notes.append("layers from the output, at each cell's own depth (o: from the input)")
     elif grid.layer is not None:
@@ -478,6 +576,10 @@ class RunsTableView(Vertical):
         note = Text("accuracy: mean-field test accuracy at the last epoch; sparsity, VIP: fractions of absent and "
                     "very important connections in the whole network (layer 1 over live inputs); means over "
                     "replicas", style="dim")
+        if any(r.mode.startswith("rnn") for r in rows):
+            note.append("\nrecurrent runs (rnn): accuracy of the final noise-free mean-field evaluation "
+                        "(multisensory: psychometric accuracy, mean over modalities); sparsity, VIP over the "
+                        "input, recurrent and output matrices", style="dim")
         for r in errors:
             note.append(f"\n{r.name}: {r.error}", style="red")
         self.query_one("#table-note", Static).update(note)

@@ -38,3 +38,12 @@ def _fresh_cache():
     CACHE.clear()
     yield
     CACHE.clear()
+
+
+@pytest.fixture(scope="session")
+def rnn_dir(tmp_path_factory, mnist_dir) -> Path:
+    """Tiny recurrent runs (MNIST and multisensory), a trajectory-carrying copy, a perturbation
+    of the recurrent matrix, and one feed-forward run: tests/tui/rnn_files.py."""
+    from tests.tui.rnn_files import make_rnn_runs
+
+    return make_rnn_runs(tmp_path_factory.mktemp("fixtures-rnn") / "rnn", mnist_dir)

@@ -203,7 +203,7 @@ async def test_help_screen_lists_every_key(runs_dir):
         assert isinstance(app.screen, HelpScreen)
         keys = [k for k, _ in app.screen.rows]
         assert keys[: len(MfphysTUI.BINDINGS)] == ["q", "?", "/", "esc", "t", "space", "M", "p", "P", "l", "L", "o",
-                                                   "i", "v", "d", "c", "s", "e", "r"]
+                                                   "i", "n", "v", "d", "c", "s", "e", "r"]
         tab = dict(app.screen.rows)["tab / shift+tab"]  # the tab order is written out, not found by trial
         assert tab.index("filter box") < tab.index("sidebar list") < tab.index("view")
         assert len(key_rows(MfphysTUI.BINDINGS)) == len(MfphysTUI.BINDINGS)

@@ -60,6 +60,12 @@ class Entry:
     epochs: int | None = None
     eta_at: float | None = None
     writer: str = field(default="", repr=False)
+    # the recurrent model (docs/model-rnn.md section 9): runs and perturbation files of a
+    # recurrent run say "rnn", their task and preset; a perturbation file the matrix it perturbed
+    model: str = ""
+    task: str = ""
+    preset: str = ""
+    matrix: str = ""
 
     @property
     def ok(self) -> bool:
@@ -125,7 +131,8 @@ def _file_entry(path: Path, name: str) -> Entry:
     if kind == "perturbation" and (not dataset or not arch):
         dataset, arch = _perturbation_source(attrs, dataset, arch)
     entry = Entry(path, name, kind, "done", dataset, arch, short_date(attrs.get("created")),
-                  str(attrs.get("mode", "")), str(attrs.get("name", "")).strip(), signature=sig)
+                  str(attrs.get("mode", "")), str(attrs.get("name", "")).strip(), signature=sig,
+                  **_model_fields(attrs, kind))
     if kind != "run":
         return entry
     # a run file is written whole (atomically) at its start, at checkpoints and at the end: its
@@ -135,6 +142,19 @@ def _file_entry(path: Path, name: str) -> Entry:
     return dataclasses.replace(entry, status=status, epochs_done=done, epochs=total,
                                eta_at=_eta_at(attrs, done, total) if status == "running" else None,
                                writer=str(attrs.get("writer", "")) if status == "running" else "")
+
+
+def _model_fields(attrs, kind: str) -> dict:
+    """``model``, ``task``, ``preset`` (and a perturbation's ``matrix``) of a recurrent run's file;
+    nothing for a feed-forward one (no ``model`` attribute, or ``ffn``)."""
+    if str(attrs.get("model", "")) != "rnn":
+        return {}
+    out = dict(model="rnn", task=str(attrs.get("task", "")), preset=str(attrs.get("preset", "")))
+    if kind == "perturbation":
+        out["matrix"] = str(attrs.get("matrix", ""))
+        if str(attrs.get("candidates", "")).startswith("off-diagonal"):
+            out["matrix"] += " nodiag"
+    return out
 
 
 def _int(value) -> int | None:
@@ -220,10 +240,15 @@ def _scan_entry(folder: Path, name: str) -> Entry:
         return Entry(folder, name, "scan", "error", error=one_line(exc), signature=sig)
     cells = tuple(int(counts.get(k, 0)) for k in ("done", "failed", "running", "pending", "total"))
     fixed = meta.get("fixed") if isinstance(meta.get("fixed"), dict) else {}
-    return Entry(folder, name, "scan", scan_state(counts), str(fixed.get("dataset", "")), scan_architecture(meta),
+    grid = meta.get("grid") if isinstance(meta.get("grid"), dict) else {}
+    # a recurrent scan (its cells are recurrent runs): "rnn" in the sidebar, its preset in the filter
+    rnn = dict(model="rnn", preset=str(fixed.get("preset", "")), task=str(fixed.get("task", ""))) if (
+        str(fixed.get("model", "")) == "rnn" or "steps" in grid) else {}
+    dataset = str(fixed.get("dataset", "")) or (rnn.get("task") or "")
+    return Entry(folder, name, "scan", scan_state(counts), dataset, scan_architecture(meta),
                  short_date(meta.get("created")), cells=cells, signature=sig,
                  cell_status=tuple(counts.get("cells", {}).items()),
-                 data_signature=scan_signature(folder, markers=False))
+                 data_signature=scan_signature(folder, markers=False), **rnn)
 
 
 def list_entries(root: str | os.PathLike) -> list[Entry]:
@@ -274,7 +299,7 @@ def filter_entries(entries, text: str) -> list[Entry]:
 
     def hay(e: Entry) -> str:
         return " ".join((e.name, e.label, e.kind, e.status, e.status_text, e.dataset, e.architecture, e.date,
-                         e.mode, e.error)).lower()
+                         e.mode, e.model, e.task, e.preset, e.matrix, e.error)).lower()
 
     return [e for e in entries if all(w in hay(e) for w in words)]
 
@@ -287,5 +312,5 @@ def find_baseline(entry: Entry, entries) -> Entry | None:
     if entry.kind != "run" or entry.mode == "bp":
         return None
     same = [e for e in entries if e.kind == "run" and e.ok and e.mode == "bp" and e.path.parent == entry.path.parent
-            and e.dataset == entry.dataset and e.architecture == entry.architecture]
+            and e.dataset == entry.dataset and e.architecture == entry.architecture and e.model == entry.model]
     return max(same, key=lambda e: (e.date, e.name)) if same else None

@@ -1,5 +1,12 @@
 """The run view's and the perturbation view's models: a run file or a perturbation file, read once.
 
+Both model families: a feed-forward run has its order parameters, histograms and trajectories
+per ``layer`` (1 .. L), a recurrent run (attribute ``model = "rnn"``, docs/model-rnn.md
+section 9) per ``matrix`` (input, recurrent, output); ``RunSummary.part_dim`` says which, and
+``RunSummary.layers`` holds that coordinate. A recurrent run also carries the accuracy of every
+evaluation mode (docs/model-rnn.md section 5) and, for the multisensory task, the
+psychometric curves.
+
 :func:`load_run` reads a run file (and its BP baseline's curves and order-parameter
 trajectories) into a :class:`RunSummary`,
 :func:`load_perturbation` a perturbation file into a :class:`PerturbationSummary`; both are
@@ -37,6 +44,14 @@ HIST_NAMES = ("pi", "m", "xi")
 DYN_PARAMS = ("frac_vip", "sparsity", "frac_variable", "entropy", "mean_xi", "mean_pi", "weight_var")
 #: the error variables of a perturbation file the view and the export show, in this order
 PERTURBATION_ERRORS = ("error_vip", "error_variable", "error_vip_mf", "error_variable_mf")
+#: the suffix of a recurrent run's order parameters without the recurrent diagonal (the
+#: self-connections; docs/model-rnn.md section 9): only the recurrent column differs
+NODIAG_SUFFIX = "_nodiag"
+RECURRENT = "recurrent"
+#: a recurrent run's evaluation modes as stored (docs/file-format.md "Recurrent runs"), in the
+#: order the run view lists them, with the words it uses
+RNN_MODES = {"mf": "mean-field", "noisy": "noisy", "quenched": "quenched", "annealed": "annealed",
+             "quenched_vote": "quenched vote"}
 
 
 # --- run ---------------------------------------------------------------------------------------
@@ -71,6 +86,20 @@ class RunSummary:
     dyn_epoch: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     dyn: dict = field(default_factory=dict)  # DYN_PARAMS present: (R, T, L)
     dyn_live: dict = field(default_factory=dict)  # their ``_live`` variants: (R, T, L)
+    # the recurrent model (docs/model-rnn.md): "rnn", or "ffn" for a feed-forward run
+    model: str = "ffn"
+    task: str = ""  # rnn: mnist or multisensory
+    preset: str = ""  # rnn: the preset the run started from
+    order_nodiag: dict = field(default_factory=dict)  # rnn: ``<name>_nodiag`` (R, M)
+    dyn_nodiag: dict = field(default_factory=dict)  # rnn: ``dyn_<name>_nodiag`` (R, T, M)
+    n_diagonal: int = 0  # rnn: the recurrent self-connections (N)
+    accuracies: dict = field(default_factory=dict)  # rnn MNIST: mode -> test accuracy (R,)
+    # rnn multisensory: mode -> psychometric accuracy (R, [D,] modality) and P(choose high)
+    # (R, [D,] modality, rate) over ``modalities`` and ``rates``
+    psychometric_acc: dict = field(default_factory=dict)
+    p_high: dict = field(default_factory=dict)
+    modalities: tuple = ()
+    rates: np.ndarray = field(default_factory=lambda: np.zeros(0))
     baseline_name: str = ""
     baseline: dict = field(default_factory=dict)  # train_loss, test_acc of the BP run: (R, E)
     baseline_epoch: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -80,6 +109,49 @@ class RunSummary:
     @property
     def replicas(self) -> int:
         return int(self.curves["train_loss"].shape[0])
+
+    @property
+    def part_dim(self) -> str:
+        """What the order parameters, histograms and trajectories are per: "layer" or "matrix"."""
+        return "matrix" if self.model == "rnn" else "layer"
+
+    @property
+    def has_nodiag(self) -> bool:
+        """Whether the file has order parameters without the recurrent diagonal (a recurrent run)."""
+        return bool(self.order_nodiag) or bool(self.dyn_nodiag)
+
+
+def part_name(run: RunSummary, index: int) -> str:
+    """``layer 2`` or ``recurrent matrix``: one entry of the run's part coordinate, in words."""
+    if run.part_dim == "matrix":
+        return f"{run.layers[index]} matrix"
+    return f"layer {int(run.layers[index])}"
+
+
+def _part_values(ds, name: str, dims: tuple) -> np.ndarray:
+    return np.asarray(ds[name].transpose(*dims).values, dtype=float)
+
+
+def _rnn_parts(ds) -> dict:
+    """What only a recurrent run file has: the order parameters without the recurrent diagonal,
+    the accuracy of every evaluation mode, the multisensory psychometric curves."""
+    a = ds.attrs
+    out = dict(model="rnn", task=str(a.get("task", "")), preset=str(a.get("preset", "")),
+               order_nodiag={k: _part_values(ds, k + NODIAG_SUFFIX, ("replica", "matrix")) for k in ORDER_COLUMNS
+                             if k + NODIAG_SUFFIX in ds},
+               n_diagonal=int(ds.sizes.get("post_recurrent", 0)))
+    out["accuracies"] = {m: _values(ds, f"test_acc_{m}") for m in RNN_MODES if f"test_acc_{m}" in ds}
+    p_high, acc = {}, {}
+    for m in RNN_MODES:
+        if f"p_high_{m}" in ds and "modality" in ds.coords and "rate" in ds.coords:
+            lead = ("replica", "draw") if "draw" in ds[f"p_high_{m}"].dims else ("replica",)
+            p_high[m] = _part_values(ds, f"p_high_{m}", lead + ("modality", "rate"))
+            if f"psychometric_acc_{m}" in ds:
+                acc[m] = _part_values(ds, f"psychometric_acc_{m}", lead + ("modality",))
+    if p_high:
+        out.update(p_high=p_high, psychometric_acc=acc, modalities=tuple(str(v) for v in ds["modality"].values),
+                   rates=np.asarray(ds["rate"].values, dtype=float))
+    return out
 
 
 def _values(ds, name):
@@ -95,13 +167,18 @@ def _run_parts(path: Path) -> dict:
     # (replica, epoch) by name: a file written at the start of its run has 0 epochs
     curves = {k: np.asarray(ds[k].transpose("replica", "epoch").values, dtype=float)
               for k in ("train_loss", "test_acc", "test_loss", "train_acc") if k in ds}
-    order = {k: _values(ds, k) for k in ORDER_COLUMNS if k in ds}
+    rnn = store.model_of(ds.attrs) == "rnn"
+    part = "matrix" if rnn else "layer"
+    # (replica, layer) or (replica, matrix), by name
+    order = {k: _part_values(ds, k, ("replica", part)) for k in ORDER_COLUMNS if k in ds}
     order_live = {k: _values(ds, k + LIVE_SUFFIX) for k in ORDER_COLUMNS if k + LIVE_SUFFIX in ds}
     live = store.live_inputs(ds)
     hist = {}
     for n in HIST_NAMES:
         if f"hist_{n}" in ds and f"{n}_edge" in ds.coords:
-            hist[n] = (np.asarray(ds[f"{n}_edge"].values, dtype=float), np.asarray(ds[f"hist_{n}"].values))
+            hist[n] = (np.asarray(ds[f"{n}_edge"].values, dtype=float),
+                       np.asarray(ds[f"hist_{n}"].transpose("replica", part, ...).values
+                                  if part in ds[f"hist_{n}"].dims else ds[f"hist_{n}"].values))
     R = curves["test_acc"].shape[0]
     # a file written at the start of its run holds no epoch yet: no accuracy to show
     final = {"test_acc": curves["test_acc"][:, -1] if ds.sizes["epoch"] else np.full(R, np.nan)}
@@ -109,29 +186,36 @@ def _run_parts(path: Path) -> dict:
         if k in ds:
             final[k] = _values(ds, k)
     a = ds.attrs
-    dyn, dyn_live, dyn_epoch = _dynamics(ds)
+    dyn, dyn_live, dyn_epoch = _dynamics(ds, part)
+    extra = _rnn_parts(ds) if rnn else {}
+    if rnn:
+        extra["dyn_nodiag"] = _dynamics(ds, part, suffix=NODIAG_SUFFIX)[1]
     return dict(title=str(a.get("title", "")), mode=str(a.get("mode", "")), dataset=str(a.get("dataset", "")),
                 architecture=str(a.get("architecture", "")), created=short_date(a.get("created")),
                 epoch=np.asarray(ds["epoch"].values), curves=curves,
-                layers=np.asarray(ds["layer"].values) if "layer" in ds.coords else np.zeros(0, int),
+                layers=np.asarray(ds[part].values) if part in ds.coords else np.zeros(0, int),
                 order=order, order_live=order_live, hist=hist, final=final,
                 live_inputs=(int(live.sum()), int(live.size)) if live is not None else None,
-                epochs_total=_configured_epochs(a), dyn_epoch=dyn_epoch, dyn=dyn, dyn_live=dyn_live)
+                epochs_total=_configured_epochs(a), dyn_epoch=dyn_epoch, dyn=dyn, dyn_live=dyn_live, **extra)
 
 
-def _dynamics(ds) -> tuple[dict, dict, np.ndarray]:
-    """The trajectories a run file recorded while training (``dyn_<name>``, ``dyn_<name>_live``,
-    (replica, dyn_epoch, layer)) and their epochs; empty for files written before they existed."""
+def _dynamics(ds, part: str = "layer", suffix: str = LIVE_SUFFIX) -> tuple[dict, dict, np.ndarray]:
+    """The trajectories a run file recorded while training (``dyn_<name>`` and ``dyn_<name><suffix>``,
+    (replica, dyn_epoch, ``part``): layer, or matrix for a recurrent run) and their epochs; empty
+    for files written before they existed."""
     if "dyn_epoch" not in ds.coords:
         return {}, {}, np.zeros(0, int)
-    dims = ("replica", "dyn_epoch", "layer")
+    dims = ("replica", "dyn_epoch", part)
 
     def read(name):
         return np.asarray(ds[name].transpose(*dims).values, dtype=float)
 
-    dyn = {k: read(store.DYN + k) for k in DYN_PARAMS if store.DYN + k in ds}
-    live = {k: read(store.DYN + k + LIVE_SUFFIX) for k in DYN_PARAMS if store.DYN + k + LIVE_SUFFIX in ds}
-    return dyn, live, np.asarray(ds["dyn_epoch"].values)
+    def have(name):
+        return name in ds and set(ds[name].dims) == set(dims)
+
+    dyn = {k: read(store.DYN + k) for k in DYN_PARAMS if have(store.DYN + k)}
+    variant = {k: read(store.DYN + k + suffix) for k in DYN_PARAMS if have(store.DYN + k + suffix)}
+    return dyn, variant, np.asarray(ds["dyn_epoch"].values)
 
 
 def _configured_epochs(attrs) -> int | None:
@@ -169,32 +253,54 @@ def has_live(run: RunSummary) -> bool:
     return bool(run.order_live)
 
 
-def order_values(run: RunSummary, column: str, inputs: str = "live") -> np.ndarray:
+def order_values(run: RunSummary, column: str, inputs: str = "live", diagonal: bool = True) -> np.ndarray:
     """``(R, L)`` values of one order parameter; ``inputs="live"``: layer 1 over live inputs
-    (docs/order-parameters.md recommends them) when the file has them, else over all inputs."""
+    (docs/order-parameters.md recommends them) when the file has them, else over all inputs.
+    A recurrent run: ``(R, 3)`` per matrix, and with ``diagonal=False`` the recurrent column
+    without the self-connections (``<name>_nodiag``) where the file has it."""
+    if not diagonal and column in run.order_nodiag:
+        return run.order_nodiag[column]
     if inputs == "live" and column in run.order_live:
         return run.order_live[column]
     return run.order[column]
 
 
-def layer_heading(run: RunSummary, index: int, inputs: str = "live") -> str:
-    """``layer 1 live`` for layer 1 over live inputs, else ``layer l``."""
+def nodiag_shown(run: RunSummary, diagonal: bool) -> bool:
+    """Whether the recurrent matrix is shown without its diagonal (asked for, and in the file)."""
+    return not diagonal and run.has_nodiag
+
+
+def layer_heading(run: RunSummary, index: int, inputs: str = "live", diagonal: bool = True) -> str:
+    """``layer 1 live`` for layer 1 over live inputs, else ``layer l``; a recurrent run's matrix
+    name (``recurrent nodiag`` without its diagonal)."""
+    if run.part_dim == "matrix":
+        name = str(run.layers[index])
+        return f"{name} nodiag" if name == RECURRENT and nodiag_shown(run, diagonal) else name
     layer = int(run.layers[index])
     return f"layer {layer} live" if layer == 1 and inputs == "live" and has_live(run) else f"layer {layer}"
 
 
-def layer_table(run: RunSummary, inputs: str = "live") -> tuple[list[str], list[list[str]]]:
+def layer_table(run: RunSummary, inputs: str = "live", diagonal: bool = True) -> tuple[list[str], list[list[str]]]:
     """Per-layer order parameters as text, one row per parameter and one column per layer,
     ``mean ± error`` over replicas (``mfphys.stats.format_stat``); layer 1 over live inputs
-    (``inputs="live"``, when the file has them) or over all inputs (``"all"``)."""
-    header = ["order parameter"] + [layer_heading(run, i, inputs) for i in range(run.layers.size)]
-    rows = [[ROW_LABELS.get(c, c)] + [format_stat(order_values(run, c, inputs)[:, i]) for i in range(run.layers.size)]
+    (``inputs="live"``, when the file has them) or over all inputs (``"all"``). A recurrent run:
+    one column per matrix, the recurrent one without its diagonal when ``diagonal`` is False."""
+    header = ["order parameter"] + [layer_heading(run, i, inputs, diagonal) for i in range(run.layers.size)]
+    rows = [[ROW_LABELS.get(c, c)] + [format_stat(order_values(run, c, inputs, diagonal)[:, i])
+                                      for i in range(run.layers.size)]
             for c in SHOWN_ORDER if c in run.order]
     return header, rows
 
 
-def live_note(run: RunSummary, inputs: str = "live") -> str:
-    """What the order table's layer 1 counts, in words."""
+def live_note(run: RunSummary, inputs: str = "live", diagonal: bool = True) -> str:
+    """What the order table's layer 1 counts (a recurrent run: its recurrent column), in words."""
+    if run.part_dim == "matrix":
+        if not run.has_nodiag:
+            return "recurrent: all connections (the file records no numbers without the diagonal)"
+        n = f"its {run.n_diagonal} self-connections" if run.n_diagonal else "its self-connections"
+        if diagonal:
+            return f"recurrent: all connections, diagonal included (n: without {n})"
+        return f"recurrent nodiag: without {n}, the diagonal (n: all connections)"
     if not has_live(run):
         return "layer 1: over all inputs (the file records no live-input numbers)"
     n = f"{run.live_inputs[0]} of {run.live_inputs[1]} inputs" if run.live_inputs else "inputs"
@@ -209,9 +315,10 @@ def curve_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, sem
 
 
-def order_stats(run: RunSummary, column: str, inputs: str = "all") -> tuple[np.ndarray, np.ndarray]:
+def order_stats(run: RunSummary, column: str, inputs: str = "all",
+                diagonal: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard error over replicas of one order parameter, per layer (NaNs ignored)."""
-    mean, _, sem, _ = replica_stats(order_values(run, column, inputs), axis=0)
+    mean, _, sem, _ = replica_stats(order_values(run, column, inputs, diagonal), axis=0)
     return mean, sem
 
 
@@ -224,31 +331,82 @@ def dyn_label(param: str) -> str:
     return ROW_LABELS.get(param, param)
 
 
-def trajectory(run: RunSummary, param: str, inputs: str = "live") -> list[tuple[str, np.ndarray]]:
+def trajectory(run: RunSummary, param: str, inputs: str = "live",
+               diagonal: bool = True) -> list[tuple[str, np.ndarray]]:
     """One order parameter against ``run.dyn_epoch``, per layer: ``[(label, (R, T) values), ...]``.
 
     Layer 1 over live inputs (``inputs="live"``, labelled ``L1 live``) where the file has the
-    ``_live`` trajectory, else over all inputs; deeper layers are the same either way."""
+    ``_live`` trajectory, else over all inputs; deeper layers are the same either way. A
+    recurrent run: one line per matrix (``input``, ``recurrent``, ``output``), the recurrent one
+    without its diagonal (``recurrent nodiag``) when ``diagonal`` is False and the file has
+    ``dyn_<name>_nodiag``."""
     if param not in run.dyn:
         return []
     values = run.dyn[param]
     out = []
-    for i, layer in enumerate(run.layers):
+    for i, part in enumerate(run.layers):
         v = values[:, :, i]
-        label = f"L{int(layer)}"
-        if int(layer) == 1 and inputs == "live" and param in run.dyn_live:
+        if run.part_dim == "matrix":
+            label = str(part)
+            if label == RECURRENT and not diagonal and param in run.dyn_nodiag:
+                v, label = run.dyn_nodiag[param][:, :, i], label + " nodiag"
+            out.append((label, v))
+            continue
+        label = f"L{int(part)}"
+        if int(part) == 1 and inputs == "live" and param in run.dyn_live:
             v, label = run.dyn_live[param][:, :, i], label + " live"
         out.append((label, v))
     return out
 
 
 def baseline_trajectory(run: RunSummary, param: str) -> list[tuple[str, np.ndarray]]:
-    """The BP baseline's trajectory of ``param`` per layer (against ``run.baseline_dyn_epoch``),
-    where it has finite values. For BP pi = Xi = 0, so most are constant (frac_vip = 1)."""
+    """The BP baseline's trajectory of ``param`` per layer or matrix (against
+    ``run.baseline_dyn_epoch``), where it has finite values. For BP pi = Xi = 0, so most are
+    constant (frac_vip = 1)."""
     values = run.baseline_dyn.get(param)
     if values is None or not np.isfinite(values).any():
         return []
+    if run.part_dim == "matrix":
+        return [(f"BP {run.layers[l]}" if l < run.layers.size else f"BP {l}", values[:, :, l])
+                for l in range(values.shape[2])]
     return [(f"BP L{l + 1}", values[:, :, l]) for l in range(values.shape[2])]
+
+
+def accuracy_table(run: RunSummary) -> tuple[list[str], list[list[str]]]:
+    """A recurrent run's accuracy in every evaluation mode (docs/model-rnn.md section 5), ``mean ±
+    error`` over replicas (the sampled modes: over replicas of the mean over draws): MNIST, one
+    row per mode with the test accuracy; multisensory, one row per mode with the psychometric
+    accuracy per modality and their mean. Empty for a feed-forward run."""
+    if run.accuracies:
+        return (["mode", "test acc"],
+                [[RNN_MODES[m], format_stat(v)] for m, v in run.accuracies.items()])
+    if not run.psychometric_acc:
+        return [], []
+    header = ["mode"] + [f"acc {m}" for m in run.modalities] + ["mean"]
+    rows = []
+    for mode, acc in run.psychometric_acc.items():
+        per_replica = acc.reshape(acc.shape[0], -1, acc.shape[-1]).mean(axis=1)  # mean over draws: (R, modality)
+        rows.append([RNN_MODES.get(mode, mode)] + [format_stat(per_replica[:, k]) for k in range(acc.shape[-1])]
+                    + [format_stat(per_replica.mean(axis=1))])
+    return header, rows
+
+
+def psychometric(run: RunSummary, mode: str) -> list[tuple[str, np.ndarray]]:
+    """P(choose high) against ``run.rates`` for one evaluation mode: ``[(modality, (R, rates)), ...]``,
+    the sampled modes averaged over their draws first."""
+    p = run.p_high.get(mode)
+    if p is None:
+        return []
+    per_replica = p.reshape(p.shape[0], -1, *p.shape[-2:]).mean(axis=1)  # (R, modality, rate)
+    return [(m, per_replica[:, k, :]) for k, m in enumerate(run.modalities)]
+
+
+def psychometric_modes(run: RunSummary) -> list[str]:
+    """The modes whose psychometric curves the run view draws: the noise-free mean field, and a
+    sampled mode (quenched, else annealed, else the noisy mean field) beside it."""
+    modes = [m for m in ("mf",) if m in run.p_high]
+    other = next((m for m in ("quenched", "annealed", "noisy") if m in run.p_high), None)
+    return modes + ([other] if other else [])
 
 
 def hist_counts(run: RunSummary, name: str, layer_index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -281,8 +439,8 @@ def _perturbation_parts(path: Path) -> dict:
         if k in ds:
             errors[k] = np.asarray(ds[k].transpose("fraction", ...).values, dtype=float).reshape(ds.sizes["fraction"],
                                                                                                   -1)
-    keep = {k: str(v) for k, v in ds.attrs.items() if k in ("layer", "source", "run", "dataset", "architecture",
-                                                           "created")}
+    keep = {k: str(v) for k, v in ds.attrs.items() if k in ("layer", "matrix", "candidates", "source", "run",
+                                                           "dataset", "architecture", "created")}
     return dict(title=str(ds.attrs.get("title", "perturbation")), fraction=np.asarray(ds["fraction"].values, float),
                 errors=errors, attrs=keep)
 

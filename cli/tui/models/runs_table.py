@@ -5,6 +5,11 @@ variables are read (the curves, the per-layer sparsity and VIP fractions and the
 mask, through netCDF4 directly): never the per-connection ``pi``, ``m``, ``Xi`` arrays, so a
 folder of large MNIST runs lists fast. The same read gives the curves that the run view
 overlays for marked runs.
+
+A recurrent run (``model = "rnn"``, docs/model-rnn.md section 9) has matrices instead of layers:
+its whole-network fractions weight the input, recurrent and output matrices by their
+connections, and its accuracy is the noise-free mean-field one (``test_acc_mf``; the
+multisensory task: ``psychometric_acc_mf``, mean over the modalities).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class RunNumbers:
     sparsity: np.ndarray
     vip: np.ndarray
     live: tuple | None
+    accuracy: np.ndarray | None = None  # (R,) the final accuracy, where not the last test_acc (rnn)
 
 
 def _floats(var) -> np.ndarray:
@@ -67,6 +73,18 @@ def _read_numbers(path: Path) -> RunNumbers:
             widths += [nc.dimensions[f"post_{l}"].size for l in range(1, n_layers + 1) if f"post_{l}" in nc.dimensions]
             dead = _floats(nc["dead_inputs"]) if "dead_inputs" in names else None
             fractions = {q: _floats(nc[live_name(q, names)]) for q in ("sparsity", "frac_vip") if q in names}
+            rnn = "matrix" in nc.dimensions and getattr(nc, "model", "") == "rnn"
+            if rnn:  # the connections of each matrix: (post, pre) of its parameters
+                matrices = [str(m) for m in nc["matrix"][:]] if "matrix" in names else []
+                widths = []
+                n_layers = len(matrices)
+                conn = [nc.dimensions[f"post_{m}"].size * nc.dimensions[f"pre_{m}"].size for m in matrices
+                        if f"post_{m}" in nc.dimensions and f"pre_{m}" in nc.dimensions]
+                final = None
+                if "test_acc_mf" in names:
+                    final = _floats(nc["test_acc_mf"])
+                elif "psychometric_acc_mf" in names:  # (replica, modality): mean over the modalities
+                    final = _floats(nc["psychometric_acc_mf"]).reshape(shape[0], -1).mean(axis=1)
     except MfphysError:
         raise
     except Exception as exc:  # vanished, half-written by a foreign writer, or not netCDF
@@ -74,7 +92,11 @@ def _read_numbers(path: Path) -> RunNumbers:
     live = None
     if dead is not None and widths and dead.size == widths[0]:
         live = (int((dead == 0).sum()), int(dead.size))
-    conn = layer_connections(widths, live[0] if live else None) if len(widths) == n_layers + 1 else None
+    if rnn:
+        conn = np.asarray(conn, dtype=float) if conn and len(conn) == n_layers else None
+    else:
+        final = None
+        conn = layer_connections(widths, live[0] if live else None) if len(widths) == n_layers + 1 else None
     R = curves["test_acc"].shape[0]
 
     def whole(q):
@@ -82,7 +104,7 @@ def _read_numbers(path: Path) -> RunNumbers:
             return np.full(R, np.nan)
         return network_mean(fractions[q].reshape(R, -1), conn)
 
-    return RunNumbers(epoch, curves, whole("sparsity"), whole("frac_vip"), live)
+    return RunNumbers(epoch, curves, whole("sparsity"), whole("frac_vip"), live, final)
 
 
 def read_numbers(path: str | os.PathLike) -> RunNumbers:
@@ -130,6 +152,12 @@ def run_row(entry: Entry) -> RunRow:
         return RunRow(**row, error=one_line(exc))
     # a run file written at the start of its run holds no epoch yet: no accuracy
     accuracy = _mean(n.curves["test_acc"][:, -1]) if n.epoch.size else math.nan
+    if n.accuracy is not None:  # a recurrent run: the final mean-field evaluation
+        accuracy = _mean(n.accuracy)
+    if entry.model == "rnn":  # the model, and the preset the run started from, in the table's own columns
+        row.update(mode=f"rnn {entry.mode}".strip(),
+                   dataset=f"{entry.dataset} ({entry.preset})" if entry.preset and entry.preset != entry.dataset
+                   else entry.dataset)
     return RunRow(**row, epochs=float(n.epoch.size), accuracy=accuracy, sparsity=_mean(n.sparsity), vip=_mean(n.vip))
 
 

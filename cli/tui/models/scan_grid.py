@@ -9,6 +9,12 @@ running / pending / finished marks of ``scan_status`` (file names only) over it 
 per cell of the heatmap cursor's row or column (the ``dyn_<name>`` variables the cells
 recorded while training, docs/file-format.md "Dynamics"; the learning curves for the errors
 and losses).
+
+Both model families: the rows and columns are the scan's own scanned dimensions (those of the
+combined dataset's ``status``: ``depth`` x ``n_train`` for a feed-forward scan, ``steps`` x
+``n_train`` for a recurrent one), and the parameters are per ``layer`` or per ``matrix``
+(:func:`part_dim`); a recurrent scan's recurrent matrix is read with or without its diagonal
+(the ``<name>_nodiag`` variables, docs/model-rnn.md section 9).
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ NETWORK = "all"  # the layer choice "whole network": connection-weighted mean ov
 #: a layer counted from the output is a negative number: -1 the output layer, -2 the one below ...
 OUTPUT = -1
 _DERIVED = {"test_error": "test_acc", "sampled_error": "test_acc_sampled"}
+#: the dimensions a parameter may be "per": feed-forward layers, recurrent matrices
+PART_DIMS = ("layer", "matrix")
+NODIAG_SUFFIX = "_nodiag"
+RECURRENT = "recurrent"
 #: per cell, the fraction of inputs that vary in its training set (read from the cell files by load_scan)
 
 
@@ -69,10 +79,26 @@ def load_scan(path: str | os.PathLike):
 
 
 def scan_dims(ds) -> list[str]:
-    """The scanned dimensions (those of ``status``), depth first and n_train second when present."""
+    """The scanned dimensions (those of ``status``, in the scan's grid order), the depth (or a
+    recurrent scan's steps) first and n_train second when present."""
     dims = list(ds["status"].dims)
-    pref = [d for d in ("depth", "n_train") if d in dims]
+    pref = [d for d in ("depth", "steps", "n_train") if d in dims][:2]
     return pref + [d for d in dims if d not in pref]
+
+
+def part_dim(ds) -> str | None:
+    """What a scan's parameters are per: ``"layer"`` (feed-forward), ``"matrix"`` (recurrent:
+    input, recurrent, output) or None."""
+    return next((d for d in PART_DIMS if d in ds.dims), None)
+
+
+def _var_part(da) -> str | None:
+    return next((d for d in PART_DIMS if d in da.dims), None)
+
+
+def has_nodiag(ds) -> bool:
+    """Whether the scan has order parameters without the recurrent diagonal (``<name>_nodiag``)."""
+    return any(str(k).endswith(NODIAG_SUFFIX) and "matrix" in ds[k].dims for k in ds.data_vars)
 
 
 def _source(ds, param: str) -> str | None:
@@ -87,11 +113,12 @@ def scan_params(ds) -> list[str]:
     """Parameters the scan view can show: :data:`SCAN_PARAMS` present, then other (replica, layer) variables."""
     avail = [p for p in SCAN_PARAMS if _source(ds, p) is not None and "replica" in ds[_source(ds, p)].dims]
     dims = set(scan_dims(ds))
+    part = part_dim(ds)
     for k in ds.data_vars:
         v = ds[k]
-        if k in _HIDDEN or (str(k).endswith(LIVE_SUFFIX) and str(k)[: -len(LIVE_SUFFIX)] in ds):
+        if k in _HIDDEN or any(str(k).endswith(x) and str(k)[: -len(x)] in ds for x in (LIVE_SUFFIX, NODIAG_SUFFIX)):
             continue
-        if k not in avail and {"replica", "layer"} <= set(v.dims) and set(v.dims) <= dims | {"replica", "layer"} \
+        if part and k not in avail and {"replica", part} <= set(v.dims) and set(v.dims) <= dims | {"replica", part} \
                 and np.issubdtype(v.dtype, np.number):
             avail.append(str(k))
     return avail
@@ -104,8 +131,9 @@ def has_live_variant(ds, param: str) -> bool:
 
 
 def param_has_layer(ds, param: str) -> bool:
+    """Whether ``param`` is per layer (or per matrix, in a recurrent scan)."""
     src = _source(ds, param)
-    return src is not None and "layer" in ds[src].dims
+    return src is not None and _var_part(ds[src]) is not None
 
 
 def scan_layers(ds, from_output: bool = False) -> list:
@@ -113,8 +141,11 @@ def scan_layers(ds, from_output: bool = False) -> list:
 
     ``from_output``: counted from the output instead, -1 (the output layer), -2, ... -L, so
     that networks of different depths line up at their output (needs the connection counts,
-    which tell each cell's depth).
+    which tell each cell's depth). A recurrent scan: its matrices by name (input, recurrent,
+    output), the same either way.
     """
+    if part_dim(ds) == "matrix" and "matrix" in ds.coords:
+        return [str(m) for m in ds["matrix"].values]
     if "layer" not in ds.coords:
         return []
     network = [NETWORK] if "n_connections" in ds else []
@@ -127,6 +158,8 @@ def involves_layer_1(ds, layer) -> bool:
     """Whether a layer choice shows layer 1 in some cell, the only layer live inputs change:
     layer 1, the whole network, or a layer counted from the output that is layer 1 of a
     cell (output-d at depth d)."""
+    if isinstance(layer, str) and layer != NETWORK:  # a recurrent scan's matrix: no live inputs
+        return False
     if isinstance(layer, (int, np.integer)) and layer < 0:
         return bool((ds["n_connections"].notnull().sum("layer") + int(layer) == 0).any())
     return layer == 1 or layer == NETWORK
@@ -136,6 +169,8 @@ def layer_label(layer) -> str:
     """``layer 2``, ``whole network``, ``output layer``, ``output-1`` (the layer below the output) ..."""
     if layer == NETWORK:
         return "whole network"
+    if isinstance(layer, str):  # a recurrent scan's matrix
+        return f"{layer} matrix"
     if isinstance(layer, (int, np.integer)) and layer < 0:
         return "output layer" if layer == OUTPUT else f"output{layer + 1}"
     return f"layer {layer}"
@@ -165,12 +200,13 @@ class Grid:
     error: np.ndarray
     reduced: tuple = ()  # further scanned dims averaged over
     inputs: str | None = None  # layer 1 over "live" or "all" inputs; None: no live variant to choose
+    diagonal: bool | None = None  # the recurrent matrix with (True) or without its diagonal; None: no choice
 
     def shown(self, stat: str) -> np.ndarray:
         return self.spread if stat == "spread" else self.mean
 
 
-def _param_array(ds, param: str, layer, inputs: str = "live", *, last: bool = True):
+def _param_array(ds, param: str, layer, inputs: str = "live", *, last: bool = True, diagonal: bool = True):
     """``(scan dims..., replica)`` DataArray of one parameter, at the last epoch for curves
     (``last=False``: every epoch kept).
 
@@ -178,12 +214,13 @@ def _param_array(ds, param: str, layer, inputs: str = "live", *, last: bool = Tr
     layer, at each cell's own depth), or :data:`NETWORK` for the connection-weighted mean over
     the layers that exist (``mfphys.scan.network_mean``). ``inputs="live"`` reads the
     ``_live`` variable where the scan has one: layer 1 over live inputs, and in the whole-network
-    mean layer 1 weighted by its live connections only.
+    mean layer 1 weighted by its live connections only. A recurrent scan: ``layer`` is a matrix
+    name, and ``diagonal=False`` reads the recurrent matrix without its diagonal (``_nodiag``).
     """
     src = _source(ds, param)
     if src is None:
         raise MfphysError(f"this scan has no {param!r}")
-    da = _layer_array(ds, src, layer, inputs)
+    da = _layer_array(ds, src, layer, inputs, diagonal)
     if "epoch" in da.dims and last:
         da = da.isel(epoch=-1)
     if src not in (param, live_name(param, ds.data_vars)):  # an error rate from an accuracy
@@ -191,10 +228,14 @@ def _param_array(ds, param: str, layer, inputs: str = "live", *, last: bool = Tr
     return da
 
 
-def _layer_array(ds, src: str, layer, inputs: str):
+def _layer_array(ds, src: str, layer, inputs: str, diagonal: bool = True):
     """Variable ``src`` at one layer choice (see :func:`_param_array`); other dims kept."""
     from mfphys.scan import network_mean, select_layer
 
+    if "matrix" in ds[src].dims:  # a recurrent scan: one matrix, by name
+        if not diagonal and layer == RECURRENT and src + NODIAG_SUFFIX in ds:
+            src += NODIAG_SUFFIX
+        return ds[src].sel(matrix=layer)
     live = inputs == "live"
     if "layer" in ds[src].dims and layer == NETWORK:
         return network_mean(ds, src, live=live)  # layer 1 weighted by its live connections (n_connections_live)
@@ -235,7 +276,7 @@ def overlay_status(ds, cell_status) -> np.ndarray:
     return out.astype(str)
 
 
-def scan_grid(ds, param: str, layer=None, *, inputs: str = "live", overlay=None) -> Grid:
+def scan_grid(ds, param: str, layer=None, *, inputs: str = "live", overlay=None, diagonal: bool = True) -> Grid:
     """Reduce a combined scan Dataset to the :class:`Grid` a heatmap draws (pure, from memory).
 
     Rows are the first scanned dimension (depth), columns the second (n_train; a single
@@ -243,15 +284,20 @@ def scan_grid(ds, param: str, layer=None, *, inputs: str = "live", overlay=None)
     ``inputs``: ``"live"`` (default, as docs/order-parameters.md recommends) reads layer 1 over
     the inputs that vary where the scan has ``_live`` variables, ``"all"`` over every input.
     ``overlay``: cell statuses to show instead of the stored ones (:func:`overlay_status`).
+    A recurrent scan (rows ``steps``): ``layer`` is a matrix name, and ``diagonal=False`` reads
+    the recurrent matrix without its diagonal where the scan has ``<param>_nodiag``.
     """
     dims = scan_dims(ds)
     has_layer = param_has_layer(ds, param)
     if has_layer and layer is None:
         layer = scan_layers(ds)[0]
-    da = _param_array(ds, param, layer if has_layer else None, inputs)
+    da = _param_array(ds, param, layer if has_layer else None, inputs, diagonal=diagonal)
     shown_inputs = None  # the choice matters only where layer 1 is part of what is shown
     if has_layer and has_live_variant(ds, param) and involves_layer_1(ds, layer):
         shown_inputs = "live" if inputs == "live" else "all"
+    shown_diagonal = None  # the choice matters only for the recurrent matrix
+    if has_layer and layer == RECURRENT and _source(ds, param) + NODIAG_SUFFIX in ds:
+        shown_diagonal = bool(diagonal)
     row_dim = dims[0]
     col_dim = dims[1] if len(dims) > 1 else ""
     extra = tuple(dims[2:])
@@ -277,7 +323,7 @@ def scan_grid(ds, param: str, layer=None, *, inputs: str = "live", overlay=None)
     mean, spread, sem, n = replica_stats(values, axis=-1)
     return Grid(param, layer if has_layer else None, row_dim, np.asarray(ds[row_dim].values), col_dim,
                 np.asarray(ds[col_dim].values) if col_dim else np.array([""]), values, mean, spread, sem, n,
-                st, er, extra, shown_inputs)
+                st, er, extra, shown_inputs, shown_diagonal)
 
 
 def grid_table(grid: Grid) -> tuple[list[str], list[list]]:
@@ -319,6 +365,7 @@ class Trajectories:
     mean: np.ndarray
     xlabel: str = "epoch"
     inputs: str | None = None
+    diagonal: bool | None = None
 
 
 def trajectory_source(ds, param: str) -> str | None:
@@ -339,7 +386,7 @@ def trajectory_source(ds, param: str) -> str | None:
 
 
 def scan_trajectories(ds, param: str, layer=None, *, inputs: str = "live", along: str = "row",
-                      cursor: tuple[int, int] = (0, 0), overlay=None) -> Trajectories | None:
+                      cursor: tuple[int, int] = (0, 0), overlay=None, diagonal: bool = True) -> Trajectories | None:
     """``param`` (at ``layer``, as the heatmap shows it) against epoch, mean over replicas, one
     line per cell of the cursor's row (``along="row"``: the cells along the second scanned
     dimension) or column (``"column"``: along the first); further scanned dimensions averaged
@@ -354,10 +401,10 @@ def scan_trajectories(ds, param: str, layer=None, *, inputs: str = "live", along
     if src is None:
         return None
     dims = scan_dims(ds)
-    has_layer = "layer" in ds[src].dims
+    has_layer = _var_part(ds[src]) is not None
     if has_layer and layer is None:
         layer = scan_layers(ds)[0]
-    da = _layer_array(ds, src, layer if has_layer else None, inputs)
+    da = _layer_array(ds, src, layer if has_layer else None, inputs, diagonal)
     if not src.startswith(store.DYN) and src not in (param, live_name(param, ds.data_vars)):
         da = 1 - da  # an error rate from an accuracy
     xdim = "dyn_epoch" if "dyn_epoch" in da.dims else "epoch"
@@ -384,10 +431,12 @@ def scan_trajectories(ds, param: str, layer=None, *, inputs: str = "live", along
     shown_inputs = None
     if has_layer and src.removeprefix(store.DYN) + LIVE_SUFFIX in ds and involves_layer_1(ds, layer):
         shown_inputs = "live" if inputs == "live" else "all"
+    shown_diagonal = bool(diagonal) if has_layer and layer == RECURRENT and src + NODIAG_SUFFIX in ds else None
     return Trajectories(param, layer if has_layer else None, along, fixed, line_dim,
                         tuple(plain(v) for v in da[line_dim].values),
                         tuple(str(v) for v in np.asarray(status.values).ravel()),
-                        np.asarray(ds[xdim].values), mean, xlabel="epoch", inputs=shown_inputs)
+                        np.asarray(ds[xdim].values), mean, xlabel="epoch", inputs=shown_inputs,
+                        diagonal=shown_diagonal)
 
 
 def trajectory_table(t: Trajectories) -> tuple[list[str], list[list]]:
