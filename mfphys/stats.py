@@ -35,6 +35,8 @@ def format_stat(values, digits: int | None = None) -> str:
     mean, err = mean_err(values)
     if math.isnan(mean):
         return "nan"
+    if math.isfinite(err) and err <= 1e-12 * max(1.0, abs(mean)):
+        err = 0.0  # equal replicas leave rounding noise (1e-17), not a spread worth 8 digits
     if digits is None:
         digits = 4 if err == 0 or not math.isfinite(err) else max(0, 1 - int(math.floor(math.log10(err))))
         digits = min(digits, 8)

@@ -15,6 +15,9 @@ def test_mean_err_and_format_stat():
     assert mean_err([5.0, math.nan]) == (5.0, 0.0)
     assert all(math.isnan(x) for x in mean_err([math.nan]))
     assert format_stat([0.95, 0.96]) == "0.9550 ± 0.0050" and format_stat([]) == "nan"
+    # equal replicas: the rounding noise of the mean is no spread
+    assert format_stat([0.5375] * 3) == "0.5375"
+    assert format_stat([0.1 + 0.2, 0.3]) == "0.3000"
 
 
 @pytest.mark.parametrize("replicas", [1, 2, 3, 8, 20])
