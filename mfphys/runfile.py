@@ -26,8 +26,8 @@ import math
 import os
 import socket
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 from . import store
