@@ -10,7 +10,9 @@ import numpy as np
 import typer
 
 from mfphys.errors import MfphysError
+from mfphys.runfile import CHECKPOINT_EVERY, CHECKPOINT_SECONDS
 from mfphys.stats import format_stat
+from mfphys.train import DYNAMICS_EVERY
 
 from .common import command_line, console, make_progress, run_path
 
@@ -88,8 +90,8 @@ def resumed_config(resume: Path):
 
 
 def train(preset_name: str | None, values: dict, given: set, *, out, name, tags, note, data_dir, quiet: bool,
-          resume: Path | None = None, checkpoint_every: int = 0, checkpoint_seconds: float = 10.0,
-          dynamics_every: int = 5) -> None:
+          resume: Path | None = None, checkpoint_every: int = CHECKPOINT_EVERY,
+          checkpoint_seconds: float = CHECKPOINT_SECONDS, dynamics_every: int = DYNAMICS_EVERY) -> None:
     """``mfphys train --model rnn``: train the preset into a run file that exists from the start
     (status running), rewritten at checkpoints; Ctrl-C saves the last epoch (exit 130); the same
     command again, or ``--resume FILE``, continues it (docs/model-rnn.md section 9)."""
