@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
 import typer
 
 from mfphys.errors import MfphysError
+from mfphys.runfile import CHECKPOINT_EVERY, CHECKPOINT_SECONDS
 from mfphys.stats import format_stat
+from mfphys.train import DYNAMICS_EVERY
 
 from .common import command_line, console, make_progress, run_path
 
 #: ``mfphys train`` options that apply to a recurrent run; any other given explicitly is refused
 RNN_OPTIONS = ("model", "preset", "epochs", "replicas", "seed", "n_train", "n_test", "backend", "dtype", "mode",
-               "eval_samples", "data_dir", "out", "quiet", "name", "tag", "note", "blas_threads")
+               "eval_samples", "data_dir", "out", "quiet", "name", "tag", "note", "blas_threads", "resume",
+               "checkpoint_every", "checkpoint_seconds", "dynamics_every")
 #: options of a recurrent run that override the preset (RnnConfig field names)
 OVERRIDES = ("epochs", "replicas", "seed", "n_train", "n_test", "backend", "dtype", "mode", "eval_samples",
              "blas_threads")
@@ -35,21 +39,20 @@ def check_options(given: set, model: str) -> None:
                               "takes --protocol")
         return
     bad = sorted(given - set(RNN_OPTIONS))
-    if "resume" in bad:
-        raise MfphysError("--resume continues feed-forward runs only: a recurrent run file is written at the end "
-                          "and holds no checkpoint (docs/model-rnn.md section 9)")
     if bad:
         raise MfphysError(f"{', '.join(option_name(b) for b in bad)} {'does' if len(bad) == 1 else 'do'} not apply "
                           f"to --model rnn (it takes --preset, {', '.join(option_name(o) for o in OVERRIDES)}, "
-                          f"--out, --name, --tag, --note, -q)")
+                          f"--out, --name, --tag, --note, --resume, --checkpoint-every, --checkpoint-seconds, "
+                          f"--dynamics-every, -q)")
 
 
-def rnn_config(preset_name: str, values: dict, given: set):
-    """The preset with the options given explicitly applied (an MNIST preset with ``--n-train N``
-    reads ``min(batches_per_epoch, N // batch_size)`` mini-batches per epoch)."""
+def rnn_config(preset_name: str, values: dict, given: set, base=None):
+    """The preset (or ``base``, a resumed file's configuration) with the options given explicitly
+    applied (an MNIST preset with ``--n-train N`` reads ``min(batches_per_epoch, N // batch_size)``
+    mini-batches per epoch)."""
     from mfphys.rnn import preset
 
-    base = preset(preset_name)
+    base = preset(preset_name) if base is None else base
     if base.task != "mnist":
         bad = [option_name(o) for o in MNIST_ONLY if o in given]
         if bad:
@@ -68,38 +71,90 @@ def default_out(cfg, preset_name: str, name: str | None) -> Path:
     return run_path(f"rnn-{preset_name}-{cfg.mode}-seed{cfg.seed}", name)
 
 
-def train(preset_name: str, values: dict, given: set, *, out, name, tags, note, data_dir, quiet: bool) -> None:
-    """``mfphys train --model rnn``: train the preset, write the run file at the end, print a summary."""
+def resumed_config(resume: Path):
+    """The configuration and preset of the recurrent run file ``resume`` (``--resume``), or one line."""
     from mfphys import store
-    from mfphys.fileio import check_writable
-    from mfphys.rnn import train_rnn
-    from mfphys.rnn.store import rnn_run_to_dataset
 
-    cfg = rnn_config(preset_name, values, given)
-    out = Path(out) if out is not None else default_out(cfg, preset_name, name)
-    if out.exists():
-        raise MfphysError(f"{out} exists: a recurrent run is not continued or replaced; give another --out or "
-                          f"--name, or move the file away")
+    if not resume.exists():
+        raise MfphysError(f"--resume {resume}: no such file")
+    try:
+        attrs = store.read_attrs(resume)
+        store.file_kind(attrs, expect="run", where=str(resume))
+        model = store.model_of(attrs)
+    except MfphysError as exc:
+        raise MfphysError(f"{exc}; nothing was written") from None
+    if model != "rnn":
+        raise MfphysError(f"--resume {resume} is a feed-forward run file: continue it without --model rnn; "
+                          f"nothing was written")
+    return store.config_from_attrs(attrs, resume), attrs.get("preset")
+
+
+def train(preset_name: str | None, values: dict, given: set, *, out, name, tags, note, data_dir, quiet: bool,
+          resume: Path | None = None, checkpoint_every: int = CHECKPOINT_EVERY,
+          checkpoint_seconds: float = CHECKPOINT_SECONDS, dynamics_every: int = DYNAMICS_EVERY) -> None:
+    """``mfphys train --model rnn``: train the preset into a run file that exists from the start
+    (status running), rewritten at checkpoints; Ctrl-C saves the last epoch (exit 130); the same
+    command again, or ``--resume FILE``, continues it (docs/model-rnn.md section 9)."""
+    from mfphys import runfile, store
+    from mfphys.fileio import check_writable
+
+    from .common import err_console, stop_on_ctrl_c
+
+    if resume is not None and out is not None and out != resume:
+        raise MfphysError(f"--resume writes to the file it continues ({resume}): leave out --out {out}")
+    base = None
+    if resume is not None:
+        base, stored = resumed_config(resume)
+        if preset_name is not None and stored and preset_name != stored:
+            raise MfphysError(f"--resume {resume} was made from --preset {stored}, not {preset_name}; "
+                              f"nothing was written")
+        preset_name = stored or preset_name or "row_mnist"
+    preset_name = preset_name or "row_mnist"
+    cfg = rnn_config(preset_name, values, given, base)
+    out = resume or (Path(out) if out is not None else default_out(cfg, preset_name, name))
+    policy = runfile.CheckpointPolicy(checkpoint_every, checkpoint_seconds).validate()
+    plan = runfile.plan_run(out, cfg, resume=resume is not None)
+    if plan.action == "done":
+        console.print(f"{out} is done ({plan.attrs.get('epochs_done', cfg.epochs)} epochs): nothing to train "
+                      f"(give more --epochs to continue it)")
+        return
     out = check_writable(out)
+    done = plan.state.epoch if plan.state is not None else 0
     dataset = None
     if cfg.task == "mnist":  # a data problem is one error line, before any progress bar
         from mfphys.data import load_dataset
 
         dataset = load_dataset("mnist", n_train=cfg.n_train, n_test=cfg.n_test, data_dir=data_dir)
-    labels = store.label_attrs(name or out.stem, tags, note)
-    with make_progress() as progress:
-        task = progress.add_task(f"rnn {preset_name} {cfg.mode}", total=cfg.epochs, status="", visible=not quiet)
+    old = plan.attrs or {}  # a resumed run keeps its labels unless new ones are given
+    labels = store.label_attrs(name or old.get("name") or out.stem, tags or json.loads(old.get("tags", "[]")),
+                               note or old.get("note"))
+    with make_progress() as progress, stop_on_ctrl_c() as stop:
+        task = progress.add_task(f"rnn {preset_name} {cfg.mode}", total=cfg.epochs, completed=done, status="",
+                                 visible=not quiet)
+
+        def on_start(state):
+            if not quiet:
+                what = {"new": "writing", "resume": f"resuming at epoch {done}:",
+                        "extend": f"continuing from epoch {done}:"}[plan.action]
+                console.print(f"{what} {out}; watch it: mfphys tui {out.parent}")
 
         def on_epoch(e):
             loss = np.nanmean(np.where(e.active, e.train_loss, np.nan))
             acc = "" if np.all(np.isnan(e.test_acc)) else f"  test acc {np.nanmean(e.test_acc):.4f}"
             progress.update(task, completed=e.epoch, status=f"loss {loss:.4f}{acc}")
 
-        result = train_rnn(cfg, dataset=dataset, callback=on_epoch)
-    ds = rnn_run_to_dataset(result, command=command_line(), labels=labels, preset=preset_name)
-    store.write_atomic(ds, out)
+        try:
+            result = runfile.train_run(plan, policy=policy, dynamics_every=dynamics_every, dataset=dataset,
+                                       callback=on_epoch, stop=stop, on_start=on_start, command=command_line(),
+                                       attrs={**labels, "preset": preset_name})
+        except runfile.Interrupted as exc:
+            progress.stop()
+            err_console.print(f"interrupted after epoch {exc.epoch} of {exc.epochs}: {out} holds it (status "
+                              f"interrupted); continue with: mfphys train --resume {out}", markup=False)
+            raise typer.Exit(130) from None
     if quiet:
         return
+    ds = store.open_run(out)
     from .order import order_table
 
     console.print(order_table(out, ds, _reports(ds, store.run_tolerances(ds), diagonal=True),

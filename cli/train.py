@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -152,7 +153,7 @@ def train(
     The file exists from the start (status running) and is rewritten at checkpoints; Ctrl-C saves
     the last epoch (status interrupted, exit 130). The same command again, or --resume FILE,
     continues it; a finished run continues to more --epochs. --model rnn trains a recurrent preset
-    instead (docs/model-rnn.md section 9), written at the end only.
+    instead (docs/model-rnn.md section 9), with the same checkpoints and --resume.
     """
     from mfphys import budget, runfile, store
 
@@ -162,13 +163,17 @@ def train(
         raise MfphysError(f"unknown --model {model!r}: choose ffn (feed-forward) or rnn (recurrent)")
     given = {k for k in ctx.params if getattr(ctx.get_parameter_source(k), "name", "DEFAULT")
              not in ("DEFAULT", "DEFAULT_MAP")}
+    if resume is not None and "model" not in given and resume.is_file():  # --resume FILE: the file's model
+        with contextlib.suppress(MfphysError):  # else plan_run says what is wrong with the file
+            model = store.model_of(store.read_attrs(resume))
     rnn_cmd.check_options(given, model)
-    if model == "rnn":  # a separate, simple path: no checkpoints, the file is written at the end
-        rnn_cmd.train(preset or "row_mnist", dict(
+    if model == "rnn":  # the recurrent presets (cli/rnn.py), with the same run-file life cycle
+        rnn_cmd.train(preset, dict(
             epochs=epochs, replicas=replicas, seed=seed, n_train=n_train, n_test=n_test, backend=backend, dtype=dtype,
             mode=mode, eval_samples=eval_samples, blas_threads=blas_threads), given,
             out=out, name=check_name(name) if name is not None else None, tags=tag, note=note, data_dir=data_dir,
-            quiet=quiet)
+            quiet=quiet, resume=resume, checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds,
+            dynamics_every=dynamics_every)
         return
     values = dict(
         dataset=dataset, layers=parse_ints(layers, "--layers"), n_train=n_train, n_test=n_test, epochs=epochs,
@@ -257,8 +262,8 @@ def make_config(values: dict, protocol: str | None, resume: Path | None, ctx=Non
         except MfphysError as exc:
             raise MfphysError(f"{exc}; nothing was written") from None
         if store.model_of(attrs) != "ffn":
-            raise MfphysError(f"--resume {resume} is a recurrent run file: it holds no checkpoint and cannot be "
-                              f"continued; nothing was written")
+            raise MfphysError(f"--resume {resume} is a recurrent run file: continue it with --model rnn; "
+                              f"nothing was written")
         base = dataclasses.asdict(store.config_from_attrs(attrs, resume))
     preset = {k: v for k, v in PROTOCOLS.get(protocol, {}).items() if k not in given}
     return TrainConfig(**{**base, **preset, **{k: values[k] for k in given}})

@@ -5,11 +5,17 @@ at checkpoints, finished, or continued later (docs/file-format.md "Checkpoints")
 new run, resume an interrupted one, continue a finished one to more epochs, or nothing (it is
 done); everything else (another configuration, another mode, a file that is not a run, a
 damaged one, a run being written right now) is refused with one line before anything is
-written. :func:`train_run` then trains with the steps of :mod:`mfphys.train`
+written. :func:`train_run` then trains with the steps of the run's model family
 (``prepare``, ``init_state`` or ``resume_state``, ``train_epoch`` ..., ``finish``), writing
-the file through :mod:`mfphys.store` at the start, at checkpoints (:class:`CheckpointPolicy`),
-when asked to stop, and at the end. On the NumPy backend a resumed run ends with exactly the
-numbers of an uninterrupted one: the state holds every random stream.
+the file at the start, at checkpoints (:class:`CheckpointPolicy`), when asked to stop, and at
+the end. On the NumPy backend a resumed run ends with exactly the numbers of an uninterrupted
+one: the state holds every random stream.
+
+Both model families go through the same code: a :class:`Family` names a family's steps, its
+configuration class and how its state goes to and comes from a file; :func:`family_of` picks
+it from the configuration (a :class:`mfphys.train.TrainConfig` or a
+:class:`mfphys.rnn.RnnConfig`), so ``train_run(Plan("new", path, rnn_config))`` trains a
+recurrent run with checkpoints as it does a feed-forward one.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import math
 import os
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -71,6 +78,68 @@ class CheckpointPolicy(NamedTuple):
         if not (isinstance(self.seconds, (int, float)) and math.isfinite(self.seconds) and self.seconds >= 0):
             raise MfphysError(f"--checkpoint-seconds must be a number >= 0 (0 = not by time), got {self.seconds}")
         return self
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family as :func:`plan_run` and :func:`train_run` see it.
+
+    ``name``: the run file's ``model`` attribute (:data:`mfphys.store.MODELS`); ``config_class``
+    its configuration; ``prepare(config, data_dir=, dataset=, dynamics_every=)`` -> setup,
+    ``init_state(setup)``, ``resume_state(setup, host_state)``, ``train_epoch(setup, state)`` ->
+    (state, record), ``finished(setup, state)``, ``finish(setup, state, keep_state=)`` -> result,
+    ``current_result(setup, state)`` -> the run so far; ``checkpoint_to_dataset(result, status=,
+    writer=, segments=, dynamics_every=, command=, created=, history=, attrs=)`` and
+    ``state_from_dataset(ds, path)`` convert to and from a file; ``running(config)`` is the
+    context the steps run in; ``over(attrs)`` tells a finished file that ended before its
+    ``epochs`` (every replica stopped: nothing more to train); ``ignore``: the configuration
+    fields a continued run may change.
+    """
+
+    name: str
+    config_class: type
+    prepare: Callable
+    init_state: Callable
+    resume_state: Callable
+    train_epoch: Callable
+    finished: Callable
+    finish: Callable
+    current_result: Callable
+    checkpoint_to_dataset: Callable
+    state_from_dataset: Callable
+    running: Callable
+    over: Callable = lambda attrs: False
+    ignore: tuple = ("epochs",)
+
+
+#: the feed-forward family (mfphys.train, mfphys.store)
+FFN = Family("ffn", TrainConfig, prepare, init_state, resume_state, train_epoch,
+             lambda setup, state: state.epoch >= setup.config.epochs, finish, current_result,
+             store.checkpoint_to_dataset, store.state_from_dataset, lambda config: quiet_fp())
+
+
+def _rnn_family() -> Family:
+    from .rnn import store as rnn_store
+    from .rnn import train as rnn
+
+    return Family("rnn", rnn.RnnConfig, rnn.prepare, rnn.init_state, rnn.resume_state, rnn.train_epoch, rnn.finished,
+                  rnn.finish, rnn.current_result, rnn_store.rnn_checkpoint_to_dataset, rnn_store.state_from_dataset,
+                  rnn.running, over=lambda attrs: _int(attrs.get("replicas_active"), None) == 0,
+                  ignore=("epochs", "blas_threads"))
+
+
+def family_of(config) -> Family:
+    """The family that trains ``config``: :data:`FFN` for a TrainConfig, the recurrent one for an RnnConfig."""
+    if isinstance(config, TrainConfig):
+        return FFN
+    family = _rnn_family()
+    if isinstance(config, family.config_class):
+        return family
+    raise TypeError(f"not a run configuration: {type(config).__name__}")
+
+
+_MODEL_TEXT = {"ffn": "a feed-forward run file (model ffn)", "rnn": "a recurrent run file (model rnn)"}
+_TRAINING_TEXT = {"ffn": "feed-forward training", "rnn": "recurrent training (--model rnn)"}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -148,13 +217,17 @@ def plan_run(path, config, *, resume: bool = False) -> Plan:
         if alive is None and not resume:
             raise MfphysError(f"{path} is marked running by {who} (another machine); if that process is gone, "
                               f"continue it with --resume {path}")
-    if store.model_of(attrs) != "ffn":  # a recurrent run file holds no checkpoint (docs/model-rnn.md section 9)
-        raise MfphysError(f"{path} is a recurrent run file (model rnn): feed-forward training cannot continue it; "
-                          f"{keep}")
+    family = family_of(config)
+    try:
+        model = store.model_of(attrs)
+    except MfphysError as exc:
+        raise MfphysError(f"{path}: {exc}; {keep}") from None
+    if model != family.name:
+        raise MfphysError(f"{path} is {_MODEL_TEXT[model]}: {_TRAINING_TEXT[family.name]} cannot continue it; {keep}")
     old = store.config_from_attrs(attrs, path)
     if old.mode != config.mode:
         raise MfphysError(f"{path} was made by --mode {old.mode}, not {config.mode}; {keep}")
-    diffs = config_differences(old, config)
+    diffs = config_differences(old, config, ignore=family.ignore)
     if diffs:
         more = f"; ... ({len(diffs)} differences)" if len(diffs) > 3 else ""
         raise MfphysError(f"{path} was made by another configuration ({'; '.join(diffs[:3])}{more}); {keep}")
@@ -163,10 +236,10 @@ def plan_run(path, config, *, resume: bool = False) -> Plan:
         raise MfphysError(f"{path}: damaged run file: no epochs_done attribute; {keep}")
     if config.epochs < done:
         raise MfphysError(f"{path} has {done} epochs done already: give --epochs {done} or more to continue it")
-    if status == "done" and config.epochs == done:
+    if status == "done" and (config.epochs == done or family.over(attrs)):
         return Plan("done", path, config, None, attrs)
     ds = store.read_dataset(path)
-    state = store.state_from_dataset(ds, path)
+    state = family.state_from_dataset(ds, path)
     if state.epoch != done:
         raise MfphysError(f"{path}: damaged run file: epochs_done is {done} but its state is at epoch {state.epoch}")
     return Plan("extend" if status == "done" else "resume", path, config, state, dict(ds.attrs))
@@ -193,7 +266,8 @@ def train_run(plan: Plan, *, policy: CheckpointPolicy = CheckpointPolicy(),
               stop: Callable[[], bool] | None = None, on_start: Callable[[TrainState], None] | None = None,
               command: str | None = None, attrs: dict | None = None, initial_checkpoint: bool = True,
               write_done: bool = True) -> TrainResult:
-    """Train ``plan`` (not "done") into its file and return the finished :class:`TrainResult`.
+    """Train ``plan`` (not "done") into its file and return the finished result (a
+    :class:`TrainResult`, or an :class:`mfphys.rnn.RnnResult` for a recurrent configuration).
 
     The file is written at the start (``initial_checkpoint``; status ``running``, after the
     data loaded, so bad input leaves no file), whenever ``policy`` says so, and at the end
@@ -209,6 +283,7 @@ def train_run(plan: Plan, *, policy: CheckpointPolicy = CheckpointPolicy(),
         raise MfphysError(f"{plan.path} is done: nothing to train")
     policy = policy.validate()
     path, config = plan.path, plan.config
+    family = family_of(config)
     now = utc_now()
     old = plan.attrs or {}
     segments = _segments(old) + [{"action": plan.action, "from_epoch": plan.state.epoch if plan.state else 0,
@@ -222,35 +297,35 @@ def train_run(plan: Plan, *, policy: CheckpointPolicy = CheckpointPolicy(),
 
     def write(state, status, result=None):
         nonlocal wrote
-        res = result if result is not None else current_result(setup, state)
-        ds = store.checkpoint_to_dataset(res, status=status, writer=writer, segments=segments,
+        res = result if result is not None else family.current_result(setup, state)
+        ds = family.checkpoint_to_dataset(res, status=status, writer=writer, segments=segments,
                                          dynamics_every=setup.dynamics_every, command=command,
                                          created=old.get("created", now), history=history, attrs=attrs)
         store.write_atomic(ds, path)
         wrote = True
 
-    with quiet_fp():
-        setup = prepare(config, data_dir=data_dir, dataset=dataset, dynamics_every=dynamics_every)
-        state = init_state(setup) if plan.state is None else resume_state(setup, plan.state)
+    with family.running(config):
+        setup = family.prepare(config, data_dir=data_dir, dataset=dataset, dynamics_every=dynamics_every)
+        state = family.init_state(setup) if plan.state is None else family.resume_state(setup, plan.state)
         try:
             if initial_checkpoint:
                 write(state, "running")
             if on_start is not None:
                 on_start(state)
             last_epoch, last_time, cost = state.epoch, time.monotonic(), 0.0
-            while state.epoch < config.epochs:
-                state, record = train_epoch(setup, state)
+            while not family.finished(setup, state):
+                state, record = family.train_epoch(setup, state)
                 if callback is not None:
                     callback(record)
                 if stop is not None and stop():
                     write(state, "interrupted")
                     raise Interrupted(path, state.epoch, config.epochs)
                 t = time.monotonic()
-                if state.epoch < config.epochs and policy.due(state.epoch - last_epoch, t - last_time, cost):
+                if not family.finished(setup, state) and policy.due(state.epoch - last_epoch, t - last_time, cost):
                     write(state, "running")
                     last_epoch, last_time = state.epoch, time.monotonic()
                     cost = last_time - t
-            result = finish(setup, state, keep_state=write_done)
+            result = family.finish(setup, state, keep_state=write_done)
         except Interrupted:
             raise
         except BaseException as exc:

@@ -168,23 +168,25 @@ def label_attrs(name: str | None = None, tags=(), note: str | None = None) -> di
     return out
 
 
-def _dynamics_variables(dyn, coords: dict, data: dict) -> None:
+def _dynamics_variables(dyn, coords: dict, data: dict, dim: str = "layer", long=None) -> None:
     """The order parameters recorded during training (``dyn_<name>`` (replica, dyn_epoch, layer))
     and the histogram snapshots (``snap_hist_<k>`` (replica, snap_epoch, layer, <k>_bin) with
-    their edges ``snap_<k>_edges`` (snap_epoch, edge)), docs/file-format.md "Dynamics"."""
+    their edges ``snap_<k>_edges`` (snap_epoch, edge)), docs/file-format.md "Dynamics".
+    A recurrent run has ``dim = "matrix"`` and its own ``long`` (name -> attributes)."""
+    long = long or _long
     if dyn.samples:
         coords["dyn_epoch"] = np.asarray(dyn.epochs, dtype=np.int64)
     for name in (dyn.samples[0] if dyn.samples else {}):
-        attrs = _long(name)
+        attrs = long(name)
         attrs["long_name"] += ", recorded during training (after epoch dyn_epoch; 0: initial parameters)"
-        data[DYN + name] = (("replica", "dyn_epoch", "layer"), np.stack([s[name] for s in dyn.samples], axis=1),
+        data[DYN + name] = (("replica", "dyn_epoch", dim), np.stack([s[name] for s in dyn.samples], axis=1),
                             attrs)
     if dyn.snaps:
         coords["snap_epoch"] = np.asarray(dyn.snap_epochs, dtype=np.int64)
     for k in ("pi", "m", "xi") if dyn.snaps else ():
-        data[f"{SNAP}hist_{k}"] = (("replica", "snap_epoch", "layer", f"{k}_bin"),
+        data[f"{SNAP}hist_{k}"] = (("replica", "snap_epoch", dim, f"{k}_bin"),
                                    np.stack([s[f"hist_{k}"] for s in dyn.snaps], axis=1),
-                                   {"long_name": f"histogram of {k} per layer after epoch snap_epoch "
+                                   {"long_name": f"histogram of {k} per {dim} after epoch snap_epoch "
                                                  f"(edges: {SNAP}{k}_edges)", "units": "connections"})
         data[f"{SNAP}{k}_edges"] = (("snap_epoch", "edge"), np.stack([s[f"{k}_edges"] for s in dyn.snaps]),
                                     {"long_name": f"bin edges of {SNAP}hist_{k} at each snapshot", "units": "1"})
@@ -213,15 +215,26 @@ def checkpoint_to_dataset(result, *, status: str, writer: dict | None = None, se
             for which, arr, what in (("mu", mu, "first"), ("nu", nu, "second")):
                 ds[f"adam_{which}_{k}_{l}"] = xr.Variable(dims, getattr(arr, k), attrs={
                     "long_name": f"Adam's {what} moment of {k} of layer {l} (checkpoint)", "units": "1"})
-    now = utc_now()
+    ds.attrs["adam_count"] = int(state.adam.count)
+    return checkpoint_attrs(ds, state, status=status, writer=writer, segments=segments,
+                            dynamics_every=dynamics_every, created=created, history=history, attrs=attrs)
+
+
+def checkpoint_attrs(ds: xr.Dataset, state, *, status: str, writer: dict | None = None, segments=None,
+                     dynamics_every: int | None = None, created: str | None = None, history: str | None = None,
+                     attrs: dict | None = None) -> xr.Dataset:
+    """The attributes every resumable run file has, whatever its model family (docs/file-format.md
+    "Checkpoints"): ``status``, ``epochs_done``, ``rng_state``, ``writer``, ``segments``,
+    ``updated``, ``dynamics_every``, and ``created``/``history`` carried over; ``attrs`` added."""
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
     ds.attrs.update({
         "status": status,
         "epochs_done": int(state.epoch),
-        "adam_count": int(state.adam.count),
         "rng_state": json.dumps(state.rng),
         "writer": json.dumps(writer or {}),
         "segments": json.dumps(list(segments or [])),
-        "updated": now,
+        "updated": utc_now(),
     })
     if dynamics_every is not None:
         ds.attrs["dynamics_every"] = int(dynamics_every)
@@ -246,6 +259,10 @@ def state_from_dataset(ds: xr.Dataset, path=None):
     from . import optim
     from .train import CURVES, SERIES, TrainState
 
+    if model_of(ds.attrs) == "rnn":  # a recurrent run's state (mfphys.rnn.store)
+        from .rnn import store as rnn_store
+
+        return rnn_store.state_from_dataset(ds, path)
     where = f"{path}: " if path is not None else ""
     cfg = config_from_dataset(ds, path)
     if "epochs_done" not in ds.attrs or "rng_state" not in ds.attrs:
@@ -301,12 +318,13 @@ def state_from_dataset(ds: xr.Dataset, path=None):
                       dynamics_from_dataset(ds), seconds)
 
 
-def dynamics_from_dataset(ds: xr.Dataset):
-    """The :class:`mfphys.train.Dynamics` a run file records (empty for an older file)."""
+def dynamics_from_dataset(ds: xr.Dataset, dim: str = "layer"):
+    """The :class:`mfphys.train.Dynamics` a run file records (empty for an older file); ``dim``
+    is "matrix" for a recurrent run."""
     from .train import Dynamics
 
     names = [k[len(DYN):] for k in ds.data_vars if k.startswith(DYN) and ds[k].dims == ("replica", "dyn_epoch",
-                                                                                          "layer")]
+                                                                                          dim)]
     epochs = tuple(int(e) for e in ds["dyn_epoch"].values) if "dyn_epoch" in ds.coords else ()
     samples = tuple({k: ds[DYN + k].values[:, i] for k in names} for i in range(len(epochs))) if names else ()
     snap_epochs = tuple(int(e) for e in ds["snap_epoch"].values) if "snap_epoch" in ds.coords else ()

@@ -59,7 +59,7 @@ def assert_same_run(a, b, *, dynamics: bool = True) -> None:
         ("dyn_", "snap_")))}, sorted(names ^ set(b.data_vars))
     for k in sorted(names):
         np.testing.assert_array_equal(a[k].values, b[k].values, err_msg=k)
-    for k in ("epochs_done", "adam_count", "rng_state", "config"):
+    for k in ("epochs_done", "adam_count", "opt_count", "replicas_active", "rng_state", "config"):
         assert a.attrs.get(k) == b.attrs.get(k), k
 
 

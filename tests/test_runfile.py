@@ -187,7 +187,7 @@ def test_old_run_files_open_as_done_and_cannot_be_continued(reference, tmp_path)
 
 
 def test_failed_new_run_leaves_no_file_and_a_failed_resume_keeps_its_checkpoint(tmp_path, monkeypatch):
-    real = runfile.train_epoch
+    real = runfile.FFN.train_epoch
 
     def diverge_at(n):
         def step(setup, state):
@@ -197,13 +197,13 @@ def test_failed_new_run_leaves_no_file_and_a_failed_resume_keeps_its_checkpoint(
         return step
 
     path = tmp_path / "r.nc"
-    monkeypatch.setattr(runfile, "train_epoch", diverge_at(5))
+    monkeypatch.setattr(runfile, "FFN", dataclasses.replace(runfile.FFN, train_epoch=diverge_at(5)))
     with pytest.raises(DivergenceError):
         train_run(plan_run(path, CFG), policy=EVERY)
     assert not path.exists() and list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(runfile, "train_epoch", real)
+    monkeypatch.setattr(runfile, "FFN", dataclasses.replace(runfile.FFN, train_epoch=real))
     interrupted(path, 2)
-    monkeypatch.setattr(runfile, "train_epoch", diverge_at(5))
+    monkeypatch.setattr(runfile, "FFN", dataclasses.replace(runfile.FFN, train_epoch=diverge_at(5)))
     with pytest.raises(DivergenceError):
         train_run(plan_run(path, CFG), policy=EVERY)
     ds = open_run(path)

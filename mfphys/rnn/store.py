@@ -3,8 +3,10 @@
 The recurrent counterpart of :func:`mfphys.store.run_to_dataset`, with the same conventions
 (``mfphys_kind = "run"``, the configuration as JSON, provenance attributes, ``long_name`` and
 ``units`` on every variable) and the attribute ``model = "rnn"`` that tells the two families
-apart (a feed-forward file has none, or ``"ffn"``). A recurrent run file is written once, at
-the end of the run: it holds no checkpoint and cannot be resumed (docs/model-rnn.md section 9).
+apart (a feed-forward file has none, or ``"ffn"``). As a feed-forward run file, it exists while
+the run trains and holds its state (:func:`rnn_checkpoint_to_dataset`, read back by
+:func:`state_from_dataset`), so that :mod:`mfphys.runfile` can continue it (docs/model-rnn.md
+section 9, docs/file-format.md "Checkpoints").
 """
 
 from __future__ import annotations
@@ -60,7 +62,9 @@ def rnn_run_to_dataset(result, *, tol: float = order_mod.TOL, xi_tol: float = or
     """The run-file Dataset of a :class:`mfphys.rnn.RnnResult` (docs/file-format.md "Recurrent runs").
 
     ``labels``: the ``name``/``tags``/``note`` attributes (:func:`mfphys.store.label_attrs`);
-    ``preset``: the preset the run started from, stored as the attribute ``preset``.
+    ``preset``: the preset the run started from, stored as the attribute ``preset``. The part
+    of a run a checkpoint stores (``result.complete`` False: not evaluated yet) gets status
+    "running" and no evaluation variables (:func:`rnn_checkpoint_to_dataset` adds its state).
     """
     cfg: RnnConfig = result.config
     R = cfg.replicas
@@ -76,7 +80,7 @@ def rnn_run_to_dataset(result, *, tol: float = order_mod.TOL, xi_tol: float = or
         "stop_epoch": _v(("replica",), np.asarray(result.stop_epoch, dtype=np.int64),
                          "the last epoch the replica trained (stop rule, docs/model-rnn.md section 7)"),
     }
-    ev = result.evaluation
+    ev = result.evaluation if result.evaluation is not None else {}
     draws = 0
     if cfg.task == "mnist":
         for mode in EVAL_MODES:
@@ -92,7 +96,7 @@ def rnn_run_to_dataset(result, *, tol: float = order_mod.TOL, xi_tol: float = or
         if "acc_quenched_vote" in ev:
             data["test_acc_quenched_vote"] = _v(("replica",), ev["acc_quenched_vote"],
                                                 "test accuracy of the majority vote of the quenched draws")
-    else:
+    elif ev:
         task = Multisensory()
         coords["modality"] = list(task.modalities)
         coords["rate"] = xr.Variable(("rate",), np.asarray(task.freqs, dtype=float),
@@ -115,17 +119,19 @@ def rnn_run_to_dataset(result, *, tol: float = order_mod.TOL, xi_tol: float = or
         for k, v in zip(("pi", "m", "xi"), layer):
             data[f"{k}_{matrix}"] = _v(dims, v, f"{k} of the {matrix} matrix (from unit pre to unit post)")
     for k, v in matrix_order(result.params, tol=tol, xi_tol=xi_tol, xi_zero=xi_zero).items():
-        base = k.removesuffix("_nodiag")
-        attrs = order_mod_attrs(base)
-        if k.endswith("_nodiag"):
-            attrs["long_name"] += ", recurrent matrix without its diagonal (other matrices unchanged)"
-        data[k] = xr.Variable(("replica", "matrix"), v, attrs=attrs)
+        data[k] = xr.Variable(("replica", "matrix"), v, attrs=_order_attrs(k))
     edges = order_mod.histogram_edges(result.params)
     for k, e in edges.items():
         coords[f"{k}_edge"] = e
         counts = np.stack([order_mod.histogram(getattr(layer, k), e) for layer in result.params], axis=1)
         data[f"hist_{k}"] = _v(("replica", "matrix", f"{k}_bin"), counts,
                                f"histogram of {k} per matrix (edges: {k}_edge)", "connections")
+    if result.dynamics is not None:
+        from ..store import _dynamics_variables
+
+        dyn = {}
+        _dynamics_variables(result.dynamics, coords, dyn, dim="matrix", long=_order_attrs)
+        data.update({k: xr.Variable(d, v, attrs=a) for k, (d, v, a) in dyn.items()})
     ds = xr.Dataset(data, coords=coords)
     now = utc_now()
     arch = architecture_label(cfg)
@@ -144,7 +150,7 @@ def rnn_run_to_dataset(result, *, tol: float = order_mod.TOL, xi_tol: float = or
         "data_summary": json.dumps(result.data, default=str),
         "timings": json.dumps(result.timings),
         "order_tolerances": json.dumps({"tol": tol, "xi_tol": xi_tol, "xi_zero": xi_zero}),
-        "status": "done",
+        "status": "done" if result.complete else "running",
         "created": now,
         "history": f"{now} {command or 'mfphys.rnn.train_rnn'}",
         "host": f"{socket.gethostname()} ({platform.platform()}), python {sys.version.split()[0]}, "
@@ -157,6 +163,109 @@ def rnn_run_to_dataset(result, *, tol: float = order_mod.TOL, xi_tol: float = or
         ds.attrs["preset"] = preset
     ds.attrs.update(labels or {})
     return ds
+
+
+def _order_attrs(name: str) -> dict:
+    attrs = order_mod_attrs(name.removesuffix("_nodiag"))
+    if name.endswith("_nodiag"):
+        attrs["long_name"] += ", recurrent matrix without its diagonal (other matrices unchanged)"
+    return attrs
+
+
+def rnn_checkpoint_to_dataset(result, *, status: str, writer: dict | None = None, segments=None,
+                              dynamics_every: int | None = None, command: str | None = None,
+                              created: str | None = None, history: str | None = None,
+                              attrs: dict | None = None) -> xr.Dataset:
+    """A resumable recurrent run file: :func:`rnn_run_to_dataset` of ``result`` (finished or the
+    run so far) plus its state ``result.state`` (docs/file-format.md "Checkpoints"): the
+    optimizer's moments ``opt_mu_<k>_<matrix>`` (Adam) and ``opt_nu_<k>_<matrix>``, ``active``
+    (replica,), and the attributes of every resumable file (:func:`mfphys.store.checkpoint_attrs`)
+    with ``opt_count``. ``attrs`` (the labels, ``preset``, a scan cell's) are added to the file."""
+    from ..store import checkpoint_attrs
+
+    state = result.state
+    ds = rnn_run_to_dataset(result, command=command)
+    name = result.config.optimizer.name
+    for matrix, mu, nu in zip(MATRICES, state.opt.mu, state.opt.nu):
+        dims = ("replica", f"post_{matrix}", f"pre_{matrix}")
+        for k in ("pi", "m", "xi"):
+            for which, arr, what in (("mu", mu, "first moment"), ("nu", nu, "average of the squared gradient")):
+                if getattr(arr, k) is not None:
+                    ds[f"opt_{which}_{k}_{matrix}"] = _v(dims, getattr(arr, k),
+                                                         f"{name}'s {what} of {k} of the {matrix} matrix (checkpoint)")
+    ds["active"] = _v(("replica",), np.asarray(state.active, dtype=np.int8),
+                      "1 while the replica trains, 0 once it stopped (stop rule, docs/model-rnn.md section 7)")
+    ds.attrs["opt_count"] = int(state.opt.count)
+    ds.attrs["replicas_active"] = int(np.count_nonzero(state.active))
+    return checkpoint_attrs(ds, state, status=status, writer=writer, segments=segments,
+                            dynamics_every=dynamics_every, created=created, history=history, attrs=attrs)
+
+
+def state_from_dataset(ds: xr.Dataset, path=None):
+    """The :class:`mfphys.rnn.train.RnnState` (host arrays) a recurrent run file stores, to
+    resume it; one clear :class:`MfphysError` for a file that has none or a damaged one."""
+    from ..store import dynamics_from_dataset
+    from .optim import OptState
+    from .train import CURVES, SERIES, RnnState
+
+    where = f"{path}: " if path is not None else ""
+    cfg = config_from_attrs(ds.attrs, path)
+    if "epochs_done" not in ds.attrs or "rng_state" not in ds.attrs:
+        raise MfphysError(f"{where}this recurrent run file holds no checkpoint (written by an mfphys without "
+                          f"resumable recurrent runs), so it cannot be continued; train it again with another --out")
+    check_parameters(ds, path)
+
+    def damaged(what):
+        return MfphysError(f"{where}damaged run file: {what}")
+
+    try:
+        n, count = int(ds.attrs["epochs_done"]), int(ds.attrs.get("opt_count", -1))
+        rng = json.loads(ds.attrs["rng_state"])
+    except (TypeError, ValueError):
+        raise damaged("its epochs_done, opt_count or rng_state attribute is malformed") from None
+    R = cfg.replicas
+    if ds.sizes.get("epoch", 0) != n:
+        raise damaged(f"epochs_done is {n} but it holds {ds.sizes.get('epoch', 0)} epochs")
+    if count < 0:
+        raise damaged("no opt_count attribute")
+    if not (isinstance(rng, dict) and all(isinstance(rng.get(k), list) and len(rng[k]) == R
+                                          and all(isinstance(s, dict) and "bit_generator" in s for s in rng[k])
+                                          for k in ("order", "noise"))):
+        raise damaged(f"rng_state does not hold the order and noise streams of {R} replicas")
+    params = params_from_dataset(ds)
+    trainable = cfg.spec().trainable(bp=cfg.mode == "bp")
+    moments = {}
+    for which in ("mu", "nu"):
+        layers = []
+        for matrix, layer, kinds in zip(MATRICES, params, trainable):
+            arrays = []
+            for k in ("pi", "m", "xi"):
+                name = f"opt_{which}_{k}_{matrix}"
+                if k not in kinds or (which == "mu" and cfg.optimizer.name != "adam"):
+                    arrays.append(None)
+                    continue
+                if name not in ds:
+                    raise damaged(f"{name} is missing")
+                if ds[name].shape != layer.m.shape or ds[name].dtype != layer.m.dtype:
+                    raise damaged(f"{name} has shape {ds[name].shape} ({ds[name].dtype}), expected "
+                                  f"{layer.m.shape} ({layer.m.dtype})")
+                arrays.append(ds[name].values)
+            layers.append(Layer(*arrays))
+        moments[which] = RnnParams(*layers)
+    history = {}
+    for k in CURVES + SERIES:
+        if k not in ds:
+            raise damaged(f"{k} is missing")
+        history[k] = np.asarray(ds[k].values, dtype=np.float64)
+    for k in ("active", "stop_epoch"):
+        if k not in ds or ds[k].shape != (R,):
+            raise damaged(f"{k} is missing or has the wrong shape")
+    try:
+        seconds = float(json.loads(ds.attrs.get("timings", "{}")).get("train_seconds", 0.0))
+    except (TypeError, ValueError, AttributeError):
+        seconds = 0.0
+    return RnnState(n, params, OptState(count, moments["mu"], moments["nu"]), rng, ds["active"].values.astype(bool),
+                    ds["stop_epoch"].values.astype(np.int64), history, dynamics_from_dataset(ds, "matrix"), seconds)
 
 
 def order_mod_attrs(name: str) -> dict:

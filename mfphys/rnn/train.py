@@ -1,13 +1,24 @@
 """Training loop of the recurrent model: R replicas trained together, evaluated in every mode.
 
 ``train_rnn(config)`` loads or generates the task's data, trains (BPTT through the mean-field
-dynamics, or the BPTT baseline with ``mode="bp"``), records a per-epoch history and evaluates
-the result (docs/model-rnn.md sections 5-8). It returns an :class:`RnnResult` of host (NumPy)
-arrays; storage and front ends are someone else's business.
+dynamics, or the BPTT baseline with ``mode="bp"``), records a per-epoch history and the order
+parameters of every matrix at the dynamics epochs, and evaluates the result (docs/model-rnn.md
+sections 5-9). It returns an :class:`RnnResult` of host (NumPy) arrays; storage and front ends
+are someone else's business.
+
+As the feed-forward loop (:mod:`mfphys.train`), it is a sequence of steps on a state, so that
+:mod:`mfphys.runfile` can write checkpoints and continue a run: :func:`prepare` (data and
+backend), :func:`init_state` or :func:`resume_state`, :func:`train_epoch` until
+:func:`finished`, :func:`finish` (the final evaluation). :func:`train_rnn` runs them in memory.
 
 Random streams per replica (``backend.replica_rngs``): ``INIT`` the initial parameters, ``ORDER``
 the mini-batch order (MNIST) or the training trials' input noise (multisensory), ``NOISE`` the
 mean-field and private noise of training, ``EVAL`` everything random in the final evaluation.
+The state holds the bit-generator states of every ``ORDER`` and ``NOISE`` stream, so a resumed
+NumPy run is bit-identical to an uninterrupted one. On a GPU the training noise comes from CuPy
+generators seeded from the ``NOISE`` streams (unless ``host_noise``); their state cannot be
+stored, so a resumed CuPy run reseeds them from the stored host streams: a valid continuation,
+not the identical numbers (docs/model-rnn.md section 9).
 """
 
 from __future__ import annotations
@@ -22,10 +33,11 @@ import numpy as np
 from ..backend import EVAL, INIT, NOISE, ORDER, get_backend, replica_rngs
 from ..errors import DivergenceError, MfphysError
 from ..model import Layer, vote_counts
+from ..train import DYNAMICS_EVERY, Dynamics, dynamics_due
 from . import evaluate, noise, tasks
 from .config import RnnConfig
 from .model import RnnParams, init_params, loss_and_grad
-from .optim import opt_init, opt_update, tensor_settings
+from .optim import OptState, opt_init, opt_update, tensor_settings
 
 
 class RnnEpoch(NamedTuple):
@@ -40,122 +52,355 @@ class RnnEpoch(NamedTuple):
 
 @dataclass
 class RnnResult:
-    """A finished recurrent run, all arrays on the host.
+    """A recurrent run, all arrays on the host: finished, or (``evaluation`` None) a checkpoint's part.
 
     ``history``: ``train_loss`` and ``test_acc`` (R, E), ``epoch_seconds`` (E,).
     ``evaluation``: named arrays (docs/model-rnn.md section 5). MNIST: ``acc_<mode>`` for the four
     modes of :mod:`mfphys.rnn.evaluate` ((R,), or (R, K) for the sampled ones) and
     ``acc_quenched_vote`` (R,). Multisensory: ``p_high_<mode>`` (R, [K,] 3, 8), P(choose high)
     per modality and event rate, and ``psychometric_acc_<mode>`` (R, [K,] 3).
-    ``stop_epoch`` (R,): the last epoch each replica trained.
+    ``stop_epoch`` (R,): the last epoch each replica trained (so far: ``config.epochs`` for a
+    replica still training). ``dynamics``: the order parameters recorded while training
+    (:class:`mfphys.train.Dynamics`, (R, 3) values per matrix); ``state``: the host state
+    (:class:`RnnState`) for a resumable file.
     """
 
     config: RnnConfig
     params: RnnParams
     history: dict
-    evaluation: dict
+    evaluation: dict | None
     stop_epoch: np.ndarray
     data: dict
     backend: str
     timings: dict = field(default_factory=dict)
+    dynamics: Dynamics | None = None
+    state: RnnState | None = None
+
+    @property
+    def complete(self) -> bool:
+        """True for a finished run (evaluated), False for a checkpoint's part."""
+        return self.evaluation is not None
+
+
+#: the per-epoch history: (R, E) curves (NaN where not trained / not measured) and (E,) series
+CURVES = ("train_loss", "test_acc")
+SERIES = ("epoch_seconds",)
+
+
+class RnnState(NamedTuple):
+    """Everything a recurrent run needs to go on after ``epoch`` epochs: what a checkpoint stores.
+
+    ``params`` and ``opt`` (Adam's or RMSprop's moments and step count) are arrays of the
+    compute backend while training (host arrays in a checkpoint, :func:`to_host`); ``rng``
+    the bit-generator states of every replica's ``ORDER`` and ``NOISE`` streams
+    (``{"order": [...], "noise": [...]}``, JSON-able); ``active`` (R,) the replicas still
+    training and ``stop_epoch`` (R,) the last epoch of each (docs/model-rnn.md section 7);
+    ``history`` the (R, E) / (E,) arrays of the whole run filled up to ``epoch``;
+    ``dynamics`` the order parameters so far; ``seconds`` the training time so far.
+    """
+
+    epoch: int
+    params: RnnParams
+    opt: OptState
+    rng: dict
+    active: np.ndarray
+    stop_epoch: np.ndarray
+    history: dict
+    dynamics: Dynamics
+    seconds: float = 0.0
+
+
+@dataclass
+class RnnSetup:
+    """What stays fixed while a run trains: the configuration, the backend, the task's data on it.
+
+    ``batches(order_rngs)`` yields the epoch's mini-batches, ``test(params)`` the per-epoch test
+    accuracy (None: the multisensory task has none). ``device_noise`` holds the CuPy generators
+    of the training noise (``host_noise`` False on a GPU), seeded from the host ``NOISE``
+    streams; None until the first epoch of a resumed run reseeds them.
+    """
+
+    config: RnnConfig
+    be: object
+    spec: object
+    settings: tuple
+    mask: np.ndarray | None
+    mask_dev: object
+    data: dict
+    batches: Callable
+    test: Callable | None
+    dynamics_every: int = DYNAMICS_EVERY
+    seconds: float = 0.0
+    device_noise: list | None = None
+
+    @property
+    def bp(self) -> bool:
+        return self.config.mode == "bp"
 
 
 def train_rnn(config: RnnConfig, *, data_dir=None, dataset=None,
-              callback: Callable[[RnnEpoch], None] | None = None) -> RnnResult:
+              callback: Callable[[RnnEpoch], None] | None = None,
+              dynamics_every: int = DYNAMICS_EVERY) -> RnnResult:
     """Train ``config.replicas`` replicas together and evaluate them (see the module docstring).
 
-    ``dataset`` may pass a loaded MNIST :class:`mfphys.data.Dataset`; ``callback`` gets an
-    :class:`RnnEpoch` after every epoch. BLAS runs on ``config.blas_threads`` threads: the
-    per-step products are small, and one thread is the fastest on a busy CPU.
+    The whole run in memory: :func:`prepare`, :func:`init_state`, :func:`train_epoch` until
+    :func:`finished`, :func:`finish` (:mod:`mfphys.runfile` runs the same steps with
+    checkpoints). ``dataset`` may pass a loaded MNIST :class:`mfphys.data.Dataset`;
+    ``callback`` gets an :class:`RnnEpoch` after every epoch; the order parameters are
+    recorded at the epochs of :func:`mfphys.train.dynamics_due`.
     """
-    config.validate()
+    with running(config):
+        setup = prepare(config, data_dir=data_dir, dataset=dataset, dynamics_every=dynamics_every)
+        state = init_state(setup)
+        while not finished(setup, state):
+            state, record = train_epoch(setup, state)
+            if callback is not None:
+                callback(record)
+        return finish(setup, state)
+
+
+@contextlib.contextmanager
+def running(config: RnnConfig):
+    """Around the steps of a run: BLAS on ``config.blas_threads`` threads (the per-step products
+    are small, and one thread is the fastest on a busy CPU) and NumPy's floating-point warnings
+    off (a diverging run overflows before its loss turns NaN: :class:`DivergenceError` says it)."""
     limits = contextlib.nullcontext()
     if config.blas_threads is not None:
         from threadpoolctl import threadpool_limits
 
         limits = threadpool_limits(config.blas_threads)
-    # a diverging run overflows before its loss turns NaN: DivergenceError reports it
     with limits, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _train(config, data_dir, dataset, callback)
+        yield
 
 
-def _train(config: RnnConfig, data_dir, dataset, callback) -> RnnResult:
+def prepare(config: RnnConfig, *, data_dir=None, dataset=None, dynamics_every: int = DYNAMICS_EVERY) -> RnnSetup:
+    """Validate, pick the backend and put the task's data on it (nothing is trained)."""
+    config.validate()
+    if not isinstance(dynamics_every, int) or isinstance(dynamics_every, bool) or dynamics_every < 0:
+        raise MfphysError(f"--dynamics-every must be an integer >= 0 (0 = log-spaced epochs only), "
+                          f"got {dynamics_every}")
     be = get_backend(config.backend, config.dtype)
-    xp, dt = be.xp, be.dtype
-    t_start = time.perf_counter()
-    spec, R, bp = config.spec(), config.replicas, config.mode == "bp"
+    t0 = time.perf_counter()
+    spec = config.spec()
     mask = tasks.input_mask(config)
-    host = init_params(spec, config.init, replica_rngs(config.seed, R, INIT), bp=bp, dtype=dt, input_mask=mask)
-    params = RnnParams(*(Layer(*(be.asarray(v) for v in layer)) for layer in host))
-    mask_dev = None if mask is None else xp.asarray(mask)
-    opt = config.optimizer
-    settings = tensor_settings(opt, spec)
-    state = opt_init(params, opt, spec.trainable(bp=bp))
-    order_rngs = replica_rngs(config.seed, R, ORDER)
-    noise_rngs = replica_rngs(config.seed, R, NOISE)
-    if not config.host_noise:
-        noise_rngs = noise.device_rngs(noise_rngs, be)
-
     if config.task == "mnist":
         data, batches, test = _mnist(config, be, data_dir, dataset)
     else:
         data, batches, test = _multisensory(config, be)
+    return RnnSetup(config, be, spec, tensor_settings(config.optimizer, spec), mask,
+                    None if mask is None else be.xp.asarray(mask), data, batches, test, int(dynamics_every),
+                    time.perf_counter() - t0)
 
-    E = config.epochs
-    hist = {"train_loss": np.full((R, E), np.nan), "test_acc": np.full((R, E), np.nan)}
-    secs = np.zeros(E)
-    active = np.ones(R, bool)
-    stop_epoch = np.full(R, E)
-    epoch = 0
-    for epoch in range(1, E + 1):
-        t0 = time.perf_counter()
-        lr_scale = {k: opt.lr_factor(epoch, k) for k in ("pi", "m", "xi")}
-        frozen = None
-        if not active.all():  # stopped replicas keep their parameters (docs/model-rnn.md section 7)
-            idx = xp.asarray(np.flatnonzero(~active))
-            frozen = [(a, idx, a[idx].copy()) for layer in params for a in layer]
-        loss_sum, n = xp.zeros(R, dtype=dt), 0
-        for xb, target, loss_mask in batches(order_rngs):
-            T, B = xb.shape[-2], xb.shape[-3]
-            nz = noise.draw(noise_rngs, spec, T, B, bp=bp, xp=xp, dtype=dt)
-            loss, grads, _ = loss_and_grad(params, xb, target, nz, spec, mask=loss_mask, bp=bp)
-            params, state = opt_update(grads, state, params, cfg=opt, settings=settings, lr_scale=lr_scale,
-                                       input_mask=mask_dev)
-            loss_sum += loss
-            n += 1
-        if frozen is not None:
-            for a, idx, saved in frozen:
-                a[idx] = saved
-        e = epoch - 1
-        loss_host = be.to_numpy(loss_sum) / n
-        if not np.all(np.isfinite(loss_host[active])):
-            bad = int(np.flatnonzero(~np.isfinite(loss_host) & active)[0])
-            raise DivergenceError(f"training diverged at epoch {epoch} (replica {bad}, loss is not finite): "
-                                  "try smaller learning rates")
-        hist["train_loss"][active, e] = loss_host[active]
-        if test is not None:
-            hist["test_acc"][:, e] = test(params)
-        secs[e] = time.perf_counter() - t0
-        was_active = active.copy()
-        if config.stop_loss is not None and epoch >= config.stop_min_epoch:
-            done = active & (loss_host <= config.stop_loss)
-            stop_epoch[done] = epoch
-            active &= ~done
-        if callback is not None:
-            callback(RnnEpoch(epoch, hist["train_loss"][:, e], hist["test_acc"][:, e], was_active, secs[e]))
-        if not active.any():
-            break
-    hist = {k: v[:, :epoch] for k, v in hist.items()}
-    hist["epoch_seconds"] = secs[:epoch]
-    t_train = time.perf_counter() - t_start
 
-    host = RnnParams(*(Layer(*(be.to_numpy(v) for v in layer)) for layer in params))
+def _device_noise(setup: RnnSetup) -> bool:
+    return setup.be.name != "numpy" and not setup.config.host_noise
+
+
+def _generator(state: dict) -> np.random.Generator:
+    """A NumPy generator continuing from a stored bit-generator state."""
+    bit = getattr(np.random, state["bit_generator"])(0)
+    bit.state = state
+    return np.random.Generator(bit)
+
+
+def _empty_history(R: int, E: int) -> dict:
+    return {**{k: np.full((R, E), np.nan) for k in CURVES}, **{k: np.zeros(E) for k in SERIES}}
+
+
+def init_state(setup: RnnSetup) -> RnnState:
+    """The state before the first epoch: initial parameters (``INIT`` streams), zero optimizer
+    moments, fresh ``ORDER`` and ``NOISE`` streams, every replica active, epoch 0's order parameters."""
+    config, be = setup.config, setup.be
+    R, E = config.replicas, config.epochs
+    host = init_params(setup.spec, config.init, replica_rngs(config.seed, R, INIT), bp=setup.bp, dtype=be.dtype,
+                       input_mask=setup.mask)
+    params = RnnParams(*(Layer(*(be.asarray(v) for v in layer)) for layer in host))
+    opt = opt_init(params, config.optimizer, setup.spec.trainable(bp=setup.bp))
+    noise_rngs = replica_rngs(config.seed, R, NOISE)
+    if _device_noise(setup):  # the device streams are seeded from the host ones (mfphys.rnn.noise)
+        setup.device_noise = noise.device_rngs(noise_rngs, be)
+    rng = {"order": [g.bit_generator.state for g in replica_rngs(config.seed, R, ORDER)],
+           "noise": [g.bit_generator.state for g in noise_rngs]}
+    state = RnnState(0, params, opt, rng, np.ones(R, bool), np.full(R, E), _empty_history(R, E), Dynamics(),
+                     setup.seconds)
+    return _record_dynamics(setup, state)
+
+
+def finished(setup: RnnSetup, state: RnnState) -> bool:
+    """Whether the run is over: all its epochs done, or every replica stopped (docs/model-rnn.md section 7)."""
+    return state.epoch >= setup.config.epochs or not state.active.any()
+
+
+def train_epoch(setup: RnnSetup, state: RnnState) -> tuple[RnnState, RnnEpoch]:
+    """One epoch of every active replica (stopped ones keep their parameters), the per-epoch
+    test, the stop rule and, when due, the order parameters. Returns the state after the epoch
+    (its arrays updated in place) and the epoch's record. Raises :class:`DivergenceError`."""
+    config, be = setup.config, setup.be
+    xp, dt = be.xp, be.dtype
+    spec, bp, opt = setup.spec, setup.bp, config.optimizer
+    if finished(setup, state):
+        raise MfphysError(f"the run is over after {state.epoch} of its {config.epochs} epochs")
+    epoch = state.epoch + 1
+    t0 = time.perf_counter()
+    order_rngs = [_generator(s) for s in state.rng["order"]]
+    noise_host = [_generator(s) for s in state.rng["noise"]]
+    noise_rngs = noise_host
+    if _device_noise(setup):
+        if setup.device_noise is None:  # resumed on a GPU: reseeded from the stored host streams
+            setup.device_noise = noise.device_rngs(noise_host, be)
+        noise_rngs = setup.device_noise
+    params, ostate = state.params, state.opt
+    active, stop_epoch = state.active.copy(), state.stop_epoch.copy()
+    lr_scale = {k: opt.lr_factor(epoch, k) for k in ("pi", "m", "xi")}
+    frozen = None
+    if not active.all():  # stopped replicas keep their parameters (docs/model-rnn.md section 7)
+        idx = xp.asarray(np.flatnonzero(~active))
+        frozen = [(a, idx, a[idx].copy()) for layer in params for a in layer]
+    loss_sum, n = xp.zeros(config.replicas, dtype=dt), 0
+    for xb, target, loss_mask in setup.batches(order_rngs):
+        T, B = xb.shape[-2], xb.shape[-3]
+        nz = noise.draw(noise_rngs, spec, T, B, bp=bp, xp=xp, dtype=dt)
+        loss, grads, _ = loss_and_grad(params, xb, target, nz, spec, mask=loss_mask, bp=bp)
+        params, ostate = opt_update(grads, ostate, params, cfg=opt, settings=setup.settings, lr_scale=lr_scale,
+                                    input_mask=setup.mask_dev)
+        loss_sum += loss
+        n += 1
+    if frozen is not None:
+        for a, idx, saved in frozen:
+            a[idx] = saved
+    e, hist = epoch - 1, state.history
+    loss_host = be.to_numpy(loss_sum) / n
+    if not np.all(np.isfinite(loss_host[active])):
+        bad = int(np.flatnonzero(~np.isfinite(loss_host) & active)[0])
+        raise DivergenceError(f"training diverged at epoch {epoch} (replica {bad}, loss is not finite): "
+                              "try smaller learning rates")
+    hist["train_loss"][active, e] = loss_host[active]
+    if setup.test is not None:
+        hist["test_acc"][:, e] = setup.test(params)
+    be.synchronize()
+    seconds = time.perf_counter() - t0
+    hist["epoch_seconds"][e] = seconds
+    was_active = active.copy()
+    if config.stop_loss is not None and epoch >= config.stop_min_epoch:
+        done = active & (loss_host <= config.stop_loss)
+        stop_epoch[done] = epoch
+        active &= ~done
+    rng = {"order": [g.bit_generator.state for g in order_rngs], "noise": [g.bit_generator.state for g in noise_host]}
+    state = RnnState(epoch, params, ostate, rng, active, stop_epoch, hist, state.dynamics, state.seconds + seconds)
+    record = RnnEpoch(epoch, hist["train_loss"][:, e], hist["test_acc"][:, e], was_active, seconds)
+    return _record_dynamics(setup, state), record
+
+
+def dynamics_order(params) -> dict:
+    """The order parameters a recurrent run records while it trains: name -> (R, 3) (input,
+    recurrent, output) for every :data:`mfphys.order.SCALARS` name, and ``<name>_nodiag`` with
+    the recurrent column over its off-diagonal connections (as :func:`mfphys.rnn.order.matrix_order`)."""
+    from .. import order
+    from .order import RECURRENT, offdiagonal
+
+    values = order.training_order(params)
+    rec = params[RECURRENT]
+    nodiag = order.training_order((rec,), live_inputs=offdiagonal(rec.m.shape[-1]))
+    out = dict(values)
+    for k in order.SCALARS:
+        v = np.array(values[k], copy=True)
+        v[..., RECURRENT] = nodiag[f"{k}_live"][..., 0]
+        out[f"{k}_nodiag"] = v
+    return out
+
+
+def _record_dynamics(setup: RnnSetup, state: RnnState) -> RnnState:
+    """``state`` with the order parameters (and the histograms at a snapshot epoch) of its
+    parameters appended when due (:func:`mfphys.train.dynamics_due`), and after the last epoch
+    of a run whose replicas all stopped early."""
+    from .. import order
+
+    config, epoch, dyn = setup.config, state.epoch, state.dynamics
+    last = epoch > 0 and finished(setup, state)
+    sample = (dynamics_due(epoch, config.epochs, setup.dynamics_every) or last) and epoch not in dyn.epochs
+    snap = (epoch in order.snapshot_epochs(config.epochs) or last) and epoch not in dyn.snap_epochs
+    if not (sample or snap):
+        return state
+    t0 = time.perf_counter()
+    host = RnnParams(*(Layer(*(setup.be.to_numpy(v) for v in layer)) for layer in state.params))
+    if sample:
+        dyn = dyn._replace(epochs=dyn.epochs + (epoch,), samples=dyn.samples + (dynamics_order(host),))
+    if snap:
+        edges = order.histogram_edges(host)
+        hists = {f"hist_{k}": np.stack([order.histogram(getattr(layer, k), e) for layer in host], axis=1)
+                 for k, e in edges.items()}
+        hists.update({f"{k}_edges": e for k, e in edges.items()})
+        dyn = dyn._replace(snap_epochs=dyn.snap_epochs + (epoch,), snaps=dyn.snaps + (hists,))
+    return state._replace(dynamics=dyn, seconds=state.seconds + time.perf_counter() - t0)
+
+
+def to_host(be, state: RnnState) -> RnnState:
+    """``state`` with its parameters and optimizer moments on the host (NumPy; no copy on the
+    NumPy backend, so write it out before the next epoch) and its history cut to the epochs done."""
+
+    def host(layer):
+        return Layer(*(None if v is None else be.to_numpy(v) for v in layer))
+
+    opt = OptState(int(state.opt.count), RnnParams(*(host(l) for l in state.opt.mu)),
+                   RnnParams(*(host(l) for l in state.opt.nu)))
+    history = {k: v[..., :state.epoch].copy() for k, v in state.history.items()}
+    return state._replace(params=RnnParams(*(host(l) for l in state.params)), opt=opt, history=history,
+                          active=state.active.copy(), stop_epoch=state.stop_epoch.copy())
+
+
+def resume_state(setup: RnnSetup, checkpoint: RnnState) -> RnnState:
+    """A checkpoint's host state (:func:`to_host`, or read from a run file) on ``setup``'s backend,
+    its history grown to the configuration's epochs (a finished run continued to more epochs:
+    the replicas still active train on to the new last epoch)."""
+    config, be = setup.config, setup.be
+    R, E, n = config.replicas, config.epochs, checkpoint.epoch
+    if n > E:
+        raise MfphysError(f"the run has {n} epochs already: give --epochs {n} or more")
+
+    def dev(layer):
+        return Layer(*(None if v is None else be.asarray(v) for v in layer))
+
+    params = RnnParams(*(dev(l) for l in checkpoint.params))
+    opt = OptState(int(checkpoint.opt.count), RnnParams(*(dev(l) for l in checkpoint.opt.mu)),
+                   RnnParams(*(dev(l) for l in checkpoint.opt.nu)))
+    history = _empty_history(R, E)
+    for k, v in history.items():
+        v[..., :n] = checkpoint.history[k][..., :n]
+    active = np.asarray(checkpoint.active, dtype=bool).copy()
+    stop_epoch = np.asarray(checkpoint.stop_epoch, dtype=np.int64).copy()
+    stop_epoch[active] = E
+    setup.device_noise = None  # reseeded from the stored host streams (RnnSetup)
+    state = RnnState(n, params, opt, checkpoint.rng, active, stop_epoch, history, checkpoint.dynamics,
+                     checkpoint.seconds + setup.seconds)
+    return _record_dynamics(setup, state)  # the last epoch of a continued run was sampled already
+
+
+def current_result(setup: RnnSetup, state: RnnState) -> RnnResult:
+    """What a checkpoint stores besides the state: the run so far as an :class:`RnnResult`
+    without the final evaluation (``evaluation`` None), its state on the host."""
+    host = to_host(setup.be, state)
+    return RnnResult(setup.config, host.params, host.history, None, host.stop_epoch, setup.data["summary"],
+                     setup.be.describe(), {"train_seconds": state.seconds}, state.dynamics, host)
+
+
+def finish(setup: RnnSetup, state: RnnState, *, keep_state: bool = False) -> RnnResult:
+    """The finished run: final parameters on the host (checked finite), the evaluation in every
+    mode (``EVAL`` streams); with ``keep_state`` its final state on the host (what a run file
+    needs to be continued)."""
+    config, be = setup.config, setup.be
+    if not finished(setup, state):
+        raise MfphysError(f"the run has {state.epoch} of its {config.epochs} epochs: it is not finished")
+    hist = {k: v[..., :state.epoch] for k, v in state.history.items()}
+    host = RnnParams(*(Layer(*(be.to_numpy(v) for v in layer)) for layer in state.params))
     if not all(np.all(np.isfinite(v)) for layer in host for v in layer):
         raise DivergenceError("training diverged: parameters are not finite at the end; try smaller learning rates")
     t0 = time.perf_counter()
-    evaluation = (_evaluate_mnist if config.task == "mnist" else _evaluate_multisensory)(config, params, data, be)
-    timings = {"train_seconds": t_train, "eval_seconds": time.perf_counter() - t0}
-    return RnnResult(config, host, hist, evaluation, stop_epoch, data["summary"], be.describe(), timings)
+    evaluation = (_evaluate_mnist if config.task == "mnist" else _evaluate_multisensory)(config, state.params,
+                                                                                         setup.data, be)
+    timings = {"train_seconds": state.seconds, "eval_seconds": time.perf_counter() - t0}
+    final = to_host(be, state) if keep_state else None
+    return RnnResult(config, host, hist, evaluation, state.stop_epoch.copy(), setup.data["summary"], be.describe(),
+                     timings, state.dynamics, final)
 
 
 # --- tasks: data, batches, per-epoch test, final evaluation ------------------------------------------------

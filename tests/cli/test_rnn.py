@@ -1,15 +1,17 @@
-"""``mfphys train --model rnn``, ``mfphys order`` on a recurrent run and the refusals, one line each
+"""``mfphys train --model rnn`` (live run files: SIGKILL, Ctrl-C, resume, more epochs), ``mfphys order`` on a
+recurrent run and the refusals, one line each
 (docs/model-rnn.md section 9)."""
 
 from __future__ import annotations
 
 import json
+import signal
 
 import numpy as np
 import pytest
 
 from mfphys import store
-from tests.helpers import one_error_line
+from tests.helpers import assert_same_run, one_error_line, snapshot, start_mfphys, wait_for_checkpoint
 
 MS = ["train", "--model", "rnn", "--preset", "multisensory", "--epochs", "3", "-R", "2", "--backend", "numpy",
       "--eval-samples", "2"]
@@ -70,7 +72,8 @@ def test_order_table_json_csv_equal_the_stored_values(ms_run, cli):
 @pytest.mark.parametrize("args, expect", [
     (["--layers", "784,10"], "--layers does not apply to --model rnn"),
     (["--lr", "0.1", "--protocol", "2020"], "--lr, --protocol do not apply to --model rnn"),
-    (["--resume", "x.nc"], "--resume continues feed-forward runs only"),
+    (["--resume", "x.nc"], "--resume writes to the file it continues (x.nc)"),
+    (["--checkpoint-every", "-1"], "--checkpoint-every must be an integer >= 0"),
     (["--preset", "row_mnist", "--model", "ffn"], "--preset is an option of --model rnn"),
     (["--preset", "lstm"], "unknown preset 'lstm'"),
     (["--model", "gru"], "unknown --model 'gru'"),
@@ -84,13 +87,107 @@ def test_refusals_are_one_line(args, expect, cli, tmp_path):
     assert not (tmp_path / "x.nc").exists()
 
 
-def test_existing_file_not_replaced_and_not_resumed(ms_run, cli, tmp_path):
+def test_a_done_file_is_left_alone_or_refused_in_one_line(ms_run, cli, tmp_path):
     path, _ = ms_run
-    before = path.read_bytes()
-    one_error_line(cli(*MS, "--out", path), "exists: a recurrent run is not continued or replaced")
-    one_error_line(cli("train", *FFN, "--resume", path), "is a recurrent run file: it holds no checkpoint")
+    before = snapshot(path.parent)
+    res = cli(*MS, "--out", path)
+    assert res.exit_code == 0 and "is done (3 epochs): nothing to train" in res.stdout, res.output
+    one_error_line(cli(*MS, "--seed", "5", "--out", path), "was made by another configuration (--seed 0 in the file")
+    one_error_line(cli(*MS, "--epochs", "2", "--out", path), "has 3 epochs done already")
+    one_error_line(cli("train", *FFN, "--resume", path), "do not apply to --model rnn")  # --resume: the file's model
+    one_error_line(cli("train", "--model", "ffn", "--resume", path), "is a recurrent run file: continue it with "
+                                                                     "--model rnn")
     one_error_line(cli("train", *FFN, "--out", path), "is a recurrent run file (model rnn)")
-    assert path.read_bytes() == before
+    one_error_line(cli("train", "--model", "rnn", "--preset", "row_mnist", "--resume", path),
+                   "was made from --preset multisensory, not row_mnist")
+    assert snapshot(path.parent) == before
+
+
+def test_a_feed_forward_file_is_not_continued_as_a_recurrent_run(cli, tmp_path):
+    out = tmp_path / "ffn.nc"
+    assert cli("train", *FFN, "--out", out).exit_code == 0
+    before = snapshot(tmp_path)
+    one_error_line(cli(*MS, "--out", out), "is a feed-forward run file (model ffn): recurrent training")
+    one_error_line(cli("train", "--model", "rnn", "--resume", out), "is a feed-forward run file: continue it "
+                                                                    "without --model rnn")
+    assert snapshot(tmp_path) == before
+
+
+def test_more_epochs_continue_a_finished_run_as_one_longer_run(ms_run, cli, tmp_path):
+    path, _ = ms_run
+    short = tmp_path / "short.nc"
+    short.write_bytes(path.read_bytes())
+    res = cli("train", "--resume", short, "--epochs", "5", "--quiet")  # the model and preset from the file
+    assert res.exit_code == 0, res.output
+    longer = tmp_path / "long.nc"
+    assert cli(*MS[:5], "--epochs", "5", *MS[7:], "--out", longer, "--quiet").exit_code == 0
+    back = store.open_run(short)
+    assert_same_run(back, store.open_run(longer), dynamics=False)  # the continued run also sampled epoch 3
+    assert [s["action"] for s in json.loads(back.attrs["segments"])] == ["new", "extend"]
+    assert back.attrs["preset"] == "multisensory" and back.attrs["name"] == "ms"
+
+
+# --- live runs in a real process: SIGKILL and Ctrl-C ---------------------------------------------------
+
+LONG = 40  # epochs: a few seconds with a checkpoint after every epoch
+LIVE = ["train", "--model", "rnn", "--preset", "multisensory", "-R", "2", "--backend", "numpy", "--eval-samples", "2",
+        "--quiet", "--epochs", LONG]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The run the interrupted ones must end up equal to, trained in one go in its own process."""
+    out = tmp_path_factory.mktemp("ref") / "ref.nc"
+    proc = start_mfphys(*LIVE, "--out", out)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    return store.open_run(out)
+
+
+def test_sigkill_then_the_same_command_resumes_bit_identically(uninterrupted, tmp_path):
+    target = int(np.random.default_rng().integers(2, 30))
+    out = tmp_path / "r.nc"
+    args = [*LIVE, "--checkpoint-every", 1, "--out", out]
+    proc = start_mfphys(*args)
+    wait_for_checkpoint(out, target, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = store.open_run(out)  # the last checkpoint is whole, and readable
+    n = int(killed.attrs["epochs_done"])
+    assert killed.attrs["status"] == "running" and target <= n < LONG and killed.sizes["epoch"] == n, target
+    assert killed.train_loss.shape == (2, n) and killed.attrs["model"] == "rnn"
+    again = start_mfphys(*args)  # the same command again continues the run
+    assert again.wait(timeout=300) == 0, again.stderr.read()
+    done = store.open_run(out)
+    assert_same_run(done, uninterrupted)
+    assert done.attrs["status"] == "done"
+    assert [(s["action"], s["from_epoch"]) for s in json.loads(done.attrs["segments"])] == [("new", 0), ("resume", n)]
+    assert [p.name for p in tmp_path.iterdir()] == ["r.nc"]
+
+
+def test_ctrl_c_saves_the_epoch_as_interrupted_and_resume_finishes_it(uninterrupted, tmp_path):
+    out = tmp_path / "r.nc"
+    proc = start_mfphys(*LIVE, "--checkpoint-every", 5, "--checkpoint-seconds", 0, "--out", out)
+    wait_for_checkpoint(out, 5, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    ds = store.open_run(out)
+    n = int(ds.attrs["epochs_done"])
+    assert ds.attrs["status"] == "interrupted" and 1 <= n < LONG and ds.sizes["epoch"] == n
+    assert f"interrupted after epoch {n} of {LONG}" in err and f"--resume {out}" in err
+    assert "p_high_mf" not in ds and ds.train_loss.shape == (2, n)
+    assert cli_order_works(out)
+    res = start_mfphys("train", "--resume", out)
+    assert res.wait(timeout=300) == 0, res.stderr.read()
+    assert_same_run(store.open_run(out), uninterrupted)
+
+
+def cli_order_works(path) -> bool:
+    """``mfphys order`` reads an unfinished recurrent file (the matrices so far)."""
+    proc = start_mfphys("order", path, "--json")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return [c["matrix"] for c in json.loads(out)["columns"]] == ["input", "recurrent", "output"]
 
 
 def test_no_diagonal_refused_on_a_feed_forward_run(cli, tmp_path):
