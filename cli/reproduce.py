@@ -269,8 +269,8 @@ def reproduce_rnn(experiment: str, *, quick: bool, out, seeds, epochs, backend: 
     est = protocol.estimate_seconds(todo)
     err_console.print(f"mfphys reproduce {experiment}{' --quick' if quick else ''}: row-wise MNIST {protocol.seeds} "
                       f"seeds x {protocol.epochs} epochs, multisensory {protocol.ms_seeds} seeds; expected duration "
-                      f"about {f'{est:.0f} s' if est < 90 else f'{est / 60:.0f} min'} on a 2-core CPU; writing to "
-                      f"{folder}/", markup=False, highlight=False)
+                      f"about {f'{est:.0f} s' if est < 90 else f'{est / 60:.0f} min'} on an idle 2-core CPU; "
+                      f"writing to {folder}/", markup=False, highlight=False)
     t0 = time.perf_counter()
     runs, results, written = {}, {}, []
     labels = {"gbp": "train row-wise gBP", "bp": "train row-wise BPTT", "multisensory": "train multisensory"}

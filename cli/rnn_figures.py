@@ -73,20 +73,26 @@ def psychometric(ds, path: Path) -> Path:
     axes = fig.subplots(1, len(mods), sharey=True, squeeze=False)[0]
     rate = ds.rate.values
     for ax, m in zip(axes, mods):
+        accs = []
         for ev in ds.eval_mode.values:
             label, colour, style = MODES[str(ev)]
             p = ds.p_high.sel(eval_mode=ev, modality=m).transpose("replica", "rate").values
-            acc = float(ds.psychometric_acc.sel(eval_mode=ev, modality=m).mean())
             mean = p.mean(axis=0)
-            ax.plot(rate, mean, color=colour, ls=style, marker="o", ms=3.5, label=f"{label}: {acc:.1%}")
+            ax.plot(rate, mean, color=colour, ls=style, marker="o", ms=3.5, label=label)
             if p.shape[0] > 1:
                 std = sample_std(p, 0)
                 ax.fill_between(rate, mean - std, mean + std, color=colour, alpha=0.12, lw=0)
+            acc = float(ds.psychometric_acc.sel(eval_mode=ev, modality=m).mean())
+            accs.append(f"{label.split(' (')[0]}: {acc:.1%}")
         ax.axvline(12.5, color="grey", lw=0.8)
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("event rate (Hz)")
         ax.set_title(MODALITIES.get(m, m))
-        ax.legend(fontsize=7, title="psychometric accuracy", title_fontsize=7, loc="upper left")
+        # the upper left stays empty for a trained network (low rates: P(high) near 0)
+        ax.text(0.03, 0.95, "psychometric accuracy\n" + "\n".join(accs), transform=ax.transAxes, va="top",
+                fontsize=7.5, bbox=dict(boxstyle="round", fc="white", ec="0.8", alpha=0.9))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, -0.06))
     axes[0].set_ylabel("P(choose high)")
     stops = ", ".join(str(int(e)) for e in ds.stop_epoch.values)
     fig.suptitle(f"multisensory integration {ds.attrs['architecture']}: mean ± std over "

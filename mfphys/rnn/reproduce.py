@@ -53,6 +53,10 @@ EVAL_MODES = ("mf", "noisy", "quenched", "annealed")
 #: a row-wise MNIST epoch of 200 mini-batches (gBP, BPTT) and of a multisensory epoch, from
 #: docs/model-rnn.md "Measured"; used only to announce the expected duration
 CPU_SECONDS = {"gbp": 1.7, "bp": 0.8, "multisensory": 0.02}
+#: seconds of one evaluation pass (the mean field, or one quenched draw) of one replica over 10,000
+#: row-wise test sequences on the same CPU, from a run's ``eval_seconds``: the perturbation makes
+#: ``(2 F + 1) (1 + samples)`` of them per replica
+CPU_SECONDS_EVAL_PASS_10K = 0.25
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,7 @@ class RnnProtocol:
         return {r: self.multisensory_config() if r == "multisensory" else self.mnist_config(r) for r in roles}
 
     def estimate_seconds(self, experiments=EXPERIMENTS) -> float:
-        """Rough CPU duration of the training (the perturbation adds about as much as the gBP run)."""
+        """Rough duration on an otherwise idle 2-core CPU (a busy machine takes several times longer)."""
         total = 0.0
         for role, cfg in self.configs(experiments).items():
             per = CPU_SECONDS[role]
@@ -130,7 +134,8 @@ class RnnProtocol:
                 per *= (cfg.batches_per_epoch or 200) / 200
             total += per * cfg.replicas * cfg.epochs
         if "rnn-perturbation" in experiments:
-            total += CPU_SECONDS["gbp"] * self.seeds * self.epochs * len(self.fractions) / 11
+            passes = (2 * len(self.fractions) + 1) * (1 + self.samples) * self.seeds
+            total += CPU_SECONDS_EVAL_PASS_10K * passes * (self.n_test or 10_000) / 10_000
         return total
 
     def to_json(self) -> str:
