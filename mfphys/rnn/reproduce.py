@@ -54,9 +54,9 @@ EVAL_MODES = ("mf", "noisy", "quenched", "annealed")
 #: docs/model-rnn.md "Measured"; used only to announce the expected duration
 CPU_SECONDS = {"gbp": 1.7, "bp": 0.8, "multisensory": 0.02}
 #: seconds of one evaluation pass (the mean field, or one quenched draw) of one replica over 10,000
-#: row-wise test sequences on the same CPU, from a run's ``eval_seconds``: the perturbation makes
+#: row-wise test sequences on the same CPU, from the full perturbation (89 s for 759 passes): it makes
 #: ``(2 F + 1) (1 + samples)`` of them per replica
-CPU_SECONDS_EVAL_PASS_10K = 0.25
+CPU_SECONDS_EVAL_PASS_10K = 0.12
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class RnnProtocol:
     @classmethod
     def quick(cls, **overrides) -> RnnProtocol:
         """A reduced version that runs in a few minutes on a 2-core CPU (the tests use smaller still)."""
-        base = dict(seeds=2, epochs=3, n_train=5120, n_test=2000, ms_seeds=2, ms_epochs=250,
+        base = dict(seeds=2, epochs=5, n_train=12800, n_test=2000, ms_seeds=2, ms_epochs=400,
                     fractions=(0.0, 0.25, 0.5, 0.75, 1.0), samples=3)
         return cls(**{**base, **overrides})
 
@@ -260,11 +260,15 @@ def perturbation_dataset(run_path: Path, protocol: RnnProtocol, *, data_dir=None
                          callback: Callable[[], None] | None = None) -> xr.Dataset:
     """docs/model-rnn.md section 9 on the gBP run at ``run_path`` (:mod:`mfphys.rnn.perturb`),
     with the mean and standard deviation over seeds of both arms, both evaluations."""
+    from threadpoolctl import threadpool_limits
+
     from . import perturb
 
-    ds = perturb.perturb_run(run_path, matrix=protocol.matrix, fractions=np.asarray(protocol.fractions),
-                             samples=protocol.samples, backend=protocol.backend, data_dir=data_dir,
-                             dataset=dataset, callback=callback, command="mfphys reproduce rnn-perturbation")
+    # one BLAS thread, as in training (docs/model-rnn.md "Choices": the per-step products are small)
+    with threadpool_limits(1):
+        ds = perturb.perturb_run(run_path, matrix=protocol.matrix, fractions=np.asarray(protocol.fractions),
+                                 samples=protocol.samples, backend=protocol.backend, data_dir=data_dir,
+                                 dataset=dataset, callback=callback, command="mfphys reproduce rnn-perturbation")
     for arm in ("vip", "variable"):
         for ev in ("", "_mf"):
             name = f"error_{arm}{ev}"

@@ -4,6 +4,7 @@ experiments end to end on tiny settings (the ``--quick`` protocol made smaller s
 from __future__ import annotations
 
 import matplotlib.image
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -90,3 +91,20 @@ def test_cli_choices_match_the_library():
     from mfphys.cli.reproduce import RNN_CHOICES
 
     assert RNN_CHOICES == (*rep.EXPERIMENTS, rep.GROUP)
+
+
+@pytest.mark.slow
+def test_the_quick_version_shows_the_results(tmp_path, mnist_dir, cli):
+    """The real ``--quick`` (about 35 s on the 2-core CPU; the full-length trainings are the slow
+    tests of tests/rnn/test_train.py): the orderings of docs/reproduction.md section 6 in small."""
+    res = run(cli, "rnn", "--quick", "--backend", "numpy", "--data-dir", mnist_dir, "--out", tmp_path)
+    assert res.exit_code == 0, res.output
+    c = xr.open_dataset(tmp_path / "rnn-curves.nc")
+    assert float(c.final_acc_mean.sel(mode="gbp", eval_mode="mf")) > 0.65  # 0.73 measured
+    assert float(c.final_acc_mean.sel(mode="bp", eval_mode="mf")) > 0.65
+    q = xr.open_dataset(tmp_path / "psychometric.nc")
+    assert float(q.psychometric_acc.sel(eval_mode="mf").mean()) > 0.95  # 0.99-1.0 measured
+    p = xr.open_dataset(tmp_path / "rnn-perturbation.nc")
+    full = p.isel(fraction=-1)
+    assert np.all(full.error_vip_mf > full.error_variable_mf + 10)  # 72 % against 38 % measured
+    assert np.all(full.error_vip > full.error_variable)

@@ -48,7 +48,7 @@ def test_bad_protocol_is_one_clear_error(change, expect):
 
 def test_quick_reads_fewer_batches():
     cfg = rep.RnnProtocol.quick().mnist_config("gbp")
-    assert cfg.n_train == 5120 and cfg.batches_per_epoch == 40 and cfg.epochs == 3
+    assert cfg.n_train == 12800 and cfg.batches_per_epoch == 100 and cfg.epochs == 5
 
 
 def test_curves_dataset(tiny):
