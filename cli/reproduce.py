@@ -1,4 +1,6 @@
-"""``mfphys reproduce``: the paper's experiments, datasets and PNG figures, under runs/paper/."""
+"""``mfphys reproduce``: the paper's experiments, datasets and PNG figures, under runs/paper/;
+the recurrent model's (``rnn-curves``, ``psychometric``, ``rnn-perturbation``, the group ``rnn``)
+under runs/rnn-paper/ (docs/reproduction.md)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ from .common import console, counts_text, err_console, make_progress, user_error
 #: mfphys.reproduce.EXPERIMENTS + "all" (a test checks they agree; importing that module here
 #: would load xarray for every `mfphys --help`)
 CHOICES = ("curves", "distributions", "perturbation", "entropy", "dynamics", "all")
+#: mfphys.rnn.reproduce.EXPERIMENTS + its group "rnn" (the recurrent model, docs/model-rnn.md);
+#: "all" keeps meaning the feed-forward paper's experiments (a different paper, another folder)
+RNN_CHOICES = ("rnn-curves", "psychometric", "rnn-perturbation", "rnn")
 
 
 def _train_bar(progress, label, epochs):
@@ -105,12 +110,16 @@ def dynamics_table(yds) -> Table:
 
 @user_errors
 def reproduce(
-    experiment: str = typer.Argument("all", help="curves, distributions, perturbation, entropy, dynamics or all"),
+    experiment: str = typer.Argument("all", help="curves, distributions, perturbation, entropy, dynamics or all "
+                                                 "(the feed-forward paper); rnn-curves, psychometric, "
+                                                 "rnn-perturbation or rnn (the recurrent model)"),
     quick: bool = typer.Option(False, "--quick", help="a reduced version that runs in a few minutes"),
     out: Optional[Path] = typer.Option(None, help="output folder (default runs/paper, runs/paper/quick with "
-                                                  "--quick)"),
-    seeds: Optional[int] = typer.Option(None, help="independent seeds (default 3, 2 with --quick)"),
-    epochs: Optional[int] = typer.Option(None, help="training epochs (default 100, 6 with --quick)"),
+                                                  "--quick; runs/rnn-paper for the recurrent experiments)"),
+    seeds: Optional[int] = typer.Option(None, help="independent seeds (default 3, 2 with --quick; the recurrent "
+                                                   "experiments: of both tasks)"),
+    epochs: Optional[int] = typer.Option(None, help="training epochs (default 100, 6 with --quick; the recurrent "
+                                                    "experiments: row-wise MNIST, default 25, 3 with --quick)"),
     backend: str = typer.Option("auto", help="auto, numpy or cupy"),
     workers: Optional[int] = typer.Option(None, help="run the entropy scan's cells on a local Dask cluster"),
     data_dir: Optional[Path] = typer.Option(None, help="folder with the MNIST IDX files"),
@@ -121,8 +130,14 @@ def reproduce(
 
     from . import figures
 
-    if experiment not in CHOICES:
-        raise MfphysError(f"unknown experiment {experiment!r}: choose one of {', '.join(CHOICES)}")
+    if experiment not in CHOICES + RNN_CHOICES:
+        raise MfphysError(f"unknown experiment {experiment!r}: choose one of {', '.join(CHOICES + RNN_CHOICES)}")
+    if experiment in RNN_CHOICES:
+        if workers is not None:
+            raise MfphysError("--workers runs the entropy scan's cells: it does not apply to the recurrent "
+                              "experiments")
+        return reproduce_rnn(experiment, quick=quick, out=out, seeds=seeds, epochs=epochs, backend=backend,
+                             data_dir=data_dir)
     overrides = {k: v for k, v in (("seeds", seeds), ("epochs", epochs)) if v is not None}
     overrides["backend"] = backend
     protocol = rep.Protocol.quick(**overrides) if quick else rep.Protocol(**overrides)
@@ -173,6 +188,120 @@ def reproduce(
         written.append(figures.FIGURES[name](ds, folder / f"{name}.png"))
     tables = {"curves": accuracy_table, "distributions": categories_table, "perturbation": perturbation_table,
               "entropy": entropy_table, "dynamics": dynamics_table}
+    for name, ds in results.items():
+        console.print(tables[name](ds))
+    console.print(f"done in {time.perf_counter() - t0:.0f} s; wrote {', '.join(str(p) for p in written)}",
+                  markup=False, highlight=False)
+
+
+# --- the recurrent model (mfphys.rnn.reproduce) ---------------------------------------------------------
+
+MODE_LABELS = {"mf": "noise-free mean field", "noisy": "noisy mean field", "quenched": "quenched (sampled)",
+               "annealed": "annealed (sampled)"}
+
+
+def rnn_curves_table(cds) -> Table:
+    t = Table(title=f"row-wise MNIST {cds.attrs['architecture']}, {cds.sizes['epoch']} epochs: test accuracy at "
+                    "the end, mean ± error over seeds")
+    t.add_column("evaluation")
+    for mode in cds.mode.values:
+        t.add_column({"gbp": "gBP (ensemble)", "bp": "BPTT baseline"}[str(mode)], justify="right")
+    for ev in cds.eval_mode.values:
+        t.add_row(MODE_LABELS[str(ev)], *(format_stat(cds.final_acc.sel(mode=m, eval_mode=ev).values)
+                                          for m in cds.mode.values))
+    t.add_row("quenched, vote of the draws", *(format_stat(cds.final_acc_vote.sel(mode=m).values)
+                                               for m in cds.mode.values))
+    return t
+
+
+def psychometric_table(pds) -> Table:
+    stops = ", ".join(str(int(e)) for e in pds.stop_epoch.values)
+    t = Table(title=f"multisensory integration: psychometric accuracy per modality, mean ± error over seeds "
+                    f"(stop epochs {stops})")
+    t.add_column("evaluation")
+    names = {"v": "visual", "a": "auditory", "va": "both"}
+    for m in pds.modality.values:
+        t.add_column(names.get(str(m), str(m)), justify="right")
+    for ev in pds.eval_mode.values:
+        t.add_row(MODE_LABELS[str(ev)], *(format_stat(pds.psychometric_acc.sel(eval_mode=ev, modality=m).values)
+                                          for m in pds.modality.values))
+    return t
+
+
+def rnn_perturbation_table(qds) -> Table:
+    t = Table(title=f"perturbation of the {qds.attrs.get('matrix', 'recurrent')} matrix: test error (%), "
+                    "mean ± error over seeds")
+    for c in ("fraction", "removed", "VIP removed, mean field", "variable removed, mean field",
+              "VIP removed, quenched", "variable removed, quenched"):
+        t.add_column(c, justify="right")
+    for i, f in enumerate(qds.fraction.values):
+        t.add_row(f"{f:.2f}", str(int(qds.n_removed.isel(fraction=i).mean())),
+                  *(format_stat(qds[v].isel(fraction=i).values)
+                    for v in ("error_vip_mf", "error_variable_mf", "error_vip", "error_variable")))
+    return t
+
+
+def reproduce_rnn(experiment: str, *, quick: bool, out, seeds, epochs, backend: str, data_dir) -> None:
+    """The recurrent experiments (mfphys.rnn.reproduce): train or reuse the runs, write the datasets
+    and figures, print the tables."""
+    from mfphys import store
+    from mfphys.data import load_dataset
+    from mfphys.rnn import reproduce as rep
+
+    from . import rnn_figures
+
+    overrides = {"backend": backend}
+    if seeds is not None:
+        overrides.update(seeds=seeds, ms_seeds=seeds)
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    if any(v is not None and v < 1 for v in (seeds, epochs)):
+        raise MfphysError("--seeds and --epochs must be positive")
+    protocol = (rep.RnnProtocol.quick(**overrides) if quick else rep.RnnProtocol(**overrides)).validate()
+    todo = rep.EXPERIMENTS if experiment == rep.GROUP else (experiment,)
+    configs = protocol.configs(todo)
+    dataset = None
+    if "gbp" in configs:  # MNIST: a data problem is one error line, before any other output
+        cfg = configs["gbp"]
+        dataset = load_dataset("mnist", n_train=cfg.n_train, n_test=cfg.n_test, data_dir=data_dir)
+    folder = Path(out) if out is not None else Path("runs/rnn-paper") / ("quick" if quick else "")
+    make_folder(folder)
+    est = protocol.estimate_seconds(todo)
+    err_console.print(f"mfphys reproduce {experiment}{' --quick' if quick else ''}: row-wise MNIST {protocol.seeds} "
+                      f"seeds x {protocol.epochs} epochs, multisensory {protocol.ms_seeds} seeds; expected duration "
+                      f"about {f'{est:.0f} s' if est < 90 else f'{est / 60:.0f} min'} on an idle 2-core CPU; "
+                      f"writing to {folder}/", markup=False, highlight=False)
+    t0 = time.perf_counter()
+    runs, results, written = {}, {}, []
+    labels = {"gbp": "train row-wise gBP", "bp": "train row-wise BPTT", "multisensory": "train multisensory"}
+    with make_progress() as progress:
+        for role, cfg in configs.items():
+            task = progress.add_task(labels[role], total=cfg.epochs, status="")
+
+            def cb(rec, task=task, role=role):
+                status = (f"test acc {np.nanmean(rec.test_acc):.4f}" if role != "multisensory"
+                          else f"loss {np.nanmean(rec.train_loss):.4f}, {int(rec.active.sum())} training")
+                progress.update(task, completed=rec.epoch, status=status)
+
+            reused = rep.reusable(folder / rep.RUN_FILES[role], cfg) is not None
+            runs[role] = rep.train_or_reuse(cfg, folder / rep.RUN_FILES[role], data_dir=data_dir, dataset=dataset,
+                                            callback=cb, preset_name="multisensory" if role == "multisensory"
+                                            else "row_mnist")
+            progress.update(task, completed=cfg.epochs, status="reused the existing run file" if reused else "done")
+        if "rnn-curves" in todo:
+            results["rnn-curves"] = rep.curves_dataset(runs["gbp"], runs["bp"], protocol)
+        if "psychometric" in todo:
+            results["psychometric"] = rep.psychometric_dataset(runs["multisensory"], protocol)
+        if "rnn-perturbation" in todo:
+            task = progress.add_task("perturbation", total=2 * len(protocol.fractions) + 1, status="")
+            results["rnn-perturbation"] = rep.perturbation_dataset(
+                folder / rep.RUN_FILES["gbp"], protocol, data_dir=data_dir, dataset=dataset,
+                callback=lambda: progress.advance(task))
+    for name, ds in results.items():
+        written.append(store.write_atomic(ds, folder / f"{name}.nc"))
+        written.append(rnn_figures.FIGURES[name](ds, folder / f"{name}.png"))
+    tables = {"rnn-curves": rnn_curves_table, "psychometric": psychometric_table,
+              "rnn-perturbation": rnn_perturbation_table}
     for name, ds in results.items():
         console.print(tables[name](ds))
     console.print(f"done in {time.perf_counter() - t0:.0f} s; wrote {', '.join(str(p) for p in written)}",
