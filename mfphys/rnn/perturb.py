@@ -137,8 +137,13 @@ def perturb_run(run_path, *, matrix: str = DEFAULT_MATRIX, fractions=FRACTIONS, 
     params = store.params_from_dataset(ds)
     be = get_backend(backend, cfg.dtype)
     test = task_inputs(cfg, dataset=dataset, data_dir=data_dir)
-    result = perturbation(params, matrix, fractions, test, cfg, samples=samples, seed=seed, tol=t["tol"],
-                          xi_tol=t["xi_tol"], diagonal=diagonal, be=be, callback=callback)
+    from .train import running
+
+    # BLAS on the run's thread count, as in training (docs/model-rnn.md section 7): the per-step
+    # products are small, and two threads on a busy 2-core CPU made this 15x slower than one
+    with running(cfg):
+        result = perturbation(params, matrix, fractions, test, cfg, samples=samples, seed=seed, tol=t["tol"],
+                              xi_tol=t["xi_tol"], diagonal=diagonal, be=be, callback=callback)
     now = utc_now()
     n = params[RECURRENT].m.shape[-1]
     return perturbation_dataset(result, attrs={

@@ -36,7 +36,7 @@ from ..errors import MfphysError
 from ..fileio import check_writable
 from ..stats import sample_std
 from .config import RnnConfig
-from .store import SAMPLED, rnn_run_to_dataset
+from .store import SAMPLED
 from .tasks import preset
 
 EXPERIMENTS = ("rnn-curves", "psychometric", "rnn-perturbation")
@@ -161,21 +161,42 @@ def reusable(path: Path, config: RnnConfig) -> xr.Dataset | None:
     return None
 
 
+def _being_written(path: Path) -> bool:
+    """True if a live process writes the run file at ``path`` (it must not be replaced)."""
+    from .. import runfile
+
+    try:
+        return bool(runfile.writer_alive(store.read_attrs(path)))
+    except MfphysError:
+        return False
+
+
 def train_or_reuse(config: RnnConfig, path: Path, *, data_dir=None, dataset=None, callback=None,
                    preset_name: str | None = None) -> xr.Dataset:
-    """The run file at ``path`` if it holds exactly ``config`` (finished), else train it
-    (:func:`mfphys.rnn.train_rnn`) and write it there atomically."""
-    from .train import train_rnn
+    """The run file at ``path`` if it holds exactly ``config`` (finished), else train it there as
+    a live run file (:mod:`mfphys.runfile`): an interrupted ``reproduce`` continues the run from
+    its last checkpoint (on NumPy with the numbers of an uninterrupted run); a file of another
+    configuration is trained again and replaced; one being written right now is refused."""
+    from .. import runfile
 
     path = Path(path)
     ds = reusable(path, config)
     if ds is not None:
         return ds
     check_writable(path)
-    result = train_rnn(config, data_dir=data_dir, dataset=dataset, callback=callback)
-    ds = rnn_run_to_dataset(result, command=f"mfphys reproduce ({path.name})", preset=preset_name)
-    store.write_atomic(ds, path)
-    return ds
+    plan = runfile.Plan("new", path, config)
+    if path.exists():
+        try:
+            plan = runfile.plan_run(path, config)
+        except MfphysError:
+            if _being_written(path):
+                raise
+            plan = runfile.Plan("new", path, config)  # another configuration, or damaged: replaced
+    if plan.action != "done":
+        runfile.train_run(plan, data_dir=data_dir, dataset=dataset, callback=callback,
+                          command=f"mfphys reproduce ({path.name})",
+                          attrs={"preset": preset_name} if preset_name else None)
+    return store.open_run(path)
 
 
 def _stats(da: xr.DataArray, what: str, units: str = "1") -> dict:
@@ -260,15 +281,11 @@ def perturbation_dataset(run_path: Path, protocol: RnnProtocol, *, data_dir=None
                          callback: Callable[[], None] | None = None) -> xr.Dataset:
     """docs/model-rnn.md section 9 on the gBP run at ``run_path`` (:mod:`mfphys.rnn.perturb`),
     with the mean and standard deviation over seeds of both arms, both evaluations."""
-    from threadpoolctl import threadpool_limits
-
     from . import perturb
 
-    # one BLAS thread, as in training (docs/model-rnn.md "Choices": the per-step products are small)
-    with threadpool_limits(1):
-        ds = perturb.perturb_run(run_path, matrix=protocol.matrix, fractions=np.asarray(protocol.fractions),
-                                 samples=protocol.samples, backend=protocol.backend, data_dir=data_dir,
-                                 dataset=dataset, callback=callback, command="mfphys reproduce rnn-perturbation")
+    ds = perturb.perturb_run(run_path, matrix=protocol.matrix, fractions=np.asarray(protocol.fractions),
+                             samples=protocol.samples, backend=protocol.backend, data_dir=data_dir,
+                             dataset=dataset, callback=callback, command="mfphys reproduce rnn-perturbation")
     for arm in ("vip", "variable"):
         for ev in ("", "_mf"):
             name = f"error_{arm}{ev}"

@@ -112,3 +112,23 @@ def test_finished_runs_are_reused_and_others_trained_again(tiny, mnist_dir):
     assert rep.reusable(copy, cfg) is None
     ds = rep.train_or_reuse(other, copy)
     assert store.open_run(copy).sizes["epoch"] == ds.sizes["epoch"] == cfg.epochs + 1
+
+
+def test_an_interrupted_run_file_is_continued_not_trained_again(tiny, tmp_path, mnist_dir):
+    from mfphys import runfile
+
+    p, folder, runs = tiny
+    cfg = p.multisensory_config()
+    path = tmp_path / "ms.nc"
+    calls = []
+    with pytest.raises(runfile.Interrupted):
+        runfile.train_run(runfile.Plan("new", path, cfg), stop=lambda: len(calls) >= 2,
+                          callback=lambda rec: calls.append(rec.epoch))
+    assert store.read_attrs(path)["status"] == "interrupted"
+    seen = []
+    ds = rep.train_or_reuse(cfg, path, callback=lambda rec: seen.append(rec.epoch))
+    assert seen == list(range(3, cfg.epochs + 1))  # from the checkpoint on, not from epoch 1
+    whole = runs["multisensory"]
+    assert ds.attrs["status"] == "done"
+    for name in ("train_loss", "pi_recurrent", "m_recurrent", "xi_recurrent", "psychometric_acc_mf"):
+        np.testing.assert_array_equal(ds[name].values, whole[name].values)
