@@ -264,6 +264,7 @@ PLOT_VARS = "test_error,frac_uip,frac_vip,entropy"
 
 @user_errors
 def scan_plot(
+    ctx: typer.Context,
     folder: Path = typer.Argument(..., help="scan folder (runs/<name>)"),
     out: Optional[Path] = typer.Option(None, help="PNG to write (default: <folder>/phase.png)"),
     variables: str = typer.Option(PLOT_VARS, "--vars", help="variables to show, comma-separated"),
@@ -273,30 +274,57 @@ def scan_plot(
     all_inputs: bool = typer.Option(False, "--all-inputs", help="layer 1 over all its connections, dead "
                                                                 "inputs included (default: live inputs only)"),
     sel: List[str] = typer.Option([], help="pick one value of another scanned option, e.g. --sel lr=0.1"),
+    matrix: Optional[str] = typer.Option(None, help="recurrent scans: the matrix whose order parameters are shown, "
+                                                    "input, recurrent or output [default: recurrent]"),
+    diagonal: bool = typer.Option(True, "--diagonal/--no-diagonal", help="recurrent scans: count the recurrent "
+                                                                          "matrix's diagonal (self-connections)"),
 ):
     """Draw a scan's phase-like picture: heatmaps over depth x n_train (mean over replicas).
 
     Layer 1's order parameters count the connections from live inputs only (those that vary
-    over the training set; docs/order-parameters.md), unless --all-inputs.
+    over the training set; docs/order-parameters.md), unless --all-inputs. A recurrent scan
+    (--model rnn) is drawn over steps x n_train, with one matrix's order parameters (--matrix).
     """
     from mfphys import scan as scan_mod
 
     from . import figures
 
     ds = scan_mod.open_scan(folder)
+    rnn = ds.attrs.get("model") == "rnn"
+
+    def given(param):
+        source = ctx.get_parameter_source(param)
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    if rnn:
+        bad = [flag for param, flag in (("layer", "--layer"), ("all_inputs", "--all-inputs")) if given(param)]
+        if bad:
+            raise MfphysError(f"{', '.join(bad)}: {folder} is a recurrent scan; pick a matrix with --matrix "
+                              "input|recurrent|output")
+        from mfphys.rnn.model import MATRICES
+
+        matrix = matrix or "recurrent"
+        if matrix not in MATRICES:
+            raise MfphysError(f"--matrix {matrix!r}: choose one of {', '.join(MATRICES)}")
+    else:
+        bad = [flag for param, flag in (("matrix", "--matrix"), ("diagonal", "--no-diagonal")) if given(param)]
+        if bad:
+            raise MfphysError(f"{', '.join(bad)}: only a recurrent scan (mfphys scan --model rnn) has matrices; "
+                              f"{folder} is feed-forward (pick a layer with --layer)")
+    plane = ("steps" if rnn else "depth", "n_train")
     for item in sel:
         key, _, value = item.partition("=")
-        if key not in ds.status.dims or key in ("depth", "n_train"):
+        if key not in ds.status.dims or key in plane:
             raise MfphysError(f"--sel {item!r}: {key!r} is not another scanned option of {folder}")
         try:
             # read the value as the scan read its grid: type(x)(text) would make "false" True
-            ds = ds.sel({key: scan_mod.coerce_option(key, value, f"--sel {item!r}")})
+            ds = ds.sel({key: scan_mod.coerce_option(key, value, f"--sel {item!r}", "rnn" if rnn else "ffn")})
         except (KeyError, ValueError, MfphysError):
             raise MfphysError(f"--sel {item!r}: {key} takes one of {', '.join(map(str, ds[key].values))}") from None
-    extra = [d for d in ds.status.dims if d not in ("depth", "n_train") and ds.sizes[d] > 1]
+    extra = [d for d in ds.status.dims if d not in plane and ds.sizes[d] > 1]
     if extra:
         raise MfphysError(f"{folder} also scans {', '.join(extra)}: pick one value with --sel {extra[0]}=...")
-    single = [d for d in ds.status.dims if d not in ("depth", "n_train")]
+    single = [d for d in ds.status.dims if d not in plane]
     if single:
         ds = ds.squeeze(single, drop=True)
     if not (ds.status == "done").any():
@@ -305,8 +333,8 @@ def scan_plot(
     unknown = [v for v in names if v not in ds]
     if unknown or not names:
         raise MfphysError(f"--vars: unknown variable(s) {', '.join(unknown) or '(none given)'}; e.g. {PLOT_VARS}")
-    L = ds.sizes["layer"]
-    if layer is not None and not (1 <= layer <= L or -L <= layer <= -1):
+    L = ds.sizes.get("layer", 0)
+    if layer is not None and not rnn and not (1 <= layer <= L or -L <= layer <= -1):
         raise MfphysError(f"--layer must be in 1..{L} (from the inputs) or -{L}..-1 (-1 = the output layer), "
                           f"got {layer}")
     if not (ds.status == "done").any():
@@ -314,7 +342,8 @@ def scan_plot(
     out = out or Path(folder) / "phase.png"
     if out.suffix.lower() != ".png":
         raise MfphysError(f"--out {out}: give a file name ending in .png")
-    fig = figures.phase_figure(ds, names, layer=layer, live=not all_inputs)
+    fig = figures.phase_figure(ds, names, layer=layer, live=not all_inputs, matrix=matrix or "recurrent",
+                               diagonal=diagonal)
     with atomic_file(out) as tmp:  # like every file we write: a reader never sees half a PNG
         fig.savefig(tmp, dpi=120, format="png")
     counts = {s: int((ds.status == s).sum()) for s in ("done", "failed", "running", "pending")}
