@@ -28,6 +28,8 @@ def scan_architecture(meta: Mapping) -> str:
 
     fixed = meta.get("fixed") if isinstance(meta.get("fixed"), Mapping) else {}
     grid = meta.get("grid") if isinstance(meta.get("grid"), Mapping) else {}
+    if meta.get("model") == "rnn":
+        return _rnn_architecture(fixed, grid)
     options, scanned = {}, set()
     for k in _ARCH:
         value = fixed.get(k, grid.get(k, ARCH_DEFAULTS.get(k)))
@@ -47,6 +49,23 @@ def scan_architecture(meta: Mapping) -> str:
         first = SYMBOLS["input_dim"] if "input_dim" in scanned else str(int(options["input_dim"]))
         return "-".join([first, *hidden, str(N_CLASSES)])
     except (KeyError, TypeError, ValueError):
+        return ""
+
+
+def _rnn_architecture(fixed: Mapping, grid: Mapping) -> str:
+    """A recurrent scan's label, as a recurrent run's (``28-100-10 x28``): ``N_in-N-10 xT`` with
+    ``784/T`` and ``T`` where the steps are scanned, ``N`` where the units are."""
+    def one(k):
+        value = fixed.get(k, grid.get(k))
+        if isinstance(value, (list, tuple)):
+            return value[0] if len(value) == 1 else None
+        return value
+
+    steps, n = one("steps"), one("n")
+    try:
+        n_in = "784/T" if steps is None else str(784 // int(steps))
+        return f"{n_in}-{'N' if n is None else int(n)}-10 x{'T' if steps is None else int(steps)}"
+    except (TypeError, ValueError):
         return ""
 
 
