@@ -146,13 +146,13 @@ def print_plan(plan, folder: Path) -> None:
 def scan(
     ctx: typer.Context,
     model: Optional[str] = typer.Option(None, help="ffn (feed-forward: --depth x --n-train) or rnn (recurrent: "
-                                                   "--steps x --n-train) [default: ffn, or model in --config]"),
+                                                   "--steps x --n-train) \\[default: ffn, or model in --config]"),
     depth: Optional[str] = typer.Option(None, help="hidden-layer counts to scan, e.g. 1,2,3,4"),
     steps: Optional[str] = typer.Option(None, help="--model rnn: steps T per MNIST image to scan (T divides 784), "
                                                    "e.g. 7,14,28,56,112"),
     preset: Optional[str] = typer.Option(None, help="--model rnn: the MNIST preset every cell starts from "
-                                                    "(row_mnist or pixel_mnist) [default: row_mnist]"),
-    n: Optional[str] = typer.Option(None, "--n", help="--model rnn: hidden units N [default: the preset's]" + LIST),
+                                                    "(row_mnist or pixel_mnist) \\[default: row_mnist]"),
+    n: Optional[str] = typer.Option(None, "--n", help="--model rnn: hidden units N" + LIST + " \\[default: the preset's]"),
     n_train: Optional[str] = typer.Option(None, help="training-set sizes to scan, e.g. 1000,10000,60000"),
     width: str = typer.Option("100", help="hidden-layer width" + LIST),
     input_dim: str = typer.Option("784", help="input size N0 for --dataset teacher"),
@@ -275,7 +275,7 @@ def scan_plot(
                                                                 "inputs included (default: live inputs only)"),
     sel: List[str] = typer.Option([], help="pick one value of another scanned option, e.g. --sel lr=0.1"),
     matrix: Optional[str] = typer.Option(None, help="recurrent scans: the matrix whose order parameters are shown, "
-                                                    "input, recurrent or output [default: recurrent]"),
+                                                    "input, recurrent or output \\[default: recurrent]"),
     diagonal: bool = typer.Option(True, "--diagonal/--no-diagonal", help="recurrent scans: count the recurrent "
                                                                           "matrix's diagonal (self-connections)"),
 ):
