@@ -152,7 +152,8 @@ def scan(
                                                    "e.g. 7,14,28,56,112"),
     preset: Optional[str] = typer.Option(None, help="--model rnn: the MNIST preset every cell starts from "
                                                     "(row_mnist or pixel_mnist) \\[default: row_mnist]"),
-    n: Optional[str] = typer.Option(None, "--n", help="--model rnn: hidden units N" + LIST + " \\[default: the preset's]"),
+    n: Optional[str] = typer.Option(None, "--n", help="--model rnn: hidden units N" + LIST
+                                    + " \\[default: the preset's]"),
     n_train: Optional[str] = typer.Option(None, help="training-set sizes to scan, e.g. 1000,10000,60000"),
     width: str = typer.Option("100", help="hidden-layer width" + LIST),
     input_dim: str = typer.Option("784", help="input size N0 for --dataset teacher"),
