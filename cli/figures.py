@@ -175,17 +175,23 @@ def dynamics(ds, path: Path) -> Path:
 
 
 @_styled
-def phase_figure(ds, variables, *, layer: Optional[int] = None, live: bool = True):
+def phase_figure(ds, variables, *, layer: Optional[int] = None, live: bool = True, matrix: str = "recurrent",
+                 diagonal: bool = True):
     """A grid of heatmaps over (depth, n_train), one per variable, mean over replicas.
 
     Per-layer order parameters are averaged over the network weighted by connections
     (:func:`mfphys.scan.network_mean`) unless ``layer`` picks one layer (negative: counted
     from the output, :func:`mfphys.scan.select_layer`); with ``live`` (the default, as
     docs/order-parameters.md asks of plots) layer 1 counts only connections from live inputs.
+    A recurrent scan (``model`` attribute ``rnn``) is drawn over (steps, n_train) and its
+    per-matrix order parameters show ``matrix`` (default the recurrent one; without its
+    diagonal, the ``_nodiag`` variables, when not ``diagonal``).
     """
     from mfphys.order import display_name
     from mfphys.scan import network_mean, select_layer
 
+    rnn = ds.attrs.get("model") == "rnn"
+    rows_dim = "steps" if rnn else "depth"
     n = len(variables)
     cols = min(n, 2)
     rows = (n + cols - 1) // cols
@@ -195,7 +201,13 @@ def phase_figure(ds, variables, *, layer: Optional[int] = None, live: bool = Tru
         ax.set_visible(False)
     for ax, var in zip(axes.flat, variables):
         da = ds[var]
-        if "layer" in da.dims:
+        what = ""
+        if "matrix" in da.dims:
+            if not diagonal and matrix == "recurrent" and f"{var}_nodiag" in ds:
+                da = ds[f"{var}_nodiag"]
+            da = da.sel(matrix=matrix, drop=True)
+            what = f"{matrix} matrix" + (", no diagonal" if not diagonal and matrix == "recurrent" else "")
+        elif "layer" in da.dims:
             live_text = ", live inputs" if live and f"{var}_live" in ds else ""
             if layer is None:
                 da, what = network_mean(ds, var, live=live), "whole network" + live_text
@@ -205,18 +217,16 @@ def phase_figure(ds, variables, *, layer: Optional[int] = None, live: bool = Tru
                         else f"layer {layer} from the output")
                 if layer == 1:
                     what += live_text
-        else:
-            what = ""
         if "epoch" in da.dims:
             da = da.isel(epoch=-1)
-        z = da.mean("replica", skipna=False).transpose("depth", "n_train").values if "replica" in da.dims else \
-            da.transpose("depth", "n_train").values
+        z = da.mean("replica", skipna=False).transpose(rows_dim, "n_train").values if "replica" in da.dims else \
+            da.transpose(rows_dim, "n_train").values
         im = ax.imshow(z, origin="lower", aspect="auto", cmap="viridis")
         ax.grid(False)
         ax.set_xticks(range(ds.sizes["n_train"]), [f"{v:,}" for v in ds.n_train.values])
-        ax.set_yticks(range(ds.sizes["depth"]), [str(v) for v in ds.depth.values])
+        ax.set_yticks(range(ds.sizes[rows_dim]), [str(v) for v in ds[rows_dim].values])
         ax.set_xlabel("n_train (P)")
-        ax.set_ylabel("depth (hidden layers)")
+        ax.set_ylabel("steps T (temporal depth)" if rnn else "depth (hidden layers)")
         ax.set_title(f"{display_name(var)}" + (f" ({what})" if what else ""))
         fig.colorbar(im, ax=ax)
         finite = z[np.isfinite(z)]
@@ -225,8 +235,12 @@ def phase_figure(ds, variables, *, layer: Optional[int] = None, live: bool = Tru
             ax.text(j, i, "—" if not np.isfinite(v) else f"{v:.3f}", ha="center", va="center", fontsize=8,
                     color="white" if np.isfinite(v) and v < mid else "black")
     f = json.loads(ds.attrs.get("fixed", "{}"))
-    fig.suptitle(f"scan {ds.attrs.get('name', '')}: {f.get('dataset', '')}, width {f.get('width', '')}, "
-                 f"{f.get('epochs', '')} epochs, {ds.sizes['replica']} replica(s), mode {f.get('mode', '')}")
+    if rnn:
+        fig.suptitle(f"scan {ds.attrs.get('name', '')}: recurrent, MNIST {f.get('preset', '')}, N = {f.get('n', '')}, "
+                     f"{f.get('epochs', '')} epochs, {ds.sizes['replica']} replica(s), mode {f.get('mode', '')}")
+    else:
+        fig.suptitle(f"scan {ds.attrs.get('name', '')}: {f.get('dataset', '')}, width {f.get('width', '')}, "
+                     f"{f.get('epochs', '')} epochs, {ds.sizes['replica']} replica(s), mode {f.get('mode', '')}")
     fig.tight_layout()
     return fig
 

@@ -57,13 +57,16 @@ def rnn_config(preset_name: str, values: dict, given: set, base=None):
         bad = [option_name(o) for o in MNIST_ONLY if o in given]
         if bad:
             raise MfphysError(f"{', '.join(bad)}: the {preset_name} task generates its trials (no data set)")
+    from mfphys.rnn.config import with_n_train
+
     changes = {k: values[k] for k in OVERRIDES if k in given}
+    cfg = dataclasses.replace(base, **changes)
     if base.task == "mnist" and changes.get("n_train") is not None:
-        per = changes["n_train"] // base.batch_size
-        if per < 1:
-            raise MfphysError(f"--n-train {changes['n_train']} is less than one mini-batch of {base.batch_size}")
-        changes["batches_per_epoch"] = min(base.batches_per_epoch or per, per)
-    return dataclasses.replace(base, **changes)
+        try:
+            cfg = with_n_train(cfg, changes["n_train"])
+        except MfphysError as exc:  # the rule's message, in the option's spelling
+            raise MfphysError(str(exc).replace("n_train", "--n-train", 1)) from None
+    return cfg
 
 
 def default_out(cfg, preset_name: str, name: str | None) -> Path:

@@ -1,4 +1,5 @@
-"""``mfphys scan`` (a resumable grid of runs over depth x n_train) and ``mfphys scan-plot`` (its phase picture).
+"""``mfphys scan`` (a resumable grid of runs over depth x n_train, or steps x n_train for the recurrent
+model) and ``mfphys scan-plot`` (its phase picture).
 
 See docs/scans.md. Exit codes: 0 every cell done; 2 bad input (one line, nothing written);
 4 the scan ran through but some cells failed, a divergence included (recorded in
@@ -60,6 +61,35 @@ def summary_table(ds) -> Table:
     return t
 
 
+def rnn_summary_table(ds) -> Table:
+    """One row per cell of a recurrent scan: status, test errors (mean ± error over replicas), the
+    recurrent matrix's order parameters (all its connections, diagonal included), time."""
+    from mfphys.order import display_name
+
+    dims = [d for d in ds.status.dims]
+    t = Table(title=f"scan {ds.attrs['name']}  ({ds.sizes['replica']} replica(s) per cell; order parameters: "
+                    f"recurrent matrix; errors: noise-free mean field and quenched sampled networks)")
+    for d in dims:
+        t.add_column(d, justify="right")
+    names = [n for n in ("frac_vip", "frac_uip", "entropy") if n in ds]
+    for c in ("status", "test error", "sampled error", *(display_name(n) for n in names), "seconds"):
+        t.add_column(c, justify="right")
+    for index in np.ndindex(ds.status.shape):
+        sel = dict(zip(dims, index))
+        row = [str(ds[d].values[i]) for d, i in zip(dims, index)]
+        status = str(ds.status.values[index])
+        if status != "done":
+            t.add_row(*row, status, *[""] * (3 + len(names)))
+            continue
+        cell = ds.isel(sel)
+        mf = cell.test_acc_mf.values if "test_acc_mf" in ds else 1 - cell.test_error.values
+        t.add_row(*row, status, format_stat(1 - mf),
+                  format_stat(1 - cell.test_acc_quenched.values) if "test_acc_quenched" in ds else "",
+                  *(format_stat(cell[n].sel(matrix="recurrent").values) for n in names),
+                  f"{float(ds.train_seconds.values[index]):.1f}")
+    return t
+
+
 #: option defaults as help shows them: TrainConfig's, as in mfphys.scan.DEFAULTS (a test checks they
 #: agree; importing the scan package here would slow down every `mfphys --help`)
 _D = TrainConfig()
@@ -73,6 +103,24 @@ def _text(value) -> str:
 SCAN_OPTIONS = ("depth", "n_train", "width", "input_dim", "dataset", "n_test", "epochs", "batch_size", "lr",
                 "lr_halve_every", "activation", "mode", "replicas", "seed", "backend", "dtype", "weight_decay",
                 "decay_on", "init_m_std", "init_xi", "eval_samples", "teacher_seed")
+#: the options of ``scan --model rnn`` (mfphys.scan.RNN_OPTIONS), in grid order
+RNN_SCAN_OPTIONS = ("steps", "n_train", "preset", "n", "n_test", "epochs", "batch_size", "lr", "mode", "replicas",
+                    "seed", "backend", "dtype", "eval_samples")
+#: the models a scan trains
+MODELS = ("ffn", "rnn")
+
+
+def _check_model_options(ctx: typer.Context, model: str) -> None:
+    """Refuse, in one line, options given explicitly that the scan's model does not take."""
+    own = set(RNN_SCAN_OPTIONS if model == "rnn" else SCAN_OPTIONS)
+    other = set(SCAN_OPTIONS) | set(RNN_SCAN_OPTIONS)
+    bad = sorted(k for k, v in given_options(ctx, sorted(other)).items() if v is not None and k not in own)
+    if bad:
+        flags = ", ".join("--" + b.replace("_", "-") for b in bad)
+        what = ("the recurrent model scans --steps x --n-train (options: "
+                + ", ".join("--" + o.replace("_", "-") for o in RNN_SCAN_OPTIONS) + ")") if model == "rnn" \
+            else "they are options of --model rnn"
+        raise MfphysError(f"{flags} {'does' if len(bad) == 1 else 'do'} not apply to --model {model}: {what}")
 
 
 def print_plan(plan, folder: Path) -> None:
@@ -97,15 +145,26 @@ def print_plan(plan, folder: Path) -> None:
 @user_errors
 def scan(
     ctx: typer.Context,
+    model: Optional[str] = typer.Option(None, help="ffn (feed-forward: --depth x --n-train) or rnn (recurrent: "
+                                                   "--steps x --n-train) \\[default: ffn, or model in --config]"),
     depth: Optional[str] = typer.Option(None, help="hidden-layer counts to scan, e.g. 1,2,3,4"),
+    steps: Optional[str] = typer.Option(None, help="--model rnn: steps T per MNIST image to scan (T divides 784), "
+                                                   "e.g. 7,14,28,56,112"),
+    preset: Optional[str] = typer.Option(None, help="--model rnn: the MNIST preset every cell starts from "
+                                                    "(row_mnist or pixel_mnist) \\[default: row_mnist]"),
+    n: Optional[str] = typer.Option(None, "--n", help="--model rnn: hidden units N" + LIST
+                                    + " \\[default: the preset's]"),
     n_train: Optional[str] = typer.Option(None, help="training-set sizes to scan, e.g. 1000,10000,60000"),
     width: str = typer.Option("100", help="hidden-layer width" + LIST),
     input_dim: str = typer.Option("784", help="input size N0 for --dataset teacher"),
     dataset: str = typer.Option(_D.dataset, help="mnist, fashion-mnist or teacher" + LIST),
     n_test: str = typer.Option("all", help="test patterns (first N)"),
-    epochs: str = typer.Option(_text(_D.epochs), help="training epochs" + LIST),
-    batch_size: str = typer.Option(_text(_D.batch_size), help="mini-batch size" + LIST),
-    lr: str = typer.Option(_text(_D.lr), help="Adam learning rate" + LIST),
+    epochs: str = typer.Option(_text(_D.epochs), help="training epochs (--model rnn: the preset's unless given)"
+                                                      + LIST),
+    batch_size: str = typer.Option(_text(_D.batch_size), help="mini-batch size (--model rnn: the preset's unless "
+                                                              "given)" + LIST),
+    lr: str = typer.Option(_text(_D.lr), help="Adam learning rate (--model rnn: every learning rate of the "
+                                              "preset; default the preset's)" + LIST),
     lr_halve_every: str = typer.Option(_text(_D.lr_halve_every), help="halve lr every N epochs; 0 = constant"),
     activation: str = typer.Option(_D.activation, help="hidden activation" + LIST),
     mode: str = typer.Option(_D.mode, help="gbp or bp" + LIST),
@@ -142,17 +201,23 @@ def scan(
 ):
     """Train a grid of runs over --depth x --n-train (and any list-valued option) into one resumable scan folder.
 
-    Rerun the same command to finish an interrupted scan: cells already written are kept.
+    With --model rnn the cells are recurrent runs (an MNIST preset read in --steps steps) over
+    --steps x --n-train. Rerun the same command to finish an interrupted scan: cells already
+    written are kept.
     """
     from mfphys import scan as scan_mod
 
+    if model is not None and model not in MODELS:
+        raise MfphysError(f"unknown --model {model!r}: choose one of {', '.join(MODELS)}")
+    resolved = model or (scan_mod.config_model(config) if config is not None else None) or "ffn"
+    _check_model_options(ctx, resolved)
     # only the options given on the command line: the others come from --config, else the defaults
-    options = given_options(ctx, SCAN_OPTIONS)
+    options = given_options(ctx, RNN_SCAN_OPTIONS if resolved == "rnn" else SCAN_OPTIONS)
     if options["replicas"] is not None and int(options["replicas"]) < 1:
         raise MfphysError(f"--replicas must be positive, got {replicas}")
     if name is not None and out is not None:
         raise MfphysError("give --name (the folder runs/<name>) or --out (any folder), not both")
-    spec = scan_mod.spec_from_options(options, config=config, name=name)
+    spec = scan_mod.spec_from_options(options, config=config, name=name, model=model)
     folder = out if out is not None else Path("runs") / (spec.name or spec.default_name())
     if dry_run:
         print_plan(scan_mod.plan_scan(spec, folder, workers=workers, calibrate=True), folder)
@@ -183,7 +248,8 @@ def scan(
                                    data_dir=data_dir, retry_failed=retry_failed, command=command,
                                    connect_timeout=connect_timeout, blas_threads=blas_threads, reuse=reuse)
     if not quiet:
-        console.print(summary_table(scan_mod.open_scan(folder)))
+        ds = scan_mod.open_scan(folder)
+        console.print(rnn_summary_table(ds) if spec.model == "rnn" else summary_table(ds))
         reused = f", {report.reused} reused" if report.reused else ""
         console.print(f"{report.done}/{report.total} cells done ({report.trained} trained now, {report.skipped} "
                       f"kept{reused}), {report.failed} failed; {report.seconds:.1f} s; {folder}")
@@ -199,6 +265,7 @@ PLOT_VARS = "test_error,frac_uip,frac_vip,entropy"
 
 @user_errors
 def scan_plot(
+    ctx: typer.Context,
     folder: Path = typer.Argument(..., help="scan folder (runs/<name>)"),
     out: Optional[Path] = typer.Option(None, help="PNG to write (default: <folder>/phase.png)"),
     variables: str = typer.Option(PLOT_VARS, "--vars", help="variables to show, comma-separated"),
@@ -208,30 +275,57 @@ def scan_plot(
     all_inputs: bool = typer.Option(False, "--all-inputs", help="layer 1 over all its connections, dead "
                                                                 "inputs included (default: live inputs only)"),
     sel: List[str] = typer.Option([], help="pick one value of another scanned option, e.g. --sel lr=0.1"),
+    matrix: Optional[str] = typer.Option(None, help="recurrent scans: the matrix whose order parameters are shown, "
+                                                    "input, recurrent or output \\[default: recurrent]"),
+    diagonal: bool = typer.Option(True, "--diagonal/--no-diagonal", help="recurrent scans: count the recurrent "
+                                                                          "matrix's diagonal (self-connections)"),
 ):
     """Draw a scan's phase-like picture: heatmaps over depth x n_train (mean over replicas).
 
     Layer 1's order parameters count the connections from live inputs only (those that vary
-    over the training set; docs/order-parameters.md), unless --all-inputs.
+    over the training set; docs/order-parameters.md), unless --all-inputs. A recurrent scan
+    (--model rnn) is drawn over steps x n_train, with one matrix's order parameters (--matrix).
     """
     from mfphys import scan as scan_mod
 
     from . import figures
 
     ds = scan_mod.open_scan(folder)
+    rnn = ds.attrs.get("model") == "rnn"
+
+    def given(param):
+        source = ctx.get_parameter_source(param)
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    if rnn:
+        bad = [flag for param, flag in (("layer", "--layer"), ("all_inputs", "--all-inputs")) if given(param)]
+        if bad:
+            raise MfphysError(f"{', '.join(bad)}: {folder} is a recurrent scan; pick a matrix with --matrix "
+                              "input|recurrent|output")
+        from mfphys.rnn.model import MATRICES
+
+        matrix = matrix or "recurrent"
+        if matrix not in MATRICES:
+            raise MfphysError(f"--matrix {matrix!r}: choose one of {', '.join(MATRICES)}")
+    else:
+        bad = [flag for param, flag in (("matrix", "--matrix"), ("diagonal", "--no-diagonal")) if given(param)]
+        if bad:
+            raise MfphysError(f"{', '.join(bad)}: only a recurrent scan (mfphys scan --model rnn) has matrices; "
+                              f"{folder} is feed-forward (pick a layer with --layer)")
+    plane = ("steps" if rnn else "depth", "n_train")
     for item in sel:
         key, _, value = item.partition("=")
-        if key not in ds.status.dims or key in ("depth", "n_train"):
+        if key not in ds.status.dims or key in plane:
             raise MfphysError(f"--sel {item!r}: {key!r} is not another scanned option of {folder}")
         try:
             # read the value as the scan read its grid: type(x)(text) would make "false" True
-            ds = ds.sel({key: scan_mod.coerce_option(key, value, f"--sel {item!r}")})
+            ds = ds.sel({key: scan_mod.coerce_option(key, value, f"--sel {item!r}", "rnn" if rnn else "ffn")})
         except (KeyError, ValueError, MfphysError):
             raise MfphysError(f"--sel {item!r}: {key} takes one of {', '.join(map(str, ds[key].values))}") from None
-    extra = [d for d in ds.status.dims if d not in ("depth", "n_train") and ds.sizes[d] > 1]
+    extra = [d for d in ds.status.dims if d not in plane and ds.sizes[d] > 1]
     if extra:
         raise MfphysError(f"{folder} also scans {', '.join(extra)}: pick one value with --sel {extra[0]}=...")
-    single = [d for d in ds.status.dims if d not in ("depth", "n_train")]
+    single = [d for d in ds.status.dims if d not in plane]
     if single:
         ds = ds.squeeze(single, drop=True)
     if not (ds.status == "done").any():
@@ -240,8 +334,8 @@ def scan_plot(
     unknown = [v for v in names if v not in ds]
     if unknown or not names:
         raise MfphysError(f"--vars: unknown variable(s) {', '.join(unknown) or '(none given)'}; e.g. {PLOT_VARS}")
-    L = ds.sizes["layer"]
-    if layer is not None and not (1 <= layer <= L or -L <= layer <= -1):
+    L = ds.sizes.get("layer", 0)
+    if layer is not None and not rnn and not (1 <= layer <= L or -L <= layer <= -1):
         raise MfphysError(f"--layer must be in 1..{L} (from the inputs) or -{L}..-1 (-1 = the output layer), "
                           f"got {layer}")
     if not (ds.status == "done").any():
@@ -249,7 +343,8 @@ def scan_plot(
     out = out or Path(folder) / "phase.png"
     if out.suffix.lower() != ".png":
         raise MfphysError(f"--out {out}: give a file name ending in .png")
-    fig = figures.phase_figure(ds, names, layer=layer, live=not all_inputs)
+    fig = figures.phase_figure(ds, names, layer=layer, live=not all_inputs, matrix=matrix or "recurrent",
+                               diagonal=diagonal)
     with atomic_file(out) as tmp:  # like every file we write: a reader never sees half a PNG
         fig.savefig(tmp, dpi=120, format="png")
     counts = {s: int((ds.status == s).sum()) for s in ("done", "failed", "running", "pending")}

@@ -205,3 +205,133 @@ def train_seconds(config, step: float) -> float:
     """Estimated seconds of a whole run from the time of one step: the steps of every epoch, plus
     about 15 % for the per-epoch test evaluation and the sampled evaluation (measured on MNIST)."""
     return 1.15 * config.epochs * math.ceil(config.n_train / config.batch_size) * step
+
+
+# --- the recurrent model (mfphys.rnn) ---------------------------------------------------------------
+
+#: (R, B, n)-shaped arrays per step kept for backprop through time: h, r, the means and variances of
+#: the recurrent, input and output fields, the noise of each, their derivatives (docs/model-rnn.md section 4)
+RNN_TRACE_ARRAYS = 12
+#: arrays of the shape of the weights per replica, as in the feed-forward gBP step (WEIGHT_ARRAYS_GBP)
+RNN_WEIGHT_ARRAYS_GBP, RNN_WEIGHT_ARRAYS_BP = WEIGHT_ARRAYS_GBP, WEIGHT_ARRAYS_BP
+#: test patterns per chunk of the evaluation (mfphys.rnn.evaluate.outputs)
+RNN_EVAL_CHUNK = 1000
+
+
+def rnn_estimate(config, *, full_train: int = 60000, full_test: int = 10000) -> Estimate:
+    """The memory and disk of :func:`mfphys.rnn.train_rnn` for an MNIST ``config`` (an RnnConfig).
+
+    Counted like :func:`train_estimate`, with the step axis: W = N N_in + N^2 + N_out N connections
+    per replica; the training step keeps ``RNN_TRACE_ARRAYS`` (R, B, N) arrays per step for backprop
+    through time, and the noise of the step; the evaluation runs chunks of ``RNN_EVAL_CHUNK`` test
+    sequences, K sampled networks at once (their states and their weights, drawn in float64).
+    The run file holds pi, m, Xi of the three matrices (no optimiser state), the per-epoch
+    history, the order parameters per matrix and the histograms.
+    """
+    item = 4 if config.dtype == "float32" else 8
+    n_in, n_out = config.io
+    N, T, R, B, E, K = config.n, config.steps, config.replicas, config.batch_size, config.epochs, config.eval_samples
+    P = config.n_train if config.n_train is not None else full_train
+    Pt = config.n_test or full_test
+    W = N * n_in + N * N + n_out * N
+    bp = config.mode == "bp"
+    weights = (RNN_WEIGHT_ARRAYS_BP if bp else RNN_WEIGHT_ARRAYS_GBP) * R * W * item
+    # the data set as loaded (float32, shared cache), the training and test images on the backend,
+    # the per-epoch permutations
+    data = (max(full_train, P) + max(full_test, Pt)) * 784 * 4 + (P + Pt) * 784 * item + R * P * 8
+    step = R * B * T * (RNN_TRACE_ARRAYS * N + 2 * n_in) * item
+    chunk = min(Pt, RNN_EVAL_CHUNK)
+    mean_eval = R * chunk * T * RNN_TRACE_ARRAYS * N * item + R * Pt * n_out * 3 * item
+    sampled = (R * K * W * (8 + 8 + 1 + 2 * item) + R * K * chunk * N * 3 * item
+               + R * K * Pt * n_out * item) if K else 0
+    history = (R * 2 + 1) * E * 8 * 3
+    store = 2 * 3 * R * W * item
+    memory = {"weights and optimizer state": weights, "data": data,
+              "largest temporary (BPTT step, evaluation or sampled evaluation)": max(step, mean_eval, sampled),
+              "history": history, "writing the run file": store, "process": BASE}
+    # about 2 kB of netCDF/HDF5 metadata per stored array: some 50 per recurrent run
+    disk = 3 * R * W * item + (R * 2 + 1) * E * 8 + R * 3 * 3 * 45 * 8 + R * 3 * 40 * 8 + 50 * 2048 + (64 << 10)
+    return Estimate(memory, int(sum(memory.values())), int(disk))
+
+
+class RnnTimes(NamedTuple):
+    """Measured seconds of a recurrent configuration: one training step (a mini-batch) and the
+    final evaluation of one chunk of ``chunk`` test sequences in every mode."""
+
+    step: float
+    eval_chunk: float
+    chunk: int
+
+
+def rnn_step_seconds(config, *, steps: int = 3) -> RnnTimes:
+    """A short calibration of an MNIST ``config`` (an RnnConfig) on random sequences of its shapes:
+    the median of ``steps`` training steps after a warm-up, and one evaluation of a chunk of test
+    sequences in every mode (:func:`mfphys.rnn.evaluate.outputs`, K sampled networks), on
+    ``config.blas_threads`` BLAS threads as :func:`mfphys.rnn.train_rnn` runs."""
+    import contextlib
+
+    limits = contextlib.nullcontext()
+    if config.blas_threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        limits = threadpool_limits(config.blas_threads)
+    with limits:
+        return _rnn_calibrate(config, steps)
+
+
+def _rnn_calibrate(config, steps: int) -> RnnTimes:
+    import statistics
+    import time
+
+    import numpy as np
+
+    from .backend import INIT, get_backend, replica_rngs
+    from .model import Layer
+    from .rnn import evaluate, noise
+    from .rnn.model import RnnParams, init_params, loss_and_grad
+    from .rnn.optim import opt_init, opt_update, tensor_settings
+
+    be = get_backend(config.backend, config.dtype)
+    xp, dt = be.xp, be.dtype
+    spec, R, B, T, bp = config.spec(), config.replicas, config.batch_size, config.steps, config.mode == "bp"
+    n_in, n_out = config.io
+    host = init_params(spec, config.init, replica_rngs(config.seed, R, INIT), bp=bp, dtype=dt)
+    params = RnnParams(*(Layer(*(be.asarray(v) for v in layer)) for layer in host))
+    opt = config.optimizer
+    settings = tensor_settings(opt, spec)
+    state = opt_init(params, opt, spec.trainable(bp=bp))
+    rng = np.random.default_rng(0)
+    x = be.asarray(rng.random((R, B, T, n_in), dtype=np.float32))
+    y = xp.asarray(rng.integers(0, n_out, (R, B)))
+    nrngs = [np.random.default_rng(r) for r in range(R)]
+    times = []
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        nz = noise.draw(nrngs, spec, T, B, bp=bp, xp=xp, dtype=dt)
+        _, grads, _ = loss_and_grad(params, x, y, nz, spec, bp=bp)
+        params, state = opt_update(grads, state, params, cfg=opt, settings=settings,
+                                   lr_scale={"pi": 1.0, "m": 1.0, "xi": 1.0})
+        be.synchronize()
+        if i:
+            times.append(time.perf_counter() - t0)
+    chunk = min(config.n_test or 10000, RNN_EVAL_CHUNK)
+    xt = be.asarray(rng.random((chunk, T, n_in), dtype=np.float32))
+    t0 = time.perf_counter()
+    for mode in evaluate.EVAL_MODES:
+        if mode in ("quenched", "annealed") and config.eval_samples == 0:
+            continue
+        evaluate.outputs(params, xt, spec, mode=mode, rngs=[np.random.default_rng(r) for r in range(R)],
+                         samples=config.eval_samples, bp=bp)
+    be.synchronize()
+    return RnnTimes(statistics.median(times), time.perf_counter() - t0, chunk)
+
+
+def rnn_train_seconds(config, times: RnnTimes, *, full_test: int = 10000) -> float:
+    """Estimated seconds of a recurrent MNIST run: ``epochs x batches_per_epoch`` training steps, plus
+    about 10 % for the per-epoch noise-free test (a forward pass over the test set), plus the
+    final evaluation (:class:`RnnTimes`' chunk time times the number of chunks of the test set)."""
+    Pt = config.n_test or full_test
+    per = config.batches_per_epoch or (config.n_train or 60000) // config.batch_size
+    train = config.epochs * per * times.step
+    test = config.epochs * Pt / config.batch_size * times.step / 3  # a forward pass: about a third of a step
+    return 1.05 * train + test + math.ceil(Pt / times.chunk) * times.eval_chunk

@@ -28,7 +28,7 @@ def scan_architecture(meta: Mapping) -> str:
 
     fixed = meta.get("fixed") if isinstance(meta.get("fixed"), Mapping) else {}
     grid = meta.get("grid") if isinstance(meta.get("grid"), Mapping) else {}
-    if str(fixed.get("model", "")) == "rnn" or "steps" in grid:
+    if "rnn" in (meta.get("model"), fixed.get("model")) or "steps" in grid:
         return _rnn_architecture(fixed, grid)
     options, scanned = {}, set()
     for k in _ARCH:
@@ -55,7 +55,7 @@ def scan_architecture(meta: Mapping) -> str:
 def _rnn_architecture(fixed: Mapping, grid: Mapping) -> str:
     """A recurrent scan's label as its runs have it (``28-100-10 x28``, ``5-150-2``), from its
     preset with the options it fixes; a scanned number of steps is ``xT`` (and the input size it
-    sets ``N0``), a scanned number of units ``N``. ``""`` when the options do not say."""
+    sets ``784/T``), a scanned number of units ``N``. ``""`` when the options do not say."""
     import dataclasses
 
     from .errors import MfphysError
@@ -75,7 +75,7 @@ def _rnn_architecture(fixed: Mapping, grid: Mapping) -> str:
         n_in, n_out = cfg.io
         steps_scanned = cfg.task == "mnist" and "steps" in grid and one("steps") is None
         n = "N" if "n" in grid and one("n") is None else str(cfg.n)
-        label = f"{'N0' if steps_scanned else n_in}-{n}-{n_out}"
+        label = f"{'784/T' if steps_scanned else n_in}-{n}-{n_out}"
         if cfg.task == "mnist":
             label += " xT" if steps_scanned else f" x{cfg.steps}"
         return label

@@ -40,3 +40,13 @@ def test_scan_architecture_of_a_spec_is_its_cells_layers():
 ])
 def test_scan_state(counts, state):
     assert scan_state(counts) == state
+
+
+@pytest.mark.parametrize("grid, fixed, label", [
+    ({"steps": [7, 14], "n_train": [256]}, {"n": 100}, "784/T-100-10 xT"),
+    ({"steps": [28], "n_train": [256]}, {"n": 20}, "28-20-10 x28"),
+    ({"steps": [7], "n": [20, 50]}, {}, "112-N-10 x7"),
+    ({"steps": ["x"]}, {"n": 20}, ""),
+])
+def test_scan_architecture_of_a_recurrent_scan(grid, fixed, label):
+    assert scan_architecture({"model": "rnn", "grid": grid, "fixed": fixed}) == label

@@ -123,3 +123,25 @@ class RnnConfig:
     @classmethod
     def from_json(cls, text: str) -> RnnConfig:
         return dataclass_from_json(cls, text)
+
+
+def mnist_batches_per_epoch(n_train: int, batch_size: int, batches_per_epoch: int | None) -> int:
+    """Mini-batches per epoch of an MNIST run on the first ``n_train`` images:
+    ``min(batches_per_epoch, n_train // batch_size)`` (all full batches when the preset reads all).
+
+    The one rule of ``mfphys train --model rnn --n-train N`` and of every recurrent scan cell
+    (docs/model-rnn.md section 7): an epoch never reads an image twice, and a preset's
+    ``batches_per_epoch`` caps it as on the full training set."""
+    per = n_train // batch_size
+    if per < 1:
+        raise MfphysError(f"n_train {n_train} is less than one mini-batch of {batch_size}")
+    return min(batches_per_epoch or per, per)
+
+
+def with_n_train(config: RnnConfig, n_train: int | None) -> RnnConfig:
+    """``config`` trained on the first ``n_train`` MNIST images (None: the whole set), with the
+    mini-batches per epoch of :func:`mnist_batches_per_epoch`."""
+    if n_train is None or config.task != "mnist":
+        return dataclasses.replace(config, n_train=n_train)
+    per = mnist_batches_per_epoch(n_train, config.batch_size, config.batches_per_epoch)
+    return dataclasses.replace(config, n_train=n_train, batches_per_epoch=per)

@@ -227,11 +227,39 @@ def sequential_mnist(steps: int) -> RnnConfig:
     behind both reference protocols (``sqrt(28/100)`` row-wise, ``0.1`` pixel by pixel);
     everything else is :data:`ROW_MNIST`'s. ``steps = 28`` gives :data:`ROW_MNIST` itself.
     """
-    if not isinstance(steps, int) or steps < 1 or MNIST_PIXELS % steps:
+    return mnist_protocol(ROW_MNIST, steps)
+
+
+def _init_std(std: float, n_in: int, n: int, base_n_in: int, base_n: int) -> float:
+    """An input/output ``m`` std for ``N_in = n_in, N = n`` from the base protocol's: ``sqrt(N_in / N)``
+    where the base follows that rule (both MNIST presets), else the base's std scaled alike."""
+    if math.isclose(std, math.sqrt(base_n_in / base_n)):
+        return math.sqrt(n_in / n)
+    return std * math.sqrt(n_in * base_n / (base_n_in * n))
+
+
+def mnist_protocol(base: RnnConfig, steps: int, n: int | None = None) -> RnnConfig:
+    """An MNIST protocol (a preset) read in ``steps`` steps, with ``n`` hidden units (None: the base's).
+
+    The rule of :func:`sequential_mnist` for any MNIST preset: the input and output ``m`` start
+    with the standard deviation ``sqrt(N_in / N)`` (the base's std rescaled alike where it does
+    not follow that rule); everything else is the base's. The base's own ``steps`` and ``n`` give
+    the base itself. Each cell of a recurrent scan is built with it (docs/scans.md).
+    """
+    if base.task != "mnist":
+        raise MfphysError(f"the {base.task} task is not read from MNIST images: it has no steps to choose")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1 or MNIST_PIXELS % steps:
         raise MfphysError(f"steps must divide the {MNIST_PIXELS} pixels of an MNIST image, got {steps!r}")
-    std = math.sqrt(MNIST_PIXELS // steps / ROW_MNIST.n)
-    i, r, o = ROW_MNIST.init
-    return replace(ROW_MNIST, steps=steps, init=(replace(i, m_std=std), r, replace(o, m_std=std)))
+    n = base.n if n is None else n
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise MfphysError(f"n (hidden units) must be an integer >= 1, got {n!r}")
+    if steps == base.steps and n == base.n:
+        return base
+    n_in, base_n_in = MNIST_PIXELS // steps, base.io[0]
+    i, r, o = base.init
+    return replace(base, steps=steps, n=n,
+                   init=(replace(i, m_std=_init_std(i.m_std, n_in, n, base_n_in, base.n)), r,
+                         replace(o, m_std=_init_std(o.m_std, n_in, n, base_n_in, base.n))))
 
 
 def preset(name: str) -> RnnConfig:

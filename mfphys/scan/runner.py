@@ -100,7 +100,15 @@ def _preflight(cells: Sequence[Cell], data_dir) -> None:
     """Load each distinct data set once at its largest n_train, so that missing MNIST files or a
     too-large n_train stop the scan with one line before anything is written."""
     biggest: dict = {}
+    rnn = [c.config for c in cells if c.model == "rnn"]
+    if rnn:  # every recurrent cell reads MNIST: its largest training and test sets
+        from ..data import load_dataset
+
+        n_test = None if any(c.n_test is None for c in rnn) else max(c.n_test for c in rnn)
+        load_dataset("mnist", n_train=max(c.n_train for c in rnn), n_test=n_test, data_dir=data_dir)
     for cell in cells:
+        if cell.model != "ffn":
+            continue
         c = cell.config
         k = (c.dataset, c.layers[0], c.teacher_seed, c.n_test)
         if k not in biggest or c.n_train > biggest[k].n_train:
@@ -141,11 +149,31 @@ def _train_cell(cell: Cell, data_dir, marker: str | None, owner: dict, blas_thre
             limits = threadpool_limits(blas_threads)
     try:
         with limits:
+            if cell.model == "rnn":
+                return "done", _train_rnn_cell(cell, data_dir, callback), where
             if checkpoint is None or partial is None or not Path(partial).parent.is_dir():
                 return "done", train(cell.config, data_dir=data_dir, callback=callback), where
             return "done", _train_checkpointed(cell, Path(partial), data_dir, checkpoint, callback), where
     except Exception as exc:
         return "failed", _error_record(exc, cell), where
+
+
+def _train_rnn_cell(cell: Cell, data_dir, callback):
+    """Train one recurrent cell: :func:`mfphys.rnn.train_rnn` of its configuration, the whole run
+    in memory; :func:`_cell_dataset` turns the result into the cell's run file, written at the end.
+    The one place a recurrent cell trains (to train it with checkpoints, change only this)."""
+    from ..rnn import train_rnn
+
+    return train_rnn(cell.config, data_dir=data_dir, callback=callback)
+
+
+def _cell_dataset(cell: Cell, result, *, command: str | None, preset: str | None):
+    """The run-file Dataset of a trained cell, of either model family (before the scan's attributes)."""
+    if cell.model == "rnn":
+        from ..rnn.store import rnn_run_to_dataset
+
+        return rnn_run_to_dataset(result, command=command, preset=preset)
+    return store.run_to_dataset(result, command=command)
 
 
 def _train_checkpointed(cell: Cell, partial: Path, data_dir, checkpoint: CheckpointPolicy, callback):
@@ -208,6 +236,9 @@ def _connect(workers: int | None, scheduler: str | None, timeout: float):
 def _cost(cell: Cell) -> float:
     """Rough relative cost of a cell, to start the big ones first on a cluster."""
     c = cell.config
+    if cell.model == "rnn":  # mini-batches x steps x connections per step
+        n_in, n_out = c.io
+        return c.batches_per_epoch * c.batch_size * c.epochs * c.replicas * c.steps * c.n * (n_in + c.n + n_out)
     return c.n_train * c.epochs * c.replicas * sum(a * b for a, b in zip(c.layers[:-1], c.layers[1:]))
 
 
@@ -241,7 +272,7 @@ def plan_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None 
         status = scan_status(folder)["cells"]
     todo = tuple(c for c in cells if status.get(c.key) != "done")
     parallel = max(1, min(workers or 1, len(todo) or 1))
-    ests = [budget.train_estimate(c.config) for c in todo]
+    ests = [budget.rnn_estimate(c.config) if c.model == "rnn" else budget.train_estimate(c.config) for c in todo]
     peaks = sorted((e.peak for e in ests), reverse=True)
     memory = sum(peaks[:parallel])
     seconds = None
@@ -250,6 +281,12 @@ def plan_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None 
         total = 0.0
         for c in todo:
             cfg = c.config
+            if c.model == "rnn":
+                shape = ("rnn", cfg.steps, cfg.n, cfg.batch_size, cfg.replicas, cfg.dtype, cfg.mode, cfg.backend)
+                if shape not in steps:
+                    steps[shape] = budget.rnn_step_seconds(cfg)
+                total += budget.rnn_train_seconds(cfg, steps[shape])
+                continue
             shape = (cfg.layers, cfg.batch_size, cfg.replicas, cfg.dtype, cfg.mode, cfg.activation, cfg.backend)
             if shape not in steps:
                 steps[shape] = budget.step_seconds(cfg)
@@ -348,9 +385,11 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
         done, failed_old, todo, copies = classify(meta)
         if meta is None:
             write_json_atomic({store.KIND_ATTR: KIND, "mfphys_version": __version__, "name": name,
-                                "dims": list(spec.dims), "grid": spec.grid_dict, "fixed": spec.fixed_dict,
-                                "width": spec.fixed_dict.get("width"), "scan_hash": spec.scan_hash(),
-                                "created": utc_now(), "command": command or "mfphys.scan.run_scan"}, p.scan_json)
+                                "model": spec.model, "dims": list(spec.dims), "grid": spec.grid_dict,
+                                "fixed": spec.fixed_dict,
+                                **({"width": spec.fixed_dict.get("width")} if spec.model == "ffn" else {}),
+                                "scan_hash": spec.scan_hash(), "created": utc_now(),
+                                "command": command or "mfphys.scan.run_scan"}, p.scan_json)
         make_folder(p.cells, what="cells folder")
         _clean_stale(p)
         for cell, src in copies:  # the bytes of a finished cell, copied atomically
@@ -366,7 +405,7 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
         def finish(cell, outcome, payload, where):
             counts["pending"] -= 1
             if outcome == "done":
-                ds = store.run_to_dataset(payload, command=command)
+                ds = _cell_dataset(cell, payload, command=command, preset=spec.fixed_dict.get("preset"))
                 ds.attrs.update(scan_cell=json.dumps(dict(cell.coords)), config_hash=cell.config_hash,
                                 scan_name=name, scan_hash=spec.scan_hash(), mfphys_version=__version__,
                                 trained_on=where, blas_threads=str(blas_threads or "default"))

@@ -9,6 +9,7 @@ front doors, the command line (:func:`spec_from_options`) and a TOML file
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -17,7 +18,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 from ..errors import MfphysError
 from ..train import ADDED_LATER, TrainConfig
@@ -55,17 +56,128 @@ _TRAIN_DEFAULTS = {f.name: getattr(TrainConfig(), f.name) for f in dataclasses.f
 OPTIONS = {**ARCH_OPTIONS, **{k: _kind_of(v) for k, v in _TRAIN_DEFAULTS.items()}, "n_test": "int?"}
 DEFAULTS = {**ARCH_DEFAULTS, **_TRAIN_DEFAULTS}
 
+#: the recurrent model's scan options (docs/model-rnn.md section 7): ``preset`` (an MNIST preset),
+#: the step count T (the temporal depth), the data size and the settings ``mfphys train --model rnn``
+#: overrides, plus ``n`` (hidden units), ``batch_size`` and ``lr`` (every learning rate of the preset)
+RNN_OPTIONS = {"steps": "int", "n_train": "int", "preset": "str", "n": "int", "epochs": "int",
+               "batch_size": "int", "lr": "float", "mode": "str", "replicas": "int", "seed": "int",
+               "n_test": "int?", "eval_samples": "int", "backend": "str", "dtype": "str"}
+#: the preset of a recurrent scan unless one is given
+RNN_PRESET = "row_mnist"
+#: the scan's models: ``ffn`` (feed-forward, the default) and ``rnn`` (recurrent)
+MODELS = ("ffn", "rnn")
+
+
+class Family(NamedTuple):
+    """What a scan needs to know of a model family: its options, defaults and cells' configurations.
+
+    ``defaults(given)``: every option's default given the options set so far (a recurrent scan's
+    defaults are its preset's); ``config(options)``: one cell's configuration from all its options;
+    ``check(config, options)``: raise :class:`MfphysError` for a cell that cannot run.
+    """
+
+    name: str
+    options: dict
+    always_scanned: tuple
+    not_scannable: tuple
+    defaults: Callable[[Mapping], dict]
+    config: Callable[[Mapping], Any]
+    check: Callable[[Any, Mapping], None]
+
+
+def _ffn_config(opts: Mapping) -> TrainConfig:
+    train_opts = {k: v for k, v in opts.items() if k in _TRAIN_DEFAULTS}
+    return TrainConfig(**train_opts, layers=layers_of(opts))
+
+
+def _ffn_check(config: TrainConfig, opts: Mapping) -> None:
+    if int(opts["depth"]) < 0:
+        raise MfphysError("depth (the number of hidden layers) must be >= 0")
+    for k in ("width", "input_dim"):
+        if opts[k] <= 0:
+            raise MfphysError(f"{k} must be positive, got {opts[k]}")
+    config.validate()
+    if config.batch_size > config.n_train:
+        raise MfphysError(f"--batch-size {config.batch_size} is larger than n_train {config.n_train}")
+    if config.dataset != "teacher" and config.layers[0] != 784:
+        raise MfphysError(f"{config.dataset} images have 784 pixels: drop --input-dim {config.layers[0]} "
+                          "(it is for --dataset teacher)")
+
+
+def _rnn_base(name):
+    from ..rnn import preset
+
+    base = preset(name)
+    if base.task != "mnist":
+        from ..rnn.tasks import PRESETS
+
+        mnist = ", ".join(k for k, v in PRESETS.items() if v.task == "mnist")
+        raise MfphysError(f"preset {name}: the {base.task} task generates its trials (no data size) and has no "
+                          f"step axis; a recurrent scan takes an MNIST preset ({mnist})")
+    return base
+
+
+def _rnn_defaults(given: Mapping) -> dict:
+    """A recurrent scan's defaults: its preset's settings (``lr``: the preset's common learning rate)."""
+    name = given.get("preset", RNN_PRESET)
+    base = _rnn_base(name)
+    o = base.optimizer
+    rates = set(o.lr_m + o.lr_xi + o.lr_pi)
+    out = {"preset": name, "n": base.n, "epochs": base.epochs, "batch_size": base.batch_size,
+           "mode": base.mode, "replicas": base.replicas, "seed": base.seed, "n_test": base.n_test,
+           "eval_samples": base.eval_samples, "backend": base.backend, "dtype": base.dtype}
+    if len(rates) == 1:  # a preset with several learning rates keeps them unless lr is given
+        out["lr"] = rates.pop()
+    return out
+
+
+def _rnn_config(opts: Mapping):
+    """One recurrent cell: the preset read in ``steps`` steps with ``n`` units
+    (:func:`mfphys.rnn.tasks.mnist_protocol`), the other options set, then the first ``n_train``
+    images with :func:`mfphys.rnn.config.with_n_train`'s mini-batches per epoch."""
+    from ..rnn.config import with_n_train
+    from ..rnn.tasks import mnist_protocol
+
+    base = mnist_protocol(_rnn_base(opts["preset"]), int(opts["steps"]), int(opts["n"]))
+    changes = {k: opts[k] for k in ("epochs", "batch_size", "mode", "replicas", "seed", "n_test", "eval_samples",
+                                    "backend", "dtype") if k in opts}
+    if opts.get("lr") is not None:
+        lr = float(opts["lr"])
+        changes["optimizer"] = dataclasses.replace(base.optimizer, lr_m=(lr,) * 3, lr_xi=(lr,) * 3, lr_pi=(lr,) * 3)
+    cfg = dataclasses.replace(base, **changes)
+    return with_n_train(cfg, int(opts["n_train"]))
+
+
+def _rnn_check(config, opts: Mapping) -> None:
+    config.validate()
+
+
+FAMILIES = {
+    "ffn": Family("ffn", OPTIONS, ALWAYS_SCANNED, NOT_SCANNABLE, lambda given: dict(DEFAULTS), _ffn_config,
+                  _ffn_check),
+    "rnn": Family("rnn", RNN_OPTIONS, ("steps", "n_train"), ("replicas", "preset"), _rnn_defaults, _rnn_config,
+                  _rnn_check),
+}
+
+
+def family(model: str) -> Family:
+    """The :class:`Family` of a scan's ``model`` (``ffn`` or ``rnn``), or one clear error."""
+    if model not in FAMILIES:
+        raise MfphysError(f"unknown --model {model!r}: choose one of {', '.join(MODELS)}")
+    return FAMILIES[model]
+
 
 # --- values and keys ------------------------------------------------------------------------------
 
 
-def coerce_option(name: str, value, where: str):
+def coerce_option(name: str, value, where: str, model: str = "ffn"):
     """``value`` (from the CLI as text, or from TOML) as the option's type, or one clear error.
 
     The one reading of an option's value: the grid, the fixed options and ``scan-plot --sel``
-    all go through it, so ``"false"`` is ``False`` for a bool option everywhere.
+    all go through it, so ``"false"`` is ``False`` for a bool option everywhere. ``model``:
+    whose options (``ffn`` or ``rnn``).
     """
-    kind = OPTIONS[name]
+    kind = family(model).options[name]
     bad = MfphysError(f"{where}: {name} takes {kind.rstrip('?')} values, got {value!r}")
     if kind == "int?" and (value is None or (isinstance(value, str) and value.strip().lower() in ("all", "none"))):
         return None
@@ -128,8 +240,8 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def config_hash(config: TrainConfig) -> str:
-    """SHA-256 of a cell's full configuration (its ``TrainConfig`` JSON)."""
+def config_hash(config) -> str:
+    """SHA-256 of a cell's full configuration (its ``TrainConfig`` or ``RnnConfig`` JSON)."""
     return _sha256(config.to_json())
 
 
@@ -159,14 +271,17 @@ class Cell(NamedTuple):
     index: tuple
     coords: tuple  # ((name, value), ...) in grid order
     key: str
-    config: TrainConfig
+    config: Any  # TrainConfig (model ffn) or mfphys.rnn.RnnConfig (model rnn)
     config_hash: str
+    model: str = "ffn"
 
 
-def _norm_name(name: str, where: str) -> str:
+def _norm_name(name: str, where: str, model: str = "ffn") -> str:
     key = str(name).strip().replace("-", "_")
-    if key not in OPTIONS:
-        raise MfphysError(f"{where}: unknown parameter {name!r}; known: {', '.join(sorted(OPTIONS))}")
+    options = family(model).options
+    if key not in options:
+        raise MfphysError(f"{where}: unknown parameter {name!r}" + (" of --model rnn" if model == "rnn" else "")
+                          + f"; known: {', '.join(sorted(options))}")
     return key
 
 
@@ -177,58 +292,67 @@ class ScanSpec:
     ``fixed`` holds *all* options that are not scanned, defaults resolved, so that
     :meth:`scan_hash` pins the numbers of every cell. Build it with :meth:`build`,
     :func:`spec_from_options` or :meth:`from_toml` (they validate); ``name`` is the folder name
-    under ``runs/`` (default: :meth:`default_name`).
+    under ``runs/`` (default: :meth:`default_name`). ``model``: the model family of every cell,
+    ``ffn`` (feed-forward, grid ``depth`` x ``n_train``) or ``rnn`` (recurrent, grid ``steps`` x
+    ``n_train``; :class:`Family`).
     """
 
     grid: tuple  # ((name, (v0, v1, ...)), ...)
     fixed: tuple  # ((name, value), ...) sorted by name
     name: str | None = None
+    model: str = "ffn"
 
     @classmethod
     def build(cls, grid: Mapping[str, Sequence], fixed: Mapping[str, Any] | None = None, *,
-              name: str | None = None, where: str = "scan") -> ScanSpec:
+              name: str | None = None, where: str = "scan", model: str = "ffn") -> ScanSpec:
         """Validate and normalise a grid and fixed options; raise :class:`MfphysError` on bad input."""
+        fam = family(model)
         g, f = {}, {}
         for k, values in grid.items():
-            key = _norm_name(k, where)
+            key = _norm_name(k, where, model)
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
                 values = [values]
             if len(values) == 0:
                 raise MfphysError(f"{where}: {key} has no values to scan")
-            vals = tuple(coerce_option(key, v, where) for v in values)
+            vals = tuple(coerce_option(key, v, where, model) for v in values)
             if len(set(vals)) != len(vals):
                 raise MfphysError(f"{where}: {key} lists a value twice: {', '.join(map(str, vals))}")
-            if key in NOT_SCANNABLE and len(vals) > 1:
+            if key in fam.not_scannable and len(vals) > 1:
                 raise MfphysError(f"{where}: {key} cannot be scanned (give one value)"
                                   + (": replicas are the replica axis of every cell" if key == "replicas" else ""))
-            if key in NOT_SCANNABLE:
+            if key in fam.not_scannable:
                 f[key] = vals[0]
             else:
                 g[key] = vals
         for k, v in (fixed or {}).items():
-            key = _norm_name(k, where)
+            key = _norm_name(k, where, model)
             if key in g:
                 raise MfphysError(f"{where}: {key} is both scanned and fixed; give it once")
-            f[key] = coerce_option(key, v, where)
-        for key in ALWAYS_SCANNED:
+            f[key] = coerce_option(key, v, where, model)
+        for key in fam.always_scanned:
             if key not in g and key in f:
                 g[key] = (f.pop(key),)
             if key not in g:
                 flag = "--" + key.replace("_", "-")
                 raise MfphysError(f"{where}: give the {key} values to scan ({flag} 1,2,3 or {key} = [...] in "
                                   f"the [grid] table of --config)")
-        order = list(ALWAYS_SCANNED) + [k for k in g if k not in ALWAYS_SCANNED]
+        order = list(fam.always_scanned) + [k for k in g if k not in fam.always_scanned]
         grid_t = tuple((k, g[k]) for k in order)
-        full = {**{k: v for k, v in DEFAULTS.items() if k not in g}, **f}
-        spec = cls(grid_t, tuple(sorted(full.items())), name)
+        try:
+            defaults = fam.defaults(f)
+        except MfphysError as exc:
+            raise MfphysError(f"{where}: {exc}") from None
+        full = {**{k: v for k, v in defaults.items() if k not in g}, **f}
+        spec = cls(grid_t, tuple(sorted(full.items())), name, model)
         spec._validate(where)
         return spec
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike, *, grid: Mapping | None = None, fixed: Mapping | None = None,
-                  name: str | None = None) -> ScanSpec:
-        """Read a scan file (tables ``[grid]`` and ``[fixed]``, optional ``name``); ``grid``/``fixed``
-        given here override it key by key (the command line wins over the file)."""
+                  name: str | None = None, model: str | None = None) -> ScanSpec:
+        """Read a scan file (tables ``[grid]`` and ``[fixed]``, optional ``name`` and ``model``);
+        ``grid``/``fixed`` given here override it key by key (the command line wins over the file).
+        ``model`` given here must agree with the file's (their options differ)."""
         path = Path(path)
         try:
             doc = tomllib.loads(path.read_text())
@@ -238,25 +362,31 @@ class ScanSpec:
             raise MfphysError(f"--config {path}: cannot read it ({exc})") from None
         except tomllib.TOMLDecodeError as exc:
             raise MfphysError(f"--config {path} is not valid TOML: {exc}") from None
-        unknown = set(doc) - {"name", "grid", "fixed"}
+        unknown = set(doc) - {"name", "model", "grid", "fixed"}
         if unknown:
             raise MfphysError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}; "
-                              "a scan file holds name, [grid] and [fixed]")
+                              "a scan file holds name, model, [grid] and [fixed]")
+        file_model = doc.get("model")
+        if file_model is not None and file_model not in MODELS:
+            raise MfphysError(f"{path}: model must be one of {', '.join(MODELS)}, got {file_model!r}")
+        if model is not None and file_model is not None and model != file_model:
+            raise MfphysError(f"--model {model} disagrees with model = {file_model!r} in {path}; give one")
+        model = model or file_model or "ffn"
         for table in ("grid", "fixed"):
             if not isinstance(doc.get(table, {}), dict):
                 raise MfphysError(f"{path}: {table} must be a table ([{table}])")
         file_name = doc.get("name")
         if file_name is not None and not isinstance(file_name, str):
             raise MfphysError(f"{path}: name must be a string")
-        g = {_norm_name(k, f"{path} [grid]"): v for k, v in doc.get("grid", {}).items()}
-        f = {_norm_name(k, f"{path} [fixed]"): v for k, v in doc.get("fixed", {}).items()}
+        g = {_norm_name(k, f"{path} [grid]", model): v for k, v in doc.get("grid", {}).items()}
+        f = {_norm_name(k, f"{path} [fixed]", model): v for k, v in doc.get("fixed", {}).items()}
         for k, v in (grid or {}).items():
             f.pop(k, None)
             g[k] = v
         for k, v in (fixed or {}).items():
             g.pop(k, None)
             f[k] = v
-        return cls.build(g, f, name=name or file_name, where=str(path))
+        return cls.build(g, f, name=name or file_name, where=str(path), model=model)
 
     # -- derived ---------------------------------------------------------------------------------
 
@@ -282,45 +412,38 @@ class ScanSpec:
         Options added after the first release count only where they differ from their default
         (:data:`mfphys.train.ADDED_LATER`), so earlier scan folders keep their hash."""
         fixed = {k: v for k, v in self.fixed_dict.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
-        return _sha256(json.dumps({"grid": [[k, list(v)] for k, v in self.grid], "fixed": fixed}, sort_keys=True))
+        doc = {"grid": [[k, list(v)] for k, v in self.grid], "fixed": fixed}
+        if self.model != "ffn":  # a feed-forward scan's hash is what it was before there were models
+            doc["model"] = self.model
+        return _sha256(json.dumps(doc, sort_keys=True))
 
     def default_name(self) -> str:
-        """``<dataset>-scan-<first 10 hex of scan_hash>``: the same command finds the same folder."""
-        dataset = dict(self.fixed).get("dataset", "mixed")
+        """``<dataset>-scan-<first 10 hex of scan_hash>`` (a recurrent scan: ``mnist-rnn-scan-...``):
+        the same command finds the same folder."""
+        dataset = "mnist-rnn" if self.model == "rnn" else dict(self.fixed).get("dataset", "mixed")
         return f"{dataset}-scan-{self.scan_hash()[:10]}"
 
     def cells(self) -> list[Cell]:
         """Every cell in grid (row-major) order."""
+        fam = family(self.model)
         fixed = dict(self.fixed)
         out = []
         for index, coords, key in grid_points(self.grid):
-            opts = {**fixed, **dict(coords)}
-            train_opts = {k: v for k, v in opts.items() if k in _TRAIN_DEFAULTS}
-            cfg = TrainConfig(**train_opts, layers=layers_of(opts))
-            out.append(Cell(index, coords, key, cfg, config_hash(cfg)))
+            cfg = fam.config({**fixed, **dict(coords)})
+            out.append(Cell(index, coords, key, cfg, config_hash(cfg), self.model))
         return out
 
     def _validate(self, where: str) -> None:
         if self.name is not None:
             _check_name(self.name)
-        for cell in self.cells():
-            opts = dict(cell.coords)
+        fam = family(self.model)
+        fixed = dict(self.fixed)
+        for _, coords, key in grid_points(self.grid):
+            opts = {**fixed, **dict(coords)}
             try:
-                if int(dict(self.fixed, **opts)["depth"]) < 0:
-                    raise MfphysError("depth (the number of hidden layers) must be >= 0")
-                for k in ("width", "input_dim"):
-                    v = dict(self.fixed, **opts)[k]
-                    if v <= 0:
-                        raise MfphysError(f"{k} must be positive, got {v}")
-                cell.config.validate()
-                if cell.config.batch_size > cell.config.n_train:
-                    raise MfphysError(f"--batch-size {cell.config.batch_size} is larger than n_train "
-                                      f"{cell.config.n_train}")
-                if cell.config.dataset != "teacher" and cell.config.layers[0] != 784:
-                    raise MfphysError(f"{cell.config.dataset} images have 784 pixels: drop --input-dim "
-                                      f"{cell.config.layers[0]} (it is for --dataset teacher)")
+                fam.check(fam.config(opts), opts)
             except MfphysError as exc:
-                raise MfphysError(f"{where}: cell {cell.key}: {exc}") from None
+                raise MfphysError(f"{where}: cell {key}: {exc}") from None
 
 
 def _check_name(name: str) -> None:
@@ -336,28 +459,41 @@ def split_values(text: str, option: str) -> list[str]:
     return parts
 
 
+def config_model(config: str | os.PathLike) -> str | None:
+    """The ``model`` a scan file names (None: none, or the file cannot be read: reading it
+    properly reports that)."""
+    with contextlib.suppress(OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        model = tomllib.loads(Path(config).read_text()).get("model")
+        return model if model in MODELS else None
+    return None
+
+
 def spec_from_options(options: Mapping[str, str | None], *, config: str | os.PathLike | None = None,
-                      name: str | None = None) -> ScanSpec:
+                      name: str | None = None, model: str | None = None) -> ScanSpec:
     """The spec of ``mfphys scan``: options as command-line text (None = not given).
 
     ``depth`` and ``n_train`` are always grid dimensions; any other option given a list of
     more than one value (``--lr 0.1,0.05``) is scanned too, a single value is held fixed.
     ``decay_on`` is a list itself and never scanned. Options given here override ``config``.
+    ``model``: ``ffn`` or ``rnn`` (None: the config file's, else ``ffn``); with ``rnn`` the
+    grid is ``steps`` x ``n_train`` and the options are :data:`RNN_OPTIONS`.
     """
+    fam_model = model or (config_model(config) if config is not None else None) or "ffn"
+    fam = family(fam_model)
     grid, fixed = {}, {}
     for k, text in options.items():
         if text is None:
             continue
-        key = _norm_name(k, "options")
+        key = _norm_name(k, "options", fam_model)
         flag = "--" + key.replace("_", "-")
         if key == "decay_on":
             fixed[key] = text
             continue
         values = split_values(text, flag)
-        if key in ALWAYS_SCANNED or len(values) > 1:
+        if key in fam.always_scanned or len(values) > 1:
             grid[key] = values
         else:
             fixed[key] = values[0]
     if config is not None:
-        return ScanSpec.from_toml(config, grid=grid, fixed=fixed, name=name)
-    return ScanSpec.build(grid, fixed, name=name, where="options")
+        return ScanSpec.from_toml(config, grid=grid, fixed=fixed, name=name, model=model)
+    return ScanSpec.build(grid, fixed, name=name, where="options", model=fam_model)

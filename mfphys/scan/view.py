@@ -28,7 +28,17 @@ RENAMED = {"lr": "lr_schedule"}
 
 
 def _combinable(dims: tuple) -> bool:
-    return bool(dims) and set(dims) <= {"replica", "layer", "epoch", "dyn_epoch"}
+    # "matrix": the per-matrix order parameters of recurrent cells (docs/file-format.md "Recurrent runs")
+    return bool(dims) and set(dims) <= {"replica", "layer", "matrix", "epoch", "dyn_epoch"}
+
+
+def _rnn_connections(fixed, coords) -> list[int]:
+    """Connections of the input, recurrent and output matrices of a recurrent cell (N N_in, N^2, N_out N)."""
+    from ..rnn.config import MNIST_PIXELS
+
+    opts = {**fixed, **dict(coords)}
+    n, n_in = int(opts["n"]), MNIST_PIXELS // int(opts["steps"])
+    return [n * n_in, n * n, 10 * n]
 
 
 @functools.lru_cache(maxsize=8192)
@@ -70,6 +80,14 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     lr is scanned).
     Cells that vanish or cannot be read while this runs count as pending; it never fails
     because a scan is being written.
+
+    A recurrent scan (``model = "rnn"`` in scan.json) has ``matrix`` (input, recurrent,
+    output) in place of ``layer``: its grid ``steps`` x ``n_train`` [x other options], then
+    ``replica``, ``matrix``, ``epoch``; the per-matrix order parameters (``frac_uip``,
+    ``frac_vip``, ``entropy``, ... and their ``_nodiag`` twins, the recurrent matrix without
+    its diagonal), the accuracies of every evaluation mode (``test_acc_mf``, ``test_acc_noisy``,
+    ``test_acc_quenched``, ``test_acc_annealed``, ``test_acc_quenched_vote``), the epoch curves
+    (``train_loss``, ``test_acc``), ``test_error`` and ``n_connections`` per matrix.
     """
     folder = Path(folder)
     meta = read_scan_json(folder)
@@ -78,14 +96,22 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     grid, fixed = meta["grid"], meta["fixed"]
     shape = tuple(len(grid[k]) for k in dims)
     R = int(fixed["replicas"])
+    rnn = meta.get("model", "ffn") == "rnn"
 
     def opt(coords, k):
         return dict(coords).get(k, fixed.get(k))
 
     cells = _grid_cells(meta)
-    L = max(int(opt(c, "depth")) for _, c, _ in cells) + 1
     E = max(int(opt(c, "epochs")) for _, c, _ in cells)
-    sizes = {"replica": R, "layer": L, "epoch": E}
+    if rnn:
+        from ..rnn.model import MATRICES
+
+        part, part_values = "matrix", list(MATRICES)
+    else:
+        part = "layer"
+        part_values = list(range(1, max(int(opt(c, "depth")) for _, c, _ in cells) + 2))
+    L = len(part_values)
+    sizes = {"replica": R, part: L, "epoch": E}
     try:
         names = set(os.listdir(p.cells))
     except OSError:
@@ -100,8 +126,11 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     arrays: dict[str, tuple[tuple, np.ndarray, dict]] = {}
     done: list[tuple[tuple, xr.Dataset]] = []
     for index, coords, key in cells:
-        widths = layers_of({k: opt(coords, k) for k in ARCH_OPTIONS})
-        n_conn[index][: len(widths) - 1] = np.multiply(widths[:-1], widths[1:])
+        if rnn:
+            n_conn[index] = _rnn_connections(fixed, coords)
+        else:
+            widths = layers_of({k: opt(coords, k) for k in ARCH_OPTIONS})
+            n_conn[index][: len(widths) - 1] = np.multiply(widths[:-1], widths[1:])
         st = _cell_status(p, key, names)
         if st == "failed":
             info = read_json(p.failed(key)) or {}
@@ -118,7 +147,8 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
             continue
         status[index] = "done"
         n_conn_live[index] = n_conn[index]
-        n_conn_live[index][0] = widths[1] * (widths[0] - int(ds.attrs.get("n_dead_inputs", 0)))
+        if not rnn:
+            n_conn_live[index][0] = widths[1] * (widths[0] - int(ds.attrs.get("n_dead_inputs", 0)))
         done.append((index, ds))
         if "test_acc" in ds:
             test_error[index] = 1.0 - ds["test_acc"].isel(epoch=-1).values
@@ -142,7 +172,7 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
             target[where] = var.values  # one index array among slices: NumPy keeps the axis order
 
     coords_out = {k: np.asarray(grid[k]) for k in dims}
-    coords_out.update({"replica": np.arange(R), "layer": np.arange(1, L + 1), "epoch": np.arange(1, E + 1)})
+    coords_out.update({"replica": np.arange(R), part: np.asarray(part_values), "epoch": np.arange(1, E + 1)})
     if len(dyn_epochs):
         coords_out["dyn_epoch"] = dyn_epochs
     # a run variable named like a scanned option (the per-epoch `lr` when lr is scanned) is renamed
@@ -151,18 +181,22 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     data["test_error"] = (dims + ("replica",), test_error,
                           {"long_name": "test error 1 - test_acc at the cell's last epoch", "units": "1"})
     data["train_seconds"] = (dims, seconds, {"long_name": "wall-clock training time of the cell", "units": "s"})
-    data["n_connections"] = (dims + ("layer",), n_conn,
-                             {"long_name": "connections of the layer (N_l * N_{l-1})", "units": "1"})
-    data["n_connections_live"] = (dims + ("layer",), n_conn_live,
-                                  {"long_name": "connections of the layer, layer 1 from live inputs only "
-                                                "(NaN until the cell is done)", "units": "1"})
+    if rnn:
+        data["n_connections"] = (dims + (part,), n_conn,
+                                 {"long_name": "connections of the matrix (N N_in, N^2, N_out N)", "units": "1"})
+    else:
+        data["n_connections"] = (dims + (part,), n_conn,
+                                 {"long_name": "connections of the layer (N_l * N_{l-1})", "units": "1"})
+        data["n_connections_live"] = (dims + (part,), n_conn_live,
+                                      {"long_name": "connections of the layer, layer 1 from live inputs only "
+                                                    "(NaN until the cell is done)", "units": "1"})
     data["status"] = (dims, status.astype("U7"), {"long_name": "cell status: pending, running, done or failed"})
     data["error"] = (dims, error.astype(str), {"long_name": "error of a failed cell ('' when none)"})
     out = xr.Dataset({k: xr.Variable(d, v, attrs=a) for k, (d, v, a) in data.items()}, coords=coords_out)
     out.attrs = {store.KIND_ATTR: KIND, "name": meta.get("name", folder.name), "grid": json.dumps(grid),
                  "fixed": json.dumps(fixed), "scan_hash": meta.get("scan_hash", ""),
                  "mfphys_version": meta.get("mfphys_version", ""), "created": meta.get("created", ""),
-                 "folder": str(folder)}
+                 "folder": str(folder), "model": meta.get("model", "ffn")}
     return out
 
 

@@ -259,3 +259,102 @@ def test_scan_plot_sel_reads_a_bool_option_as_the_scan_does(tmp_path, cli):
         result = cli("scan-plot", folder, "--sel", f"host_noise={value}", "--out", tmp_path / f"{value}.png")
         assert result.exit_code == 0 and done in result.stdout, (value, result.output)
     one_error_line(cli("scan-plot", folder, "--sel", "host_noise=maybe"), "host_noise takes one of False, True")
+
+
+# --- recurrent scans (--model rnn) ---------------------------------------------------------------
+
+RNN_ARGS = ["--model", "rnn", "--steps", "7,14", "--n-train", "256,512", "--n", "20", "--epochs", "1", "-R", "2",
+            "--n-test", "200", "--eval-samples", "2", "--backend", "numpy"]
+
+
+@pytest.fixture(scope="module")
+def rnn_cli_scan(tmp_path_factory, cli, mnist_dir):
+    folder = tmp_path_factory.mktemp("rnncli") / "rnn"
+    result = cli("scan", *RNN_ARGS, "--data-dir", mnist_dir, "--out", str(folder))
+    assert result.exit_code == 0, result.output
+    return folder, result
+
+
+def test_rnn_scan_command(rnn_cli_scan, cli, mnist_dir):
+    folder, result = rnn_cli_scan
+    out = result.stdout
+    assert "4/4 cells done (4 trained now, 0 kept), 0 failed" in out
+    header = next(line for line in out.splitlines() if "status" in line)
+    assert "steps" in header and "frac_uip (= sparsity)" in header and "entropy" in header
+    assert "sampled error" in header and "order parameters: recurrent matrix" in out.replace("\n", " ")
+    ds = scan.open_scan(folder)
+    assert ds.attrs["model"] == "rnn" and (ds.status == "done").all()
+    assert json.loads((folder / "scan.json").read_text())["model"] == "rnn"
+    again = cli("scan", *RNN_ARGS, "--data-dir", mnist_dir, "--out", str(folder))
+    assert again.exit_code == 0 and "(0 trained now, 4 kept)" in again.stdout
+
+
+def test_rnn_scan_toml_is_the_same_scan(rnn_cli_scan, tmp_path, cli, mnist_dir):
+    path = tmp_path / "rnn.toml"
+    path.write_text('model = "rnn"\n[grid]\nsteps = [7, 14]\nn_train = [256, 512]\n[fixed]\nn = 20\nepochs = 1\n'
+                    'replicas = 2\nn_test = 200\neval_samples = 2\nbackend = "numpy"\n')
+    result = cli("scan", "--config", path, "--data-dir", mnist_dir, "--out", str(rnn_cli_scan[0]))
+    assert result.exit_code == 0, result.output
+    assert "(0 trained now, 4 kept)" in result.stdout
+
+
+def test_rnn_scan_plot(rnn_cli_scan, tmp_path, cli):
+    folder = rnn_cli_scan[0]
+    for extra in ([], ["--no-diagonal"], ["--matrix", "input", "--vars", "test_acc_quenched,frac_vip"]):
+        out = tmp_path / "phase.png"
+        result = cli("scan-plot", str(folder), "--out", str(out), *extra)
+        assert result.exit_code == 0, (extra, result.output)
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "4 cell(s) done" in result.stdout
+        out.unlink()
+
+
+def test_rnn_phase_figure_shows_the_matrix(rnn_cli_scan):
+    from mfphys.cli.figures import phase_figure
+
+    ds = scan.open_scan(rnn_cli_scan[0])
+    fig = phase_figure(ds, ["test_error", "frac_uip"], matrix="recurrent", diagonal=False)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["test_error", "frac_uip (= sparsity) (recurrent matrix, no diagonal)"]
+    assert fig.axes[0].get_ylabel() == "steps T (temporal depth)"
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["7", "14"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--matrix", "input"], "--matrix: only a recurrent scan"),
+    (["--no-diagonal"], "--no-diagonal: only a recurrent scan"),
+])
+def test_scan_plot_refuses_matrix_options_on_a_feed_forward_scan(cli_scan, tmp_path, cli, extra, message):
+    one_error_line(cli("scan-plot", str(cli_scan[0]), "--out", str(tmp_path / "x.png"), *extra), message)
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--layer", "1"], "--layer: "),
+    (["--all-inputs"], "--all-inputs: "),
+    (["--matrix", "hidden"], "--matrix 'hidden': choose one of input, recurrent, output"),
+])
+def test_scan_plot_refusals_on_a_recurrent_scan(rnn_cli_scan, tmp_path, cli, extra, message):
+    one_error_line(cli("scan-plot", str(rnn_cli_scan[0]), "--out", str(tmp_path / "x.png"), *extra), message)
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "rnn", "--steps", "7", "--n-train", "256", "--depth", "1"], "--depth does not apply to --model rnn"),
+    (["--steps", "7", "--depth", "1", "--n-train", "256"], "--steps does not apply to --model ffn"),
+    (["--model", "rnn", "--steps", "7", "--n-train", "256", "--preset", "multisensory"],
+     "the multisensory task generates its trials"),
+    (["--model", "rnn", "--steps", "9", "--n-train", "256"], "steps must divide the 784 pixels"),
+    (["--model", "rnn", "--steps", "7", "--n-train", "100"], "less than one mini-batch of 128"),
+    (["--model", "rnn", "--n-train", "256"], "give the steps values to scan"),
+    (["--model", "lstm", "--steps", "7", "--n-train", "256"], "unknown --model 'lstm'"),
+])
+def test_rnn_scan_refusals(tmp_path, cli, args, message):
+    one_error_line(cli("scan", *args, "--out", str(tmp_path / "out")), message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_rnn_dry_run_writes_nothing(tmp_path, cli):
+    result = cli("scan", *RNN_ARGS, "--out", str(tmp_path / "out"), "--dry-run", env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "4 (0 done, 4 to train)" in result.stdout and "estimated time" in result.stdout
+    assert not (tmp_path / "out").exists()

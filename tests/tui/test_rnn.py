@@ -376,7 +376,7 @@ async def test_scan_view_of_a_recurrent_scan(tmp_path):
 
 @pytest.mark.parametrize(("meta", "label"), [
     ({"fixed": {"model": "rnn", "preset": "row_mnist", "n": 50}, "grid": {"steps": [7, 28], "n_train": [256, 512]}},
-     "N0-50-10 xT"),
+     "784/T-50-10 xT"),
     ({"fixed": {"model": "rnn", "preset": "row_mnist", "steps": 28}, "grid": {"n_train": [256, 512]}},
      "28-100-10 x28"),
     ({"fixed": {"model": "rnn", "preset": "multisensory"}, "grid": {"n": [20, 50]}}, "5-N-2"),
