@@ -110,7 +110,7 @@ def test_evaluation_modes_and_psychometric_curves(rnn_dir):
 
 
 @pytest.mark.parametrize("diagonal", [True, False])
-def test_trajectories_per_matrix(rnn_dir, diagonal):
+def test_trajectories_per_matrix(rnn_dir, diagonal, tmp_path):
     from mfphys.cli.tui.models.run import dyn_params, load_run, trajectory
 
     run = load_run(rnn_dir / "rnn-dyn.nc")
@@ -121,7 +121,14 @@ def test_trajectories_per_matrix(rnn_dir, diagonal):
     for (_, values), m in zip(lines, MATRICES):
         name = "dyn_frac_vip" + ("_nodiag" if not diagonal and m == "recurrent" else "")
         np.testing.assert_array_equal(values, ds[name].sel(matrix=m).transpose("replica", "dyn_epoch").values)
-    assert trajectory(load_run(rnn_dir / "rnn-mnist.nc"), "frac_vip") == []  # no dynamics recorded
+    # a run trained in memory records its dynamics too; a file without them has no trajectory
+    real = store.open_run(rnn_dir / "rnn-mnist.nc")
+    assert real["dyn_frac_vip"].dims == ("replica", "dyn_epoch", "matrix")
+    np.testing.assert_array_equal(trajectory(load_run(rnn_dir / "rnn-mnist.nc"), "frac_vip")[1][1],
+                                  real["dyn_frac_vip"].sel(matrix="recurrent").values)
+    bare = real.drop_vars([v for v in real.variables if str(v).startswith(("dyn_", "snap_"))])
+    store.write_atomic(bare, tmp_path / "bare.nc")
+    assert trajectory(load_run(tmp_path / "bare.nc"), "frac_vip") == []
 
 
 def test_perturbation_of_a_matrix(rnn_dir):
@@ -398,12 +405,12 @@ def test_a_recurrent_scan_folder_is_listed_as_one(tmp_path):
     folder = tmp_path / "rscan"
     folder.mkdir()
     (folder / "scan.json").write_text(json.dumps({
-        "mfphys_kind": "scan", "dims": ["steps", "n_train"], "scan_hash": "0",
+        "mfphys_kind": "scan", "model": "rnn", "dims": ["steps", "n_train"], "scan_hash": "0",
         "grid": {"steps": [7, 28], "n_train": [256, 512]},
-        "fixed": {"model": "rnn", "preset": "row_mnist", "task": "mnist", "n": 20}}))
+        "fixed": {"preset": "row_mnist", "n": 20}}))
     entries = list_entries(tmp_path)
     assert len(entries) == 1
     e = entries[0]
-    assert (e.kind, e.model, e.preset, e.architecture) == ("scan", "rnn", "row_mnist", "N0-20-10 xT")
-    assert "rnn mnist N0-20-10 xT" in entry_prompt(e, width=80).plain
+    assert (e.kind, e.model, e.preset, e.architecture) == ("scan", "rnn", "row_mnist", "784/T-20-10 xT")
+    assert "rnn mnist 784/T-20-10 xT" in entry_prompt(e, width=80).plain
     assert filter_entries(entries, "rnn row_mnist") == entries

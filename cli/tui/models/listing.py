@@ -242,8 +242,8 @@ def _scan_entry(folder: Path, name: str) -> Entry:
     fixed = meta.get("fixed") if isinstance(meta.get("fixed"), dict) else {}
     grid = meta.get("grid") if isinstance(meta.get("grid"), dict) else {}
     # a recurrent scan (its cells are recurrent runs): "rnn" in the sidebar, its preset in the filter
-    rnn = dict(model="rnn", preset=str(fixed.get("preset", "")), task=str(fixed.get("task", ""))) if (
-        str(fixed.get("model", "")) == "rnn" or "steps" in grid) else {}
+    rnn = dict(model="rnn", preset=str(fixed.get("preset", "")), task=str(fixed.get("task", "") or _task_of(fixed))
+               ) if "rnn" in (meta.get("model"), fixed.get("model")) or "steps" in grid else {}
     dataset = str(fixed.get("dataset", "")) or (rnn.get("task") or "")
     return Entry(folder, name, "scan", scan_state(counts), dataset, scan_architecture(meta),
                  short_date(meta.get("created")), cells=cells, signature=sig,
@@ -314,3 +314,14 @@ def find_baseline(entry: Entry, entries) -> Entry | None:
     same = [e for e in entries if e.kind == "run" and e.ok and e.mode == "bp" and e.path.parent == entry.path.parent
             and e.dataset == entry.dataset and e.architecture == entry.architecture and e.model == entry.model]
     return max(same, key=lambda e: (e.date, e.name)) if same else None
+
+
+def _task_of(fixed: dict) -> str:
+    """The task of a recurrent scan's preset (scan.json names the preset, default row_mnist)."""
+    from mfphys.errors import MfphysError
+    from mfphys.rnn import preset
+
+    try:
+        return preset(str(fixed.get("preset") or "row_mnist")).task
+    except (MfphysError, KeyError, ValueError):
+        return ""
