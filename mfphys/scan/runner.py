@@ -149,22 +149,21 @@ def _train_cell(cell: Cell, data_dir, marker: str | None, owner: dict, blas_thre
             limits = threadpool_limits(blas_threads)
     try:
         with limits:
-            if cell.model == "rnn":
-                return "done", _train_rnn_cell(cell, data_dir, callback), where
             if checkpoint is None or partial is None or not Path(partial).parent.is_dir():
-                return "done", train(cell.config, data_dir=data_dir, callback=callback), where
+                return "done", _train_in_memory(cell, data_dir, callback), where
             return "done", _train_checkpointed(cell, Path(partial), data_dir, checkpoint, callback), where
     except Exception as exc:
         return "failed", _error_record(exc, cell), where
 
 
-def _train_rnn_cell(cell: Cell, data_dir, callback):
-    """Train one recurrent cell: :func:`mfphys.rnn.train_rnn` of its configuration, the whole run
-    in memory; :func:`_cell_dataset` turns the result into the cell's run file, written at the end.
-    The one place a recurrent cell trains (to train it with checkpoints, change only this)."""
-    from ..rnn import train_rnn
+def _train_in_memory(cell: Cell, data_dir, callback):
+    """Train a cell without checkpoints (a Dask worker that does not see the scan folder):
+    :func:`mfphys.train.train` or :func:`mfphys.rnn.train_rnn`, by the cell's model family."""
+    if cell.model == "rnn":
+        from ..rnn import train_rnn
 
-    return train_rnn(cell.config, data_dir=data_dir, callback=callback)
+        return train_rnn(cell.config, data_dir=data_dir, callback=callback)
+    return train(cell.config, data_dir=data_dir, callback=callback)
 
 
 def _cell_dataset(cell: Cell, result, *, command: str | None, preset: str | None):
@@ -178,7 +177,8 @@ def _cell_dataset(cell: Cell, result, *, command: str | None, preset: str | None
 
 def _train_checkpointed(cell: Cell, partial: Path, data_dir, checkpoint: CheckpointPolicy, callback):
     """Train a cell with checkpoints in ``partial``, from its last checkpoint when there is one of
-    this cell's configuration (another file there is stale: it is replaced)."""
+    this cell's configuration (another file there is stale: it is replaced). Either model family:
+    :mod:`mfphys.runfile` trains a recurrent configuration with the recurrent steps."""
     state, attrs = None, {}
     if partial.exists():
         try:

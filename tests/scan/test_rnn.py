@@ -190,19 +190,19 @@ def test_failed_cell_is_recorded_and_retried(rnn_scan, tmp_path, mnist_dir, monk
     folder = tmp_path / "copy"
     shutil.copytree(rnn_scan[0], folder)
     (folder / "cells" / "steps=14,n_train=256.nc").unlink()
-    real = runner._train_rnn_cell
+    real = runner._train_checkpointed
 
-    def failing(cell, data_dir, callback):
+    def failing(cell, *args):
         raise DivergenceError("training diverged at epoch 1 (replica 0, loss is not finite)")
 
-    monkeypatch.setattr(runner, "_train_rnn_cell", failing)
+    monkeypatch.setattr(runner, "_train_checkpointed", failing)
     report = scan.run_scan(rnn_spec(), folder, data_dir=mnist_dir)
     assert report.failed == 1 and report.failed_cells[0][0] == "steps=14,n_train=256"
     record = json.loads((folder / "cells" / "steps=14,n_train=256.failed.json").read_text())
     assert "diverged" in record["error"] and record["scan_cell"] == {"steps": 14, "n_train": 256}
     ds = scan.open_scan(folder)
     assert ds.status.sel(steps=14, n_train=256) == "failed" and "diverged" in str(ds.error.sel(steps=14, n_train=256))
-    monkeypatch.setattr(runner, "_train_rnn_cell", real)
+    monkeypatch.setattr(runner, "_train_checkpointed", real)
     report = scan.run_scan(rnn_spec(), folder, data_dir=mnist_dir)
     assert (report.failed, report.trained, report.done) == (0, 1, 4)
     assert not (folder / "cells" / "steps=14,n_train=256.failed.json").exists()
@@ -255,3 +255,40 @@ def test_dry_run_plan_and_estimates(rnn_scan, tmp_path):
     small = budget.rnn_estimate(spec.cells()[0].config).peak
     big = budget.rnn_estimate(dataclasses.replace(mnist_protocol(preset("row_mnist"), 112), replicas=2)).peak
     assert big > small
+
+
+def test_a_scan_killed_in_the_middle_of_a_recurrent_cell_resumes_it(tmp_path, mnist_dir):
+    """A recurrent cell checkpoints as a feed-forward one: SIGKILL mid-cell, rerun, same numbers."""
+    import signal
+
+    from mfphys.runfile import CheckpointPolicy
+    from tests.helpers import assert_same_run, start_python, wait_for_checkpoint
+
+    grid, fixed = {"steps": [28], "n_train": [256]}, dict(epochs=40, replicas=1)
+    spec = rnn_spec(grid, **fixed)
+    (cell,) = spec.cells()
+    every = CheckpointPolicy(every=1, seconds=0)
+    target = int(np.random.default_rng().integers(2, 20))
+    proc = start_python(f"from mfphys import scan\nfrom mfphys.runfile import CheckpointPolicy\n"
+                        f"from tests.scan.test_rnn import rnn_spec\n"
+                        f"scan.run_scan(rnn_spec({grid!r}, **{fixed!r}), {str(tmp_path / 's')!r}, "
+                        f"data_dir={str(mnist_dir)!r}, checkpoint=CheckpointPolicy(every=1, seconds=0))\n")
+    partial = tmp_path / "s" / "cells" / f"{cell.key}.partial.nc"
+    wait_for_checkpoint(partial, target, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    attrs = store.read_attrs(partial)
+    n = int(attrs["epochs_done"])
+    assert target <= n < 40 and attrs["config_hash"] == cell.config_hash and attrs["model"] == "rnn"
+    assert scan.scan_status(tmp_path / "s")["pending"] == 1
+    first = []
+    report = scan.run_scan(spec, tmp_path / "s", data_dir=mnist_dir, checkpoint=every,
+                           callback=lambda ev: ev.kind == "epoch" and first.append(ev.record.epoch))
+    assert report.done == 1 and first[0] == n + 1  # resumed after its checkpoint, not restarted
+    assert sorted(p.name for p in (tmp_path / "s" / "cells").iterdir()) == [f"{cell.key}.nc"]
+    scan.run_scan(spec, tmp_path / "ref", data_dir=mnist_dir, checkpoint=None)  # in memory, uninterrupted
+    resumed = store.open_run(tmp_path / "s" / "cells" / f"{cell.key}.nc")
+    ref = store.open_run(tmp_path / "ref" / "cells" / f"{cell.key}.nc")
+    assert_same_run(resumed, ref)
+    assert resumed.attrs["status"] == "done" and "dyn_frac_vip" in resumed
+    assert not any(k.startswith("opt_") for k in resumed.data_vars)  # a cell file holds no state
