@@ -60,7 +60,10 @@ def test_default_folder_is_named_by_the_configuration(tmp_path, monkeypatch, cli
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_scan_resumes_without_touching_finished_cells(tmp_path, sig, cli):
     folder = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "mfphys", "scan", *ARGS, "--epochs", "10", "--out", str(folder), "-q"]
+    # 200 epochs: about 0.4 s a cell, so the 8 cells after the first leave seconds for the signal
+    # to land part-way even when this process is starved of CPU (at 10 epochs, under a loaded
+    # suite, the scan sometimes finished first)
+    cmd = [sys.executable, "-m", "mfphys", "scan", *ARGS, "--epochs", "200", "--out", str(folder), "-q"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     cells = folder / "cells"
     deadline = time.monotonic() + 120
@@ -82,7 +85,7 @@ def test_killed_scan_resumes_without_touching_finished_cells(tmp_path, sig, cli)
     if sig == signal.SIGINT:
         assert b"interrupted" in err and not list(cells.glob("*.running"))  # Ctrl-C cleans up its marker
 
-    result = cli("scan", *ARGS, "--epochs", "10", "--out", str(folder), "-q")  # the same command again
+    result = cli("scan", *ARGS, "--epochs", "200", "--out", str(folder), "-q")  # the same command again
     assert result.exit_code == 0, result.output
     after = snapshot(cells)
     assert {k: after[k] for k in finished} == finished  # same bytes, same mtime

@@ -208,10 +208,6 @@ def test_failed_cell_is_recorded_and_retried(rnn_scan, tmp_path, mnist_dir, monk
     assert not (folder / "cells" / "steps=14,n_train=256.failed.json").exists()
 
 
-# slow: a local Dask cluster training on MNIST; run inside the whole suite (-n 2, 2 cores) the
-# kill-and-resume test of tests/cli/test_scan.py failed beside it (its scan finished before the
-# signal), 3 times out of 3, and passed without it
-@pytest.mark.slow
 def test_dask_worker_gives_the_same_cell(rnn_scan, tmp_path, mnist_dir):
     pytest.importorskip("dask.distributed")
     spec = rnn_spec({"steps": [14], "n_train": [512]})
