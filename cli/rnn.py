@@ -17,8 +17,8 @@ from mfphys.train import DYNAMICS_EVERY
 from .common import command_line, console, make_progress, run_path
 
 #: ``mfphys train`` options that apply to a recurrent run; any other given explicitly is refused
-RNN_OPTIONS = ("model", "preset", "epochs", "replicas", "seed", "n_train", "n_test", "backend", "dtype", "mode",
-               "eval_samples", "data_dir", "out", "quiet", "name", "tag", "note", "blas_threads", "resume",
+RNN_OPTIONS = ("model", "preset", "dry_run", "epochs", "replicas", "seed", "n_train", "n_test", "backend", "dtype",
+               "mode", "eval_samples", "data_dir", "out", "quiet", "name", "tag", "note", "blas_threads", "resume",
                "checkpoint_every", "checkpoint_seconds", "dynamics_every")
 #: options of a recurrent run that override the preset (RnnConfig field names)
 OVERRIDES = ("epochs", "replicas", "seed", "n_train", "n_test", "backend", "dtype", "mode", "eval_samples",
@@ -92,9 +92,24 @@ def resumed_config(resume: Path):
     return store.config_from_attrs(attrs, resume), attrs.get("preset")
 
 
+def print_estimate(cfg, preset_name: str, estimate, out: Path) -> None:
+    """What ``--dry-run`` prints for a recurrent run: the job, its memory by part, its file."""
+    from mfphys.rnn.store import architecture_label
+
+    from .train import estimate_table
+
+    data = (f"{cfg.n_train or 60000} MNIST images in {cfg.steps} steps" if cfg.task == "mnist"
+            else "generated multisensory trials")
+    console.print(f"rnn {cfg.mode} {architecture_label(cfg)} ({preset_name}): {cfg.replicas} replica(s), up to "
+                  f"{cfg.epochs} epochs of {cfg.batches_per_epoch or 'all'} mini-batches of {cfg.batch_size}, {data}, "
+                  f"{cfg.dtype}")
+    estimate_table(estimate, out)
+
+
 def train(preset_name: str | None, values: dict, given: set, *, out, name, tags, note, data_dir, quiet: bool,
           resume: Path | None = None, checkpoint_every: int = CHECKPOINT_EVERY,
-          checkpoint_seconds: float = CHECKPOINT_SECONDS, dynamics_every: int = DYNAMICS_EVERY) -> None:
+          checkpoint_seconds: float = CHECKPOINT_SECONDS, dynamics_every: int = DYNAMICS_EVERY,
+          dry_run: bool = False) -> None:
     """``mfphys train --model rnn``: train the preset into a run file that exists from the start
     (status running), rewritten at checkpoints; Ctrl-C saves the last epoch (exit 130); the same
     command again, or ``--resume FILE``, continues it (docs/model-rnn.md section 9)."""
@@ -121,7 +136,18 @@ def train(preset_name: str | None, values: dict, given: set, *, out, name, tags,
         console.print(f"{out} is done ({plan.attrs.get('epochs_done', cfg.epochs)} epochs): nothing to train "
                       f"(give more --epochs to continue it)")
         return
+    from mfphys import budget
+    from mfphys.fileio import check_free_space
+
+    estimate = budget.rnn_estimate(cfg)
+    if dry_run:
+        print_estimate(cfg, preset_name, estimate, out)
     out = check_writable(out)
+    budget.check_memory(estimate, hint="use fewer --replicas, a smaller --eval-samples or --n-test, or a preset "
+                                       "with fewer steps")
+    check_free_space(out, estimate.disk)
+    if dry_run:
+        return
     done = plan.state.epoch if plan.state is not None else 0
     dataset = None
     if cfg.task == "mnist":  # a data problem is one error line, before any progress bar

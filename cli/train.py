@@ -72,11 +72,16 @@ def summary_table(ds) -> Table:
 
 def print_estimate(cfg: TrainConfig, estimate, out: Path) -> None:
     """What ``--dry-run`` prints: the job, its memory by part against what is free, its file."""
+    console.print(f"{cfg.mode} {architecture(cfg.layers)} on {cfg.dataset}: {cfg.replicas} replica(s), "
+                  f"{cfg.epochs} epochs of {cfg.n_train} patterns in batches of {cfg.batch_size}, {cfg.dtype}")
+    estimate_table(estimate, out)
+
+
+def estimate_table(estimate, out: Path) -> None:
+    """The memory by part against what is free now, and the run file's size against free disk."""
     from mfphys.budget import available_memory
     from mfphys.fileio import free_bytes, mib
 
-    console.print(f"{cfg.mode} {architecture(cfg.layers)} on {cfg.dataset}: {cfg.replicas} replica(s), "
-                  f"{cfg.epochs} epochs of {cfg.n_train} patterns in batches of {cfg.batch_size}, {cfg.dtype}")
     t = Table(title="memory estimate", box=None)
     t.add_column("part")
     t.add_column("bytes", justify="right")
@@ -173,7 +178,7 @@ def train(
             mode=mode, eval_samples=eval_samples, blas_threads=blas_threads), given,
             out=out, name=check_name(name) if name is not None else None, tags=tag, note=note, data_dir=data_dir,
             quiet=quiet, resume=resume, checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds,
-            dynamics_every=dynamics_every)
+            dynamics_every=dynamics_every, dry_run=dry_run)
         return
     values = dict(
         dataset=dataset, layers=parse_ints(layers, "--layers"), n_train=n_train, n_test=n_test, epochs=epochs,

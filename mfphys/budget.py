@@ -150,15 +150,16 @@ def device_memory(backend) -> int | None:
     return int(free + pool.free_bytes())
 
 
-def check_memory(estimate: Estimate, *, available: int | None = None, what: str = "this run") -> None:
-    """Refuse, in one line, a job whose estimate does not fit in the memory available now."""
+def check_memory(estimate: Estimate, *, available: int | None = None, what: str = "this run",
+                 hint: str = "use fewer --replicas, narrower --layers, a smaller --batch-size or --n-train") -> None:
+    """Refuse, in one line, a job whose estimate does not fit in the memory available now
+    (``hint``: what to change, in the words of the command that asked)."""
     available = available_memory() if available is None else available
     if available is None:
         return
     if estimate.peak > MARGIN * available:
         raise MfphysError(f"not enough memory: {what} needs {estimate.describe()}, but {mib(available)} is available; "
-                          f"use fewer --replicas, narrower --layers, a smaller --batch-size or --n-train "
-                          f"(mfphys train --dry-run shows the estimate)")
+                          f"{hint} (mfphys train --dry-run shows the estimate)")
 
 
 def check_count(name: str, n: float, limit: int) -> None:
@@ -209,48 +210,74 @@ def train_seconds(config, step: float) -> float:
 
 # --- the recurrent model (mfphys.rnn) ---------------------------------------------------------------
 
-#: (R, B, n)-shaped arrays per step kept for backprop through time: h, r, the means and variances of
-#: the recurrent, input and output fields, the noise of each, their derivatives (docs/model-rnn.md section 4)
-RNN_TRACE_ARRAYS = 12
+#: (R, B, n)-shaped arrays per step kept for backprop through time (states, field means and
+#: variances, noise, derivatives; docs/model-rnn.md section 4): measured with tracemalloc, a
+#: training step of row_mnist and pixel_mnist peaks at 5-6 N floats per replica, pattern and step
+RNN_TRACE_ARRAYS = 6
+#: (R, P, n)-shaped arrays per step of the noise-free evaluation (measured: 2-2.3 N floats)
+RNN_EVAL_ARRAYS = 3
 #: arrays of the shape of the weights per replica, as in the feed-forward gBP step (WEIGHT_ARRAYS_GBP)
 RNN_WEIGHT_ARRAYS_GBP, RNN_WEIGHT_ARRAYS_BP = WEIGHT_ARRAYS_GBP, WEIGHT_ARRAYS_BP
 #: test patterns per chunk of the evaluation (mfphys.rnn.evaluate.outputs)
 RNN_EVAL_CHUNK = 1000
 
 
-def rnn_estimate(config, *, full_train: int = 60000, full_test: int = 10000) -> Estimate:
-    """The memory and disk of :func:`mfphys.rnn.train_rnn` for an MNIST ``config`` (an RnnConfig).
+def rnn_estimate(config, *, full_train: int = 60000, full_test: int = 10000, state: bool = True) -> Estimate:
+    """The memory and disk of a recurrent run (:func:`mfphys.rnn.train_rnn`, or the same steps into
+    a live run file) for ``config`` (an RnnConfig), MNIST or the multisensory task.
 
     Counted like :func:`train_estimate`, with the step axis: W = N N_in + N^2 + N_out N connections
     per replica; the training step keeps ``RNN_TRACE_ARRAYS`` (R, B, N) arrays per step for backprop
     through time, and the noise of the step; the evaluation runs chunks of ``RNN_EVAL_CHUNK`` test
     sequences, K sampled networks at once (their states and their weights, drawn in float64).
-    The run file holds pi, m, Xi of the three matrices (no optimiser state), the per-epoch
-    history, the order parameters per matrix and the histograms.
+    MNIST holds the images (the loaded set and its sequences on the backend); the multisensory
+    task generates its trials (``config.batch_size`` a step, ``test_repeats`` per condition to
+    evaluate). The run file holds pi, m, Xi of the three matrices, the optimiser's moments (to
+    continue it; not with ``state=False``: a scan's cell file), the per-epoch history, the
+    order parameters per matrix and their dynamics, and the histograms.
     """
+    from .rnn.tasks import Multisensory
+
     item = 4 if config.dtype == "float32" else 8
     n_in, n_out = config.io
-    N, T, R, B, E, K = config.n, config.steps, config.replicas, config.batch_size, config.epochs, config.eval_samples
-    P = config.n_train if config.n_train is not None else full_train
-    Pt = config.n_test or full_test
+    N, R, B, E, K = config.n, config.replicas, config.batch_size, config.epochs, config.eval_samples
+    if config.task == "mnist":
+        T = T_test = config.steps
+        P = config.n_train if config.n_train is not None else full_train
+        Pt = config.n_test or full_test
+        # the data set as loaded (float32, shared cache), the training and test images on the
+        # backend, the per-epoch permutations
+        data = (max(full_train, P) + max(full_test, Pt)) * 784 * 4 + (P + Pt) * 784 * item + R * P * 8
+    else:
+        task = Multisensory()
+        T = int(round(task.trial_train / task.dt))
+        T_test = int(round((task.fixation_test + task.stimulus + task.decision) / task.dt))
+        Pt = config.test_repeats * (len(task.modalities) * len(task.freqs) + task.n_catch)
+        # a mini-batch of trials per step (inputs, targets, mask), the replica's test trials
+        data = R * B * T * (n_in + 2 * n_out) * item + R * Pt * T_test * n_in * item
     W = N * n_in + N * N + n_out * N
     bp = config.mode == "bp"
     weights = (RNN_WEIGHT_ARRAYS_BP if bp else RNN_WEIGHT_ARRAYS_GBP) * R * W * item
-    # the data set as loaded (float32, shared cache), the training and test images on the backend,
-    # the per-epoch permutations
-    data = (max(full_train, P) + max(full_test, Pt)) * 784 * 4 + (P + Pt) * 784 * item + R * P * 8
     step = R * B * T * (RNN_TRACE_ARRAYS * N + 2 * n_in) * item
     chunk = min(Pt, RNN_EVAL_CHUNK)
-    mean_eval = R * chunk * T * RNN_TRACE_ARRAYS * N * item + R * Pt * n_out * 3 * item
-    sampled = (R * K * W * (8 + 8 + 1 + 2 * item) + R * K * chunk * N * 3 * item
+    mean_eval = R * chunk * T_test * RNN_EVAL_ARRAYS * N * item + R * Pt * n_out * 3 * item
+    # K sampled networks: their weights (drawn in float64) and, per pattern, their states and a
+    # few numbers per step (measured: 414 floats per network and pattern for row_mnist, 5875 for
+    # pixel_mnist, against 4 N + 8 T = 624 and 6672 here)
+    sampled = (R * K * W * (8 + 8 + 1 + 2 * item) + R * K * chunk * (4 * N + 8 * T_test) * item
                + R * K * Pt * n_out * item) if K else 0
     history = (R * 2 + 1) * E * 8 * 3
-    store = 2 * 3 * R * W * item
+    store = 2 * 5 * R * W * item
     memory = {"weights and optimizer state": weights, "data": data,
               "largest temporary (BPTT step, evaluation or sampled evaluation)": max(step, mean_eval, sampled),
               "history": history, "writing the run file": store, "process": BASE}
-    # about 2 kB of netCDF/HDF5 metadata per stored array: some 50 per recurrent run
-    disk = 3 * R * W * item + (R * 2 + 1) * E * 8 + R * 3 * 3 * 45 * 8 + R * 3 * 40 * 8 + 50 * 2048 + (64 << 10)
+    # pi, m, Xi and up to two optimiser moments of each; the curves; the order parameters and
+    # their dynamics (every 5 epochs and a few more, both diagonal variants); the histograms;
+    # about 1 kB of netCDF/HDF5 metadata per stored array (some 100 in a live recurrent run:
+    # measured 632 kB for 518 kB of arrays in a finished row_mnist run)
+    samples = E // 5 + 8
+    disk = ((9 if state else 3) * R * W * item + (R * 2 + 1) * E * 8 + R * 3 * 3 * 45 * 8 * (1 + samples // 10)
+            + 2 * R * 3 * 12 * samples * 8 + 100 * 1024 + (32 << 10))
     return Estimate(memory, int(sum(memory.values())), int(disk))
 
 

@@ -272,7 +272,9 @@ def plan_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None 
         status = scan_status(folder)["cells"]
     todo = tuple(c for c in cells if status.get(c.key) != "done")
     parallel = max(1, min(workers or 1, len(todo) or 1))
-    ests = [budget.rnn_estimate(c.config) if c.model == "rnn" else budget.train_estimate(c.config) for c in todo]
+    # a recurrent cell file holds no optimiser state (state=False)
+    ests = [budget.rnn_estimate(c.config, state=False) if c.model == "rnn" else budget.train_estimate(c.config)
+            for c in todo]
     peaks = sorted((e.peak for e in ests), reverse=True)
     memory = sum(peaks[:parallel])
     seconds = None

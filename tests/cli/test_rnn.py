@@ -48,6 +48,30 @@ def test_train_row_mnist_tiny(tmp_path, cli, mnist_dir):
     assert ds.test_acc.shape == (1, 1) and ds.test_acc_quenched_draw.shape == (1, 2)
 
 
+@pytest.mark.parametrize("preset", ["row_mnist", "multisensory"])
+def test_dry_run_prints_the_estimate_and_writes_nothing(preset, cli, tmp_path, mnist_dir):
+    from mfphys import budget
+    from mfphys.rnn import preset as rnn_preset
+
+    out = tmp_path / "r.nc"
+    data = ["--data-dir", mnist_dir] if preset != "multisensory" else []
+    res = cli("train", "--model", "rnn", "--preset", preset, "--dry-run", *data, "--out", out, env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    est = budget.rnn_estimate(rnn_preset(preset))
+    assert "rnn gbp" in res.stdout and f"({preset})" in res.stdout and "total (peak)" in res.stdout
+    assert f"run file: {out}, about" in res.stdout and est.peak > 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_estimate_is_close_to_the_file(ms_run):
+    from mfphys import budget
+
+    path, _ = ms_run
+    cfg = store.config_from_dataset(store.open_run(path))
+    est = budget.rnn_estimate(cfg).disk
+    assert 0.5 < est / path.stat().st_size < 2.0, (est, path.stat().st_size)
+
+
 def test_order_table_json_csv_equal_the_stored_values(ms_run, cli):
     path, _ = ms_run
     ds = store.open_trained_run(path)
@@ -79,6 +103,8 @@ def test_order_table_json_csv_equal_the_stored_values(ms_run, cli):
     (["--model", "gru"], "unknown --model 'gru'"),
     (["--preset", "multisensory", "--n-train", "100"], "--n-train: the multisensory task generates its trials"),
     (["--n-train", "100"], "--n-train 100 is less than one mini-batch of 128"),
+    (["-R", "100000"], "not enough memory: this run needs about"),
+    (["--preset", "pixel_mnist", "-R", "2000", "--dry-run"], "not enough memory"),
 ])
 def test_refusals_are_one_line(args, expect, cli, tmp_path):
     model = [] if "--model" in args else ["--model", "rnn"]

@@ -245,7 +245,7 @@ def test_dry_run_plan_and_estimates(rnn_scan, tmp_path):
     # the file estimate is right within a factor of 2 of the cells written
     for cell in spec.cells():
         size = (rnn_scan[0] / "cells" / f"{cell.key}.nc").stat().st_size
-        est = budget.rnn_estimate(cell.config).disk
+        est = budget.rnn_estimate(cell.config, state=False).disk  # a cell file holds no optimiser state
         assert size / 2 < est < 2 * size, (cell.key, size, est)
     # more steps and more units need more memory
     small = budget.rnn_estimate(spec.cells()[0].config).peak
