@@ -253,6 +253,39 @@ def run_status(attrs) -> str:
     return status if status in STATUSES else "done"
 
 
+def checkpoint_header(ds: xr.Dataset, path, *, replicas: int, count_attr: str, kind: str = "run",
+                      check=None) -> tuple[int, int, dict]:
+    """``(epochs_done, optimiser step count, random-stream states)`` of a checkpoint, each checked,
+    for either model family; ``check()`` (the family's parameter check) runs once the file is
+    known to hold a checkpoint. One clear :class:`MfphysError` for a file that holds none or a
+    damaged one (docs/file-format.md "Checkpoints")."""
+    where = f"{path}: " if path is not None else ""
+    if "epochs_done" not in ds.attrs or "rng_state" not in ds.attrs:
+        which = "run files" if kind == "run" else f"{kind} runs"
+        raise MfphysError(f"{where}this {kind} file holds no checkpoint (written by an mfphys without resumable "
+                          f"{which}), so it cannot be continued; train it again with another --out")
+    if check is not None:
+        check()
+
+    def damaged(what):
+        return MfphysError(f"{where}damaged run file: {what}")
+
+    try:
+        n, count = int(ds.attrs["epochs_done"]), int(ds.attrs.get(count_attr, -1))
+        rng = json.loads(ds.attrs["rng_state"])
+    except (TypeError, ValueError):
+        raise damaged(f"its epochs_done, {count_attr} or rng_state attribute is malformed") from None
+    if ds.sizes.get("epoch", 0) != n:
+        raise damaged(f"epochs_done is {n} but it holds {ds.sizes.get('epoch', 0)} epochs")
+    if count < 0:
+        raise damaged(f"no {count_attr} attribute")
+    if not (isinstance(rng, dict) and all(isinstance(rng.get(k), list) and len(rng[k]) == replicas
+                                          and all(isinstance(s, dict) and "bit_generator" in s for s in rng[k])
+                                          for k in ("order", "noise"))):
+        raise damaged(f"rng_state does not hold the order and noise streams of {replicas} replicas")
+    return n, count, rng
+
+
 def state_from_dataset(ds: xr.Dataset, path=None):
     """The :class:`mfphys.train.TrainState` (host arrays) a run file stores, to resume it;
     one clear :class:`MfphysError` for a file that has none or a damaged one."""
@@ -265,28 +298,12 @@ def state_from_dataset(ds: xr.Dataset, path=None):
         return rnn_store.state_from_dataset(ds, path)
     where = f"{path}: " if path is not None else ""
     cfg = config_from_dataset(ds, path)
-    if "epochs_done" not in ds.attrs or "rng_state" not in ds.attrs:
-        raise MfphysError(f"{where}this run file holds no checkpoint (written by an mfphys without resumable "
-                          f"run files), so it cannot be continued; train it again with another --out")
-    _check_run_parameters(ds, path)
+    n, count, rng = checkpoint_header(ds, path, replicas=cfg.replicas, count_attr="adam_count",
+                                      check=lambda: _check_run_parameters(ds, path))
 
     def damaged(what):
         return MfphysError(f"{where}damaged run file: {what}")
 
-    try:
-        n, count = int(ds.attrs["epochs_done"]), int(ds.attrs.get("adam_count", -1))
-        rng = json.loads(ds.attrs["rng_state"])
-    except (TypeError, ValueError):
-        raise damaged("its epochs_done, adam_count or rng_state attribute is malformed") from None
-    R = cfg.replicas
-    if ds.sizes.get("epoch", 0) != n:
-        raise damaged(f"epochs_done is {n} but it holds {ds.sizes.get('epoch', 0)} epochs")
-    if count < 0:
-        raise damaged("no adam_count attribute")
-    if not (isinstance(rng, dict) and all(isinstance(rng.get(k), list) and len(rng[k]) == R
-                                          and all(isinstance(s, dict) and "bit_generator" in s for s in rng[k])
-                                          for k in ("order", "noise"))):
-        raise damaged(f"rng_state does not hold the order and noise streams of {R} replicas")
     trainable = ("m",) if cfg.mode == "bp" else optim.PARAM_NAMES
     params = params_from_dataset(ds)
     mu, nu = [], []

@@ -204,34 +204,19 @@ def rnn_checkpoint_to_dataset(result, *, status: str, writer: dict | None = None
 def state_from_dataset(ds: xr.Dataset, path=None):
     """The :class:`mfphys.rnn.train.RnnState` (host arrays) a recurrent run file stores, to
     resume it; one clear :class:`MfphysError` for a file that has none or a damaged one."""
-    from ..store import dynamics_from_dataset
+    from ..store import checkpoint_header, dynamics_from_dataset
     from .optim import OptState
     from .train import CURVES, SERIES, RnnState
 
     where = f"{path}: " if path is not None else ""
     cfg = config_from_attrs(ds.attrs, path)
-    if "epochs_done" not in ds.attrs or "rng_state" not in ds.attrs:
-        raise MfphysError(f"{where}this recurrent run file holds no checkpoint (written by an mfphys without "
-                          f"resumable recurrent runs), so it cannot be continued; train it again with another --out")
-    check_parameters(ds, path)
+    n, count, rng = checkpoint_header(ds, path, replicas=cfg.replicas, count_attr="opt_count",
+                                      kind="recurrent run", check=lambda: check_parameters(ds, path))
+    R = cfg.replicas
 
     def damaged(what):
         return MfphysError(f"{where}damaged run file: {what}")
 
-    try:
-        n, count = int(ds.attrs["epochs_done"]), int(ds.attrs.get("opt_count", -1))
-        rng = json.loads(ds.attrs["rng_state"])
-    except (TypeError, ValueError):
-        raise damaged("its epochs_done, opt_count or rng_state attribute is malformed") from None
-    R = cfg.replicas
-    if ds.sizes.get("epoch", 0) != n:
-        raise damaged(f"epochs_done is {n} but it holds {ds.sizes.get('epoch', 0)} epochs")
-    if count < 0:
-        raise damaged("no opt_count attribute")
-    if not (isinstance(rng, dict) and all(isinstance(rng.get(k), list) and len(rng[k]) == R
-                                          and all(isinstance(s, dict) and "bit_generator" in s for s in rng[k])
-                                          for k in ("order", "noise"))):
-        raise damaged(f"rng_state does not hold the order and noise streams of {R} replicas")
     params = params_from_dataset(ds)
     trainable = cfg.spec().trainable(bp=cfg.mode == "bp")
     moments = {}
