@@ -257,3 +257,13 @@ def resolve_tolerances(stored=None, *, tol=None, xi_tol=None, xi_zero=None, exac
         if not (t[name] >= 0 and math.isfinite(t[name])):
             raise MfphysError(f"--{name.replace('_', '-')} must be a number >= 0, got {t[name]}")
     return t
+
+
+def histogram_snapshot(layers) -> dict:
+    """The histograms of pi, m, Xi of every layer (or matrix) at once, as a training run records
+    them at its snapshot epochs: ``hist_<k>`` (R, layer, bins) and their ``<k>_edges``."""
+    edges = histogram_edges(layers)
+    hists = {f"hist_{k}": np.stack([histogram(getattr(layer, k), e) for layer in layers], axis=1)
+             for k, e in edges.items()}
+    hists.update({f"{k}_edges": e for k, e in edges.items()})
+    return hists

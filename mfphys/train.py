@@ -487,11 +487,7 @@ def _record_dynamics(setup: TrainSetup, state: TrainState) -> TrainState:
         values = order.training_order(host, live_inputs=~setup.dead_inputs)
         dyn = dyn._replace(epochs=dyn.epochs + (epoch,), samples=dyn.samples + (values,))
     if snap:
-        edges = order.histogram_edges(host)
-        hists = {f"hist_{k}": np.stack([order.histogram(getattr(layer, k), e) for layer in host], axis=1)
-                 for k, e in edges.items()}
-        hists.update({f"{k}_edges": e for k, e in edges.items()})
-        dyn = dyn._replace(snap_epochs=dyn.snap_epochs + (epoch,), snaps=dyn.snaps + (hists,))
+        dyn = dyn._replace(snap_epochs=dyn.snap_epochs + (epoch,), snaps=dyn.snaps + (order.histogram_snapshot(host),))
     return state._replace(dynamics=dyn, seconds=state.seconds + time.perf_counter() - t0)
 
 
