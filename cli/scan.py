@@ -36,42 +36,44 @@ def summary_table(ds) -> Table:
     (docs/order-parameters.md); ``frac_uip`` is the same set as ``sparsity`` (one column).
     """
     from mfphys import scan as scan_mod
-    from mfphys.order import display_name
 
-    dims = [d for d in ds.status.dims]
-    t = Table(title=f"scan {ds.attrs['name']}  ({ds.sizes['replica']} replica(s) per cell; order parameters: "
-                    f"whole network, layer 1 over live inputs)")
-    for d in dims:
-        t.add_column(d, justify="right")
     names = [n for n in ("frac_vip", "frac_uip") if n in ds]
-    for c in ("status", "test error", "sampled error", *(display_name(n) for n in names), "seconds"):
-        t.add_column(c, justify="right")
     means = {n: scan_mod.network_mean(ds, n, live=True) for n in names}
-    for index in np.ndindex(ds.status.shape):
-        sel = dict(zip(dims, index))
-        row = [str(ds[d].values[i]) for d, i in zip(dims, index)]
-        status = str(ds.status.values[index])
-        if status != "done":
-            t.add_row(*row, status, *[""] * (3 + len(names)))
-            continue
-        t.add_row(*row, status, format_stat(ds.test_error.isel(sel).values),
-                  format_stat(1 - ds.test_acc_sampled.isel(sel).values) if "test_acc_sampled" in ds else "",
-                  *(format_stat(means[n].isel(sel).values) for n in names),
-                  f"{float(ds.train_seconds.values[index]):.1f}")
-    return t
+
+    def values(sel):
+        return (format_stat(ds.test_error.isel(sel).values),
+                format_stat(1 - ds.test_acc_sampled.isel(sel).values) if "test_acc_sampled" in ds else "",
+                *(format_stat(means[n].isel(sel).values) for n in names))
+
+    return _cells_table(ds, "whole network, layer 1 over live inputs", names, values)
 
 
 def rnn_summary_table(ds) -> Table:
     """One row per cell of a recurrent scan: status, test errors (mean ± error over replicas), the
     recurrent matrix's order parameters (all its connections, diagonal included), time."""
+    names = [n for n in ("frac_vip", "frac_uip", "entropy") if n in ds]
+
+    def values(sel):
+        cell = ds.isel(sel)
+        mf = cell.test_acc_mf.values if "test_acc_mf" in ds else 1 - cell.test_error.values
+        return (format_stat(1 - mf),
+                format_stat(1 - cell.test_acc_quenched.values) if "test_acc_quenched" in ds else "",
+                *(format_stat(cell[n].sel(matrix="recurrent").values) for n in names))
+
+    return _cells_table(ds, "recurrent matrix; errors: noise-free mean field and quenched sampled networks",
+                        names, values)
+
+
+def _cells_table(ds, order_text: str, names, values) -> Table:
+    """The table of both summaries: the cell's coordinates, status, ``values(sel)`` (test error,
+    sampled error, one column per name in ``names``) and its training time."""
     from mfphys.order import display_name
 
-    dims = [d for d in ds.status.dims]
+    dims = list(ds.status.dims)
     t = Table(title=f"scan {ds.attrs['name']}  ({ds.sizes['replica']} replica(s) per cell; order parameters: "
-                    f"recurrent matrix; errors: noise-free mean field and quenched sampled networks)")
+                    f"{order_text})")
     for d in dims:
         t.add_column(d, justify="right")
-    names = [n for n in ("frac_vip", "frac_uip", "entropy") if n in ds]
     for c in ("status", "test error", "sampled error", *(display_name(n) for n in names), "seconds"):
         t.add_column(c, justify="right")
     for index in np.ndindex(ds.status.shape):
@@ -81,12 +83,7 @@ def rnn_summary_table(ds) -> Table:
         if status != "done":
             t.add_row(*row, status, *[""] * (3 + len(names)))
             continue
-        cell = ds.isel(sel)
-        mf = cell.test_acc_mf.values if "test_acc_mf" in ds else 1 - cell.test_error.values
-        t.add_row(*row, status, format_stat(1 - mf),
-                  format_stat(1 - cell.test_acc_quenched.values) if "test_acc_quenched" in ds else "",
-                  *(format_stat(cell[n].sel(matrix="recurrent").values) for n in names),
-                  f"{float(ds.train_seconds.values[index]):.1f}")
+        t.add_row(*row, status, *values(sel), f"{float(ds.train_seconds.values[index]):.1f}")
     return t
 
 
