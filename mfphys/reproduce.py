@@ -37,7 +37,7 @@ from . import __version__, store
 from .errors import MfphysError
 from .fileio import check_writable
 from .stats import sample_std
-from .train import TrainConfig, train
+from .train import TrainConfig
 
 EXPERIMENTS = ("curves", "distributions", "perturbation", "entropy", "dynamics")
 #: the experiments that use the gBP run of the protocol (``run-gbp.nc``)
@@ -123,14 +123,18 @@ def train_or_reuse(config: TrainConfig, path: Path, *, data_dir=None, callback=N
             ds = store.open_run(path)
             if (TrainConfig.from_json(ds.attrs["config"]) == config and store.run_status(ds.attrs) == "done"
                     and (not dynamics or "dyn_epoch" in ds.coords)):
-                return ds  # a partial run file (a checkpoint) is trained again
+                return ds  # a partial run file (a checkpoint) is continued below
         except (MfphysError, KeyError):
             pass  # unreadable or foreign: trained again and replaced (atomically)
+    from . import runfile
+
     check_writable(path)
-    result = train(config, data_dir=data_dir, callback=callback)
-    ds = store.run_to_dataset(result, command=f"mfphys reproduce ({path.name})")
-    store.write_atomic(ds, path)
-    return ds
+    # a live run file: an interrupted reproduce continues the run from its last checkpoint
+    plan = runfile.reuse_plan(path, config)
+    if plan.action == "done":  # finished, but from before dynamics were recorded: trained again
+        plan = runfile.Plan("new", path, config)
+    runfile.train_run(plan, data_dir=data_dir, callback=callback, command=f"mfphys reproduce ({path.name})")
+    return store.open_run(path)
 
 
 # --- 1. learning curves -------------------------------------------------------------------------

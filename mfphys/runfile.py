@@ -171,6 +171,29 @@ def writer_alive(attrs) -> bool | None:
     return process_alive(info["pid"], info.get("host"), info.get("boot_id"))
 
 
+def being_written(path) -> bool:
+    """True if a live process writes the run file at ``path`` right now (it must not be replaced)."""
+    try:
+        return bool(writer_alive(store.read_attrs(path)))
+    except MfphysError:
+        return False
+
+
+def reuse_plan(path, config) -> Plan:
+    """What a command that owns ``path`` (``mfphys reproduce``) does to get ``config`` trained
+    there: continue a checkpoint or a shorter finished run of this configuration, or start anew
+    over a file of another configuration or a damaged one; a file a live process writes is
+    refused (:func:`plan_run`'s one line)."""
+    path = Path(path)
+    if path.exists():
+        try:
+            return plan_run(path, config)
+        except MfphysError:
+            if being_written(path):
+                raise
+    return Plan("new", path, config)
+
+
 class Plan(NamedTuple):
     """What :func:`train_run` does with ``path``: ``action`` "new", "resume" (an interrupted
     run, or a running one whose writer is gone), "extend" (a finished run continued to

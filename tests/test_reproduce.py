@@ -95,6 +95,23 @@ def test_a_run_without_dynamics_is_trained_again_for_them(tmp_path):
     np.testing.assert_array_equal(again.test_acc.values, first.test_acc.values)
 
 
+def test_an_interrupted_run_file_is_continued_from_its_checkpoint(tmp_path):
+    from mfphys import runfile, store
+    from mfphys.reproduce import train_or_reuse
+    from tests.helpers import assert_same_run, tiny_config
+
+    cfg = tiny_config()
+    whole = train_or_reuse(cfg, tmp_path / "whole.nc")
+    path = tmp_path / "run-gbp.nc"
+    with pytest.raises(runfile.Interrupted):
+        runfile.train_run(runfile.Plan("new", path, cfg), stop=lambda: True)  # after epoch 1
+    assert store.read_attrs(path)["epochs_done"] == 1
+    seen = []
+    ds = train_or_reuse(cfg, path, callback=lambda rec: seen.append(rec.epoch), dynamics=True)
+    assert seen == list(range(2, cfg.epochs + 1))  # continued, not trained from the start
+    assert_same_run(ds, whole)
+
+
 def test_unknown_experiment_is_one_line(cli):
     res = cli("reproduce", "figure9")
     assert res.exit_code == 2 and res.stderr.strip().startswith("error: unknown experiment")

@@ -161,16 +161,6 @@ def reusable(path: Path, config: RnnConfig) -> xr.Dataset | None:
     return None
 
 
-def _being_written(path: Path) -> bool:
-    """True if a live process writes the run file at ``path`` (it must not be replaced)."""
-    from .. import runfile
-
-    try:
-        return bool(runfile.writer_alive(store.read_attrs(path)))
-    except MfphysError:
-        return False
-
-
 def train_or_reuse(config: RnnConfig, path: Path, *, data_dir=None, dataset=None, callback=None,
                    preset_name: str | None = None) -> xr.Dataset:
     """The run file at ``path`` if it holds exactly ``config`` (finished), else train it there as
@@ -184,14 +174,7 @@ def train_or_reuse(config: RnnConfig, path: Path, *, data_dir=None, dataset=None
     if ds is not None:
         return ds
     check_writable(path)
-    plan = runfile.Plan("new", path, config)
-    if path.exists():
-        try:
-            plan = runfile.plan_run(path, config)
-        except MfphysError:
-            if _being_written(path):
-                raise
-            plan = runfile.Plan("new", path, config)  # another configuration, or damaged: replaced
+    plan = runfile.reuse_plan(path, config)
     if plan.action != "done":
         runfile.train_run(plan, data_dir=data_dir, dataset=dataset, callback=callback,
                           command=f"mfphys reproduce ({path.name})",
