@@ -193,3 +193,18 @@ def test_state_reader_is_the_stores(reference):
     bad.attrs["rng_state"] = json.dumps({"order": [], "noise": []})
     with pytest.raises(MfphysError, match="rng_state does not hold"):
         store.state_from_dataset(bad, reference)
+
+
+@pytest.mark.gpu
+def test_cupy_resume_with_host_noise_continues_the_run(tmp_path):
+    """On CuPy with ``host_noise`` the noise comes from the stored host streams: a resumed run
+    is the uninterrupted one up to the GPU's rounding (docs/model-rnn.md section 9)."""
+    cfg = dataclasses.replace(MS_STOP, backend="cupy", host_noise=True)
+    whole = tmp_path / "whole.nc"
+    train_run(plan_run(whole, cfg), policy=CheckpointPolicy(0, 0))
+    path = interrupted(tmp_path / "r.nc", 2, cfg)
+    train_run(plan_run(path, cfg), policy=EVERY)
+    a, b = open_run(path), open_run(whole)
+    np.testing.assert_array_equal(a.stop_epoch.values, b.stop_epoch.values)
+    for name in ("train_loss", "m_recurrent", "pi_recurrent", "xi_recurrent", "p_high_mf"):
+        np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-9, atol=1e-12, err_msg=name)
