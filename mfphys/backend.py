@@ -30,6 +30,13 @@ BACKENDS = ("auto", "numpy", "cupy")
 INIT, ORDER, NOISE, EVAL, SELECT_VIP, SELECT_VARIABLE = range(6)
 
 
+def generator_from_state(state: dict) -> np.random.Generator:
+    """A NumPy generator continuing from a stored bit-generator state (a run file's ``rng_state``)."""
+    bit = getattr(np.random, state["bit_generator"])(0)
+    bit.state = state
+    return np.random.Generator(bit)
+
+
 def replica_rngs(seed: int, replicas: int, stream: int) -> list[np.random.Generator]:
     """One NumPy generator per replica ``r`` for one purpose: child ``stream`` of
     ``SeedSequence(seed + r)`` (the same as ``SeedSequence(seed + r).spawn(n)[stream]`` for any

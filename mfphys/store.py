@@ -253,6 +253,16 @@ def run_status(attrs) -> str:
     return status if status in STATUSES else "done"
 
 
+def stored_like(ds: xr.Dataset, name: str, like, damaged) -> np.ndarray:
+    """The values of ``ds[name]``, which must exist with the shape and dtype of ``like`` (an
+    optimiser moment of a parameter); else ``damaged(what)``, the caller's one-line error."""
+    if name not in ds:
+        raise damaged(f"{name} is missing")
+    if ds[name].shape != like.shape or ds[name].dtype != like.dtype:
+        raise damaged(f"{name} has shape {ds[name].shape} ({ds[name].dtype}), expected {like.shape} ({like.dtype})")
+    return ds[name].values
+
+
 def checkpoint_header(ds: xr.Dataset, path, *, replicas: int, count_attr: str, kind: str = "run",
                       check=None) -> tuple[int, int, dict]:
     """``(epochs_done, optimiser step count, random-stream states)`` of a checkpoint, each checked,
@@ -315,12 +325,7 @@ def state_from_dataset(ds: xr.Dataset, path=None):
                 if k not in trainable:
                     arrays.append(None)
                     continue
-                if name not in ds:
-                    raise damaged(f"{name} is missing")
-                if ds[name].shape != layer.m.shape or ds[name].dtype != layer.m.dtype:
-                    raise damaged(f"{name} has shape {ds[name].shape} ({ds[name].dtype}), expected "
-                                  f"{layer.m.shape} ({layer.m.dtype})")
-                arrays.append(ds[name].values)
+                arrays.append(stored_like(ds, name, layer.m, damaged))
             moments.append(Layer(*arrays))
     history = {}
     for k in CURVES + SERIES:

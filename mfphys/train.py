@@ -18,7 +18,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from . import model, optim
-from .backend import BACKENDS, DTYPES, EVAL, INIT, NOISE, ORDER, get_backend, replica_rngs
+from .backend import BACKENDS, DTYPES, EVAL, INIT, NOISE, ORDER, generator_from_state, get_backend, replica_rngs
 from .errors import DivergenceError, MfphysError
 from .fileio import dataclass_from_json
 
@@ -362,13 +362,6 @@ def _device_noise(setup: TrainSetup) -> bool:
     return setup.be.name != "numpy" and not setup.config.host_noise
 
 
-def _generator(state: dict) -> np.random.Generator:
-    """A NumPy generator continuing from a stored bit-generator state."""
-    bit = getattr(np.random, state["bit_generator"])(0)
-    bit.state = state
-    return np.random.Generator(bit)
-
-
 def init_state(setup: TrainSetup) -> TrainState:
     """The state before the first epoch: initial parameters (``INIT`` streams), zero Adam
     moments, fresh ``ORDER`` and ``NOISE`` streams, an empty history, epoch 0's order parameters."""
@@ -405,8 +398,8 @@ def train_epoch(setup: TrainSetup, state: TrainState) -> tuple[TrainState, Epoch
     P, B = x_train.shape[0], config.batch_size
     widths = config.layers[1:]
     splits = np.cumsum(widths)[:-1].tolist()
-    order_rngs = [_generator(s) for s in state.rng["order"]]
-    noise_host = [_generator(s) for s in state.rng["noise"]]
+    order_rngs = [generator_from_state(s) for s in state.rng["order"]]
+    noise_host = [generator_from_state(s) for s in state.rng["noise"]]
     noise_dev = noise_host
     if _device_noise(setup):
         if setup.device_noise is None:  # resumed on a GPU: reseeded from the stored host streams

@@ -204,7 +204,7 @@ def rnn_checkpoint_to_dataset(result, *, status: str, writer: dict | None = None
 def state_from_dataset(ds: xr.Dataset, path=None):
     """The :class:`mfphys.rnn.train.RnnState` (host arrays) a recurrent run file stores, to
     resume it; one clear :class:`MfphysError` for a file that has none or a damaged one."""
-    from ..store import checkpoint_header, dynamics_from_dataset
+    from ..store import checkpoint_header, dynamics_from_dataset, stored_like
     from .optim import OptState
     from .train import CURVES, SERIES, RnnState
 
@@ -229,12 +229,7 @@ def state_from_dataset(ds: xr.Dataset, path=None):
                 if k not in kinds or (which == "mu" and cfg.optimizer.name != "adam"):
                     arrays.append(None)
                     continue
-                if name not in ds:
-                    raise damaged(f"{name} is missing")
-                if ds[name].shape != layer.m.shape or ds[name].dtype != layer.m.dtype:
-                    raise damaged(f"{name} has shape {ds[name].shape} ({ds[name].dtype}), expected "
-                                  f"{layer.m.shape} ({layer.m.dtype})")
-                arrays.append(ds[name].values)
+                arrays.append(stored_like(ds, name, layer.m, damaged))
             layers.append(Layer(*arrays))
         moments[which] = RnnParams(*layers)
     history = {}

@@ -30,7 +30,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ..backend import EVAL, INIT, NOISE, ORDER, get_backend, replica_rngs
+from ..backend import EVAL, INIT, NOISE, ORDER, generator_from_state, get_backend, replica_rngs
 from ..errors import DivergenceError, MfphysError
 from ..model import Layer, vote_counts
 from ..train import DYNAMICS_EVERY, Dynamics, dynamics_due
@@ -196,13 +196,6 @@ def _device_noise(setup: RnnSetup) -> bool:
     return setup.be.name != "numpy" and not setup.config.host_noise
 
 
-def _generator(state: dict) -> np.random.Generator:
-    """A NumPy generator continuing from a stored bit-generator state."""
-    bit = getattr(np.random, state["bit_generator"])(0)
-    bit.state = state
-    return np.random.Generator(bit)
-
-
 def _empty_history(R: int, E: int) -> dict:
     return {**{k: np.full((R, E), np.nan) for k in CURVES}, **{k: np.zeros(E) for k in SERIES}}
 
@@ -242,8 +235,8 @@ def train_epoch(setup: RnnSetup, state: RnnState) -> tuple[RnnState, RnnEpoch]:
         raise MfphysError(f"the run is over after {state.epoch} of its {config.epochs} epochs")
     epoch = state.epoch + 1
     t0 = time.perf_counter()
-    order_rngs = [_generator(s) for s in state.rng["order"]]
-    noise_host = [_generator(s) for s in state.rng["noise"]]
+    order_rngs = [generator_from_state(s) for s in state.rng["order"]]
+    noise_host = [generator_from_state(s) for s in state.rng["noise"]]
     noise_rngs = noise_host
     if _device_noise(setup):
         if setup.device_noise is None:  # resumed on a GPU: reseeded from the stored host streams
