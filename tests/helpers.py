@@ -63,18 +63,27 @@ def assert_same_run(a, b, *, dynamics: bool = True) -> None:
         assert a.attrs.get(k) == b.attrs.get(k), k
 
 
+def default_sigint() -> None:
+    """A child's Ctrl-C as a terminal gives it: a test suite started in the background by a
+    non-interactive shell (``pytest &``) ignores SIGINT, its children inherit that, and Python
+    then installs no KeyboardInterrupt handler. ``preexec_fn`` of the subprocesses below."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_mfphys(*args, **kw) -> subprocess.Popen:
     """``python -m mfphys ARGS`` as a real subprocess (for signals), one BLAS thread, wide output."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     return subprocess.Popen([sys.executable, "-m", "mfphys", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, **kw)
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, preexec_fn=default_sigint, **kw)
 
 
 def start_python(code: str) -> subprocess.Popen:
     """``python -c CODE`` in the repository (``tests.helpers`` importable), one BLAS thread."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=REPO)
+                            text=True, env=env, cwd=REPO, preexec_fn=default_sigint)
 
 
 async def wait_until(pilot, cond, what: str, *, timeout: float = 30.0, check=None) -> None:

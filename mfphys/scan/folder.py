@@ -296,8 +296,9 @@ def _clean_stale(p: _Paths) -> None:
 
 
 def _remove_own_markers(p: _Paths, owner: Mapping) -> None:
-    """Remove the markers Dask workers wrote for this scan process (``owner``): a cell they were
-    still training when the scan stopped would otherwise count as running for as long as this process lives."""
+    """Remove the markers of this scan process (``owner``): its own claims and those Dask workers
+    wrote for it; a cell still claimed when the scan stopped would otherwise count as running
+    for as long as this process lives."""
     for m in p.cells.glob("*.running"):
         info = read_json(m)
         if isinstance(info, dict) and info.get("owner_pid") == owner["owner_pid"] \

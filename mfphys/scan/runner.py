@@ -462,9 +462,12 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
                     sub.rmdir()
         raise
     finally:
+        # this process's claims go whatever stopped it: also one that an interrupt caught between
+        # claiming a cell and starting it, and the markers Dask workers wrote for it
+        with contextlib.suppress(OSError):
+            _remove_own_markers(p, owner)
         lock.__exit__()
         if client is not None:
-            _remove_own_markers(p, owner)
             client.close()
             if cluster is not None:
                 cluster.close()

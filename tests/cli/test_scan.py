@@ -19,7 +19,7 @@ import pytest
 
 from mfphys import scan, store
 from mfphys.cli.scan import EXIT_FAILED_CELLS
-from tests.helpers import REPO, one_error_line, snapshot
+from tests.helpers import REPO, default_sigint, one_error_line, snapshot
 
 ARGS = ["--depth", "1,2,3", "--n-train", "200,400,600", "--dataset", "teacher", "--input-dim", "20", "--width", "16",
         "--epochs", "3", "--batch-size", "100", "-R", "2", "--n-test", "200", "--backend", "numpy"]
@@ -64,7 +64,7 @@ def test_killed_scan_resumes_without_touching_finished_cells(tmp_path, sig, cli)
     # to land part-way even when this process is starved of CPU (at 10 epochs, under a loaded
     # suite, the scan sometimes finished first)
     cmd = [sys.executable, "-m", "mfphys", "scan", *ARGS, "--epochs", "200", "--out", str(folder), "-q"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint)
     cells = folder / "cells"
     deadline = time.monotonic() + 120
 

@@ -226,3 +226,20 @@ def test_parent_that_is_a_file_is_one_line(tmp_path, cli):
     before = snapshot(tmp_path)
     one_error_line(cli("scan", *ARGS, "--out", tmp_path / "file" / "s"), "Not a directory")
     assert snapshot(tmp_path) == before
+
+
+def test_an_interrupt_right_after_a_claim_leaves_no_marker(tmp_path, monkeypatch):
+    """Ctrl-C between claiming a cell and starting it: the claim goes with the scan."""
+    from mfphys.scan import runner
+    from tests.helpers import tiny_spec
+
+    real = runner.claim_cell
+
+    def claim_then_interrupt(p, key, owner):
+        assert real(p, key, owner)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "claim_cell", claim_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        scan.run_scan(tiny_spec(depth="1", n_train="200"), tmp_path / "s")
+    assert not list((tmp_path / "s" / "cells").glob("*.running"))
