@@ -108,6 +108,16 @@ def dynamics_table(yds) -> Table:
     return t
 
 
+def _start(out, default: str, experiment: str, quick: bool, what: str, est: float, where: str) -> Path:
+    """Make the output folder and announce the job and its expected duration (one stderr line)."""
+    folder = Path(out) if out is not None else Path(default) / ("quick" if quick else "")
+    make_folder(folder)
+    duration = f"{est:.0f} s" if est < 90 else f"{est / 60:.0f} min"
+    err_console.print(f"mfphys reproduce {experiment}{' --quick' if quick else ''}: {what}; expected duration "
+                      f"about {duration} {where}; writing to {folder}/", markup=False, highlight=False)
+    return folder
+
+
 @user_errors
 def reproduce(
     experiment: str = typer.Argument("all", help="curves, distributions, perturbation, entropy, dynamics or all "
@@ -147,13 +157,8 @@ def reproduce(
     # every experiment reads MNIST: a data problem is one error line, before any other output
     # (the arrays stay cached in this process, so the runs below do not read the files again)
     load_data(protocol.train_config("gbp"), data_dir)
-    folder = Path(out) if out is not None else Path("runs/paper") / ("quick" if quick else "")
-    make_folder(folder)
-    est = protocol.estimate_seconds(todo)
-    err_console.print(f"mfphys reproduce {experiment}{' --quick' if quick else ''}: {protocol.seeds} seeds, "
-                      f"{protocol.epochs} epochs; expected duration about "
-                      f"{f'{est:.0f} s' if est < 90 else f'{est / 60:.0f} min'} on a 2-core CPU "
-                      f"(much less on a GPU); writing to {folder}/", markup=False, highlight=False)
+    folder = _start(out, "runs/paper", experiment, quick, f"{protocol.seeds} seeds, {protocol.epochs} epochs",
+                    protocol.estimate_seconds(todo), "on a 2-core CPU (much less on a GPU)")
     t0 = time.perf_counter()
     written = []
     with make_progress() as progress:
@@ -264,13 +269,9 @@ def reproduce_rnn(experiment: str, *, quick: bool, out, seeds, epochs, backend: 
     if "gbp" in configs:  # MNIST: a data problem is one error line, before any other output
         cfg = configs["gbp"]
         dataset = load_dataset("mnist", n_train=cfg.n_train, n_test=cfg.n_test, data_dir=data_dir)
-    folder = Path(out) if out is not None else Path("runs/rnn-paper") / ("quick" if quick else "")
-    make_folder(folder)
-    est = protocol.estimate_seconds(todo)
-    err_console.print(f"mfphys reproduce {experiment}{' --quick' if quick else ''}: row-wise MNIST {protocol.seeds} "
-                      f"seeds x {protocol.epochs} epochs, multisensory {protocol.ms_seeds} seeds; expected duration "
-                      f"about {f'{est:.0f} s' if est < 90 else f'{est / 60:.0f} min'} on an idle 2-core CPU; "
-                      f"writing to {folder}/", markup=False, highlight=False)
+    folder = _start(out, "runs/rnn-paper", experiment, quick,
+                    f"row-wise MNIST {protocol.seeds} seeds x {protocol.epochs} epochs, multisensory "
+                    f"{protocol.ms_seeds} seeds", protocol.estimate_seconds(todo), "on an idle 2-core CPU")
     t0 = time.perf_counter()
     runs, results, written = {}, {}, []
     labels = {"gbp": "train row-wise gBP", "bp": "train row-wise BPTT", "multisensory": "train multisensory"}
