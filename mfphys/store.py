@@ -128,30 +128,39 @@ def run_to_dataset(result, *, tol: float = order.TOL, xi_tol: float = order.XI_T
     if result.dynamics is not None:
         _dynamics_variables(result.dynamics, coords, data)
     ds = xr.Dataset({k: xr.Variable(d, v, attrs=a) for k, (d, v, a) in data.items()}, coords=coords)
-    now = utc_now()
     ds.attrs = {
         KIND_ATTR: "run",
         "title": f"mfphys {cfg.mode} run: {result.data['name']} {architecture(cfg.layers)}",
+        "dataset": result.data["name"],
+        "architecture": architecture(cfg.layers),
+        "data_checksum": result.data["checksum"],
+        "data_source": str(result.data["source"]),
+        **provenance_attrs(result, dict(tol=tol, xi_tol=xi_tol, xi_zero=xi_zero), command or "mfphys.train"),
+    }
+    ds.attrs.update(labels)
+    return ds
+
+
+def provenance_attrs(result, tolerances: dict, command: str) -> dict:
+    """The attributes every run file has, of either model family: version, configuration,
+    mode, backend, data summary, timings, order tolerances, status, creation and history,
+    host and conventions (docs/file-format.md)."""
+    cfg, now = result.config, utc_now()
+    return {
         "mfphys_version": __version__,
         "config": cfg.to_json(),
         "mode": cfg.mode,
-        "dataset": result.data["name"],
-        "architecture": architecture(cfg.layers),
         "backend": result.backend,
-        "data_checksum": result.data["checksum"],
-        "data_source": str(result.data["source"]),
         "data_summary": json.dumps(result.data, default=str),
         "timings": json.dumps(result.timings),
-        "order_tolerances": json.dumps({"tol": tol, "xi_tol": xi_tol, "xi_zero": xi_zero}),
+        "order_tolerances": json.dumps(tolerances),
         "status": "done" if result.complete else "running",
         "created": now,
-        "history": f"{now} {command or 'mfphys.train'}",
+        "history": f"{now} {command}",
         "host": f"{socket.gethostname()} ({platform.platform()}), python {sys.version.split()[0]}, "
                 f"numpy {np.__version__}, xarray {xr.__version__}",
         "Conventions": "CF-1.8",
     }
-    ds.attrs.update(labels)
-    return ds
 
 
 def label_attrs(name: str | None = None, tags=(), note: str | None = None) -> dict:

@@ -12,17 +12,12 @@ section 9, docs/file-format.md "Checkpoints").
 from __future__ import annotations
 
 import json
-import platform
-import socket
-import sys
 
 import numpy as np
 import xarray as xr
 
-from .. import __version__
 from .. import order as order_mod
 from ..errors import MfphysError
-from ..fileio import utc_now
 from ..model import Layer, architecture
 from .config import RnnConfig
 from .evaluate import EVAL_MODES
@@ -133,29 +128,18 @@ def rnn_run_to_dataset(result, *, tol: float = order_mod.TOL, xi_tol: float = or
         _dynamics_variables(result.dynamics, coords, dyn, dim="matrix", long=_order_attrs)
         data.update({k: xr.Variable(d, v, attrs=a) for k, (d, v, a) in dyn.items()})
     ds = xr.Dataset(data, coords=coords)
-    now = utc_now()
+    from ..store import provenance_attrs
+
     arch = architecture_label(cfg)
     dataset = result.data.get("name", cfg.task)
     ds.attrs = {
         "mfphys_kind": "run",
         "model": MODEL,
         "title": f"mfphys rnn {cfg.mode} run: {dataset} {arch}",
-        "mfphys_version": __version__,
-        "config": cfg.to_json(),
-        "mode": cfg.mode,
         "task": cfg.task,
         "dataset": str(dataset),
         "architecture": arch,
-        "backend": result.backend,
-        "data_summary": json.dumps(result.data, default=str),
-        "timings": json.dumps(result.timings),
-        "order_tolerances": json.dumps({"tol": tol, "xi_tol": xi_tol, "xi_zero": xi_zero}),
-        "status": "done" if result.complete else "running",
-        "created": now,
-        "history": f"{now} {command or 'mfphys.rnn.train_rnn'}",
-        "host": f"{socket.gethostname()} ({platform.platform()}), python {sys.version.split()[0]}, "
-                f"numpy {np.__version__}, xarray {xr.__version__}",
-        "Conventions": "CF-1.8",
+        **provenance_attrs(result, dict(tol=tol, xi_tol=xi_tol, xi_zero=xi_zero), command or "mfphys.rnn.train_rnn"),
     }
     if "checksum" in result.data:
         ds.attrs["data_checksum"] = str(result.data["checksum"])
