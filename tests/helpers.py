@@ -492,3 +492,16 @@ def rnn_params(rng, spec, R=1, *, masked=False, bp=False):
         mats.append(Layer(pi, m, xi))
     mask = rng.random(spec.shapes[0]) > 0.3 if masked else None
     return clamp_masked(RnnParams(*mats), mask), mask
+
+
+class StopAt:
+    """``stop()`` that answers True after epoch ``n`` (what the first Ctrl-C does)."""
+
+    def __init__(self, n):
+        self.n, self.epoch = n, 0
+
+    def record(self, rec):
+        self.epoch = rec.epoch
+
+    def __call__(self):
+        return self.epoch >= self.n

@@ -21,7 +21,7 @@ from mfphys.errors import DivergenceError, MfphysError
 from mfphys.fileio import boot_id
 from mfphys.runfile import CheckpointPolicy, Plan, plan_run, train_run
 from mfphys.train import TrainConfig, train
-from tests.helpers import assert_same_run, snapshot
+from tests.helpers import StopAt, assert_same_run, snapshot
 
 CFG = TrainConfig(dataset="teacher", layers=(20, 16, 10), n_train=200, n_test=100, epochs=7, batch_size=50,
                   replicas=2, backend="numpy", eval_samples=3)
@@ -39,19 +39,6 @@ def reference(tmp_path_factory):
 def seg_start(ds):
     """When the run's first segment started: the file's ``created`` date."""
     return json.loads(ds.attrs["segments"])[0]["started"]
-
-
-class StopAt:
-    """``stop()`` that answers True after epoch ``n`` (what the first Ctrl-C does)."""
-
-    def __init__(self, n):
-        self.n, self.epoch = n, 0
-
-    def record(self, rec):
-        self.epoch = rec.epoch
-
-    def __call__(self):
-        return self.epoch >= self.n
 
 
 def interrupted(path, n, cfg=CFG):

@@ -23,7 +23,7 @@ from mfphys.rnn import RnnConfig, preset, train_rnn
 from mfphys.rnn.model import MATRICES
 from mfphys.runfile import CheckpointPolicy, plan_run, train_run
 from mfphys.train import TrainConfig
-from tests.helpers import assert_same_run, snapshot
+from tests.helpers import StopAt, assert_same_run, snapshot
 
 #: replicas 2 and 0 meet the stop rule at epochs 3 and 4, replica 1 trains all 6 epochs
 MS_STOP = dataclasses.replace(preset("multisensory"), n=15, epochs=6, eval_samples=2, test_repeats=1,
@@ -57,19 +57,6 @@ def reference(tmp_path_factory):
     path = tmp_path_factory.mktemp("ref") / "ref.nc"
     train_run(plan_run(path, MS_STOP), policy=CheckpointPolicy(0, 0))
     return path
-
-
-class StopAt:
-    """``stop()`` that answers True after epoch ``n`` (what the first Ctrl-C does)."""
-
-    def __init__(self, n):
-        self.n, self.epoch = n, 0
-
-    def record(self, rec):
-        self.epoch = rec.epoch
-
-    def __call__(self):
-        return self.epoch >= self.n
 
 
 def interrupted(path, n, cfg=MS_STOP, **kw):
