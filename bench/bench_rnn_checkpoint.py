@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_checkpoint import median_time  # the script's folder is on sys.path (python bench/...)
+
 from mfphys import order, runfile, store
 from mfphys.data import load_dataset
 from mfphys.model import Layer
@@ -30,15 +32,6 @@ from mfphys.rnn import preset, train_rnn
 from mfphys.rnn import train as rt
 from mfphys.rnn.model import RnnParams
 from mfphys.rnn.store import rnn_checkpoint_to_dataset
-
-
-def median_time(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
