@@ -1,0 +1,245 @@
+"""What a model family provides to the shared engine: the typed protocol :class:`ModelFamily`.
+
+mfphys runs several model families (the paper's feed-forward network, docs/model.md; the
+recurrent follow-up, docs/model-rnn.md) over one engine. The engine (run files, checkpoints and
+resume, dynamics, scans, budget, the perturbation and reproduce drivers, ``open_run`` /
+``open_runs`` / ``open_scan``) never asks "which family is this?" by name: it asks the family
+object the registry (:mod:`mfphys.registry`) returns for a configuration, a run file's ``model``
+attribute or a scan's ``model`` key, and calls the methods below.
+
+A family is one object (a subclass instance of :class:`ModelFamily`), defined in its own folder
+(``mfphys/models/<name>/family.py``) or in another installed package that registers it under
+the entry-point group ``mfphys.families`` (docs/design.md "Adding a model family"). Its
+methods are thin: they import the family's modules when first called, so that registering a
+family costs nothing at start-up.
+
+The parts, in the order a run meets them:
+
+- **configuration**: :attr:`config_class` (a frozen dataclass with ``to_json``,
+  ``from_json``, ``validate``, ``replicas``, ``epochs``, ``seed``, ``mode``), :meth:`presets`;
+- **training steps** (a run is steps on a state, docs/design.md): :meth:`prepare`,
+  :meth:`init_state`, :meth:`resume_state`, :meth:`train_epoch`, :meth:`finished`,
+  :meth:`finish`, :meth:`current_result`, :meth:`running`; :meth:`train` is those steps in
+  memory;
+- **run file schema** in and out: :meth:`run_to_dataset`, :meth:`checkpoint_to_dataset`,
+  :meth:`state_from_dataset`, :meth:`params_from_dataset`, :meth:`check_parameters`;
+- **order parameters per weight matrix**: :attr:`unit` (the dimension that indexes them in run
+  files, ``layer`` or ``matrix``) and :meth:`order_reports`;
+- **budget**: :meth:`estimate` (memory and disk before anything is allocated),
+  :meth:`calibrate` and :meth:`seconds` (time);
+- **scans**: :meth:`scan_axes` (its option schema, the always-scanned axes, defaults, one
+  cell's configuration and check);
+- **perturbation**: :meth:`perturb_targets`, :meth:`perturb_run`;
+- **reproduce**: :meth:`experiments`;
+- **front ends**: :attr:`frontend`, the module of the CLI/TUI adapter (the library never
+  imports it).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, NamedTuple
+
+
+class ScanAxes(NamedTuple):
+    """What a scan needs of a family: its options and how one cell's configuration is built.
+
+    ``options``: option name -> kind (``int``, ``int?`` (None = all), ``float``, ``str``,
+    ``bool``, ``tuple``); ``always_scanned``: the grid's first dimensions, always present (the
+    family's phase-diagram plane); ``not_scannable``: options held fixed only; ``defaults(given)``:
+    every option's default given the options set so far; ``config(options)``: one cell's
+    configuration from all its options; ``check(config, options)``: raise
+    :class:`~mfphys.errors.MfphysError` for a cell that cannot run; ``name_prefix(fixed)``: the
+    start of the scan's default folder name; ``hash_key``: whether the family's name enters the
+    scan hash (False only for the family whose scans were hashed before there were families).
+    """
+
+    options: Mapping[str, str]
+    always_scanned: tuple[str, ...]
+    not_scannable: tuple[str, ...]
+    defaults: Callable[[Mapping], dict]
+    config: Callable[[Mapping], Any]
+    check: Callable[[Any, Mapping], None]
+    name_prefix: Callable[[Mapping], str]
+    hash_key: bool = True
+
+
+class Experiment(NamedTuple):
+    """One experiment of ``mfphys reproduce``: its name, a one-line description, and the
+    family's function that runs it (``run(folder, *, quick, data_dir, ...)`` -> dataset(s))."""
+
+    name: str
+    description: str
+    run: Callable[..., Any]
+
+
+class ModelFamily(abc.ABC):
+    """A model family as the shared engine sees it. Subclass it, fill in the abstract methods,
+    and register an instance (:mod:`mfphys.registry`).
+
+    The class attributes name the family: :attr:`name` is the registry key, the ``model``
+    attribute of its run files and the ``model`` key of its scans; :attr:`title` the word used
+    in messages ("feed-forward"); :attr:`unit` the dimension of its run files that indexes the
+    weight matrices (``layer``: 1..L; ``matrix``: names); :attr:`continue_ignores` the
+    configuration fields a continued run may change; :attr:`frontend` the dotted module path
+    of its CLI/TUI adapter (None: the front ends' generic views).
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    unit: ClassVar[str] = "layer"
+    continue_ignores: ClassVar[tuple[str, ...]] = ("epochs",)
+    frontend: ClassVar[str | None] = None
+
+    def __repr__(self) -> str:
+        return f"<model family {self.name!r} ({self.title})>"
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def config_class(self) -> type:
+        """The configuration class of a run of this family."""
+
+    def presets(self) -> Mapping[str, Any]:
+        """Named configurations (``--preset``); empty when the family has none."""
+        return {}
+
+    def describe_config(self, config) -> str:
+        """A short label of a configuration's architecture (``784-100-100-10``)."""
+        return type(config).__name__
+
+    # -- training as steps on a state ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def prepare(self, config, *, data_dir=None, dataset=None, dynamics_every: int | None = None):
+        """Everything a run needs that is not its state: data on the backend, streams' seeds ..."""
+
+    @abc.abstractmethod
+    def init_state(self, setup):
+        """The state before the first epoch."""
+
+    @abc.abstractmethod
+    def resume_state(self, setup, checkpoint):
+        """The state a checkpoint (host arrays, :meth:`state_from_dataset`) continues from."""
+
+    @abc.abstractmethod
+    def train_epoch(self, setup, state):
+        """One epoch: ``(state, record)``; the record is what a progress callback sees."""
+
+    @abc.abstractmethod
+    def finished(self, setup, state) -> bool:
+        """Whether the run has nothing more to train."""
+
+    @abc.abstractmethod
+    def finish(self, setup, state, *, keep_state: bool = False):
+        """The final evaluation: the run's result (host arrays)."""
+
+    @abc.abstractmethod
+    def current_result(self, setup, state):
+        """The run so far, as a result without its final evaluation (for a checkpoint)."""
+
+    def running(self, config):
+        """The context the steps run in (floating-point error handling, BLAS threads)."""
+        return contextlib.nullcontext()
+
+    def over(self, attrs) -> bool:
+        """Whether a finished run file ended before its ``epochs`` for good (nothing to continue)."""
+        return False
+
+    def train(self, config, *, data_dir=None, dataset=None, callback=None):
+        """The whole run in memory: the steps above, one after the other."""
+        setup = self.prepare(config, data_dir=data_dir, dataset=dataset)
+        with self.running(config):
+            state = self.init_state(setup)
+            while not self.finished(setup, state):
+                state, record = self.train_epoch(setup, state)
+                if callback is not None:
+                    callback(record)
+            return self.finish(setup, state)
+
+    def result_config(self, result):
+        """The configuration of a result of this family."""
+        return result.config
+
+    # -- the run file ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def run_to_dataset(self, result, *, command: str | None = None, labels: dict | None = None,
+                       **options):
+        """The run file's ``xarray.Dataset`` of a finished result (``labels``: name, tags, note;
+        ``options``: tolerances and the family's own extras)."""
+
+    @abc.abstractmethod
+    def checkpoint_to_dataset(self, result, *, status: str, writer: dict | None = None, segments=None,
+                              dynamics_every: int | None = None, command: str | None = None,
+                              created: str | None = None, history: str | None = None, attrs: dict | None = None):
+        """A live run file: the result so far plus the state resuming needs."""
+
+    @abc.abstractmethod
+    def state_from_dataset(self, ds, path=None):
+        """The state a run file stores (host arrays), or one clear error for a damaged one."""
+
+    @abc.abstractmethod
+    def params_from_dataset(self, ds):
+        """The (pi, m, Xi) of every weight matrix a run file stores."""
+
+    @abc.abstractmethod
+    def check_parameters(self, ds, path) -> None:
+        """Refuse, in one line, a run file whose parameters are missing or damaged."""
+
+    # -- order parameters ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def order_reports(self, ds, tolerances: Mapping) -> list:
+        """Per weight matrix ``(label, {order parameter: values over replicas})`` of a run file,
+        recomputed from its parameters at ``tolerances`` (``mfphys order``)."""
+
+    # -- budget ------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def estimate(self, config, *, state: bool = True, dynamics_every: int | None = None):
+        """Memory and disk (:class:`mfphys.budget.Estimate`) of a run, before anything is allocated;
+        ``state``: whether the file holds the state for resuming."""
+
+    def calibrate(self, config):
+        """Time a few steps of ``config`` on this machine (the calibration :meth:`seconds` reads)."""
+        return None
+
+    def seconds(self, config, calibration) -> float:
+        """Estimated seconds of a whole run from its calibration (NaN: unknown)."""
+        return float("nan")
+
+    def calibration_key(self, config) -> tuple:
+        """Configurations with the same key share one calibration (same shapes and backend)."""
+        return (self.name, config.to_json())
+
+    def cost(self, config) -> float:
+        """A rough relative cost of a run, to order a scan's cells (largest first on Dask)."""
+        return float(config.epochs)
+
+    # -- scans, perturbation, reproduce --------------------------------------------------------
+
+    @abc.abstractmethod
+    def scan_axes(self) -> ScanAxes:
+        """The family's scan options and cell configurations."""
+
+    def scan_architecture(self, fixed: Mapping, grid: Mapping) -> str:
+        """A scan's architecture in one line, from its fixed options and grid."""
+        return self.title
+
+    def perturb_targets(self, config) -> tuple[str, ...]:
+        """The weight matrices a targeted perturbation can act on (empty: none)."""
+        return ()
+
+    def perturb_run(self, run_path, *, target: str | None = None, **options):
+        """The targeted perturbation of a trained run file (docs/model.md section 7)."""
+        from .errors import MfphysError
+
+        raise MfphysError(f"{run_path}: the {self.title} model has no targeted perturbation")
+
+    def experiments(self) -> Mapping[str, Experiment]:
+        """The family's experiments for ``mfphys reproduce`` (name -> :class:`Experiment`)."""
+        return {}
