@@ -13,6 +13,13 @@ mfphys order m.nc --csv > order.csv
 mfphys order m.nc > order.txt
 mfphys perturb m.nc --layer 1 --fractions 0:1:0.5 --samples 2 --out p.nc > perturb.txt 2>&1
 mfphys scan --depth 1,2 --n-train 300,600 --epochs 2 -R 2 --width 10 --batch-size 100 --n-test 200 --backend numpy --out sc > scan.txt 2>&1
+# the recurrent family: row-wise MNIST and the multisensory task, its order table, perturbation and scan
+mfphys train --model rnn --preset row_mnist --epochs 1 -R 2 --n-train 500 --n-test 200 --backend numpy -q --out r.nc
+mfphys train --model rnn --preset multisensory --epochs 3 -R 1 --backend numpy -q --out ms.nc
+mfphys order r.nc > order-rnn.txt
+mfphys order r.nc --json > order-rnn.json
+mfphys perturb r.nc --matrix recurrent --fractions 0:1:0.5 --samples 2 --out rp.nc > perturb-rnn.txt 2>&1
+mfphys scan --model rnn --steps 7,14 --n-train 200,400 --epochs 1 -R 1 --n 16 --n-test 100 --backend numpy --out rsc > scan-rnn.txt 2>&1
 python - <<'PY' > dump.txt
 import glob, hashlib
 import numpy as np, xarray as xr
@@ -22,16 +29,17 @@ def digest(a):
     return a.tolist() if a.dtype.kind == "O" else hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 masked = ("created", "history", "timings", "trained_on")
-for f in sorted(glob.glob("*.nc") + glob.glob("sc/cells/*.nc")):
+for f in sorted(glob.glob("*.nc") + glob.glob("sc/cells/*.nc") + glob.glob("rsc/cells/*.nc")):
     ds = xr.open_dataset(f)
     print("==", f)
     for k in sorted(ds.attrs):
         print(" attr", k, "<masked>" if k in masked or "time" in k or "seconds" in k else ds.attrs[k])
     for k in sorted(v for v in ds.variables if "seconds" not in v):
         print(" var", k, ds[k].dims, ds[k].dtype, ds[k].shape, digest(ds[k].values))
-ds = mfphys.open_scan("sc")
-print("== open_scan")
-for k in sorted(v for v in ds.variables if "seconds" not in v):
-    print(" var", k, ds[k].dims, ds[k].dtype, ds[k].shape, digest(ds[k].values))
+for folder in ("sc", "rsc"):
+    ds = mfphys.open_scan(folder)
+    print("== open_scan", folder)
+    for k in sorted(v for v in ds.variables if "seconds" not in v):
+        print(" var", k, ds[k].dims, ds[k].dtype, ds[k].shape, digest(ds[k].values))
 PY
 echo "wrote $O/dump.txt"

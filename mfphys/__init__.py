@@ -20,12 +20,17 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+from . import _compat
 from ._lazy import lazy_exports
 
+_compat.install()  # the module paths of earlier versions (mfphys.train, mfphys.rnn, ...) keep working
+
 # Eager: `mfphys.train` must stay the function even after `import mfphys.train` (the submodule
-# import binds the module to the package attribute; this import, run first, rebinds it).
-from .errors import DivergenceError, MfphysError
-from .train import TrainConfig, TrainResult, train
+# import binds the module, through its legacy path, to the package attribute; this import, run
+# first, registers that path and rebinds the attribute to the function).
+from .errors import DivergenceError, MfphysError  # noqa: E402
+from .registry import families  # noqa: E402
+from .train import TrainConfig, TrainResult, train  # noqa: E402
 
 #: public name -> the module that defines it, loaded on first access
 _LAZY = {
@@ -33,7 +38,7 @@ _LAZY = {
     "ScanSpec": "scan", "open_scan": "scan", "run_scan": "scan",
 }
 
-__all__ = ["__version__", "MfphysError", "DivergenceError", "TrainConfig", "TrainResult", "train",
+__all__ = ["__version__", "families", "MfphysError", "DivergenceError", "TrainConfig", "TrainResult", "train",
            "open_run", "open_runs", "save_run", "run_to_dataset", "ScanSpec", "open_scan", "run_scan"]
 
 

@@ -43,6 +43,20 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple
 
 
+def option_kind(default) -> str:
+    """The kind of a scan option from its default value (:class:`ScanAxes`)."""
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int):
+        return "int"
+    if isinstance(default, float):
+        return "float"
+    if isinstance(default, tuple):
+        return "tuple"
+    return "str"
+
+
+
 class ScanAxes(NamedTuple):
     """What a scan needs of a family: its options and how one cell's configuration is built.
 
@@ -53,7 +67,9 @@ class ScanAxes(NamedTuple):
     configuration from all its options; ``check(config, options)``: raise
     :class:`~mfphys.errors.MfphysError` for a cell that cannot run; ``name_prefix(fixed)``: the
     start of the scan's default folder name; ``hash_key``: whether the family's name enters the
-    scan hash (False only for the family whose scans were hashed before there were families).
+    scan hash (False only for the family whose scans were hashed before there were families);
+    ``added_later``: options added after the first release, with the default that reproduces the
+    older scans (they enter the hash only where they differ from it).
     """
 
     options: Mapping[str, str]
@@ -64,6 +80,7 @@ class ScanAxes(NamedTuple):
     check: Callable[[Any, Mapping], None]
     name_prefix: Callable[[Mapping], str]
     hash_key: bool = True
+    added_later: Mapping[str, Any] = {}
 
 
 class Experiment(NamedTuple):
@@ -90,8 +107,16 @@ class ModelFamily(abc.ABC):
     name: ClassVar[str]
     title: ClassVar[str]
     unit: ClassVar[str] = "layer"
+    #: the keyword of :meth:`perturb_run` that names the matrix (``--layer``, ``--matrix``)
+    target_option: ClassVar[str] = "matrix"
+    #: whether :func:`mfphys.open_runs` can stack its runs (one architecture: per-connection arrays)
+    stackable: ClassVar[bool] = False
     continue_ignores: ClassVar[tuple[str, ...]] = ("epochs",)
     frontend: ClassVar[str | None] = None
+    #: whether its run files count layer 1 over live inputs too (the ``_live`` order parameters)
+    live_inputs: ClassVar[bool] = False
+    #: what :meth:`connections` counts, for the combined scan view's ``n_connections``
+    connections_text: ClassVar[str] = "connections of the weight matrix"
 
     def __repr__(self) -> str:
         return f"<model family {self.name!r} ({self.title})>"
@@ -160,9 +185,14 @@ class ModelFamily(abc.ABC):
                     callback(record)
             return self.finish(setup, state)
 
-    def result_config(self, result):
-        """The configuration of a result of this family."""
-        return result.config
+    def preflight(self, configs, data_dir=None) -> None:  # noqa: B027 (optional: nothing to load by default)
+        """Load the data of ``configs`` once (a scan's cells), so that missing files stop a scan
+        with one line before anything is written."""
+
+    def load_data(self, config, data_dir=None):
+        """The data set of a run (for a perturbation's test set), or None when the family
+        generates its inputs."""
+        return None
 
     # -- the run file ----------------------------------------------------------------------------
 
@@ -225,6 +255,26 @@ class ModelFamily(abc.ABC):
     @abc.abstractmethod
     def scan_axes(self) -> ScanAxes:
         """The family's scan options and cell configurations."""
+
+    def scan_meta(self, fixed: Mapping) -> dict:
+        """Extra keys of a scan's ``scan.json`` (besides grid, fixed, model, hash)."""
+        return {}
+
+    def cell_options(self, fixed: Mapping) -> dict:
+        """Extra options of :meth:`run_to_dataset` for a scan's cell, from the scan's fixed options."""
+        return {}
+
+    def scan_matrices(self, cells: list[Mapping]) -> list:
+        """The coordinate of :attr:`unit` in a combined scan view, given every cell's options."""
+        raise NotImplementedError(f"the {self.title} family does not say its scan's weight matrices")
+
+    def connections(self, options: Mapping) -> list[int]:
+        """Connections of each weight matrix of a scan cell with these options."""
+        raise NotImplementedError(f"the {self.title} family does not count its connections")
+
+    def live_connections(self, options: Mapping, n_dead_inputs: int) -> list[int] | None:
+        """Connections of each matrix counting only live inputs (None: the family has no such count)."""
+        return None
 
     def scan_architecture(self, fixed: Mapping, grid: Mapping) -> str:
         """A scan's architecture in one line, from its fixed options and grid."""

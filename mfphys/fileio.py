@@ -6,6 +6,7 @@ No xarray and no UI here, so the lightest modules (data, scan folder state) can 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -228,3 +229,15 @@ def read_json(path: str | os.PathLike):
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
+
+
+def config_differences(old, new, *, ignore=("epochs",)) -> list[str]:
+    """What differs between two run configurations, dataclasses of any family (``--lr 0.1 in the
+    file, 0.05 here``), ``ignore`` left out."""
+    a, b = dataclasses.asdict(old), dataclasses.asdict(new)
+
+    def show(v):
+        return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    return [f"--{k.replace('_', '-')} {show(a[k])} in the file, {show(b[k])} here"
+            for k in a if k not in ignore and a[k] != b[k]]

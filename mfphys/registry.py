@@ -31,6 +31,8 @@ BUILTIN = {
     "rnn": "mfphys.models.rnn.family:FAMILY",
 }
 
+BUILTIN_NAMES = tuple(BUILTIN)
+
 #: the family of a run file without a ``model`` attribute and of a scan without a ``model`` key
 #: (files written before there were families), and of a command that names none
 DEFAULT = "ffn"
@@ -122,6 +124,14 @@ def of_config(config) -> ModelFamily:
 def of_result(result) -> ModelFamily:
     """The family of a training result (by its configuration)."""
     return of_config(result.config)
+
+
+def of_scan(meta) -> ModelFamily:
+    """The family of a scan, from its ``scan.json`` (``model``; none: :data:`DEFAULT`)."""
+    model = meta.get("model") or DEFAULT
+    if not is_family(model):
+        raise MfphysError(f"unknown model {model!r} in scan.json: registered families are {', '.join(names())}")
+    return get(model)
 
 
 def reload() -> None:

@@ -11,11 +11,10 @@ the file at the start, at checkpoints (:class:`CheckpointPolicy`), when asked to
 the end. On the NumPy backend a resumed run ends with exactly the numbers of an uninterrupted
 one: the state holds every random stream.
 
-Both model families go through the same code: a :class:`Family` names a family's steps, its
-configuration class and how its state goes to and comes from a file; :func:`family_of` picks
-it from the configuration (a :class:`mfphys.train.TrainConfig` or a
-:class:`mfphys.rnn.RnnConfig`), so ``train_run(Plan("new", path, rnn_config))`` trains a
-recurrent run with checkpoints as it does a feed-forward one.
+Every model family goes through the same code: its :class:`mfphys.family.ModelFamily` names
+its steps, its configuration class and how its state goes to and comes from a file;
+:func:`family_of` asks the registry for it by the configuration, so ``train_run(Plan("new",
+path, config))`` trains a run of any family with checkpoints.
 """
 
 from __future__ import annotations
@@ -26,28 +25,14 @@ import math
 import os
 import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from . import store
+from . import registry, store
+from ._compat import legacy_getattr
+from .dynamics import DYNAMICS_EVERY
 from .errors import MfphysError
-from .fileio import boot_id, check_destination, process_alive, utc_now
-from .train import (
-    DYNAMICS_EVERY,
-    EpochRecord,
-    TrainConfig,
-    TrainResult,
-    TrainState,
-    config_differences,
-    current_result,
-    finish,
-    init_state,
-    prepare,
-    quiet_fp,
-    resume_state,
-    train_epoch,
-)
+from .fileio import boot_id, check_destination, config_differences, process_alive, utc_now
 
 #: default checkpoint cadence: a checkpoint once this many seconds have passed since the last
 #: one (none by epoch count); its cost at this default is in bench/README.md
@@ -80,66 +65,13 @@ class CheckpointPolicy(NamedTuple):
         return self
 
 
-@dataclass(frozen=True)
-class Family:
-    """A model family as :func:`plan_run` and :func:`train_run` see it.
-
-    ``name``: the run file's ``model`` attribute (:data:`mfphys.store.MODELS`); ``config_class``
-    its configuration; ``prepare(config, data_dir=, dataset=, dynamics_every=)`` -> setup,
-    ``init_state(setup)``, ``resume_state(setup, host_state)``, ``train_epoch(setup, state)`` ->
-    (state, record), ``finished(setup, state)``, ``finish(setup, state, keep_state=)`` -> result,
-    ``current_result(setup, state)`` -> the run so far; ``checkpoint_to_dataset(result, status=,
-    writer=, segments=, dynamics_every=, command=, created=, history=, attrs=)`` and
-    ``state_from_dataset(ds, path)`` convert to and from a file; ``running(config)`` is the
-    context the steps run in; ``over(attrs)`` tells a finished file that ended before its
-    ``epochs`` (every replica stopped: nothing more to train); ``ignore``: the configuration
-    fields a continued run may change.
-    """
-
-    name: str
-    config_class: type
-    prepare: Callable
-    init_state: Callable
-    resume_state: Callable
-    train_epoch: Callable
-    finished: Callable
-    finish: Callable
-    current_result: Callable
-    checkpoint_to_dataset: Callable
-    state_from_dataset: Callable
-    running: Callable
-    over: Callable = lambda attrs: False
-    ignore: tuple = ("epochs",)
+def family_of(config):
+    """The model family (:class:`mfphys.family.ModelFamily`) that trains ``config``."""
+    return registry.of_config(config)
 
 
-#: the feed-forward family (mfphys.train, mfphys.store)
-FFN = Family("ffn", TrainConfig, prepare, init_state, resume_state, train_epoch,
-             lambda setup, state: state.epoch >= setup.config.epochs, finish, current_result,
-             store.checkpoint_to_dataset, store.state_from_dataset, lambda config: quiet_fp())
-
-
-def _rnn_family() -> Family:
-    from .rnn import store as rnn_store
-    from .rnn import train as rnn
-
-    return Family("rnn", rnn.RnnConfig, rnn.prepare, rnn.init_state, rnn.resume_state, rnn.train_epoch, rnn.finished,
-                  rnn.finish, rnn.current_result, rnn_store.rnn_checkpoint_to_dataset, rnn_store.state_from_dataset,
-                  rnn.running, over=lambda attrs: _int(attrs.get("replicas_active"), None) == 0,
-                  ignore=("epochs", "blas_threads"))
-
-
-def family_of(config) -> Family:
-    """The family that trains ``config``: :data:`FFN` for a TrainConfig, the recurrent one for an RnnConfig."""
-    if isinstance(config, TrainConfig):
-        return FFN
-    family = _rnn_family()
-    if isinstance(config, family.config_class):
-        return family
-    raise TypeError(f"not a run configuration: {type(config).__name__}")
-
-
-_MODEL_TEXT = {"ffn": "a feed-forward run file (model ffn)", "rnn": "a recurrent run file (model rnn)"}
-_TRAINING_TEXT = {"ffn": "feed-forward training", "rnn": "recurrent training (--model rnn)"}
+def _file_text(family) -> str:
+    return f"a {family.title} run file (model {family.name})"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -202,8 +134,8 @@ class Plan(NamedTuple):
 
     action: str
     path: Path
-    config: TrainConfig
-    state: TrainState | None = None
+    config: object  # the run's configuration, of any family
+    state: object | None = None  # the family's training state
     attrs: dict = {}
 
 
@@ -242,15 +174,17 @@ def plan_run(path, config, *, resume: bool = False) -> Plan:
                               f"continue it with --resume {path}")
     family = family_of(config)
     try:
-        model = store.model_of(attrs)
+        found = registry.of_attrs(attrs)
     except MfphysError as exc:
         raise MfphysError(f"{path}: {exc}; {keep}") from None
-    if model != family.name:
-        raise MfphysError(f"{path} is {_MODEL_TEXT[model]}: {_TRAINING_TEXT[family.name]} cannot continue it; {keep}")
+    if found is not family:
+        option = "" if family.name == registry.DEFAULT else f" (--model {family.name})"
+        raise MfphysError(f"{path} is {_file_text(found)}: {family.title} training{option} cannot continue it; "
+                          f"{keep}")
     old = store.config_from_attrs(attrs, path)
     if old.mode != config.mode:
         raise MfphysError(f"{path} was made by --mode {old.mode}, not {config.mode}; {keep}")
-    diffs = config_differences(old, config, ignore=family.ignore)
+    diffs = config_differences(old, config, ignore=family.continue_ignores)
     if diffs:
         more = f"; ... ({len(diffs)} differences)" if len(diffs) > 3 else ""
         raise MfphysError(f"{path} was made by another configuration ({'; '.join(diffs[:3])}{more}); {keep}")
@@ -285,12 +219,12 @@ def _writer_text(attrs) -> str:
 
 def train_run(plan: Plan, *, policy: CheckpointPolicy = CheckpointPolicy(),
               dynamics_every: int = DYNAMICS_EVERY, data_dir=None, dataset=None,
-              callback: Callable[[EpochRecord], None] | None = None,
-              stop: Callable[[], bool] | None = None, on_start: Callable[[TrainState], None] | None = None,
+              callback: Callable | None = None,
+              stop: Callable[[], bool] | None = None, on_start: Callable | None = None,
               command: str | None = None, attrs: dict | None = None, initial_checkpoint: bool = True,
-              write_done: bool = True) -> TrainResult:
-    """Train ``plan`` (not "done") into its file and return the finished result (a
-    :class:`TrainResult`, or an :class:`mfphys.rnn.RnnResult` for a recurrent configuration).
+              write_done: bool = True):
+    """Train ``plan`` (not "done") into its file and return the finished result (of the
+    configuration's family: a feed-forward ``TrainResult``, a recurrent ``RnnResult``, ...).
 
     The file is written at the start (``initial_checkpoint``; status ``running``, after the
     data loaded, so bad input leaves no file), whenever ``policy`` says so, and at the end
@@ -377,3 +311,6 @@ def _segments(attrs) -> list:
     except (TypeError, ValueError):
         return []
     return seg if isinstance(seg, list) else []
+
+
+__getattr__ = legacy_getattr(__name__)

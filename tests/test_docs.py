@@ -92,3 +92,24 @@ def test_relative_links_resolve(page):
         if not (page.parent / path).exists():
             broken.append(target)
     assert not broken, f"{page.relative_to(REPO)} links to missing files: {broken}"
+
+
+def test_every_module_path_the_design_names_exists():
+    """docs/design.md's layers and paths name modules that exist (the layout it describes is true)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "docs" / "design.md").read_text()
+    paths = set(re.findall(r"`(mfphys/[\w/]+?)/?`", text))
+    assert paths, "the design names no paths"
+    for p in paths:
+        assert (root / p).exists() or (root / f"{p}.py").exists() or "<name>" in p, p
+    block = text.split("## Model families", 1)[1].split("```", 1)[0].split("- **", 1)[0]
+    layers = [line.split(None, 1)[1].split("(")[0] for line in block.splitlines()
+              if line.startswith("    ") and line.split()[0] in ("core", "storage", "registry", "engine")]
+    names = [n.strip() for line in layers for n in line.split(",") if n.strip()]
+    assert "registry" in names and "store" in names
+    for name in names:
+        name = name.rstrip("/")
+        assert (root / "mfphys" / f"{name}.py").exists() or (root / "mfphys" / name).is_dir(), name

@@ -54,7 +54,7 @@ def test_import_mfphys_is_light(tmp_path):
 
 def test_train_stays_the_function_after_submodule_import(tmp_path):
     code = "import mfphys.train, mfphys.store, mfphys; print(callable(mfphys.train), mfphys.train.__module__)"
-    assert _run(code, tmp_path) == "True mfphys.train"
+    assert _run(code, tmp_path) == "True mfphys.models.ffn.train"  # the function, from the family's folder
 
 
 def test_no_top_level_cli_package(tmp_path):

@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfphys import order, perturb, store
+from mfphys import order, store
 from mfphys.backend import SELECT_VIP, replica_rngs
 from mfphys.errors import MfphysError
 from mfphys.model import Layer
+from mfphys.models.ffn import perturb  # the feed-forward experiment (the driver mfphys.perturb dispatches to it)
 from mfphys.train import TrainConfig, load_data, train
 
 LAYERS = (12, 8, 3)

@@ -16,7 +16,7 @@ import socket
 import numpy as np
 import pytest
 
-from mfphys import open_run, runfile, store
+from mfphys import open_run, registry, runfile, store
 from mfphys.errors import DivergenceError, MfphysError
 from mfphys.fileio import boot_id
 from mfphys.runfile import CheckpointPolicy, Plan, plan_run, train_run
@@ -174,7 +174,8 @@ def test_old_run_files_open_as_done_and_cannot_be_continued(reference, tmp_path)
 
 
 def test_failed_new_run_leaves_no_file_and_a_failed_resume_keeps_its_checkpoint(tmp_path, monkeypatch):
-    real = runfile.FFN.train_epoch
+    family = registry.get("ffn")  # the family object the run-file layer asks for a TrainConfig
+    real = family.train_epoch
 
     def diverge_at(n):
         def step(setup, state):
@@ -184,13 +185,13 @@ def test_failed_new_run_leaves_no_file_and_a_failed_resume_keeps_its_checkpoint(
         return step
 
     path = tmp_path / "r.nc"
-    monkeypatch.setattr(runfile, "FFN", dataclasses.replace(runfile.FFN, train_epoch=diverge_at(5)))
+    monkeypatch.setattr(family, "train_epoch", diverge_at(5))
     with pytest.raises(DivergenceError):
         train_run(plan_run(path, CFG), policy=EVERY)
     assert not path.exists() and list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(runfile, "FFN", dataclasses.replace(runfile.FFN, train_epoch=real))
+    monkeypatch.undo()
     interrupted(path, 2)
-    monkeypatch.setattr(runfile, "FFN", dataclasses.replace(runfile.FFN, train_epoch=diverge_at(5)))
+    monkeypatch.setattr(family, "train_epoch", diverge_at(5))
     with pytest.raises(DivergenceError):
         train_run(plan_run(path, CFG), policy=EVERY)
     ds = open_run(path)

@@ -22,11 +22,10 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
-from .. import __version__, store
+from .. import __version__, registry, store
 from ..errors import MfphysError
 from ..fileio import atomic_file, make_folder, read_json, utc_now, write_json_atomic
 from ..runfile import CheckpointPolicy, Plan, train_run
-from ..train import load_data, train
 from .folder import (
     KIND,
     FolderLock,
@@ -97,24 +96,14 @@ def _copy_atomic(src: Path, dst: Path) -> None:
 
 
 def _preflight(cells: Sequence[Cell], data_dir) -> None:
-    """Load each distinct data set once at its largest n_train, so that missing MNIST files or a
-    too-large n_train stop the scan with one line before anything is written."""
-    biggest: dict = {}
-    rnn = [c.config for c in cells if c.model == "rnn"]
-    if rnn:  # every recurrent cell reads MNIST: its largest training and test sets
-        from ..data import load_dataset
-
-        n_test = None if any(c.n_test is None for c in rnn) else max(c.n_test for c in rnn)
-        load_dataset("mnist", n_train=max(c.n_train for c in rnn), n_test=n_test, data_dir=data_dir)
+    """Load each distinct data set once at its largest n_train (each family knows its data), so
+    that missing MNIST files or a too-large n_train stop the scan with one line before anything
+    is written."""
+    by_family: dict = {}
     for cell in cells:
-        if cell.model != "ffn":
-            continue
-        c = cell.config
-        k = (c.dataset, c.layers[0], c.teacher_seed, c.n_test)
-        if k not in biggest or c.n_train > biggest[k].n_train:
-            biggest[k] = c
-    for c in biggest.values():
-        load_data(c, data_dir)
+        by_family.setdefault(cell.model, []).append(cell.config)
+    for model, configs in by_family.items():
+        registry.get(model).preflight(configs, data_dir)
 
 
 def _error_record(exc: BaseException, cell: Cell) -> dict:
@@ -157,22 +146,15 @@ def _train_cell(cell: Cell, data_dir, marker: str | None, owner: dict, blas_thre
 
 
 def _train_in_memory(cell: Cell, data_dir, callback):
-    """Train a cell without checkpoints (a Dask worker that does not see the scan folder):
-    :func:`mfphys.train.train` or :func:`mfphys.rnn.train_rnn`, by the cell's model family."""
-    if cell.model == "rnn":
-        from ..rnn import train_rnn
-
-        return train_rnn(cell.config, data_dir=data_dir, callback=callback)
-    return train(cell.config, data_dir=data_dir, callback=callback)
+    """Train a cell without checkpoints (a Dask worker that does not see the scan folder), with
+    its family's steps in memory."""
+    return registry.get(cell.model).train(cell.config, data_dir=data_dir, callback=callback)
 
 
-def _cell_dataset(cell: Cell, result, *, command: str | None, preset: str | None):
-    """The run-file Dataset of a trained cell, of either model family (before the scan's attributes)."""
-    if cell.model == "rnn":
-        from ..rnn.store import rnn_run_to_dataset
-
-        return rnn_run_to_dataset(result, command=command, preset=preset)
-    return store.run_to_dataset(result, command=command)
+def _cell_dataset(cell: Cell, result, *, command: str | None, fixed: dict):
+    """The run-file Dataset of a trained cell, of any model family (before the scan's attributes)."""
+    family = registry.get(cell.model)
+    return family.run_to_dataset(result, command=command, **family.cell_options(fixed))
 
 
 def _train_checkpointed(cell: Cell, partial: Path, data_dir, checkpoint: CheckpointPolicy, callback):
@@ -235,11 +217,7 @@ def _connect(workers: int | None, scheduler: str | None, timeout: float):
 
 def _cost(cell: Cell) -> float:
     """Rough relative cost of a cell, to start the big ones first on a cluster."""
-    c = cell.config
-    if cell.model == "rnn":  # mini-batches x steps x connections per step
-        n_in, n_out = c.io
-        return c.batches_per_epoch * c.batch_size * c.epochs * c.replicas * c.steps * c.n * (n_in + c.n + n_out)
-    return c.n_train * c.epochs * c.replicas * sum(a * b for a, b in zip(c.layers[:-1], c.layers[1:]))
+    return registry.get(cell.model).cost(cell.config)
 
 
 class ScanPlan(NamedTuple):
@@ -260,7 +238,7 @@ def plan_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None 
               calibrate: bool = False) -> ScanPlan:
     """The cells of ``spec`` not done in ``folder`` yet, and what they need: memory (the largest
     cells, ``workers`` of them at once), disk (every cell file) and, with ``calibrate``, the time
-    from a short calibration of each distinct cell shape (:func:`mfphys.budget.step_seconds`).
+    from a short calibration of each distinct cell shape (the family's :meth:`~mfphys.family.ModelFamily.calibrate`).
     Reads file names only; writes nothing."""
     from .. import budget
     from ..fileio import free_bytes
@@ -272,9 +250,8 @@ def plan_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None 
         status = scan_status(folder)["cells"]
     todo = tuple(c for c in cells if status.get(c.key) != "done")
     parallel = max(1, min(workers or 1, len(todo) or 1))
-    # a recurrent cell file holds no optimiser state (state=False)
-    ests = [budget.rnn_estimate(c.config, state=False) if c.model == "rnn" else budget.train_estimate(c.config)
-            for c in todo]
+    # a cell file holds no optimiser state (state=False), where the family's files can leave it out
+    ests = [registry.get(c.model).estimate(c.config, state=False) for c in todo]
     peaks = sorted((e.peak for e in ests), reverse=True)
     memory = sum(peaks[:parallel])
     seconds = None
@@ -282,17 +259,11 @@ def plan_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None 
         steps: dict = {}
         total = 0.0
         for c in todo:
-            cfg = c.config
-            if c.model == "rnn":
-                shape = ("rnn", cfg.steps, cfg.n, cfg.batch_size, cfg.replicas, cfg.dtype, cfg.mode, cfg.backend)
-                if shape not in steps:
-                    steps[shape] = budget.rnn_step_seconds(cfg)
-                total += budget.rnn_train_seconds(cfg, steps[shape])
-                continue
-            shape = (cfg.layers, cfg.batch_size, cfg.replicas, cfg.dtype, cfg.mode, cfg.activation, cfg.backend)
-            if shape not in steps:
-                steps[shape] = budget.step_seconds(cfg)
-            total += budget.train_seconds(cfg, steps[shape])
+            family = registry.get(c.model)
+            key = family.calibration_key(c.config)
+            if key not in steps:
+                steps[key] = family.calibrate(c.config)
+            total += family.seconds(c.config, steps[key])
         seconds = total / parallel
     return ScanPlan(len(cells), len(cells) - len(todo), todo, parallel, memory, sum(e.disk for e in ests), seconds,
                     budget.available_memory(), free_bytes(folder))
@@ -389,7 +360,7 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
             write_json_atomic({store.KIND_ATTR: KIND, "mfphys_version": __version__, "name": name,
                                 "model": spec.model, "dims": list(spec.dims), "grid": spec.grid_dict,
                                 "fixed": spec.fixed_dict,
-                                **({"width": spec.fixed_dict.get("width")} if spec.model == "ffn" else {}),
+                                **registry.get(spec.model).scan_meta(spec.fixed_dict),
                                 "scan_hash": spec.scan_hash(), "created": utc_now(),
                                 "command": command or "mfphys.scan.run_scan"}, p.scan_json)
         make_folder(p.cells, what="cells folder")
@@ -407,7 +378,7 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
         def finish(cell, outcome, payload, where):
             counts["pending"] -= 1
             if outcome == "done":
-                ds = _cell_dataset(cell, payload, command=command, preset=spec.fixed_dict.get("preset"))
+                ds = _cell_dataset(cell, payload, command=command, fixed=spec.fixed_dict)
                 ds.attrs.update(scan_cell=json.dumps(dict(cell.coords)), config_hash=cell.config_hash,
                                 scan_name=name, scan_hash=spec.scan_hash(), mfphys_version=__version__,
                                 trained_on=where, blas_threads=str(blas_threads or "default"))

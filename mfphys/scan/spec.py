@@ -10,7 +10,6 @@ front doors, the command line (:func:`spec_from_options`) and a TOML file
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -18,166 +17,43 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
+from .. import registry
+from .._compat import legacy_getattr
 from ..errors import MfphysError
-from ..train import ADDED_LATER, TrainConfig
-
-#: options that are not TrainConfig fields: the architecture (input_dim, width, ..., 10) as depth x width
-ARCH_OPTIONS = {"depth": "int", "width": "int", "input_dim": "int"}
-ARCH_DEFAULTS = {"width": 100, "input_dim": 784}
-#: every data set mfphys knows (MNIST, Fashion-MNIST, teacher) has 10 classes
-N_CLASSES = 10
-#: TrainConfig fields a scan does not take as options: layers is built from depth and width
-NOT_OPTIONS = ("layers",)
-#: options that can only be held fixed: replicas is the replica axis; decay_on is a list itself
-NOT_SCANNABLE = ("replicas", "decay_on")
-#: always grid dimensions, in this order, even with a single value (the depth x data-size plane)
-ALWAYS_SCANNED = ("depth", "n_train")
+from ..family import ModelFamily, ScanAxes
 
 _SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
 
 
-def _kind_of(default) -> str:
-    if isinstance(default, bool):
-        return "bool"
-    if isinstance(default, int):
-        return "int"
-    if isinstance(default, float):
-        return "float"
-    if isinstance(default, tuple):
-        return "tuple"
-    return "str"
+def family(model: str | None = None) -> ModelFamily:
+    """The model family of a scan's ``model`` (None: :data:`mfphys.registry.DEFAULT`), or one clear error."""
+    if model is not None and not registry.is_family(model):
+        raise MfphysError(f"unknown --model {model!r}: choose one of {', '.join(registry.names())}")
+    return registry.get(model)
 
 
-_TRAIN_DEFAULTS = {f.name: getattr(TrainConfig(), f.name) for f in dataclasses.fields(TrainConfig)
-                   if f.name not in NOT_OPTIONS}
-#: option name -> kind (int, float, str, bool, tuple; "int?" may be None = all)
-OPTIONS = {**ARCH_OPTIONS, **{k: _kind_of(v) for k, v in _TRAIN_DEFAULTS.items()}, "n_test": "int?"}
-DEFAULTS = {**ARCH_DEFAULTS, **_TRAIN_DEFAULTS}
-
-#: the recurrent model's scan options (docs/model-rnn.md section 7): ``preset`` (an MNIST preset),
-#: the step count T (the temporal depth), the data size and the settings ``mfphys train --model rnn``
-#: overrides, plus ``n`` (hidden units), ``batch_size`` and ``lr`` (every learning rate of the preset)
-RNN_OPTIONS = {"steps": "int", "n_train": "int", "preset": "str", "n": "int", "epochs": "int",
-               "batch_size": "int", "lr": "float", "mode": "str", "replicas": "int", "seed": "int",
-               "n_test": "int?", "eval_samples": "int", "backend": "str", "dtype": "str"}
-#: the preset of a recurrent scan unless one is given
-RNN_PRESET = "row_mnist"
-#: the scan's models: ``ffn`` (feed-forward, the default) and ``rnn`` (recurrent)
-MODELS = ("ffn", "rnn")
+def axes(model: str | None = None) -> ScanAxes:
+    """The scan options and cell configurations of a family (:meth:`~mfphys.family.ModelFamily.scan_axes`)."""
+    return family(model).scan_axes()
 
 
-class Family(NamedTuple):
-    """What a scan needs to know of a model family: its options, defaults and cells' configurations.
-
-    ``defaults(given)``: every option's default given the options set so far (a recurrent scan's
-    defaults are its preset's); ``config(options)``: one cell's configuration from all its options;
-    ``check(config, options)``: raise :class:`MfphysError` for a cell that cannot run.
-    """
-
-    name: str
-    options: dict
-    always_scanned: tuple
-    not_scannable: tuple
-    defaults: Callable[[Mapping], dict]
-    config: Callable[[Mapping], Any]
-    check: Callable[[Any, Mapping], None]
-
-
-def _ffn_config(opts: Mapping) -> TrainConfig:
-    train_opts = {k: v for k, v in opts.items() if k in _TRAIN_DEFAULTS}
-    return TrainConfig(**train_opts, layers=layers_of(opts))
-
-
-def _ffn_check(config: TrainConfig, opts: Mapping) -> None:
-    if int(opts["depth"]) < 0:
-        raise MfphysError("depth (the number of hidden layers) must be >= 0")
-    for k in ("width", "input_dim"):
-        if opts[k] <= 0:
-            raise MfphysError(f"{k} must be positive, got {opts[k]}")
-    config.validate()
-    if config.batch_size > config.n_train:
-        raise MfphysError(f"--batch-size {config.batch_size} is larger than n_train {config.n_train}")
-    if config.dataset != "teacher" and config.layers[0] != 784:
-        raise MfphysError(f"{config.dataset} images have 784 pixels: drop --input-dim {config.layers[0]} "
-                          "(it is for --dataset teacher)")
-
-
-def _rnn_base(name):
-    from ..rnn import preset
-
-    base = preset(name)
-    if base.task != "mnist":
-        from ..rnn.tasks import PRESETS
-
-        mnist = ", ".join(k for k, v in PRESETS.items() if v.task == "mnist")
-        raise MfphysError(f"preset {name}: the {base.task} task generates its trials (no data size) and has no "
-                          f"step axis; a recurrent scan takes an MNIST preset ({mnist})")
-    return base
-
-
-def _rnn_defaults(given: Mapping) -> dict:
-    """A recurrent scan's defaults: its preset's settings (``lr``: the preset's common learning rate)."""
-    name = given.get("preset", RNN_PRESET)
-    base = _rnn_base(name)
-    o = base.optimizer
-    rates = set(o.lr_m + o.lr_xi + o.lr_pi)
-    out = {"preset": name, "n": base.n, "epochs": base.epochs, "batch_size": base.batch_size,
-           "mode": base.mode, "replicas": base.replicas, "seed": base.seed, "n_test": base.n_test,
-           "eval_samples": base.eval_samples, "backend": base.backend, "dtype": base.dtype}
-    if len(rates) == 1:  # a preset with several learning rates keeps them unless lr is given
-        out["lr"] = rates.pop()
-    return out
-
-
-def _rnn_config(opts: Mapping):
-    """One recurrent cell: the preset read in ``steps`` steps with ``n`` units
-    (:func:`mfphys.rnn.tasks.mnist_protocol`), the other options set, then the first ``n_train``
-    images with :func:`mfphys.rnn.config.with_n_train`'s mini-batches per epoch."""
-    from ..rnn.config import with_n_train
-    from ..rnn.tasks import mnist_protocol
-
-    base = mnist_protocol(_rnn_base(opts["preset"]), int(opts["steps"]), int(opts["n"]))
-    changes = {k: opts[k] for k in ("epochs", "batch_size", "mode", "replicas", "seed", "n_test", "eval_samples",
-                                    "backend", "dtype") if k in opts}
-    if opts.get("lr") is not None:
-        lr = float(opts["lr"])
-        changes["optimizer"] = dataclasses.replace(base.optimizer, lr_m=(lr,) * 3, lr_xi=(lr,) * 3, lr_pi=(lr,) * 3)
-    cfg = dataclasses.replace(base, **changes)
-    return with_n_train(cfg, int(opts["n_train"]))
-
-
-def _rnn_check(config, opts: Mapping) -> None:
-    config.validate()
-
-
-FAMILIES = {
-    "ffn": Family("ffn", OPTIONS, ALWAYS_SCANNED, NOT_SCANNABLE, lambda given: dict(DEFAULTS), _ffn_config,
-                  _ffn_check),
-    "rnn": Family("rnn", RNN_OPTIONS, ("steps", "n_train"), ("replicas", "preset"), _rnn_defaults, _rnn_config,
-                  _rnn_check),
-}
-
-
-def family(model: str) -> Family:
-    """The :class:`Family` of a scan's ``model`` (``ffn`` or ``rnn``), or one clear error."""
-    if model not in FAMILIES:
-        raise MfphysError(f"unknown --model {model!r}: choose one of {', '.join(MODELS)}")
-    return FAMILIES[model]
+def _model(model: str | None) -> str:
+    return family(model).name
 
 
 # --- values and keys ------------------------------------------------------------------------------
 
 
-def coerce_option(name: str, value, where: str, model: str = "ffn"):
+def coerce_option(name: str, value, where: str, model: str | None = None):
     """``value`` (from the CLI as text, or from TOML) as the option's type, or one clear error.
 
     The one reading of an option's value: the grid, the fixed options and ``scan-plot --sel``
     all go through it, so ``"false"`` is ``False`` for a bool option everywhere. ``model``:
-    whose options (``ffn`` or ``rnn``).
+    whose options (a registered family; None: the default).
     """
-    kind = family(model).options[name]
+    kind = axes(model).options[name]
     bad = MfphysError(f"{where}: {name} takes {kind.rstrip('?')} values, got {value!r}")
     if kind == "int?" and (value is None or (isinstance(value, str) and value.strip().lower() in ("all", "none"))):
         return None
@@ -245,11 +121,6 @@ def config_hash(config) -> str:
     return _sha256(config.to_json())
 
 
-def layers_of(options: Mapping[str, Any]) -> tuple[int, ...]:
-    """Layer widths ``(N0,) + (width,) * depth + (10,)`` of a cell (docs/model.md section 2)."""
-    return (int(options["input_dim"]),) + (int(options["width"]),) * int(options["depth"]) + (N_CLASSES,)
-
-
 def grid_points(grid: Sequence[tuple[str, Sequence]]) -> Iterator[tuple[tuple, tuple, str]]:
     """``(index, coords, key)`` of every cell of a grid ``((name, values), ...)``, row-major.
 
@@ -271,16 +142,18 @@ class Cell(NamedTuple):
     index: tuple
     coords: tuple  # ((name, value), ...) in grid order
     key: str
-    config: Any  # TrainConfig (model ffn) or mfphys.rnn.RnnConfig (model rnn)
+    config: Any  # the configuration of the cell's model family
     config_hash: str
-    model: str = "ffn"
+    model: str = registry.DEFAULT
 
 
-def _norm_name(name: str, where: str, model: str = "ffn") -> str:
+def _norm_name(name: str, where: str, model: str | None = None) -> str:
     key = str(name).strip().replace("-", "_")
-    options = family(model).options
+    model = _model(model)
+    options = axes(model).options
     if key not in options:
-        raise MfphysError(f"{where}: unknown parameter {name!r}" + (" of --model rnn" if model == "rnn" else "")
+        of = "" if model == registry.DEFAULT else f" of --model {model}"
+        raise MfphysError(f"{where}: unknown parameter {name!r}" + of
                           + f"; known: {', '.join(sorted(options))}")
     return key
 
@@ -294,19 +167,20 @@ class ScanSpec:
     :func:`spec_from_options` or :meth:`from_toml` (they validate); ``name`` is the folder name
     under ``runs/`` (default: :meth:`default_name`). ``model``: the model family of every cell,
     ``ffn`` (feed-forward, grid ``depth`` x ``n_train``) or ``rnn`` (recurrent, grid ``steps`` x
-    ``n_train``; :class:`Family`).
+    ``n_train``; the family's :meth:`~mfphys.family.ModelFamily.scan_axes`).
     """
 
     grid: tuple  # ((name, (v0, v1, ...)), ...)
     fixed: tuple  # ((name, value), ...) sorted by name
     name: str | None = None
-    model: str = "ffn"
+    model: str = registry.DEFAULT
 
     @classmethod
     def build(cls, grid: Mapping[str, Sequence], fixed: Mapping[str, Any] | None = None, *,
-              name: str | None = None, where: str = "scan", model: str = "ffn") -> ScanSpec:
+              name: str | None = None, where: str = "scan", model: str | None = None) -> ScanSpec:
         """Validate and normalise a grid and fixed options; raise :class:`MfphysError` on bad input."""
-        fam = family(model)
+        model = _model(model)
+        fam = axes(model)
         g, f = {}, {}
         for k, values in grid.items():
             key = _norm_name(k, where, model)
@@ -367,11 +241,11 @@ class ScanSpec:
             raise MfphysError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}; "
                               "a scan file holds name, model, [grid] and [fixed]")
         file_model = doc.get("model")
-        if file_model is not None and file_model not in MODELS:
-            raise MfphysError(f"{path}: model must be one of {', '.join(MODELS)}, got {file_model!r}")
+        if file_model is not None and not registry.is_family(file_model):
+            raise MfphysError(f"{path}: model must be one of {', '.join(registry.names())}, got {file_model!r}")
         if model is not None and file_model is not None and model != file_model:
             raise MfphysError(f"--model {model} disagrees with model = {file_model!r} in {path}; give one")
-        model = model or file_model or "ffn"
+        model = _model(model or file_model)
         for table in ("grid", "fixed"):
             if not isinstance(doc.get(table, {}), dict):
                 raise MfphysError(f"{path}: {table} must be a table ([{table}])")
@@ -410,22 +284,24 @@ class ScanSpec:
         """SHA-256 of the grid (in order) and the fixed options; independent of the package version.
 
         Options added after the first release count only where they differ from their default
-        (:data:`mfphys.train.ADDED_LATER`), so earlier scan folders keep their hash."""
-        fixed = {k: v for k, v in self.fixed_dict.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
+        (the family's :attr:`~mfphys.family.ScanAxes.added_later`), so earlier scan folders keep
+        their hash."""
+        fam = axes(self.model)
+        later = fam.added_later
+        fixed = {k: v for k, v in self.fixed_dict.items() if not (k in later and v == later[k])}
         doc = {"grid": [[k, list(v)] for k, v in self.grid], "fixed": fixed}
-        if self.model != "ffn":  # a feed-forward scan's hash is what it was before there were models
+        if fam.hash_key:  # the first family's scans keep the hash they had before there were families
             doc["model"] = self.model
         return _sha256(json.dumps(doc, sort_keys=True))
 
     def default_name(self) -> str:
         """``<dataset>-scan-<first 10 hex of scan_hash>`` (a recurrent scan: ``mnist-rnn-scan-...``):
         the same command finds the same folder."""
-        dataset = "mnist-rnn" if self.model == "rnn" else dict(self.fixed).get("dataset", "mixed")
-        return f"{dataset}-scan-{self.scan_hash()[:10]}"
+        return f"{axes(self.model).name_prefix(dict(self.fixed))}-scan-{self.scan_hash()[:10]}"
 
     def cells(self) -> list[Cell]:
         """Every cell in grid (row-major) order."""
-        fam = family(self.model)
+        fam = axes(self.model)
         fixed = dict(self.fixed)
         out = []
         for index, coords, key in grid_points(self.grid):
@@ -436,7 +312,7 @@ class ScanSpec:
     def _validate(self, where: str) -> None:
         if self.name is not None:
             _check_name(self.name)
-        fam = family(self.model)
+        fam = axes(self.model)
         fixed = dict(self.fixed)
         for _, coords, key in grid_points(self.grid):
             opts = {**fixed, **dict(coords)}
@@ -464,7 +340,7 @@ def config_model(config: str | os.PathLike) -> str | None:
     properly reports that)."""
     with contextlib.suppress(OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
         model = tomllib.loads(Path(config).read_text()).get("model")
-        return model if model in MODELS else None
+        return model if registry.is_family(model) else None
     return None
 
 
@@ -478,8 +354,8 @@ def spec_from_options(options: Mapping[str, str | None], *, config: str | os.Pat
     ``model``: ``ffn`` or ``rnn`` (None: the config file's, else ``ffn``); with ``rnn`` the
     grid is ``steps`` x ``n_train`` and the options are :data:`RNN_OPTIONS`.
     """
-    fam_model = model or (config_model(config) if config is not None else None) or "ffn"
-    fam = family(fam_model)
+    fam_model = _model(model or (config_model(config) if config is not None else None))
+    fam = axes(fam_model)
     grid, fixed = {}, {}
     for k, text in options.items():
         if text is None:
@@ -497,3 +373,6 @@ def spec_from_options(options: Mapping[str, str | None], *, config: str | os.Pat
     if config is not None:
         return ScanSpec.from_toml(config, grid=grid, fixed=fixed, name=name, model=model)
     return ScanSpec.build(grid, fixed, name=name, where="options", model=fam_model)
+
+
+__getattr__ = legacy_getattr(__name__)

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .. import store
+from .. import registry, store
 from ..errors import MfphysError
 from ..fileio import read_json
 from .folder import KIND, _cell_status, _grid_cells, _Paths, read_scan_json
-from .spec import ARCH_OPTIONS, cell_key, layers_of
+from .spec import cell_key
 
 #: new names of run variables that collide with a scanned coordinate (others get a "_cell" suffix)
 RENAMED = {"lr": "lr_schedule"}
@@ -30,15 +30,6 @@ RENAMED = {"lr": "lr_schedule"}
 def _combinable(dims: tuple) -> bool:
     # "matrix": the per-matrix order parameters of recurrent cells (docs/file-format.md "Recurrent runs")
     return bool(dims) and set(dims) <= {"replica", "layer", "matrix", "epoch", "dyn_epoch"}
-
-
-def _rnn_connections(fixed, coords) -> list[int]:
-    """Connections of the input, recurrent and output matrices of a recurrent cell (N N_in, N^2, N_out N)."""
-    from ..rnn.config import MNIST_PIXELS
-
-    opts = {**fixed, **dict(coords)}
-    n, n_in = int(opts["n"]), MNIST_PIXELS // int(opts["steps"])
-    return [n * n_in, n * n, 10 * n]
 
 
 @functools.lru_cache(maxsize=8192)
@@ -96,20 +87,15 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     grid, fixed = meta["grid"], meta["fixed"]
     shape = tuple(len(grid[k]) for k in dims)
     R = int(fixed["replicas"])
-    rnn = meta.get("model", "ffn") == "rnn"
+    family = registry.of_scan(meta)
 
     def opt(coords, k):
         return dict(coords).get(k, fixed.get(k))
 
     cells = _grid_cells(meta)
     E = max(int(opt(c, "epochs")) for _, c, _ in cells)
-    if rnn:
-        from ..rnn.model import MATRICES
-
-        part, part_values = "matrix", list(MATRICES)
-    else:
-        part = "layer"
-        part_values = list(range(1, max(int(opt(c, "depth")) for _, c, _ in cells) + 2))
+    part = family.unit
+    part_values = family.scan_matrices([{**fixed, **dict(c)} for _, c, _ in cells])
     L = len(part_values)
     sizes = {"replica": R, part: L, "epoch": E}
     try:
@@ -126,11 +112,9 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     arrays: dict[str, tuple[tuple, np.ndarray, dict]] = {}
     done: list[tuple[tuple, xr.Dataset]] = []
     for index, coords, key in cells:
-        if rnn:
-            n_conn[index] = _rnn_connections(fixed, coords)
-        else:
-            widths = layers_of({k: opt(coords, k) for k in ARCH_OPTIONS})
-            n_conn[index][: len(widths) - 1] = np.multiply(widths[:-1], widths[1:])
+        options = {**fixed, **dict(coords)}
+        conn = family.connections(options)
+        n_conn[index][: len(conn)] = conn
         st = _cell_status(p, key, names)
         if st == "failed":
             info = read_json(p.failed(key)) or {}
@@ -147,8 +131,9 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
             continue
         status[index] = "done"
         n_conn_live[index] = n_conn[index]
-        if not rnn:
-            n_conn_live[index][0] = widths[1] * (widths[0] - int(ds.attrs.get("n_dead_inputs", 0)))
+        live = family.live_connections(options, int(ds.attrs.get("n_dead_inputs", 0)))
+        if live is not None:
+            n_conn_live[index][: len(live)] = live
         done.append((index, ds))
         if "test_acc" in ds:
             test_error[index] = 1.0 - ds["test_acc"].isel(epoch=-1).values
@@ -181,14 +166,10 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     data["test_error"] = (dims + ("replica",), test_error,
                           {"long_name": "test error 1 - test_acc at the cell's last epoch", "units": "1"})
     data["train_seconds"] = (dims, seconds, {"long_name": "wall-clock training time of the cell", "units": "s"})
-    if rnn:
-        data["n_connections"] = (dims + (part,), n_conn,
-                                 {"long_name": "connections of the matrix (N N_in, N^2, N_out N)", "units": "1"})
-    else:
-        data["n_connections"] = (dims + (part,), n_conn,
-                                 {"long_name": "connections of the layer (N_l * N_{l-1})", "units": "1"})
+    data["n_connections"] = (dims + (part,), n_conn, {"long_name": family.connections_text, "units": "1"})
+    if family.live_inputs:
         data["n_connections_live"] = (dims + (part,), n_conn_live,
-                                      {"long_name": "connections of the layer, layer 1 from live inputs only "
+                                      {"long_name": f"{family.connections_text}, layer 1 from live inputs only "
                                                     "(NaN until the cell is done)", "units": "1"})
     data["status"] = (dims, status.astype("U7"), {"long_name": "cell status: pending, running, done or failed"})
     data["error"] = (dims, error.astype(str), {"long_name": "error of a failed cell ('' when none)"})
@@ -196,7 +177,7 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     out.attrs = {store.KIND_ATTR: KIND, "name": meta.get("name", folder.name), "grid": json.dumps(grid),
                  "fixed": json.dumps(fixed), "scan_hash": meta.get("scan_hash", ""),
                  "mfphys_version": meta.get("mfphys_version", ""), "created": meta.get("created", ""),
-                 "folder": str(folder), "model": meta.get("model", "ffn")}
+                 "folder": str(folder), "model": family.name}
     return out
 
 

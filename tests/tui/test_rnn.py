@@ -382,12 +382,12 @@ async def test_scan_view_of_a_recurrent_scan(tmp_path):
 
 
 @pytest.mark.parametrize(("meta", "label"), [
-    ({"fixed": {"model": "rnn", "preset": "row_mnist", "n": 50}, "grid": {"steps": [7, 28], "n_train": [256, 512]}},
+    ({"model": "rnn", "fixed": {"preset": "row_mnist", "n": 50}, "grid": {"steps": [7, 28], "n_train": [256, 512]}},
      "784/T-50-10 xT"),
-    ({"fixed": {"model": "rnn", "preset": "row_mnist", "steps": 28}, "grid": {"n_train": [256, 512]}},
+    ({"model": "rnn", "fixed": {"preset": "row_mnist", "steps": 28}, "grid": {"n_train": [256, 512]}},
      "28-100-10 x28"),
-    ({"fixed": {"model": "rnn", "preset": "multisensory"}, "grid": {"n": [20, 50]}}, "5-N-2"),
-    ({"fixed": {"model": "rnn", "preset": "no-such-preset"}, "grid": {"n": [20, 50]}}, ""),
+    ({"model": "rnn", "fixed": {"preset": "multisensory"}, "grid": {"n": [20, 50]}}, "5-N-2"),
+    ({"model": "rnn", "fixed": {"preset": "no-such-preset"}, "grid": {"n": [20, 50]}}, ""),
 ])
 def test_recurrent_scan_architecture_label(meta, label):
     from mfphys.describe import scan_architecture

@@ -31,10 +31,10 @@ from typing import Callable
 import numpy as np
 import xarray as xr
 
-from .. import __version__, store
-from ..errors import MfphysError
-from ..fileio import check_writable
-from ..stats import sample_std
+from ... import __version__
+from ... import storage as store
+from ...errors import MfphysError
+from ...stats import sample_std
 from .config import RnnConfig
 from .store import SAMPLED
 from .tasks import preset
@@ -149,37 +149,18 @@ def _attrs(kind: str, protocol: RnnProtocol, **extra) -> dict:
 
 def reusable(path: Path, config: RnnConfig) -> xr.Dataset | None:
     """The finished recurrent run file at ``path`` if it holds exactly ``config``, else None."""
-    if not path.exists():
-        return None
-    try:
-        ds = store.open_run(path)
-        if (store.model_of(ds.attrs) == "rnn" and RnnConfig.from_json(ds.attrs["config"]) == config
-                and store.run_status(ds.attrs) == "done"):
-            return ds
-    except (MfphysError, KeyError, ValueError, TypeError):
-        pass  # unreadable or foreign: trained again and replaced (atomically)
-    return None
+    from ...reproduce import reusable as shared  # experiments read runs through the run-file layer
+
+    return shared(path, config)
 
 
 def train_or_reuse(config: RnnConfig, path: Path, *, data_dir=None, dataset=None, callback=None,
                    preset_name: str | None = None) -> xr.Dataset:
-    """The run file at ``path`` if it holds exactly ``config`` (finished), else train it there as
-    a live run file (:mod:`mfphys.runfile`): an interrupted ``reproduce`` continues the run from
-    its last checkpoint (on NumPy with the numbers of an uninterrupted run); a file of another
-    configuration is trained again and replaced; one being written right now is refused."""
-    from .. import runfile
+    """:func:`mfphys.reproduce.train_or_reuse` of a recurrent run, with its ``preset`` attribute."""
+    from ...reproduce import train_or_reuse as shared  # experiments train through the run-file layer
 
-    path = Path(path)
-    ds = reusable(path, config)
-    if ds is not None:
-        return ds
-    check_writable(path)
-    plan = runfile.reuse_plan(path, config)
-    if plan.action != "done":
-        runfile.train_run(plan, data_dir=data_dir, dataset=dataset, callback=callback,
-                          command=f"mfphys reproduce ({path.name})",
-                          attrs={"preset": preset_name} if preset_name else None)
-    return store.open_run(path)
+    return shared(config, path, data_dir=data_dir, dataset=dataset, callback=callback,
+                  attrs={"preset": preset_name} if preset_name else None)
 
 
 def _stats(da: xr.DataArray, what: str, units: str = "1") -> dict:

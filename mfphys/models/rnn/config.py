@@ -7,9 +7,9 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from ..backend import BACKENDS, DTYPES
-from ..errors import MfphysError
-from ..fileio import dataclass_from_json
+from ...backend import BACKENDS, DTYPES
+from ...errors import MfphysError
+from ...fileio import dataclass_from_json
 from .model import SCALINGS, MatrixInit, RnnSpec
 from .optim import OptConfig
 

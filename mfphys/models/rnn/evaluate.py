@@ -22,8 +22,8 @@ import math
 
 import numpy as np
 
-from ..backend import namespace_of
-from ..model import sample_weights
+from ...backend import namespace_of
+from ...layers import sample_weights
 from . import noise as noise_mod
 from .model import RnnParams, RnnSpec, forward
 

@@ -15,12 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from . import kernels
-from .model import Layer
-
-PARAM_NAMES = ("pi", "m", "xi")
-#: the hard projection of docs/model.md section 4: pi in [0, 1], Xi >= 0
-BOUNDS = {"pi": {"lo": 0.0, "hi": 1.0}, "m": {}, "xi": {"lo": 0.0}}
+from ... import kernels
+from ...layers import BOUNDS, PARAM_NAMES, Layer
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import kernels
-from ..backend import namespace_of
-from ..errors import MfphysError
-from ..model import Layer, cross_entropy
+from ... import kernels
+from ...backend import namespace_of
+from ...errors import MfphysError
+from ...layers import Layer, cross_entropy
 
 #: the three matrices, in the order of every tuple of parameters, gradients and settings
 MATRICES = ("input", "recurrent", "output")

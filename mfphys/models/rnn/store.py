@@ -16,9 +16,9 @@ import json
 import numpy as np
 import xarray as xr
 
-from .. import order as order_mod
-from ..errors import MfphysError
-from ..model import Layer, architecture
+from ... import order as order_mod
+from ...errors import MfphysError
+from ...layers import Layer, architecture
 from .config import RnnConfig
 from .evaluate import EVAL_MODES
 from .model import MATRICES, RnnParams
@@ -122,13 +122,13 @@ def rnn_run_to_dataset(result, *, tol: float = order_mod.TOL, xi_tol: float = or
         data[f"hist_{k}"] = _v(("replica", "matrix", f"{k}_bin"), counts,
                                f"histogram of {k} per matrix (edges: {k}_edge)", "connections")
     if result.dynamics is not None:
-        from ..store import _dynamics_variables
+        from ...storage import dynamics_variables
 
         dyn = {}
-        _dynamics_variables(result.dynamics, coords, dyn, dim="matrix", long=_order_attrs)
+        dynamics_variables(result.dynamics, coords, dyn, dim="matrix", long=_order_attrs)
         data.update({k: xr.Variable(d, v, attrs=a) for k, (d, v, a) in dyn.items()})
     ds = xr.Dataset(data, coords=coords)
-    from ..store import provenance_attrs
+    from ...storage import provenance_attrs
 
     arch = architecture_label(cfg)
     dataset = result.data.get("name", cfg.task)
@@ -165,7 +165,7 @@ def rnn_checkpoint_to_dataset(result, *, status: str, writer: dict | None = None
     optimizer's moments ``opt_mu_<k>_<matrix>`` (Adam) and ``opt_nu_<k>_<matrix>``, ``active``
     (replica,), and the attributes of every resumable file (:func:`mfphys.store.checkpoint_attrs`)
     with ``opt_count``. ``attrs`` (the labels, ``preset``, a scan cell's) are added to the file."""
-    from ..store import checkpoint_attrs
+    from ...storage import checkpoint_attrs
 
     state = result.state
     ds = rnn_run_to_dataset(result, command=command)
@@ -188,7 +188,7 @@ def rnn_checkpoint_to_dataset(result, *, status: str, writer: dict | None = None
 def state_from_dataset(ds: xr.Dataset, path=None):
     """The :class:`mfphys.rnn.train.RnnState` (host arrays) a recurrent run file stores, to
     resume it; one clear :class:`MfphysError` for a file that has none or a damaged one."""
-    from ..store import checkpoint_header, dynamics_from_dataset, stored_like
+    from ...storage import checkpoint_header, dynamics_from_dataset, stored_like
     from .optim import OptState
     from .train import CURVES, SERIES, RnnState
 
@@ -234,14 +234,14 @@ def state_from_dataset(ds: xr.Dataset, path=None):
 
 def order_mod_attrs(name: str) -> dict:
     """``long_name`` and ``units`` of an order parameter, as the feed-forward files have them."""
-    from ..store import _long
+    from ...storage import long_name
 
-    return _long(name)
+    return long_name(name)
 
 
 def config_from_attrs(attrs, path=None) -> RnnConfig:
     """The :class:`RnnConfig` of a recurrent run file, from its ``config`` attribute (validated)."""
-    from ..store import config_of
+    from ...storage import config_of
 
     return config_of(attrs, RnnConfig, path, what="a recurrent configuration")
 

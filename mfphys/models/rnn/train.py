@@ -30,10 +30,10 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ..backend import EVAL, INIT, NOISE, ORDER, generator_from_state, get_backend, replica_rngs
-from ..errors import DivergenceError, MfphysError
-from ..model import Layer, vote_counts
-from ..train import DYNAMICS_EVERY, Dynamics, dynamics_due
+from ...backend import EVAL, INIT, NOISE, ORDER, generator_from_state, get_backend, replica_rngs
+from ...dynamics import DYNAMICS_EVERY, Dynamics, dynamics_due
+from ...errors import DivergenceError, MfphysError
+from ...layers import Layer, vote_counts
 from . import evaluate, noise, tasks
 from .config import RnnConfig
 from .model import RnnParams, init_params, loss_and_grad
@@ -288,7 +288,7 @@ def dynamics_order(params) -> dict:
     """The order parameters a recurrent run records while it trains: name -> (R, 3) (input,
     recurrent, output) for every :data:`mfphys.order.SCALARS` name, and ``<name>_nodiag`` with
     the recurrent column over its off-diagonal connections (as :func:`mfphys.rnn.order.matrix_order`)."""
-    from .. import order
+    from ... import order
     from .order import RECURRENT, offdiagonal
 
     values = order.training_order(params)
@@ -306,7 +306,7 @@ def _record_dynamics(setup: RnnSetup, state: RnnState) -> RnnState:
     """``state`` with the order parameters (and the histograms at a snapshot epoch) of its
     parameters appended when due (:func:`mfphys.train.dynamics_due`), and after the last epoch
     of a run whose replicas all stopped early."""
-    from .. import order
+    from ... import order
 
     config, epoch, dyn = setup.config, state.epoch, state.dynamics
     last = epoch > 0 and finished(setup, state)
@@ -396,7 +396,7 @@ def finish(setup: RnnSetup, state: RnnState, *, keep_state: bool = False) -> Rnn
 
 
 def _mnist(config: RnnConfig, be, data_dir, dataset):
-    from ..data import dataset_summary, load_dataset
+    from ...data import dataset_summary, load_dataset
 
     xp = be.xp
     ds = dataset if dataset is not None else load_dataset("mnist", n_train=config.n_train, n_test=config.n_test,

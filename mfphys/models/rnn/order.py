@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import order
+from ... import order
 from .model import MATRICES
 
 #: the label of the entries that leave out the recurrent diagonal

@@ -22,11 +22,10 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .. import kernels
-from ..backend import namespace_of
-from ..errors import MfphysError
-from ..model import Layer
-from ..optim import BOUNDS, PARAM_NAMES
+from ... import kernels
+from ...backend import namespace_of
+from ...errors import MfphysError
+from ...layers import BOUNDS, PARAM_NAMES, Layer
 from .model import RnnParams, RnnSpec, clamp_masked
 
 OPTIMIZERS = ("adam", "rmsprop")

@@ -1,6 +1,6 @@
-"""Spike-and-slab ensemble network: mean-field forward pass, gBP backward pass, sampling.
+"""The feed-forward spike-and-slab network: mean-field forward pass, gBP backward pass, sampling.
 
-Symbols follow docs/model.md (stated once here, used everywhere):
+The symbols are those of :mod:`mfphys.layers` (docs/model.md):
 
 =========  ==========================================================================
 code       meaning (docs/model.md section)
@@ -32,25 +32,20 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import kernels
-from .backend import namespace_of
-
-
-def architecture(layers) -> str:
-    """The architecture label of layer widths, input first: (784, 100, 10) -> ``784-100-10``."""
-    return "-".join(str(int(n)) for n in layers)
-
-
-class Layer(NamedTuple):
-    """Spike-and-slab parameters of one layer, each ``(R, N_out, N_in)``."""
-
-    pi: object
-    m: object
-    xi: object
-
-
-Params = tuple  # tuple[Layer, ...], input layer first
-
+from ... import kernels
+from ...backend import namespace_of
+from ...layers import (  # noqa: F401 (re-exported: the feed-forward model's public names)
+    Layer,
+    Params,
+    architecture,
+    cross_entropy,
+    log_softmax,
+    moments,
+    onehot,
+    sample_weights,
+    vote,
+    vote_counts,
+)
 
 # --- activations: (f(h), f'(h) given h and f(h)) ------------------------------------------
 
@@ -107,12 +102,6 @@ ACTIVATIONS = {
 # --- moments (the one place mu and var are computed; the project's error convention) -----------------
 
 
-def moments(pi, m, xi):
-    """Weight mean and variance of the spike-and-slab distribution (docs/model.md section 1)."""
-    q = 1 - pi
-    return q * m, q * (xi + pi * m * m)
-
-
 def scaled_moments(layer: Layer, *, bp: bool = False):
     """``mu / sqrt(n)`` and ``var / n`` of a layer: the matrices the forward pass multiplies.
 
@@ -129,18 +118,6 @@ def scaled_moments(layer: Layer, *, bp: bool = False):
 def _t(a):
     """Swap the last two axes (a view)."""
     return a.swapaxes(-1, -2)
-
-
-def onehot(y, n_classes: int, dtype):
-    """One-hot encoding of integer labels ``y`` (any leading shape)."""
-    xp = namespace_of(y)
-    return (y[..., None] == xp.arange(n_classes)).astype(dtype)
-
-
-def log_softmax(z):
-    xp = namespace_of(z)
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - xp.log(xp.exp(z).sum(axis=-1, keepdims=True))
 
 
 # --- forward and backward ------------------------------------------------------------------
@@ -185,14 +162,6 @@ def forward(params: Params, x, eps, *, activation: str = "relu", bp: bool = Fals
             a = f(xp, h)
             a2 = None if (bp or eps is None) else a * a
     return h, caches
-
-
-def cross_entropy(logits, y):
-    """Per-replica mean cross-entropy and softmax probabilities; ``y`` (R, B) ints."""
-    logp = log_softmax(logits)
-    oh = onehot(y, logits.shape[-1], logits.dtype)
-    loss = -(oh * logp).sum(axis=-1).mean(axis=-1)
-    return loss, namespace_of(logits).exp(logp), oh
 
 
 def backward(params: Params, caches, delta, *, activation: str = "relu", bp: bool = False):
@@ -262,26 +231,6 @@ def predict(params: Params, x, *, activation: str = "relu", chunk: int = 4096):
     return xp.concatenate(out, axis=-2)
 
 
-def sample_weights(params: Params, rngs, n_draws: int, xp=np):
-    """Concrete weights ``w ~ pi delta(w) + (1 - pi) Normal(m, Xi)`` (docs/model.md section 5).
-
-    ``params`` are host (NumPy) arrays; ``rngs`` one NumPy Generator per replica, so the
-    draws do not depend on the backend. Returns one (R, K, N_out, N_in) array per layer in
-    ``xp``.
-    """
-    out = []
-    for layer in params:
-        pi, m, xi = (np.asarray(v) for v in layer)
-        ws = []
-        for r, rng in enumerate(rngs):
-            shape = (n_draws,) + pi.shape[1:]
-            present = rng.random(shape) >= pi[r]
-            z = rng.standard_normal(shape)
-            ws.append(present * (m[r] + np.sqrt(xi[r]) * z))
-        out.append(xp.asarray(np.stack(ws).astype(pi.dtype)))
-    return tuple(out)
-
-
 def predict_sampled(weights, x, *, activation: str = "relu", chunk: int = 2048):
     """Outputs of sampled sub-networks ``h = w @ a / sqrt(n)``: logits (R, K, P, C)."""
     xp = namespace_of(x)
@@ -296,19 +245,6 @@ def predict_sampled(weights, x, *, activation: str = "relu", chunk: int = 2048):
                 a = f(xp, a)
         out.append(a)
     return xp.concatenate(out, axis=-2)
-
-
-def vote_counts(logits):
-    """Votes of the K sub-networks for each class: (R, K, P, C) -> (R, P, C) integer counts.
-
-    Counts add over blocks of draws, so a vote over many draws can be taken block by block."""
-    pred = logits.argmax(axis=-1)  # (R, K, P)
-    return onehot(pred, logits.shape[-1], np.int32).sum(axis=-3)
-
-
-def vote(logits):
-    """Majority vote of the K sub-networks' predicted labels: (R, K, P, C) -> (R, P)."""
-    return vote_counts(logits).argmax(axis=-1)
 
 
 # --- initialisation ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import MfphysError
+from ...errors import MfphysError
 from .config import MNIST_PIXELS, RnnConfig
 from .model import MatrixInit
 from .optim import OptConfig

@@ -17,10 +17,11 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from ...backend import BACKENDS, DTYPES, EVAL, INIT, NOISE, ORDER, generator_from_state, get_backend, replica_rngs
+from ...dynamics import DYNAMICS_EVERY, Dynamics, dynamics_due
+from ...errors import DivergenceError, MfphysError
+from ...fileio import config_differences, dataclass_from_json  # noqa: F401 (re-exported)
 from . import model, optim
-from .backend import BACKENDS, DTYPES, EVAL, INIT, NOISE, ORDER, generator_from_state, get_backend, replica_rngs
-from .errors import DivergenceError, MfphysError
-from .fileio import dataclass_from_json
 
 MODES = ("gbp", "bp")
 #: when Adam's moments and step counter restart: never (the later revision of the paper's
@@ -169,17 +170,6 @@ class TrainConfig:
         return self.lr * 0.5 ** ((epoch - 1) // self.lr_halve_every)
 
 
-def config_differences(old, new, *, ignore=("epochs",)) -> list[str]:
-    """What differs between two TrainConfigs (``--lr 0.1 in the file, 0.05 here``), ``ignore`` left out."""
-    a, b = dataclasses.asdict(old), dataclasses.asdict(new)
-
-    def show(v):
-        return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
-
-    return [f"{_opt(k)} {show(a[k])} in the file, {show(b[k])} here"
-            for k in a if k not in ignore and a[k] != b[k]]
-
-
 class EpochRecord(NamedTuple):
     """Per-epoch numbers, each (R,) except ``epoch``, ``lr`` and ``seconds``."""
 
@@ -195,26 +185,6 @@ class EpochRecord(NamedTuple):
 #: the per-epoch history: (R, E) curves and (E,) series
 CURVES = ("train_loss", "train_acc", "test_loss", "test_acc")
 SERIES = ("lr", "epoch_seconds", "eval_seconds")
-#: the order parameters are recorded every this many epochs (and at epoch 0 and the last);
-#: its cost at this default is measured in bench/README.md ("Checkpoints and dynamics")
-DYNAMICS_EVERY = 5
-
-
-class Dynamics(NamedTuple):
-    """The order parameters recorded during training (docs/file-format.md, "Dynamics").
-
-    ``samples[i]`` maps every name of :func:`mfphys.order.training_order` to its (R, L)
-    values after epoch ``epochs[i]`` (0: the initial parameters); ``snaps[i]`` holds the
-    histograms ``hist_pi``, ``hist_m``, ``hist_xi`` (R, L, bins) and their edges ``pi_edges``,
-    ``m_edges``, ``xi_edges`` (bins + 1,) after epoch ``snap_epochs[i]``. Host arrays.
-    """
-
-    epochs: tuple = ()
-    samples: tuple = ()
-    snap_epochs: tuple = ()
-    snaps: tuple = ()
-
-
 class TrainState(NamedTuple):
     """Everything a run needs to go on after ``epoch`` epochs: what a checkpoint stores.
 
@@ -287,7 +257,7 @@ class TrainResult:
 
 def load_data(config: TrainConfig, data_dir=None):
     """The dataset a config names, checked against its layer widths."""
-    from . import data as data_mod
+    from ... import data as data_mod
 
     teacher = None
     if config.dataset == "teacher":
@@ -336,8 +306,8 @@ def quiet_fp():
 
 def prepare(config: TrainConfig, *, data_dir=None, dataset=None, dynamics_every: int = DYNAMICS_EVERY) -> TrainSetup:
     """Validate, check the memory, pick the backend and put the data on it (nothing is trained)."""
-    from . import budget
-    from .data import dead_inputs
+    from ... import budget
+    from ...data import dead_inputs
 
     config.validate()
     if not _is_int(dynamics_every) or dynamics_every < 0:
@@ -455,19 +425,10 @@ def train_epoch(setup: TrainSetup, state: TrainState) -> tuple[TrainState, Epoch
     return _record_dynamics(setup, state), record
 
 
-def dynamics_due(epoch: int, epochs: int, every: int) -> bool:
-    """Whether the order parameters are recorded after ``epoch`` of ``epochs``: every ``every``
-    epochs (0: not by count) and at the log-spaced snapshot epochs 0, 1, 2, 5, 10, 20, 50, ...
-    and the last (:func:`mfphys.order.snapshot_epochs`), where the categories change fastest."""
-    from .order import snapshot_epochs
-
-    return (every > 0 and epoch % every == 0) or epoch in snapshot_epochs(epochs)
-
-
 def _record_dynamics(setup: TrainSetup, state: TrainState) -> TrainState:
     """``state`` with the order parameters (and the histograms at a snapshot epoch) of its
     parameters appended, when due (:func:`dynamics_due`, :func:`mfphys.order.snapshot_epochs`)."""
-    from . import order
+    from ... import order
 
     config, epoch, dyn = setup.config, state.epoch, state.dynamics
     sample = dynamics_due(epoch, config.epochs, setup.dynamics_every) and epoch not in dyn.epochs
@@ -523,7 +484,7 @@ def resume_state(setup: TrainSetup, checkpoint: TrainState) -> TrainState:
 def current_result(setup: TrainSetup, state: TrainState) -> TrainResult:
     """What a checkpoint stores besides the state: the run so far as a :class:`TrainResult`
     without the sampled evaluation (``sampled_acc`` None), its state on the host."""
-    from .data import dataset_summary
+    from ...data import dataset_summary
 
     host = to_host(setup.be, state)
     return TrainResult(setup.config, host.params, host.history, None, None, dataset_summary(setup.data),
@@ -535,7 +496,7 @@ def finish(setup: TrainSetup, state: TrainState, *, keep_state: bool = False) ->
     """The finished run: final parameters on the host (checked finite), the sampled evaluation
     (``EVAL`` streams), the dataset summary; with ``keep_state`` its final state on the host
     (what a run file needs to be continued)."""
-    from .data import dataset_summary
+    from ...data import dataset_summary
 
     config, be = setup.config, setup.be
     if state.epoch != config.epochs:

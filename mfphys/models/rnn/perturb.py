@@ -27,15 +27,25 @@ from typing import Callable
 
 import numpy as np
 
-from .. import __version__, order, store
-from ..backend import EVAL, get_backend, replica_rngs
-from ..errors import MfphysError
-from ..fileio import utc_now
-from ..model import Layer
-from ..perturb import FRACTIONS, PerturbResult, check_fractions, check_mode, perturbation_dataset, targeted_removal
+from ... import __version__, order
+from ... import storage as store
+from ...backend import EVAL, get_backend, replica_rngs
+from ...errors import MfphysError
+from ...fileio import utc_now
+from ...layers import Layer
+from ...perturbation import (
+    FRACTIONS,
+    PerturbResult,
+    check_fractions,
+    check_mode,
+    perturbation_dataset,
+    targeted_removal,
+)
 from . import evaluate, tasks
+from . import store as rnn_store
 from .model import MATRICES, RnnParams
 from .order import RECURRENT, offdiagonal
+from .store import MODEL
 
 #: the matrix removed from when none is named
 DEFAULT_MATRIX = "recurrent"
@@ -71,7 +81,7 @@ def task_inputs(config, *, dataset=None, data_dir=None):
     generator and are drawn at every evaluation)."""
     if config.task != "mnist":
         return ("multisensory", None, tasks.Multisensory())
-    from ..data import load_dataset
+    from ...data import load_dataset
 
     ds = dataset if dataset is not None else load_dataset("mnist", n_train=config.n_train, n_test=config.n_test,
                                                           data_dir=data_dir)
@@ -125,16 +135,18 @@ def perturb_run(run_path, *, matrix: str = DEFAULT_MATRIX, fractions=FRACTIONS, 
     ``matrix`` in place of ``layer``. Defaults as :func:`mfphys.perturb.perturb_run`: the run's
     seed and tolerances; a BP run refused unless ``allow_bp``. ``dataset``: the MNIST data, loaded."""
     run_path = Path(run_path)
-    ds = store.open_trained_run(run_path)
-    if store.model_of(ds.attrs) != "rnn":
+    ds = store.open_run(run_path)
+    if ds.attrs.get(store.KIND_ATTR) == "run" and ds.attrs.get("model") != MODEL:
         raise MfphysError(f"{run_path} is a feed-forward run: --matrix is for recurrent runs (a feed-forward run "
                           f"takes --layer)")
+    store.check_family_run(ds, run_path, MODEL, "recurrent")
+    rnn_store.check_parameters(ds, run_path)
     fractions = check_arguments(matrix, samples, fractions, diagonal=diagonal)
     t = store.run_tolerances(ds, tol=tol, xi_tol=xi_tol, exact=exact)
-    cfg = store.config_from_dataset(ds, run_path)
+    cfg = rnn_store.config_from_attrs(ds.attrs, run_path)
     check_mode(cfg, run_path, allow_bp)
     seed = cfg.seed if seed is None else int(seed)
-    params = store.params_from_dataset(ds)
+    params = rnn_store.params_from_dataset(ds)
     be = get_backend(backend, cfg.dtype)
     test = task_inputs(cfg, dataset=dataset, data_dir=data_dir)
     from .train import running
