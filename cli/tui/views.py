@@ -24,6 +24,7 @@ from textual.widgets import DataTable, Static
 from mfphys.stats import format_stat, replica_stats
 
 from .export import export_perturbation, export_run, export_runs_table, export_scan
+from .families import panels_for
 from .keys import VIEW_ACTIONS
 from .models.format import duration, middle_ellipsis, one_line, plain, short
 from .models.listing import Entry
@@ -39,7 +40,6 @@ from .models.run import (
     dyn_params,
     hist_counts,
     layer_table,
-    live_note,
     part_name,
     psychometric,
     psychometric_modes,
@@ -54,7 +54,6 @@ from .models.scan_grid import (
     has_nodiag,
     layer_label,
     overlay_status,
-    part_dim,
     scan_trajectories,
 )
 from .widgets import Bars, Heatmap, LinePlot, Series, colour_at, hex_colour
@@ -74,7 +73,7 @@ MODALITY_COLOURS = ("#5fafff", "#87d787", "#ff5f87", "#d7d75f")
 def entry_parts(entry: Entry) -> list[str]:
     """What the entry is, as the words of its heading: kind, model and mode, task and preset
     (recurrent runs), the perturbed matrix (recurrent perturbations), dataset, architecture, date."""
-    mode = f"rnn {entry.mode}".strip() if entry.model == "rnn" else entry.mode
+    mode = panels_for(entry.model).mode_label(entry.mode)
     dataset = entry.dataset
     if entry.preset and entry.preset != dataset:
         dataset = f"{dataset} ({entry.preset})" if dataset else entry.preset
@@ -224,11 +223,11 @@ class RunView(EntryView, VerticalScroll):
     RunView #run-head { height: auto; margin-bottom: 1; }
     RunView #run-curves { height: 11; }
     RunView #run-eval { display: none; height: auto; max-height: 8; margin: 1 0 0 0; }
-    RunView.-rnn #run-eval { display: block; }
+    RunView.-eval #run-eval { display: block; }
     RunView #run-psych { display: none; height: 11; margin: 1 0 0 0; }
     RunView.-psych #run-psych { display: block; }
     RunView #plot-dyn { height: 10; margin: 1 0 0 0; }
-    RunView.-rnn.-nodyn #plot-dyn { height: 2; }
+    RunView.-eval.-nodyn #plot-dyn { height: 2; }
     RunView #run-order { height: auto; max-height: 12; margin: 1 0 0 0; }
     RunView #order-note { height: auto; margin-bottom: 1; }
     RunView #run-hists { height: 8; }
@@ -239,7 +238,8 @@ class RunView(EntryView, VerticalScroll):
         with Horizontal(id="run-curves"):
             yield LinePlot(id="plot-loss")
             yield LinePlot(id="plot-acc")
-        # a recurrent run: the accuracy of every evaluation mode; multisensory: psychometric curves
+        # the family's panels (families.panels_for): the accuracy of every evaluation mode (recurrent
+        # runs), psychometric curves (the multisensory task)
         yield _static_table(DataTable(id="run-eval", show_cursor=False, zebra_stripes=True))
         with Horizontal(id="run-psych"):
             yield LinePlot(id="plot-psych-1")
@@ -270,10 +270,21 @@ class RunView(EntryView, VerticalScroll):
         if action == "cycle_param":
             return bool(dyn_params(self.run))  # the trajectories' parameter, where the file has any
         if action == "toggle_inputs":
-            return self.run.part_dim != "matrix"  # a recurrent run has no live inputs: its diagonal is n's
+            return self.family.live_inputs  # a recurrent run has no live inputs: its diagonal is n's
         if action == "toggle_diagonal":
-            return self.run.has_nodiag
+            return self.family.diagonal and self.run.has_nodiag
         return True
+
+    @property
+    def family(self):
+        """The panels of the run's model family."""
+        return panels_for(self.run.model)
+
+    def applied_choices(self) -> tuple[str, bool]:
+        """``inputs`` and ``diagonal`` as they apply to the run: a choice its family does not offer
+        is not applied (its files are drawn over all inputs, with every connection)."""
+        family = self.family
+        return (self.inputs if family.live_inputs else "all"), (self.diagonal or not family.diagonal)
 
     def action_cycle_param(self, step: int) -> None:
         params = dyn_params(self.run)
@@ -302,7 +313,7 @@ class RunView(EntryView, VerticalScroll):
 
     def action_export(self) -> None:
         name, run, overlays = self.entry.name, self.run, self.overlays
-        index, param, inputs, diagonal = self.layer_index, self.dyn_param, self.inputs, self.diagonal
+        (index, param), (inputs, diagonal) = (self.layer_index, self.dyn_param), self.applied_choices()
         self.export(lambda folder: export_run(name, run, index, folder, overlays=overlays, dyn_param=param,
                                               inputs=inputs, diagonal=diagonal))
 
@@ -310,12 +321,13 @@ class RunView(EntryView, VerticalScroll):
 
     def draw(self) -> None:
         entry, run, overlays = self.entry, self.run, self.overlays
-        layer_index, inputs, diagonal, dyn_param = self.layer_index, self.inputs, self.diagonal, self.dyn_param
+        layer_index, dyn_param = self.layer_index, self.dyn_param
+        inputs, diagonal = self.applied_choices()
         self._shown = (entry, run)
-        rnn = run.part_dim == "matrix"
-        self.set_class(rnn, "-rnn")
-        self.set_class(bool(run.p_high), "-psych")
-        # a recurrent run without trajectories: two lines say so, the order table moves up
+        family = self.family
+        self.set_class(family.evaluation, "-eval")
+        self.set_class(family.psychometric and bool(run.p_high), "-psych")
+        # a run with an evaluation table and without trajectories: two lines say so, the order table moves up
         self.set_class(not run.dyn, "-nodyn")
         head = entry_heading(entry)
         head.append("\n")
@@ -325,13 +337,7 @@ class RunView(EntryView, VerticalScroll):
         if run.baseline_name and show_baseline:
             head.append("   BP baseline: ", style=BP_COLOUR)
             head.append(run.baseline_name)
-        if rnn:
-            head.append_text(rnn_accuracy_line(run))
-        else:
-            head.append("\ntest acc ")
-            head.append(format_stat(run.final["test_acc"]) if run.epoch.size else "-", style="bold")
-            head.append(" mean-field" + (f" (epoch {int(run.epoch[-1])})" if entry.partial and run.epoch.size
-                                         else ""))
+        head.append_text(family.accuracy_line(entry, run))
         if "test_acc_sampled" in run.final:
             head.append(" · ")
             head.append(format_stat(run.final["test_acc_sampled"]), style="bold")
@@ -367,18 +373,18 @@ class RunView(EntryView, VerticalScroll):
             # with runs overlaid the legend is the header's "overlay:" line (names too long for a title)
             self.query_one(wid, LinePlot).plot(series, title=f"{title} ({what})", xlabel="epoch",
                                                legend=not overlays)
-        if rnn:
+        if family.evaluation:
             _fill_table(self.query_one("#run-eval", DataTable), *accuracy_table(run))
-        if run.p_high:
+        if family.psychometric and run.p_high:
             self._psychometric(run, spread)
         self._trajectories(run, dyn_param, inputs, spread, diagonal)
         header, rows = layer_table(run, inputs, diagonal)
         _fill_table(self.query_one("#run-order", DataTable), header, rows)
-        self.query_one("#order-note", Static).update(Text(live_note(run, inputs, diagonal), style="dim"))
+        self.query_one("#order-note", Static).update(Text(family.order_note(run, inputs, diagonal), style="dim"))
         what = "all connections"
         if entry.partial or not run.epoch.size:  # a checkpoint: the parameters after its last epoch
             what = f"after epoch {int(run.epoch[-1]) if run.epoch.size else 0}"
-        if rnn and run.layers.size:
+        if run.part_dim == "matrix" and run.layers.size:
             part = f"[b]histograms, {escape(part_name(run, layer_index))}[/b] ({layer_index + 1} of {run.layers.size})"
         else:
             layer = int(run.layers[layer_index]) if run.layers.size else 0
@@ -455,32 +461,6 @@ class RunView(EntryView, VerticalScroll):
             return [Series(label if r == 0 else "", epoch, values[r], colour) for r in range(values.shape[0])]
         mean, _ = curve_stats(values)
         return [Series(label, epoch, mean, colour)]
-
-
-def rnn_accuracy_line(run: RunSummary) -> Text:
-    """A recurrent run's accuracy line: the noise-free mean field and the quenched networks (the
-    table below the curves has every mode); multisensory: the psychometric accuracy, mean over
-    the modalities."""
-    line = Text()
-    if run.accuracies:
-        line.append("\ntest acc ")
-        for k, mode in enumerate(m for m in ("mf", "quenched") if m in run.accuracies):
-            line.append(" · " if k else "")
-            line.append(format_stat(run.accuracies[mode]), style="bold")
-            line.append(" " + RNN_MODES[mode])
-    elif run.psychometric_acc:
-        line.append("\npsychometric acc ")
-        for k, mode in enumerate(m for m in ("mf", "quenched") if m in run.psychometric_acc):
-            acc = run.psychometric_acc[mode]
-            line.append(" · " if k else "")
-            line.append(format_stat(acc.reshape(acc.shape[0], -1).mean(axis=1)), style="bold")
-            line.append(" " + RNN_MODES[mode])
-        line.append(" (mean over modalities)", style="dim")
-    else:
-        line.append("\ntest acc ")
-        line.append(format_stat(run.final["test_acc"]) if run.epoch.size else "-", style="bold")
-        line.append(" mean-field")
-    return line
 
 
 def progress_line(entry: Entry, run: RunSummary) -> Text:
@@ -580,12 +560,13 @@ class ScanView(EntryView, Vertical):
     # --- the keys ----------------------------------------------------------------------------
 
     def applies(self, action: str) -> bool:
+        family = panels_for(self.entry.model)
         if action == "toggle_output":
-            return part_dim(self.payload.ds) != "matrix"  # a recurrent scan's matrices are not counted from an end
+            return family.from_output  # a recurrent scan's matrices are not counted from an end
         if action == "toggle_along":
             return self.show_dynamics
         if action == "toggle_diagonal":
-            return has_nodiag(self.payload.ds)
+            return family.diagonal and has_nodiag(self.payload.ds)
         return True
 
     def action_cycle_param(self, step: int) -> None:

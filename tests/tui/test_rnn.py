@@ -356,7 +356,7 @@ async def test_scan_view_of_a_recurrent_scan(tmp_path):
     app = app_for(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        entry = Entry(tmp_path / "rscan", "rscan", "scan", "done", "mnist", "28-20-10 xT")
+        entry = Entry(tmp_path / "rscan", "rscan", "scan", "done", "mnist", "28-20-10 xT", model="rnn")
         app.current = entry
         app.loaded = Loaded(entry, ScanPayload(recurrent_scan()))
         app._draw()
