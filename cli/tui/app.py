@@ -1,9 +1,14 @@
 """``MfphysTUI``: browse and monitor the runs, scans and perturbation files of a folder.
 
 Layout: a sidebar (filter box + list of entries) and a main pane that switches between the
-run, scan, perturbation and message views. Reading happens in worker threads through
+run, scan, perturbation, runs-table and message views. Reading happens in worker threads through
 the view models of :mod:`mfphys.cli.tui.models` (cached by file signature); a timer re-lists
 the folder every few seconds and reloads the open entry only when its files changed.
+
+The app routes: what was read goes to its view, and the view keys to the view shown
+(:mod:`.views`), which keeps its own choices and does its keys. The app keeps the folder's
+entries, the filter, the marks (shared by the sidebar, the runs table and the run view's
+overlay), the workers and the exports.
 """
 
 from __future__ import annotations
@@ -23,30 +28,30 @@ from textual.worker import get_current_worker
 
 from mfphys.errors import MfphysError
 
-from .export import export_perturbation, export_run, export_runs_table, export_scan
 from .keys import APP_KEYS
 from .models.cache import CACHE
 from .models.format import one_line
 from .models.listing import Entry, filter_entries, find_baseline, list_entries
-from .models.run import PerturbationSummary, RunSummary, dyn_params, load_perturbation, load_run
-from .models.runs_table import NUMERIC, read_numbers, run_rows, sort_rows
-from .models.scan_grid import (
-    NETWORK,
-    Grid,
-    Trajectories,
-    has_nodiag,
-    load_scan,
-    overlay_status,
-    part_dim,
-    scan_grid,
-    scan_layers,
-    scan_params,
-    scan_trajectories,
-)
+from .models.run import PerturbationSummary, RunSummary, load_perturbation, load_run
+from .models.runs_table import read_numbers, run_rows
+from .models.scan_grid import ScanPayload, load_scan
 from .screens import HelpScreen
 from .sidebar import EntryList, entry_prompt
-from .views import MessageView, PerturbationView, RunsTable, RunsTableView, RunView, ScanView
-from .widgets import Heatmap
+from .views import (
+    ChoiceChanged,
+    DrawFailed,
+    EntryView,
+    ExportRequested,
+    MessageView,
+    PerturbationView,
+    RunsTable,
+    RunsTableView,
+    RunView,
+    ScanView,
+)
+
+#: the view of each kind of payload (what a worker read), by its id in the main pane
+VIEW_OF = {RunSummary: "run", ScanPayload: "scan", PerturbationSummary: "perturbation"}
 
 
 class MfphysTUI(App):
@@ -80,22 +85,7 @@ class MfphysTUI(App):
         self.shown_entries: list[Entry] = []
         self.current: Entry | None = None  # the highlighted entry
         self.loaded: Loaded | None = None  # what the main pane shows
-        self.param: str | None = None
-        self.layer: int | str | None = None  # scan layer: a number or scan_grid.NETWORK
-        self.layer_index = 0  # run histograms
-        # each view keeps its own mean/spread choice, and says which in its header
-        self.scan_stat = "mean"  # scan: "mean" or "spread" (std) over replicas
-        self.run_curves = "mean"  # run: "mean" curve or every replica's ("replicas")
-        self.inputs = "live"  # layer 1 over "live" inputs (docs/order-parameters.md) or "all"
-        self.diagonal = True  # recurrent model: the recurrent matrix with its diagonal, or without (n)
-        self.from_output = False  # scan: layers counted from the output
-        self.show_values = False
-        self.dyn_param: str | None = None  # run: the order parameter of the trajectories plot
-        self.show_dynamics = False  # scan: the parameter against epoch under the heatmap
-        self.along = "row"  # scan trajectories: the cursor's "row" or "column"
         self.table_mode = False  # the main pane shows the runs table
-        self.sort: tuple[str, bool] = ("name", False)  # runs table: column, reversed
-        self.rows: list = []  # runs table rows (read in a worker)
         self.marked: list[Path] = []  # runs marked for the curve overlay, in marking order
         self.last_export: list[Path] = []
         self._loading: Path | None = None  # the entry a worker is reading now
@@ -117,7 +107,7 @@ class MfphysTUI(App):
                 yield RunView(id="run")
                 yield ScanView(id="scan")
                 yield PerturbationView(id="perturbation")
-                yield RunsTableView(id="table")
+                yield RunsTableView(id="table", folder_name=self.root.resolve().name or "runs")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -355,16 +345,13 @@ class MfphysTUI(App):
             self.call_from_thread(self._table_loaded, rows)
 
     def _table_loaded(self, rows) -> None:
-        self.rows = rows
+        self.query_one("#table", RunsTableView).rows = rows
         if self.table_mode:
             self._draw_table()
 
     def _draw_table(self, loading: bool = False) -> None:
         """The runs table from the rows read so far: those the filter lets through, sorted."""
-        visible = {e.path for e in self.shown_entries}
-        column, reverse = self.sort
-        rows = sort_rows([r for r in self.rows if r.path in visible], column, reverse)
-        self.query_one("#table", RunsTableView).show(rows, column=column, reverse=reverse, marked=self.marked,
+        self.query_one("#table", RunsTableView).show([e.path for e in self.shown_entries], marked=self.marked,
                                                      filter_text=self.query_one("#filter", Input).value,
                                                      loading=loading)
 
@@ -381,15 +368,6 @@ class MfphysTUI(App):
         self._update_count()
         self.refresh_bindings()
 
-    @on(RunsTable.SortRequested)
-    def _sort_requested(self, event: RunsTable.SortRequested) -> None:
-        column, reverse = self.sort
-        if column == event.column:
-            self.sort = (column, not reverse)
-        else:  # numbers and dates: the largest and newest first; text: A to Z
-            self.sort = (event.column, event.column in NUMERIC or event.column == "date")
-        self._draw_table()
-
     @on(RunsTable.RowSelected, "#runs-table")
     def _open_row(self, event: RunsTable.RowSelected) -> None:
         path = Path(event.row_key.value)
@@ -400,7 +378,7 @@ class MfphysTUI(App):
         if path in names:
             olist.highlighted = names.index(path)
 
-    # --- drawing --------------------------------------------------------------------------
+    # --- routing --------------------------------------------------------------------------
 
     @property
     def view_kind(self) -> str | None:
@@ -412,10 +390,14 @@ class MfphysTUI(App):
     @property
     def payload_kind(self) -> str | None:
         """The kind of the loaded entry's view (whether or not the runs table covers it)."""
-        if self.loaded is None or isinstance(self.loaded.payload, str):
+        if self.loaded is None:
             return None
-        return {RunSummary: "run", ScanPayload: "scan", PerturbationSummary: "perturbation"}.get(
-            type(self.loaded.payload))
+        return VIEW_OF.get(type(self.loaded.payload))
+
+    @property
+    def shown_view(self) -> EntryView:
+        """The view in the main pane, which the view keys go to (the message view: none applies)."""
+        return self.query_one(f"#{self.view_kind or 'message'}", EntryView)
 
     def _show_message(self, text) -> None:
         self.query_one("#message", MessageView).show(text)
@@ -426,141 +408,67 @@ class MfphysTUI(App):
         self.refresh_bindings()
 
     def _draw(self, entry: Entry | None = None) -> None:
-        """Show the loaded payload with the current choices; ``entry``: a newer listing of it (scan marks)."""
+        """Show the loaded payload in its view; ``entry``: a newer listing of it (scan marks)."""
         if self.loaded is None:
             return
         if entry is not None:
             self.loaded = self.loaded._replace(entry=entry)
         try:
-            view = self._draw_payload(self.loaded.entry, self.loaded.payload)
+            view = self._route(self.loaded)
         except Exception as exc:
-            self._show_message(Text(f"cannot show {self.loaded.entry.name}: {type(exc).__name__}: "
-                                    f"{one_line(exc)}", style="red"))
+            self._show_message(DrawFailed(self.loaded.entry, exc).text)
             return
         if not self.table_mode:  # the runs table stays in front until `t` or a move in the list
             self.query_one("#main", ContentSwitcher).current = view
         self._update_count()
         self.refresh_bindings()
 
-    def _draw_payload(self, entry: Entry, payload) -> str:
-        """Draw ``payload`` into its view; returns the view's id."""
-        if isinstance(payload, str):
-            self.query_one("#message", MessageView).show(Text(payload, style="red"))
-            return "message"
-        if isinstance(payload, RunSummary):
-            self.layer_index = min(self.layer_index, max(payload.layers.size - 1, 0))
-            params = dyn_params(payload)
-            if params and self.dyn_param not in params:
-                self.dyn_param = params[0]
-            self.query_one("#run", RunView).show(entry, payload, layer_index=self.layer_index,
-                                                 curves=self.run_curves, inputs=self.inputs,
-                                                 overlays=self.loaded.overlays, dyn_param=self.dyn_param,
-                                                 diagonal=self.diagonal)
-            return "run"
-        if isinstance(payload, ScanPayload):
-            grid = self.current_grid()
-            if grid is None:
+    def _route(self, loaded: Loaded) -> str:
+        """Give what was read to its view, which draws it with its own choices; returns the view's id."""
+        entry, payload = loaded.entry, loaded.payload
+        kind = VIEW_OF.get(type(payload))
+        if kind == "run":
+            self.query_one("#run", RunView).show(entry, payload, overlays=loaded.overlays)
+        elif kind == "scan":
+            if not self.query_one("#scan", ScanView).show(entry, payload):
                 self.query_one("#message", MessageView).show(Text(f"{entry.name}: no parameter to show yet",
                                                                   style="yellow"))
                 return "message"
-            view = self.query_one("#scan", ScanView)
-            view.show(entry, grid, params=payload.params, layers=payload.layers_for(self.from_output),
-                      stat=self.scan_stat, show_values=self.show_values)
-            self._draw_trajectories()
-            return "scan"
-        if isinstance(payload, PerturbationSummary):
+        elif kind == "perturbation":
             self.query_one("#perturbation", PerturbationView).show(entry, payload)
-            return "perturbation"
-        return "message"
+        else:  # an error text
+            self.query_one("#message", MessageView).show(Text(str(payload), style="red"))
+            return "message"
+        return kind
 
-    def current_grid(self) -> Grid | None:
-        """The heatmap's numbers for the current parameter and layer (from the cached combined dataset)."""
-        if self.loaded is None or not isinstance(self.loaded.payload, ScanPayload):
-            return None
-        p = self.loaded.payload
-        if not p.params:
-            return None
-        if self.param not in p.params:
-            self.param = p.params[0]
-        layers = p.layers_for(self.from_output)
-        if layers and self.layer not in layers:
-            self.layer = layers[0]
-        entry = self.loaded.entry
-        key = (self.param, self.layer, self.inputs, entry.cell_status, self.diagonal)
-        if key not in p.grids:
-            overlay = overlay_status(p.ds, entry.cell_status) if entry.cell_status else None
-            p.grids = {k: v for k, v in p.grids.items() if k[3] == entry.cell_status}  # drop stale marks
-            p.grids[key] = scan_grid(p.ds, self.param, self.layer, inputs=self.inputs, overlay=overlay,
-                                     diagonal=self.diagonal)
-        return p.grids[key]
+    @on(DrawFailed)
+    def _draw_failed(self, event: DrawFailed) -> None:
+        if self.loaded is not None and event.entry is not None and event.entry.path == self.loaded.entry.path:
+            self._show_message(event.text)
 
-    def current_trajectories(self) -> Trajectories | None:
-        """The scan's parameter against epoch for the cursor's row or column (from the cached
-        combined dataset, as the heatmap: same parameter, layer, inputs, marks)."""
-        grid = self.current_grid()
-        if grid is None:
-            return None
-        entry = self.loaded.entry
-        overlay = overlay_status(self.loaded.payload.ds, entry.cell_status) if entry.cell_status else None
-        cursor = self.query_one(Heatmap).cursor
-        return scan_trajectories(self.loaded.payload.ds, grid.param, grid.layer, inputs=self.inputs,
-                                 along=self.along, cursor=cursor, overlay=overlay, diagonal=self.diagonal)
-
-    def _draw_trajectories(self) -> None:
-        view = self.query_one("#scan", ScanView)
-        if not self.show_dynamics:
-            view.show_trajectories(None, shown=False)
-            return
-        view.show_trajectories(self.current_trajectories(), shown=True, param=self.param or "")
-
-    @on(Heatmap.CursorMoved)
-    def _cursor_moved(self, event: Heatmap.CursorMoved) -> None:
-        grid = self.current_grid()
-        if grid is not None:
-            self.query_one("#scan", ScanView).show_cell(grid, event.cursor)
-            if self.show_dynamics:
-                self._draw_trajectories()
+    @on(ChoiceChanged)
+    def _choice_changed(self, event: ChoiceChanged) -> None:
+        """A choice made in one view that applies to the others too (inputs, the diagonal)."""
+        for view in self.query_one("#main", ContentSwitcher).children:
+            if isinstance(view, EntryView) and view is not event.view and event.name in view.SHARED:
+                setattr(view, event.name, event.value)
 
     # --- actions --------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters) -> bool | None:
         if len(self.screen_stack) > 1:
             return False  # the help screen is up: its own keys (esc, q, ?) close it
-        view = self.view_kind
-        if action == "toggle_output" and view == "scan" and part_dim(self.loaded.payload.ds) == "matrix":
-            return None  # a recurrent scan's matrices are not counted from either end
-        if action in ("toggle_values", "toggle_output", "toggle_dynamics"):
-            return True if view == "scan" else None
-        if action == "toggle_along":
-            return True if view == "scan" and self.show_dynamics else None
-        if action == "toggle_diagonal":
-            return True if self._has_diagonal_choice() else None
-        if action == "cycle_param":
-            return True if view == "scan" or (view == "run" and dyn_params(self.loaded.payload)) else None
-        if action == "toggle_inputs" and view == "run" and self.loaded.payload.part_dim == "matrix":
-            return None  # a recurrent run has no live inputs: its diagonal is n's
-        if action in ("cycle_layer", "toggle_spread", "toggle_inputs"):
-            return True if view in ("scan", "run") else None
-        if action == "export":
-            return True if view is not None else None
+        if action == "view":  # a view key: the view shown says whether it applies
+            return self.shown_view.check_action(parameters[0], tuple(parameters[1:]))
         if action == "mark":
             return True if self.table_mode or self._mark_target() is not None else None
         if action == "clear_marks":
             return True if self.marked else None
         return True
 
-    def _has_diagonal_choice(self) -> bool:
-        """Whether the view shows a recurrent matrix that the file also has without its diagonal."""
-        view = self.view_kind
-        if view == "run":
-            return self.loaded.payload.has_nodiag
-        if view == "scan":
-            return has_nodiag(self.loaded.payload.ds)
-        return False
-
-    def action_toggle_diagonal(self) -> None:
-        self.diagonal = not self.diagonal
-        self._draw()
+    async def action_view(self, action: str, *args) -> None:
+        """A view key: the view shown does ``action(*args)``."""
+        await self.run_action(("", action, args), self.shown_view)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.BINDINGS))
@@ -623,102 +531,21 @@ class MfphysTUI(App):
             self.load_current()  # the overlay: curves of marked runs (cached reads)
         self.refresh_bindings()
 
-    def action_cycle_param(self, step: int) -> None:
-        if self.view_kind == "scan":
-            params = self.loaded.payload.params
-            i = params.index(self.param) if self.param in params else 0
-            self.param = params[(i + step) % len(params)]
-        elif self.view_kind == "run":
-            params = dyn_params(self.loaded.payload)
-            if not params:
-                return
-            i = params.index(self.dyn_param) if self.dyn_param in params else 0
-            self.dyn_param = params[(i + step) % len(params)]
-        else:
-            return
-        self._draw()
-
-    def action_toggle_dynamics(self) -> None:
-        self.show_dynamics = not self.show_dynamics
-        self._draw()
-
-    def action_toggle_along(self) -> None:
-        self.along = "column" if self.along == "row" else "row"
-        self._draw()
-
-    def action_cycle_layer(self, step: int) -> None:
-        kind = self.view_kind
-        if kind == "scan":
-            layers = self.loaded.payload.layers_for(self.from_output)
-            if layers:
-                i = layers.index(self.layer) if self.layer in layers else 0
-                self.layer = layers[(i + step) % len(layers)]
-        elif kind == "run":  # a layer, or a recurrent run's matrix
-            n = max(self.loaded.payload.layers.size, 1)
-            self.layer_index = (self.layer_index + step) % n
-        self._draw()
-
-    def action_toggle_output(self) -> None:
-        self.from_output = not self.from_output
-        if self.layer != NETWORK:
-            self.layer = None  # the first of the other count: layer 1, or the output layer
-        self._draw()
-
-    def action_toggle_inputs(self) -> None:
-        self.inputs = "all" if self.inputs == "live" else "live"
-        self._draw()
-
-    def action_toggle_values(self) -> None:
-        self.show_values = not self.show_values
-        self._draw()
-
-    def action_toggle_spread(self) -> None:
-        if self.view_kind == "scan":
-            self.scan_stat = "spread" if self.scan_stat == "mean" else "mean"
-        elif self.view_kind == "run":
-            self.run_curves = "replicas" if self.run_curves == "mean" else "mean"
-        self._draw()
-
     def action_refresh(self) -> None:
         CACHE.clear()
         self.refresh_entries()
         if self.current is not None:
             self.load_current()
 
-    def action_export(self) -> None:
-        kind = self.view_kind
-        if kind is None:
-            return
-        if kind == "table":
-            column, reverse = self.sort
-            visible = {e.path for e in self.shown_entries}
-            rows = sort_rows([r for r in self.rows if r.path in visible], column, reverse)
-            job = ("table", self.root.resolve().name or "runs", rows, None)
-        else:
-            entry, payload = self.loaded.entry, self.loaded.payload
-            if isinstance(payload, ScanPayload):
-                trajectories = self.current_trajectories() if self.show_dynamics else None
-                job = ("scan", entry.name, self.current_grid(), (self.scan_stat, trajectories))
-            elif isinstance(payload, RunSummary):
-                job = ("run", entry.name, payload, (self.layer_index, self.loaded.overlays, self.dyn_param,
-                                                    self.inputs, self.diagonal))
-            else:
-                job = ("perturbation", entry.name, payload, None)
-        self.export_view(job)
+    @on(ExportRequested)
+    def _export_requested(self, event: ExportRequested) -> None:
+        self.export_view(event.write)
 
     @work(thread=True, exclusive=True, group="export")
-    def export_view(self, job) -> None:
-        kind, name, what, extra = job
+    def export_view(self, write) -> None:
+        """Write a view's export (``write(folder)``, from the view) into the export folder."""
         try:
-            if kind == "scan":
-                paths = export_scan(name, what, self.export_dir, stat=extra[0], trajectories=extra[1])
-            elif kind == "run":
-                paths = export_run(name, what, extra[0], self.export_dir, overlays=extra[1], dyn_param=extra[2],
-                                   inputs=extra[3], diagonal=extra[4])
-            elif kind == "table":
-                paths = export_runs_table(name, what, self.export_dir)
-            else:
-                paths = export_perturbation(name, what, self.export_dir)
+            paths = write(self.export_dir)
         except Exception as exc:
             self.call_from_thread(self.notify, one_line(exc), title="export failed", severity="error")
             return
@@ -738,23 +565,3 @@ class Loaded(NamedTuple):
     overlay_key: tuple = ()
 
 
-class ScanPayload:
-    """A loaded scan: the combined Dataset, its parameters and layers, and the grids drawn so far.
-
-    ``signature``: the scan's data signature when read; ``loaded_at``, ``seconds``: when and
-    how long the read took (for throttling re-reads of a scan being written).
-    """
-
-    def __init__(self, ds, signature=(), loaded_at: float = 0.0, seconds: float = 0.0):
-        self.ds = ds
-        self.signature = signature
-        self.loaded_at = loaded_at
-        self.seconds = seconds
-        self.params = scan_params(ds)
-        self.layers = scan_layers(ds)
-        self._from_output = scan_layers(ds, from_output=True)
-        self.grids: dict = {}
-
-    def layers_for(self, from_output: bool) -> list:
-        """The layer choices, counted from the input (1, 2, ...) or from the output (-1, -2, ...)."""
-        return self._from_output if from_output else self.layers

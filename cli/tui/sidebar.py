@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import Input, OptionList
 
+from .families import panels_for
 from .keys import FILTER_STARTERS
 from .models.format import middle_ellipsis
 from .models.listing import Entry
@@ -33,8 +34,8 @@ def entry_prompt(e: Entry, width: int = 42, marked: bool = False) -> Text:
     if e.error:
         second.append(": " + e.error, style="red")
     else:
-        # a recurrent run (or its perturbation) says so: "rnn mnist 28-100-10 x28"
-        for part in (" ".join(p for p in ("rnn" if e.model == "rnn" else "", e.dataset, e.architecture) if p),
+        # a recurrent run (or its perturbation) says so: "rnn mnist 28-100-10 x28"; so does another family
+        for part in (" ".join(p for p in (panels_for(e.model).tag, e.dataset, e.architecture) if p),
                      e.date[:10]):
             if part:
                 second.append(" · " + part, style="dim")

@@ -1,9 +1,11 @@
-"""The main-pane views: a run, a scan, a perturbation file, or a message (errors, empty folder).
+"""The main-pane views: a run, a scan, a perturbation file, the runs table, or a message (errors, empty folder).
 
 Each view gets plain data from the view models (:mod:`mfphys.cli.tui.models`) through
-``show(...)`` and draws it; none
-reads files. Updates replace widget contents in place (no remounting), so the live refresh
-does not flicker.
+``show(...)`` and draws it; none reads files. Each view keeps its own choices (layer, parameter,
+mean or spread, ...) as reactive attributes and does its own keys (``action_*``; the app routes
+the view keys of :mod:`.keys` to the view shown, whose ``check_action`` says which apply), so
+the choices stay while other entries are shown. Updates replace widget contents in place (no
+remounting), so the live refresh does not flicker.
 """
 
 from __future__ import annotations
@@ -11,15 +13,20 @@ from __future__ import annotations
 import numpy as np
 from rich.markup import escape
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
+from textual.reactive import var
 from textual.widgets import DataTable, Static
 
 from mfphys.stats import format_stat, replica_stats
 
-from .models.format import duration, middle_ellipsis, plain, short
+from .export import export_perturbation, export_run, export_runs_table, export_scan
+from .families import panels_for
+from .keys import VIEW_ACTIONS
+from .models.format import duration, middle_ellipsis, one_line, plain, short
 from .models.listing import Entry
 from .models.run import (
     HIST_NAMES,
@@ -30,16 +37,25 @@ from .models.run import (
     baseline_trajectory,
     curve_stats,
     dyn_label,
+    dyn_params,
     hist_counts,
     layer_table,
-    live_note,
     part_name,
     psychometric,
     psychometric_modes,
     trajectory,
 )
-from .models.runs_table import COLUMNS, NUMERIC, RunRow, row_cells
-from .models.scan_grid import NETWORK, Grid, Trajectories, layer_label
+from .models.runs_table import COLUMNS, NUMERIC, RunRow, row_cells, sort_rows
+from .models.scan_grid import (
+    NETWORK,
+    Grid,
+    ScanPayload,
+    Trajectories,
+    has_nodiag,
+    layer_label,
+    overlay_status,
+    scan_trajectories,
+)
 from .widgets import Bars, Heatmap, LinePlot, Series, colour_at, hex_colour
 
 RUN_COLOUR = "#5fafff"
@@ -57,7 +73,7 @@ MODALITY_COLOURS = ("#5fafff", "#87d787", "#ff5f87", "#d7d75f")
 def entry_parts(entry: Entry) -> list[str]:
     """What the entry is, as the words of its heading: kind, model and mode, task and preset
     (recurrent runs), the perturbed matrix (recurrent perturbations), dataset, architecture, date."""
-    mode = f"rnn {entry.mode}".strip() if entry.model == "rnn" else entry.mode
+    mode = panels_for(entry.model).mode_label(entry.mode)
     dataset = entry.dataset
     if entry.preset and entry.preset != dataset:
         dataset = f"{dataset} ({entry.preset})" if dataset else entry.preset
@@ -100,7 +116,79 @@ def _fill_table(table: DataTable, header, rows) -> None:
     table.add_rows(rows)
 
 
-class MessageView(VerticalScroll):
+class ExportRequested(Message):
+    """A view's numbers and plot to export: ``write(folder)`` writes them and returns the files
+    (the app runs it in a worker thread, into its export folder)."""
+
+    def __init__(self, write):
+        super().__init__()
+        self.write = write
+
+
+class ChoiceChanged(Message):
+    """A choice that more than one view makes (``inputs``: live or all; ``diagonal``: the
+    recurrent matrix with or without it) changed in one: the app gives it to the others, so the
+    choice applies to every view (docs/tui.md)."""
+
+    def __init__(self, view, name: str, value):
+        super().__init__()
+        self.view, self.name, self.value = view, name, value
+
+
+class DrawFailed(Message):
+    """A view could not draw its entry after a key (a file with something unforeseen): the app says so."""
+
+    def __init__(self, entry: Entry, error: Exception):
+        super().__init__()
+        self.entry, self.error = entry, error
+
+    @property
+    def text(self) -> Text:
+        return Text(f"cannot show {self.entry.name}: {type(self.error).__name__}: {one_line(self.error)}",
+                    style="red")
+
+
+class EntryView:
+    """What the main-pane views share (a mixin before the Textual container): the view keys.
+
+    A view key applies where the view has its action (``action_<name>``) and :meth:`applies`
+    agrees; elsewhere it is shown dimmed and does nothing. ``SHARED``: the choices this view
+    makes that apply to the other views too (:class:`ChoiceChanged`).
+    """
+
+    SHARED: tuple[str, ...] = ()
+    entry: Entry | None = None  # what the view shows
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action in VIEW_ACTIONS:
+            return True if callable(getattr(self, f"action_{action}", None)) and self.applies(action) else None
+        return super().check_action(action, parameters)
+
+    def applies(self, action: str) -> bool:
+        """Whether the view key ``action``, which this view has, applies to what it shows now."""
+        return True
+
+    def draw(self) -> None:
+        """Draw what the view shows with its current choices."""
+
+    def redraw(self) -> None:
+        """Draw again after a key changed a choice; a failure goes to the app as a message."""
+        try:
+            self.draw()
+        except Exception as exc:
+            self.post_message(DrawFailed(self.entry, exc))
+            return
+        self.refresh_bindings()  # a choice may enable another key (d: c)
+
+    def share(self, name: str) -> None:
+        """Tell the other views that the shared choice ``name`` changed here."""
+        self.post_message(ChoiceChanged(self, name, getattr(self, name)))
+
+    def export(self, write) -> None:
+        self.post_message(ExportRequested(write))
+
+
+class MessageView(EntryView, VerticalScroll):
     """A message in the main pane: the selected file's error, an empty folder, a hint."""
 
     DEFAULT_CSS = """
@@ -114,19 +202,32 @@ class MessageView(VerticalScroll):
         self.query_one("#message-text", Static).update(text)
 
 
-class RunView(VerticalScroll):
-    """Learning curves (with the BP baseline), per-layer order parameters, pi/m/Xi histograms."""
+class RunView(EntryView, VerticalScroll):
+    """Learning curves (with the BP baseline), per-layer order parameters, pi/m/Xi histograms.
+
+    Its choices: the histograms' layer (``layer_index``; a recurrent run's matrix), the curves
+    (``curves``: "mean" over replicas or every replica's, "replicas"), layer 1 over "live" or
+    "all" ``inputs``, the recurrent matrix with its ``diagonal`` or without, and the order
+    parameter of the trajectories plot (``dyn_param``).
+    """
+
+    SHARED = ("inputs", "diagonal")
+    layer_index = var(0)
+    curves = var("mean")
+    inputs = var("live")
+    diagonal = var(True)
+    dyn_param: var[str | None] = var(None)
 
     DEFAULT_CSS = """
     RunView { padding: 0 1; }
     RunView #run-head { height: auto; margin-bottom: 1; }
     RunView #run-curves { height: 11; }
     RunView #run-eval { display: none; height: auto; max-height: 8; margin: 1 0 0 0; }
-    RunView.-rnn #run-eval { display: block; }
+    RunView.-eval #run-eval { display: block; }
     RunView #run-psych { display: none; height: 11; margin: 1 0 0 0; }
     RunView.-psych #run-psych { display: block; }
     RunView #plot-dyn { height: 10; margin: 1 0 0 0; }
-    RunView.-rnn.-nodyn #plot-dyn { height: 2; }
+    RunView.-eval.-nodyn #plot-dyn { height: 2; }
     RunView #run-order { height: auto; max-height: 12; margin: 1 0 0 0; }
     RunView #order-note { height: auto; margin-bottom: 1; }
     RunView #run-hists { height: 8; }
@@ -137,7 +238,8 @@ class RunView(VerticalScroll):
         with Horizontal(id="run-curves"):
             yield LinePlot(id="plot-loss")
             yield LinePlot(id="plot-acc")
-        # a recurrent run: the accuracy of every evaluation mode; multisensory: psychometric curves
+        # the family's panels (families.panels_for): the accuracy of every evaluation mode (recurrent
+        # runs), psychometric curves (the multisensory task)
         yield _static_table(DataTable(id="run-eval", show_cursor=False, zebra_stripes=True))
         with Horizontal(id="run-psych"):
             yield LinePlot(id="plot-psych-1")
@@ -151,18 +253,81 @@ class RunView(VerticalScroll):
             yield Bars(id="hist-m", colour="#5fafff")
             yield Bars(id="hist-xi", colour="#87d787")
 
-    def show(self, entry: Entry, run: RunSummary, *, layer_index: int, curves: str = "mean",
-             inputs: str = "live", overlays=(), dyn_param: str | None = None, diagonal: bool = True) -> None:
-        """Draw ``run``; ``curves``: "mean" over replicas or every replica's curve ("replicas");
-        ``inputs``: layer 1 of the order table and of the trajectories over "live" or "all"
-        inputs; ``overlays``: ``(name, RunNumbers)`` of marked runs, drawn with the run's own
-        curves; ``dyn_param``: the order parameter whose trajectory is plotted; ``diagonal``: a
-        recurrent run's recurrent matrix with its diagonal (self-connections) or without."""
+    def show(self, entry: Entry, run: RunSummary, overlays=()) -> None:
+        """Draw ``run`` with the view's choices, kept where the run has them (a layer it has, an
+        order parameter it recorded); ``overlays``: ``(name, RunNumbers)`` of marked runs, drawn
+        with the run's own curves."""
+        self.entry, self.run, self.overlays = entry, run, overlays
+        self.layer_index = min(self.layer_index, max(run.layers.size - 1, 0))
+        params = dyn_params(run)
+        if params and self.dyn_param not in params:
+            self.dyn_param = params[0]
+        self.draw()
+
+    # --- the keys ----------------------------------------------------------------------------
+
+    def applies(self, action: str) -> bool:
+        if action == "cycle_param":
+            return bool(dyn_params(self.run))  # the trajectories' parameter, where the file has any
+        if action == "toggle_inputs":
+            return self.family.live_inputs  # a recurrent run has no live inputs: its diagonal is n's
+        if action == "toggle_diagonal":
+            return self.family.diagonal and self.run.has_nodiag
+        return True
+
+    @property
+    def family(self):
+        """The panels of the run's model family."""
+        return panels_for(self.run.model)
+
+    def applied_choices(self) -> tuple[str, bool]:
+        """``inputs`` and ``diagonal`` as they apply to the run: a choice its family does not offer
+        is not applied (its files are drawn over all inputs, with every connection)."""
+        family = self.family
+        return (self.inputs if family.live_inputs else "all"), (self.diagonal or not family.diagonal)
+
+    def action_cycle_param(self, step: int) -> None:
+        params = dyn_params(self.run)
+        i = params.index(self.dyn_param) if self.dyn_param in params else 0
+        self.dyn_param = params[(i + step) % len(params)]
+        self.redraw()
+
+    def action_cycle_layer(self, step: int) -> None:
+        """The histograms' next layer, or a recurrent run's next matrix."""
+        self.layer_index = (self.layer_index + step) % max(self.run.layers.size, 1)
+        self.redraw()
+
+    def action_toggle_spread(self) -> None:
+        self.curves = "replicas" if self.curves == "mean" else "mean"
+        self.redraw()
+
+    def action_toggle_inputs(self) -> None:
+        self.inputs = "all" if self.inputs == "live" else "live"
+        self.share("inputs")
+        self.redraw()
+
+    def action_toggle_diagonal(self) -> None:
+        self.diagonal = not self.diagonal
+        self.share("diagonal")
+        self.redraw()
+
+    def action_export(self) -> None:
+        name, run, overlays = self.entry.name, self.run, self.overlays
+        (index, param), (inputs, diagonal) = (self.layer_index, self.dyn_param), self.applied_choices()
+        self.export(lambda folder: export_run(name, run, index, folder, overlays=overlays, dyn_param=param,
+                                              inputs=inputs, diagonal=diagonal))
+
+    # --- drawing -----------------------------------------------------------------------------
+
+    def draw(self) -> None:
+        entry, run, overlays = self.entry, self.run, self.overlays
+        layer_index, dyn_param = self.layer_index, self.dyn_param
+        inputs, diagonal = self.applied_choices()
         self._shown = (entry, run)
-        rnn = run.part_dim == "matrix"
-        self.set_class(rnn, "-rnn")
-        self.set_class(bool(run.p_high), "-psych")
-        # a recurrent run without trajectories: two lines say so, the order table moves up
+        family = self.family
+        self.set_class(family.evaluation, "-eval")
+        self.set_class(family.psychometric and bool(run.p_high), "-psych")
+        # a run with an evaluation table and without trajectories: two lines say so, the order table moves up
         self.set_class(not run.dyn, "-nodyn")
         head = entry_heading(entry)
         head.append("\n")
@@ -172,18 +337,12 @@ class RunView(VerticalScroll):
         if run.baseline_name and show_baseline:
             head.append("   BP baseline: ", style=BP_COLOUR)
             head.append(run.baseline_name)
-        if rnn:
-            head.append_text(rnn_accuracy_line(run))
-        else:
-            head.append("\ntest acc ")
-            head.append(format_stat(run.final["test_acc"]) if run.epoch.size else "-", style="bold")
-            head.append(" mean-field" + (f" (epoch {int(run.epoch[-1])})" if entry.partial and run.epoch.size
-                                         else ""))
+        head.append_text(family.accuracy_line(entry, run))
         if "test_acc_sampled" in run.final:
             head.append(" · ")
             head.append(format_stat(run.final["test_acc_sampled"]), style="bold")
             head.append(" sampled")
-        spread = curves == "replicas"
+        spread = self.curves == "replicas"
         head.append("\ncurves: ", style="dim")
         head.append("every replica" if spread else "mean over replicas", style="bold")
         head.append("  (s: " + ("mean" if spread else "every replica") + ")", style="dim")
@@ -214,18 +373,18 @@ class RunView(VerticalScroll):
             # with runs overlaid the legend is the header's "overlay:" line (names too long for a title)
             self.query_one(wid, LinePlot).plot(series, title=f"{title} ({what})", xlabel="epoch",
                                                legend=not overlays)
-        if rnn:
+        if family.evaluation:
             _fill_table(self.query_one("#run-eval", DataTable), *accuracy_table(run))
-        if run.p_high:
+        if family.psychometric and run.p_high:
             self._psychometric(run, spread)
         self._trajectories(run, dyn_param, inputs, spread, diagonal)
         header, rows = layer_table(run, inputs, diagonal)
         _fill_table(self.query_one("#run-order", DataTable), header, rows)
-        self.query_one("#order-note", Static).update(Text(live_note(run, inputs, diagonal), style="dim"))
+        self.query_one("#order-note", Static).update(Text(family.order_note(run, inputs, diagonal), style="dim"))
         what = "all connections"
         if entry.partial or not run.epoch.size:  # a checkpoint: the parameters after its last epoch
             what = f"after epoch {int(run.epoch[-1]) if run.epoch.size else 0}"
-        if rnn and run.layers.size:
+        if run.part_dim == "matrix" and run.layers.size:
             part = f"[b]histograms, {escape(part_name(run, layer_index))}[/b] ({layer_index + 1} of {run.layers.size})"
         else:
             layer = int(run.layers[layer_index]) if run.layers.size else 0
@@ -304,32 +463,6 @@ class RunView(VerticalScroll):
         return [Series(label, epoch, mean, colour)]
 
 
-def rnn_accuracy_line(run: RunSummary) -> Text:
-    """A recurrent run's accuracy line: the noise-free mean field and the quenched networks (the
-    table below the curves has every mode); multisensory: the psychometric accuracy, mean over
-    the modalities."""
-    line = Text()
-    if run.accuracies:
-        line.append("\ntest acc ")
-        for k, mode in enumerate(m for m in ("mf", "quenched") if m in run.accuracies):
-            line.append(" · " if k else "")
-            line.append(format_stat(run.accuracies[mode]), style="bold")
-            line.append(" " + RNN_MODES[mode])
-    elif run.psychometric_acc:
-        line.append("\npsychometric acc ")
-        for k, mode in enumerate(m for m in ("mf", "quenched") if m in run.psychometric_acc):
-            acc = run.psychometric_acc[mode]
-            line.append(" · " if k else "")
-            line.append(format_stat(acc.reshape(acc.shape[0], -1).mean(axis=1)), style="bold")
-            line.append(" " + RNN_MODES[mode])
-        line.append(" (mean over modalities)", style="dim")
-    else:
-        line.append("\ntest acc ")
-        line.append(format_stat(run.final["test_acc"]) if run.epoch.size else "-", style="bold")
-        line.append(" mean-field")
-    return line
-
-
 def progress_line(entry: Entry, run: RunSummary) -> Text:
     """The run view's second line: replicas and epochs, and for a run that is not finished how far
     it is (running with its ETA, starting, stopped, interrupted) and how to continue it."""
@@ -352,10 +485,30 @@ def progress_line(entry: Entry, run: RunSummary) -> Text:
     return line
 
 
-class ScanView(Vertical):
+class ScanView(EntryView, Vertical):
     """Heatmap of one order parameter over the scanned grid, for one layer; below it, on demand,
     the parameter against epoch for the cells of the cursor's row or column; the cell under the
-    cursor at the bottom."""
+    cursor at the bottom.
+
+    Its choices: the parameter (``param``) and layer (``part``: a layer number, counted from the
+    output when negative, ``scan_grid.NETWORK``, or a recurrent scan's matrix; ``Widget.layer``
+    is Textual's), layers counted ``from_output``, mean or spread over replicas (``stat``), the
+    numbers in the cells (``show_values``), the plot against epoch (``show_dynamics``) of the
+    cursor's "row" or "column" (``along``), layer 1 over "live" or "all" ``inputs``, and the
+    recurrent matrix with its ``diagonal`` or without.
+    """
+
+    SHARED = ("inputs", "diagonal")
+    param: var[str | None] = var(None)
+    part = var(None)
+    from_output = var(False)
+    stat = var("mean")
+    show_values = var(False)
+    show_dynamics = var(False)
+    along = var("row")
+    inputs = var("live")
+    diagonal = var(True)
+    payload: ScanPayload | None = None
 
     DEFAULT_CSS = """
     ScanView { padding: 0 1; }
@@ -370,6 +523,123 @@ class ScanView(Vertical):
         yield Heatmap(id="heatmap")
         yield LinePlot(id="scan-dyn")
         yield Static(id="scan-cell")
+
+    def show(self, entry: Entry, payload: ScanPayload) -> bool:
+        """Draw the scan with the view's choices, kept where the scan has them; False when it has
+        no parameter to show yet (nothing drawn)."""
+        self.entry, self.payload = entry, payload
+        if self.current_grid() is None:
+            return False
+        self.draw()
+        return True
+
+    def current_grid(self) -> Grid | None:
+        """The heatmap's numbers for the current parameter and layer (from the cached combined dataset)."""
+        p = self.payload
+        if p is None or not p.params:
+            return None
+        if self.param not in p.params:
+            self.param = p.params[0]
+        layers = p.layers_for(self.from_output)
+        if layers and self.part not in layers:
+            self.part = layers[0]
+        return p.grid(self.param, self.part, inputs=self.inputs, cell_status=self.entry.cell_status,
+                      diagonal=self.diagonal)
+
+    def current_trajectories(self) -> Trajectories | None:
+        """The scan's parameter against epoch for the cursor's row or column (from the cached
+        combined dataset, as the heatmap: same parameter, layer, inputs, marks)."""
+        grid = self.current_grid()
+        if grid is None:
+            return None
+        ds, status = self.payload.ds, self.entry.cell_status
+        overlay = overlay_status(ds, status) if status else None
+        return scan_trajectories(ds, grid.param, grid.layer, inputs=self.inputs, along=self.along,
+                                 cursor=self.query_one(Heatmap).cursor, overlay=overlay, diagonal=self.diagonal)
+
+    # --- the keys ----------------------------------------------------------------------------
+
+    def applies(self, action: str) -> bool:
+        family = panels_for(self.entry.model)
+        if action == "toggle_output":
+            return family.from_output  # a recurrent scan's matrices are not counted from an end
+        if action == "toggle_along":
+            return self.show_dynamics
+        if action == "toggle_diagonal":
+            return family.diagonal and has_nodiag(self.payload.ds)
+        return True
+
+    def action_cycle_param(self, step: int) -> None:
+        params = self.payload.params
+        i = params.index(self.param) if self.param in params else 0
+        self.param = params[(i + step) % len(params)]
+        self.redraw()
+
+    def action_cycle_layer(self, step: int) -> None:
+        layers = self.payload.layers_for(self.from_output)
+        if layers:
+            i = layers.index(self.part) if self.part in layers else 0
+            self.part = layers[(i + step) % len(layers)]
+        self.redraw()
+
+    def action_toggle_output(self) -> None:
+        self.from_output = not self.from_output
+        if self.part != NETWORK:
+            self.part = None  # the first of the other count: layer 1, or the output layer
+        self.redraw()
+
+    def action_toggle_inputs(self) -> None:
+        self.inputs = "all" if self.inputs == "live" else "live"
+        self.share("inputs")
+        self.redraw()
+
+    def action_toggle_diagonal(self) -> None:
+        self.diagonal = not self.diagonal
+        self.share("diagonal")
+        self.redraw()
+
+    def action_toggle_values(self) -> None:
+        self.show_values = not self.show_values
+        self.redraw()
+
+    def action_toggle_dynamics(self) -> None:
+        self.show_dynamics = not self.show_dynamics
+        self.redraw()
+
+    def action_toggle_along(self) -> None:
+        self.along = "column" if self.along == "row" else "row"
+        self.redraw()
+
+    def action_toggle_spread(self) -> None:
+        self.stat = "spread" if self.stat == "mean" else "mean"
+        self.redraw()
+
+    def action_export(self) -> None:
+        name, grid, stat = self.entry.name, self.current_grid(), self.stat
+        trajectories = self.current_trajectories() if self.show_dynamics else None
+        self.export(lambda folder: export_scan(name, grid, folder, stat=stat, trajectories=trajectories))
+
+    @on(Heatmap.CursorMoved)
+    def _cursor_moved(self, event: Heatmap.CursorMoved) -> None:
+        grid = self.current_grid()
+        if grid is not None:
+            self.show_cell(grid, event.cursor)
+            if self.show_dynamics:
+                self._draw_trajectories()
+
+    # --- drawing -----------------------------------------------------------------------------
+
+    def draw(self) -> None:
+        grid = self.current_grid()
+        self._draw_grid(self.entry, grid, params=self.payload.params, layers=self.payload.layers_for(self.from_output),
+                        stat=self.stat, show_values=self.show_values)
+        self._draw_trajectories()
+
+    def _draw_trajectories(self) -> None:
+        if not self.show_dynamics:
+            self.show_trajectories(None, shown=False)
+            return
+        self.show_trajectories(self.current_trajectories(), shown=True, param=self.param or "")
 
     def show_trajectories(self, t: Trajectories | None, *, shown: bool, param: str = "") -> None:
         """Show (``shown``) the trajectories ``t`` below the heatmap, or hide the plot."""
@@ -391,8 +661,8 @@ class ScanView(Vertical):
         other = t.fixed[0] if t.fixed and t.fixed[0] != t.line_dim else t.line_dim
         plot.plot(series, title=trajectory_title(t), xlabel=f"{t.xlabel} (c: a line per {other})")
 
-    def show(self, entry: Entry, grid: Grid, *, params: list[str], layers: list[int], stat: str,
-             show_values: bool) -> None:
+    def _draw_grid(self, entry: Entry, grid: Grid, *, params: list[str], layers: list[int], stat: str,
+                   show_values: bool) -> None:
         head = entry_heading(entry)
         head.append("\n" + entry.status_text + "\n", style="dim")
         head.append(grid.param, style="bold reverse")
@@ -464,7 +734,7 @@ def scan_notes(grid: Grid) -> list[str]:
     return notes
 
 
-class PerturbationView(VerticalScroll):
+class PerturbationView(EntryView, VerticalScroll):
     """Test error vs the fraction of very important (or, as a control, variable) connections removed."""
 
     DEFAULT_CSS = """
@@ -480,6 +750,15 @@ class PerturbationView(VerticalScroll):
         yield _static_table(DataTable(id="pert-table", show_cursor=False, zebra_stripes=True))
 
     def show(self, entry: Entry, p: PerturbationSummary) -> None:
+        self.entry, self.perturbation = entry, p
+        self.draw()
+
+    def action_export(self) -> None:
+        name, p = self.entry.name, self.perturbation
+        self.export(lambda folder: export_perturbation(name, p, folder))
+
+    def draw(self) -> None:
+        entry, p = self.entry, self.perturbation
         head = entry_heading(entry)
         head.append("\n")
         head.append("  ".join(f"{k} {v}" for k, v in p.attrs.items() if k != "created"), style="dim")
@@ -524,8 +803,14 @@ class RunsTable(DataTable):
         return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
 
 
-class RunsTableView(Vertical):
-    """Every run of the folder (those the filter lets through) with its settings and results."""
+class RunsTableView(EntryView, Vertical):
+    """Every run of the folder (those the filter lets through) with its settings and results.
+
+    It keeps the rows read so far (``rows``, given by the app's worker) and its sort order
+    (``sort``: column, reversed), chosen with the digits or a click on a header.
+    """
+
+    sort = var(("name", False))
 
     DEFAULT_CSS = """
     RunsTableView { padding: 0 1; }
@@ -534,13 +819,52 @@ class RunsTableView(Vertical):
     RunsTableView #table-note { height: auto; border-top: solid $primary-darken-2; }
     """
 
+    def __init__(self, *, folder_name: str = "runs", **kw):
+        super().__init__(**kw)
+        self.folder_name = folder_name  # the export's name
+        self.rows: list[RunRow] = []
+        # what the app showed last: the paths the filter lets through, the marked runs, the filter, reading
+        self._paths: frozenset = frozenset()
+        self._marked: tuple = ()
+        self._filter_text = ""
+        self._reading = False
+
+    def show(self, paths, *, marked, filter_text: str = "", loading: bool = False) -> None:
+        """The rows of the runs at ``paths`` (those the filter lets through), sorted; ``marked``:
+        paths of marked runs; ``loading``: the rows are still being read."""
+        self._paths, self._marked = frozenset(paths), tuple(marked)
+        self._filter_text, self._reading = filter_text, loading
+        self.draw()
+
+    def shown_rows(self) -> list[RunRow]:
+        column, reverse = self.sort
+        return sort_rows([r for r in self.rows if r.path in self._paths], column, reverse)
+
+    def draw(self) -> None:
+        column, reverse = self.sort
+        self._fill(self.shown_rows(), column=column, reverse=reverse, marked=self._marked,
+                   filter_text=self._filter_text, loading=self._reading)
+
+    @on(RunsTable.SortRequested)
+    def _sort_requested(self, event: RunsTable.SortRequested) -> None:
+        column, reverse = self.sort
+        if column == event.column:
+            self.sort = (column, not reverse)
+        else:  # numbers and dates: the largest and newest first; text: A to Z
+            self.sort = (event.column, event.column in NUMERIC or event.column == "date")
+        self.draw()
+
+    def action_export(self) -> None:
+        name, rows = self.folder_name, self.shown_rows()
+        self.export(lambda folder: export_runs_table(name, rows, folder))
+
     def compose(self) -> ComposeResult:
         yield Static(id="table-head")
         yield RunsTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="table-note")
 
-    def show(self, rows: list[RunRow], *, column: str, reverse: bool, marked, filter_text: str = "",
-             loading: bool = False) -> None:
+    def _fill(self, rows: list[RunRow], *, column: str, reverse: bool, marked, filter_text: str = "",
+              loading: bool = False) -> None:
         """Fill the table with ``rows`` (already sorted by ``column``); ``marked``: paths of marked runs.
 
         Nothing is redrawn when nothing shown changed (the live refresh calls this every few

@@ -20,7 +20,7 @@ def _table_names(app) -> list[str]:
 
 @pilot_test
 async def test_runs_table_lists_runs_and_sorts_by_key_and_by_header_click(runs_dir):
-    from mfphys.cli.tui.views import RunsTable
+    from mfphys.cli.tui.views import RunsTable, RunsTableView
 
     app = app_for(runs_dir)
     async with app.run_test(size=SIZE) as pilot:
@@ -32,7 +32,7 @@ async def test_runs_table_lists_runs_and_sorts_by_key_and_by_header_click(runs_d
         text = screen_text(app)
         for column in ("name", "dataset", "architecture", "mode", "epochs", "accuracy", "sparsity", "VIP", "date"):
             assert column in text
-        acc = {r.name: r.accuracy for r in app.rows}
+        acc = {r.name: r.accuracy for r in app.query_one(RunsTableView).rows}
         await pilot.press("6")  # accuracy: the best first
         assert _table_names(app) == sorted(acc, key=acc.get, reverse=True)
         assert "sorted by accuracy ↓" in static_text(app, "#table-head")
@@ -46,10 +46,10 @@ async def test_runs_table_lists_runs_and_sorts_by_key_and_by_header_click(runs_d
         x = header.index("mode") - table.region.x + 1
         await pilot.click("#runs-table", offset=(x, 0))
         await settle(app, pilot)
-        assert app.sort == ("mode", False) and _table_names(app) == ["bp", "gbp"]
+        assert app.query_one(RunsTableView).sort == ("mode", False) and _table_names(app) == ["bp", "gbp"]
         await pilot.click("#runs-table", offset=(x, 0))
         await settle(app, pilot)
-        assert app.sort == ("mode", True) and _table_names(app) == ["gbp", "bp"]
+        assert app.query_one(RunsTableView).sort == ("mode", True) and _table_names(app) == ["gbp", "bp"]
         await pilot.press("slash", "g", "b", "enter")  # the filter applies to the table; enter: back to it
         await settle(app, pilot)
         assert _table_names(app) == ["gbp"] and isinstance(app.focused, RunsTable)

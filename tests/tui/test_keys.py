@@ -8,9 +8,14 @@ from tests.helpers import SIZE, app_for, pilot_test, select, settle, static_text
 
 
 def _state(app):
-    """Everything a hotkey would change: a letter typed as text must leave it alone."""
-    return (app.scan_stat, app.run_curves, app.show_values, app.layer, app.layer_index, app.param, app.inputs,
-            app.from_output, app.table_mode, list(app.marked), list(app.last_export))
+    """Everything a hotkey would change: a letter typed as text must leave it alone (the views'
+    choices and the app's table, marks and exports)."""
+    from mfphys.cli.tui.views import RunView, ScanView
+
+    run, scan = app.query_one(RunView), app.query_one(ScanView)
+    return (scan.stat, run.curves, scan.show_values, scan.part, run.layer_index, scan.param, scan.inputs,
+            run.inputs, scan.from_output, scan.show_dynamics, run.dyn_param, app.table_mode, list(app.marked),
+            list(app.last_export))
 
 
 @pilot_test
@@ -157,3 +162,23 @@ async def test_a_single_file_opens_its_folder_with_that_entry_shown(runs_dir):
         assert app.current.name == "pert" and app.view_kind == "perturbation"
         assert [e.name for e in app.shown_entries] == ["bp", "gbp", "pert", "scan"]
         assert app.query_one("#entries").highlighted == 2
+
+
+@pilot_test
+async def test_the_inputs_choice_applies_to_both_views(runs_dir):
+    """`i` is one choice for the run and the scan view (docs/tui.md): made in one, kept in the other."""
+    from mfphys.cli.tui.widgets import Heatmap
+
+    app = app_for(runs_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(app, pilot, "gbp")
+        await pilot.press("i")
+        assert "all inputs" in static_text(app, "#order-note")
+        await select(app, pilot, "scan")
+        heat = app.query_one(Heatmap)
+        while heat.grid.param != "entropy":
+            await pilot.press("p")
+        assert heat.grid.inputs == "all" and "layer 1 over all inputs" in static_text(app, "#scan-head")
+        await pilot.press("i")
+        await select(app, pilot, "gbp")
+        assert "inputs that vary" in static_text(app, "#order-note")

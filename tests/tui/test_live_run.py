@@ -93,21 +93,22 @@ async def test_a_run_file_rewritten_under_the_app(tmp_path, monkeypatch):
 
 @pilot_test
 async def test_the_run_views_trajectories_follow_p_and_the_inputs(runs_dir):
+    from mfphys.cli.tui.views import RunView
     from mfphys.cli.tui.widgets import LinePlot
 
     app = app_for(runs_dir)
     async with app.run_test(size=SIZE) as pilot:
         await select(app, pilot, "gbp")
         plot = app.query_one("#plot-dyn", LinePlot)
-        assert app.dyn_param == "frac_vip" and plot.title.startswith("frac_vip vs epoch")
+        assert app.query_one(RunView).dyn_param == "frac_vip" and plot.title.startswith("frac_vip vs epoch")
         # BP (pi = Xi = 0) has every connection very important: a constant, in the legend, not drawn
         assert [s.label for s in plot.series] == ["L1 live", "L2", "BP = 1"] and np.isnan(plot.series[2].y).all()
         await pilot.press("p")
-        assert app.dyn_param == "sparsity" and "frac_uip" in plot.title
+        assert app.query_one(RunView).dyn_param == "sparsity" and "frac_uip" in plot.title
         await pilot.press("P", "P")
-        assert app.dyn_param == "weight_var"
+        assert app.query_one(RunView).dyn_param == "weight_var"
         await pilot.press("p", "p", "p", "p")  # -> entropy
-        assert app.dyn_param == "entropy"
+        assert app.query_one(RunView).dyn_param == "entropy"
         await pilot.press("i")
         assert [s.label for s in plot.series][:2] == ["L1", "L2"]
         await pilot.press("s")  # every replica: two lines per layer

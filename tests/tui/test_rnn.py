@@ -257,6 +257,8 @@ def _columns(app, selector):
 async def test_run_view_of_a_recurrent_run(rnn_dir, tmp_path):
     from textual.widgets import DataTable
 
+    from mfphys.cli.tui.views import RunView
+
     app = app_for(rnn_dir, export_dir=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await select(app, pilot, "rnn-mnist")
@@ -268,10 +270,10 @@ async def test_run_view_of_a_recurrent_run(rnn_dir, tmp_path):
         assert not app.query_one("#run-psych").display
         assert "n: without its 20 self-connections" in static_text(app, "#order-note")
         assert "histograms, recurrent matrix" not in static_text(app, "#hist-head")
-        assert app.check_action("toggle_inputs", ()) is None  # no live inputs in a recurrent run
+        assert app.shown_view.check_action("toggle_inputs", ()) is None  # no live inputs in a recurrent run
         await pilot.press("n")
         await settle(app, pilot)
-        assert app.diagonal is False
+        assert app.query_one(RunView).diagonal is False
         assert _columns(app, "#run-order") == ["order parameter", "input", "recurrent nodiag", "output"]
         await pilot.press("l")
         await settle(app, pilot)
@@ -282,7 +284,7 @@ async def test_run_view_of_a_recurrent_run(rnn_dir, tmp_path):
         assert (tmp_path / "rnn-mnist-run-evaluation.csv").exists()
         # a feed-forward run has no diagonal to leave out: n does nothing there
         await select(app, pilot, "ffn-teacher")
-        assert app.check_action("toggle_diagonal", ()) is None
+        assert app.shown_view.check_action("toggle_diagonal", ()) is None
         assert _columns(app, "#run-order")[1:] == ["layer 1 live", "layer 2"]
         assert not app.query_one("#run-eval").display
 
@@ -326,6 +328,8 @@ async def test_trajectories_and_the_diagonal_key(rnn_dir):
 
 @pilot_test
 async def test_runs_table_and_perturbation_view_in_a_mixed_folder(rnn_dir):
+    from mfphys.cli.tui.views import RunsTableView
+
     app = app_for(rnn_dir)
     async with app.run_test(size=SIZE) as pilot:
         await select(app, pilot, "rnn-multi.perturb-recurrent-nodiag")
@@ -334,7 +338,7 @@ async def test_runs_table_and_perturbation_view_in_a_mixed_folder(rnn_dir):
         assert "matrix recurrent" in head and "off-diagonal connections" in head
         await pilot.press("t")
         await settle(app, pilot)
-        rows = {r.name: r for r in app.rows}
+        rows = {r.name: r for r in app.query_one(RunsTableView).rows}
         assert set(rows) == {"ffn-teacher", "rnn-dyn", "rnn-mnist", "rnn-multi", "rnn-multi-bp"}
         assert rows["rnn-mnist"].mode == "rnn gbp" and np.isfinite(rows["rnn-mnist"].accuracy)
         assert "recurrent runs (rnn)" in static_text(app, "#table-note")
@@ -352,7 +356,7 @@ async def test_scan_view_of_a_recurrent_scan(tmp_path):
     app = app_for(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        entry = Entry(tmp_path / "rscan", "rscan", "scan", "done", "mnist", "28-20-10 xT")
+        entry = Entry(tmp_path / "rscan", "rscan", "scan", "done", "mnist", "28-20-10 xT", model="rnn")
         app.current = entry
         app.loaded = Loaded(entry, ScanPayload(recurrent_scan()))
         app._draw()
@@ -366,8 +370,8 @@ async def test_scan_view_of_a_recurrent_scan(tmp_path):
         assert (grid.param, grid.layer, grid.diagonal) == ("frac_vip", "recurrent", True)
         head = static_text(app, "#scan-head")
         assert "recurrent matrix (2/3)" in head and "n: without it" in head and "depth + 1" not in head
-        assert app.check_action("toggle_diagonal", ()) is True
-        assert app.check_action("toggle_output", ()) is None  # matrices: no count from the output
+        assert app.shown_view.check_action("toggle_diagonal", ()) is True
+        assert app.shown_view.check_action("toggle_output", ()) is None  # matrices: no count from the output
         await pilot.press("n", "d")
         await settle(app, pilot)
         grid = app.query_one(Heatmap).grid

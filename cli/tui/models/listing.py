@@ -146,9 +146,12 @@ def _file_entry(path: Path, name: str) -> Entry:
 
 def _model_fields(attrs, kind: str) -> dict:
     """``model``, ``task``, ``preset`` (and a perturbation's ``matrix``) of a recurrent run's file;
-    nothing for a feed-forward one (no ``model`` attribute, or ``ffn``)."""
-    if str(attrs.get("model", "")) != "rnn":
+    nothing for a feed-forward one (no ``model`` attribute, or ``ffn``); another family: its name."""
+    model = str(attrs.get("model", ""))
+    if model in ("", "ffn"):
         return {}
+    if model != "rnn":
+        return dict(model=model)
     out = dict(model="rnn", task=str(attrs.get("task", "")), preset=str(attrs.get("preset", "")))
     if kind == "perturbation":
         out["matrix"] = str(attrs.get("matrix", ""))
@@ -244,6 +247,8 @@ def _scan_entry(folder: Path, name: str) -> Entry:
     # a recurrent scan (its cells are recurrent runs): "rnn" in the sidebar, its preset in the filter
     rnn = dict(model="rnn", preset=str(fixed.get("preset", "")), task=str(fixed.get("task", "") or _task_of(fixed))
                ) if "rnn" in (meta.get("model"), fixed.get("model")) or "steps" in grid else {}
+    if not rnn and str(meta.get("model") or "ffn") != "ffn":  # another family: its name, for its panels
+        rnn = dict(model=str(meta["model"]))
     dataset = str(fixed.get("dataset", "")) or (rnn.get("task") or "")
     return Entry(folder, name, "scan", scan_state(counts), dataset, scan_architecture(meta),
                  short_date(meta.get("created")), cells=cells, signature=sig,

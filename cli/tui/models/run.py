@@ -86,8 +86,9 @@ class RunSummary:
     dyn_epoch: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     dyn: dict = field(default_factory=dict)  # DYN_PARAMS present: (R, T, L)
     dyn_live: dict = field(default_factory=dict)  # their ``_live`` variants: (R, T, L)
-    # the recurrent model (docs/model-rnn.md): "rnn", or "ffn" for a feed-forward run
+    # the model family (cli/tui/families): "ffn", "rnn" (docs/model-rnn.md), or another's name
     model: str = "ffn"
+    part: str = "layer"  # the dimension of the weight matrices: "layer", or "matrix" (recurrent runs)
     task: str = ""  # rnn: mnist or multisensory
     preset: str = ""  # rnn: the preset the run started from
     order_nodiag: dict = field(default_factory=dict)  # rnn: ``<name>_nodiag`` (R, M)
@@ -113,7 +114,7 @@ class RunSummary:
     @property
     def part_dim(self) -> str:
         """What the order parameters, histograms and trajectories are per: "layer" or "matrix"."""
-        return "matrix" if self.model == "rnn" else "layer"
+        return self.part
 
     @property
     def has_nodiag(self) -> bool:
@@ -136,7 +137,7 @@ def _rnn_parts(ds) -> dict:
     """What only a recurrent run file has: the order parameters without the recurrent diagonal,
     the accuracy of every evaluation mode, the multisensory psychometric curves."""
     a = ds.attrs
-    out = dict(model="rnn", task=str(a.get("task", "")), preset=str(a.get("preset", "")),
+    out = dict(task=str(a.get("task", "")), preset=str(a.get("preset", "")),
                order_nodiag={k: _part_values(ds, k + NODIAG_SUFFIX, ("replica", "matrix")) for k in ORDER_COLUMNS
                              if k + NODIAG_SUFFIX in ds},
                n_diagonal=int(ds.sizes.get("post_recurrent", 0)))
@@ -167,8 +168,11 @@ def _run_parts(path: Path) -> dict:
     # (replica, epoch) by name: a file written at the start of its run has 0 epochs
     curves = {k: np.asarray(ds[k].transpose("replica", "epoch").values, dtype=float)
               for k in ("train_loss", "test_acc", "test_loss", "train_acc") if k in ds}
-    rnn = store.model_of(ds.attrs) == "rnn"
-    part = "matrix" if rnn else "layer"
+    from ..families import panels_for  # here, not at the top: the families draw with this module
+
+    model = str(ds.attrs.get("model", "ffn"))  # any family: one without panels of its own gets the generic
+    rnn = model == "rnn"
+    part = panels_for(model).part_of(ds.dims)
     # (replica, layer) or (replica, matrix), by name
     order = {k: _part_values(ds, k, ("replica", part)) for k in ORDER_COLUMNS if k in ds}
     order_live = {k: _values(ds, k + LIVE_SUFFIX) for k in ORDER_COLUMNS if k + LIVE_SUFFIX in ds}
@@ -190,7 +194,8 @@ def _run_parts(path: Path) -> dict:
     extra = _rnn_parts(ds) if rnn else {}
     if rnn:
         extra["dyn_nodiag"] = _dynamics(ds, part, suffix=NODIAG_SUFFIX)[1]
-    return dict(title=str(a.get("title", "")), mode=str(a.get("mode", "")), dataset=str(a.get("dataset", "")),
+    return dict(model=model, part=part, title=str(a.get("title", "")), mode=str(a.get("mode", "")),
+                dataset=str(a.get("dataset", "")),
                 architecture=str(a.get("architecture", "")), created=short_date(a.get("created")),
                 epoch=np.asarray(ds["epoch"].values), curves=curves,
                 layers=np.asarray(ds[part].values) if part in ds.coords else np.zeros(0, int),

@@ -25,6 +25,7 @@ from mfphys import store
 from mfphys.errors import MfphysError
 from mfphys.live import layer_connections, live_name, network_mean
 
+from ..families import panels_for
 from .cache import CACHE, file_signature
 from .format import middle_ellipsis, one_line, short
 from .listing import Entry
@@ -154,8 +155,9 @@ def run_row(entry: Entry) -> RunRow:
     accuracy = _mean(n.curves["test_acc"][:, -1]) if n.epoch.size else math.nan
     if n.accuracy is not None:  # a recurrent run: the final mean-field evaluation
         accuracy = _mean(n.accuracy)
-    if entry.model == "rnn":  # the model, and the preset the run started from, in the table's own columns
-        row.update(mode=f"rnn {entry.mode}".strip(),
+    family = panels_for(entry.model)
+    if family.tag:  # the model family, and the preset the run started from, in the table's own columns
+        row.update(mode=family.mode_label(entry.mode),
                    dataset=f"{entry.dataset} ({entry.preset})" if entry.preset and entry.preset != entry.dataset
                    else entry.dataset)
     return RunRow(**row, epochs=float(n.epoch.size), accuracy=accuracy, sparsity=_mean(n.sparsity), vip=_mean(n.vip))

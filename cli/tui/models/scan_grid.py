@@ -443,3 +443,35 @@ def trajectory_table(t: Trajectories) -> tuple[list[str], list[list]]:
     """The lines of :func:`scan_trajectories` as CSV rows: one per epoch, one column per cell."""
     header = ["epoch"] + [f"{t.line_dim}={v}" for v in t.labels]
     return header, [[plain(x)] + list(t.mean[:, k]) for k, x in enumerate(t.x)]
+
+
+class ScanPayload:
+    """A loaded scan: the combined Dataset, its parameters and layers, and the grids drawn so far.
+
+    ``signature``: the scan's data signature when read; ``loaded_at``, ``seconds``: when and
+    how long the read took (for throttling re-reads of a scan being written).
+    """
+
+    def __init__(self, ds, signature=(), loaded_at: float = 0.0, seconds: float = 0.0):
+        self.ds = ds
+        self.signature = signature
+        self.loaded_at = loaded_at
+        self.seconds = seconds
+        self.params = scan_params(ds)
+        self.layers = scan_layers(ds)
+        self._from_output = scan_layers(ds, from_output=True)
+        self.grids: dict = {}
+
+    def layers_for(self, from_output: bool) -> list:
+        """The layer choices, counted from the input (1, 2, ...) or from the output (-1, -2, ...)."""
+        return self._from_output if from_output else self.layers
+
+    def grid(self, param: str, layer, *, inputs: str, cell_status, diagonal: bool) -> Grid:
+        """The heatmap's numbers for these choices, with the running / pending marks of
+        ``cell_status`` over them; kept, so that keys going back and forth read nothing again."""
+        key = (param, layer, inputs, cell_status, diagonal)
+        if key not in self.grids:
+            overlay = overlay_status(self.ds, cell_status) if cell_status else None
+            self.grids = {k: v for k, v in self.grids.items() if k[3] == cell_status}  # drop stale marks
+            self.grids[key] = scan_grid(self.ds, param, layer, inputs=inputs, overlay=overlay, diagonal=diagonal)
+        return self.grids[key]
