@@ -12,13 +12,11 @@ import contextlib
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
 import typer
 from rich.table import Table
 
 from mfphys.errors import MfphysError
 from mfphys.fileio import atomic_file
-from mfphys.stats import format_stat
 from mfphys.train import TrainConfig
 
 from . import families
@@ -40,64 +38,6 @@ EXIT_FAILED_CELLS = 4
 LIST = "; a comma-separated list scans it"
 
 
-def summary_table(ds) -> Table:
-    """One row per cell: status, errors (mean ± error over replicas), network order parameters, time.
-
-    The order parameters are averaged over the whole network with layer 1 over live inputs
-    (docs/order-parameters.md); ``frac_uip`` is the same set as ``sparsity`` (one column).
-    """
-    from mfphys import scan as scan_mod
-
-    names = [n for n in ("frac_vip", "frac_uip") if n in ds]
-    means = {n: scan_mod.network_mean(ds, n, live=True) for n in names}
-
-    def values(sel):
-        return (format_stat(ds.test_error.isel(sel).values),
-                format_stat(1 - ds.test_acc_sampled.isel(sel).values) if "test_acc_sampled" in ds else "",
-                *(format_stat(means[n].isel(sel).values) for n in names))
-
-    return _cells_table(ds, "whole network, layer 1 over live inputs", names, values)
-
-
-def rnn_summary_table(ds) -> Table:
-    """One row per cell of a recurrent scan: status, test errors (mean ± error over replicas), the
-    recurrent matrix's order parameters (all its connections, diagonal included), time."""
-    names = [n for n in ("frac_vip", "frac_uip", "entropy") if n in ds]
-
-    def values(sel):
-        cell = ds.isel(sel)
-        mf = cell.test_acc_mf.values if "test_acc_mf" in ds else 1 - cell.test_error.values
-        return (format_stat(1 - mf),
-                format_stat(1 - cell.test_acc_quenched.values) if "test_acc_quenched" in ds else "",
-                *(format_stat(cell[n].sel(matrix="recurrent").values) for n in names))
-
-    return _cells_table(ds, "recurrent matrix; errors: noise-free mean field and quenched sampled networks",
-                        names, values)
-
-
-def _cells_table(ds, order_text: str, names, values) -> Table:
-    """The table of both summaries: the cell's coordinates, status, ``values(sel)`` (test error,
-    sampled error, one column per name in ``names``) and its training time."""
-    from mfphys.order import display_name
-
-    dims = list(ds.status.dims)
-    t = Table(title=f"scan {ds.attrs['name']}  ({ds.sizes['replica']} replica(s) per cell; order parameters: "
-                    f"{order_text})")
-    for d in dims:
-        t.add_column(d, justify="right")
-    for c in ("status", "test error", "sampled error", *(display_name(n) for n in names), "seconds"):
-        t.add_column(c, justify="right")
-    for index in np.ndindex(ds.status.shape):
-        sel = dict(zip(dims, index))
-        row = [str(ds[d].values[i]) for d, i in zip(dims, index)]
-        status = str(ds.status.values[index])
-        if status != "done":
-            t.add_row(*row, status, *[""] * (3 + len(names)))
-            continue
-        t.add_row(*row, status, *values(sel), f"{float(ds.train_seconds.values[index]):.1f}")
-    return t
-
-
 #: option defaults as help shows them: TrainConfig's, as in mfphys.scan.DEFAULTS (a test checks they
 #: agree; importing the scan package here would slow down every `mfphys --help`)
 _D = TrainConfig()
@@ -107,13 +47,9 @@ def _text(value) -> str:
     return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
-#: the scan options of the command line, in the order that makes the grid's dimensions (and keys)
-SCAN_OPTIONS = ("depth", "n_train", "width", "input_dim", "dataset", "n_test", "epochs", "batch_size", "lr",
-                "lr_halve_every", "activation", "mode", "replicas", "seed", "backend", "dtype", "weight_decay",
-                "decay_on", "init_m_std", "init_xi", "eval_samples", "teacher_seed")
-#: the options of ``scan --family rnn`` (mfphys.scan.RNN_OPTIONS), in grid order
-RNN_SCAN_OPTIONS = ("steps", "n_train", "preset", "n", "n_test", "epochs", "batch_size", "lr", "mode", "replicas",
-                    "seed", "backend", "dtype", "eval_samples")
+#: the scan options of each family, in the order that makes the grid's dimensions (and keys): the adapters'
+SCAN_OPTIONS = families.adapter("ffn").SCAN_OPTIONS
+RNN_SCAN_OPTIONS = families.adapter("rnn").SCAN_OPTIONS
 #: the families a scan trains (the scan machinery's, mfphys.scan)
 MODELS = ("ffn", "rnn")
 FFN = "Feed-forward options"
@@ -122,8 +58,8 @@ RNN = "Recurrent options"
 
 def _check_family_options(ctx: typer.Context, family: str) -> None:
     """Refuse, in one line, options given explicitly that the scan's family does not take."""
-    own = set(RNN_SCAN_OPTIONS if family == "rnn" else SCAN_OPTIONS)
-    bad = sorted(given_options(ctx, sorted(set(SCAN_OPTIONS) | set(RNN_SCAN_OPTIONS))) - own)
+    every = {o for name in families.names() for o in families.adapter(name).SCAN_OPTIONS}
+    bad = sorted(given_options(ctx, sorted(every)) - set(families.adapter(family).SCAN_OPTIONS))
     if bad:
         flags = ", ".join(option_flag(b) for b in bad)
         what = ("the recurrent model scans --steps x --n-train (options: "
@@ -228,7 +164,7 @@ def scan(
     resolved = family or (scan_mod.config_model(config) if config is not None else None) or "ffn"
     _check_family_options(ctx, resolved)
     # only the options given on the command line: the others come from --config, else the defaults
-    options = given_values(ctx, RNN_SCAN_OPTIONS if resolved == "rnn" else SCAN_OPTIONS)
+    options = given_values(ctx, families.adapter(resolved).SCAN_OPTIONS)
     if options["replicas"] is not None and int(options["replicas"]) < 1:
         raise MfphysError(f"--replicas must be positive, got {replicas}")
     if name is not None and out is not None:
@@ -239,6 +175,7 @@ def scan(
         print_plan(scan_mod.plan_scan(spec, folder, workers=workers, calibrate=True), folder)
         return
     command = command_line()
+    adapter = families.adapter(spec.model)
 
     # the bars appear once the checks have passed (event "begin"): bad input gives one line only
     progress = make_progress(quiet=quiet)
@@ -255,8 +192,7 @@ def scan(
                 progress.reset(cell_task, total=ev.cell.config.epochs, description=f"  {ev.cell.key}",
                                status="loading data", visible=True)
             elif ev.kind == "epoch":
-                progress.update(cell_task, advance=1, status=f"loss {np.mean(ev.record.train_loss):.4f}  "
-                                                             f"test acc {np.mean(ev.record.test_acc):.4f}")
+                progress.update(cell_task, advance=1, status=adapter.epoch_status(ev.record))
             elif ev.kind in ("cell_done", "cell_failed", "end"):
                 progress.update(cell_task, visible=False)
 
@@ -265,7 +201,7 @@ def scan(
                                    connect_timeout=connect_timeout, blas_threads=blas_threads, reuse=reuse)
     if not quiet:
         ds = scan_mod.open_scan(folder)
-        console.print(rnn_summary_table(ds) if spec.model == "rnn" else summary_table(ds))
+        console.print(adapter.scan_summary(ds))
         reused = f", {report.reused} reused" if report.reused else ""
         console.print(f"{report.done}/{report.total} cells done ({report.trained} trained now, {report.skipped} "
                       f"kept{reused}), {report.failed} failed; {report.seconds:.1f} s; {folder}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 from rich import box
 from rich.table import Table
 
@@ -70,3 +71,26 @@ def estimate_table(estimate, out: Path) -> None:
     console.print(t)
     free = free_bytes(out)
     console.print(f"run file: {out}, about {mib(estimate.disk)} ({'unknown' if free is None else mib(free)} free)")
+
+
+def cells_table(ds, order_text: str, names, values) -> Table:
+    """The table of both summaries: the cell's coordinates, status, ``values(sel)`` (test error,
+    sampled error, one column per name in ``names``) and its training time."""
+    from mfphys.order import display_name
+
+    dims = list(ds.status.dims)
+    t = Table(title=f"scan {ds.attrs['name']}  ({ds.sizes['replica']} replica(s) per cell; order parameters: "
+                    f"{order_text})")
+    for d in dims:
+        t.add_column(d, justify="right")
+    for c in ("status", "test error", "sampled error", *(display_name(n) for n in names), "seconds"):
+        t.add_column(c, justify="right")
+    for index in np.ndindex(ds.status.shape):
+        sel = dict(zip(dims, index))
+        row = [str(ds[d].values[i]) for d, i in zip(dims, index)]
+        status = str(ds.status.values[index])
+        if status != "done":
+            t.add_row(*row, status, *[""] * (3 + len(names)))
+            continue
+        t.add_row(*row, status, *values(sel), f"{float(ds.train_seconds.values[index]):.1f}")
+    return t

@@ -161,10 +161,9 @@ def check_options(adapter, given: set) -> None:
     owners = {families.owner(b) for b in bad} - {None}
     whose = f": {'it is an option' if len(bad) == 1 else 'they are options'} of --family {'/'.join(sorted(owners))}" \
         if owners else ""
-    own = ", ".join(option_flag(o) for o in adapter.OPTIONS)
     raise MfphysError(f"{', '.join(option_flag(b) for b in bad)} {'does' if len(bad) == 1 else 'do'} not apply to "
-                      f"--family {adapter.NAME}{whose} (its own options: {own}; the common ones: "
-                      f"mfphys train --help)")
+                      f"--family {adapter.NAME}{whose} (mfphys train --help shows each family's options in a panel "
+                      f"of their own)")
 
 
 def resumed_config(adapter, resume: Path):

@@ -23,6 +23,11 @@ OPTIONS = ("dataset", "layers", "batch_size", "lr", "lr_halve_every", "activatio
 FIELDS = ("dataset", "layers", "n_train", "n_test", "epochs", "batch_size", "lr", "lr_halve_every", "activation",
           "replicas", "seed", "mode", "backend", "dtype", "weight_decay", "decay_on", "init_m_std", "init_xi",
           "eval_samples", "teacher_seed", "adam_reset")
+#: the options of ``mfphys scan --family ffn`` (mfphys.scan.OPTIONS), in the order that makes the grid's
+#: dimensions (and keys)
+SCAN_OPTIONS = ("depth", "n_train", "width", "input_dim", "dataset", "n_test", "epochs", "batch_size", "lr",
+                "lr_halve_every", "activation", "mode", "replicas", "seed", "backend", "dtype", "weight_decay",
+                "decay_on", "init_m_std", "init_xi", "eval_samples", "teacher_seed")
 #: budget.check_memory's default hint speaks of the feed-forward options
 MEMORY_HINT = None
 
@@ -191,3 +196,27 @@ def order(run, ds, tol: dict, *, diagonal: bool, as_json: bool, as_csv: bool, na
     if store.run_status(ds.attrs) != "done":
         console.print(f"a partial run ({store.run_status(ds.attrs)}): {ds.sizes.get('epoch', 0)} epochs done "
                       f"(docs/file-format.md)")
+
+
+# --- mfphys scan ----------------------------------------------------------------------------
+
+
+def scan_summary(ds) -> Table:
+    """One row per cell: status, errors (mean ± error over replicas), network order parameters, time.
+
+    The order parameters are averaged over the whole network with layer 1 over live inputs
+    (docs/order-parameters.md); ``frac_uip`` is the same set as ``sparsity`` (one column).
+    """
+    from mfphys import scan as scan_mod
+
+    from ..tables import cells_table
+
+    names = [n for n in ("frac_vip", "frac_uip") if n in ds]
+    means = {n: scan_mod.network_mean(ds, n, live=True) for n in names}
+
+    def values(sel):
+        return (format_stat(ds.test_error.isel(sel).values),
+                format_stat(1 - ds.test_acc_sampled.isel(sel).values) if "test_acc_sampled" in ds else "",
+                *(format_stat(means[n].isel(sel).values) for n in names))
+
+    return cells_table(ds, "whole network, layer 1 over live inputs", names, values)

@@ -24,6 +24,9 @@ OVERRIDES = ("epochs", "replicas", "seed", "n_train", "n_test", "backend", "dtyp
              "blas_threads")
 #: options that only the MNIST presets read
 MNIST_ONLY = ("n_train", "n_test", "data_dir")
+#: the options of ``mfphys scan --family rnn`` (mfphys.scan.RNN_OPTIONS), in grid order
+SCAN_OPTIONS = ("steps", "n_train", "preset", "n", "n_test", "epochs", "batch_size", "lr", "mode", "replicas",
+                "seed", "backend", "dtype", "eval_samples")
 MEMORY_HINT = "use fewer --replicas, a smaller --eval-samples or --n-test, or a preset with fewer steps"
 #: rows of ``train``'s summary table (``mfphys order`` shows every order parameter)
 SUMMARY_ROWS = ("frac_vip", "frac_uip", "frac_variable", "mean_pi", "mean_xi", "entropy")
@@ -200,3 +203,24 @@ def order(run, ds, tol: dict, *, diagonal: bool, as_json: bool, as_csv: bool, na
     console.print(order_table(run, ds, reports, tol, rows=TABLE_ROWS, label=column_label, kind="rnn "))
     for line in accuracy_lines(ds):
         console.print(line)
+
+
+# --- mfphys scan ----------------------------------------------------------------------------
+
+
+def scan_summary(ds):
+    """One row per cell of a recurrent scan: status, test errors (mean ± error over replicas), the
+    recurrent matrix's order parameters (all its connections, diagonal included), time."""
+    from ..tables import cells_table
+
+    names = [n for n in ("frac_vip", "frac_uip", "entropy") if n in ds]
+
+    def values(sel):
+        cell = ds.isel(sel)
+        mf = cell.test_acc_mf.values if "test_acc_mf" in ds else 1 - cell.test_error.values
+        return (format_stat(1 - mf),
+                format_stat(1 - cell.test_acc_quenched.values) if "test_acc_quenched" in ds else "",
+                *(format_stat(cell[n].sel(matrix="recurrent").values) for n in names))
+
+    return cells_table(ds, "recurrent matrix; errors: noise-free mean field and quenched sampled networks",
+                        names, values)
