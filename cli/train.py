@@ -46,11 +46,6 @@ RNN = "Recurrent options"
 PRESETS = " (--family rnn: the preset's unless given)"
 
 
-def default_out(cfg, name: str | None = None) -> Path:
-    """The default run file of a feed-forward configuration (cli/families/ffn.py)."""
-    return families.adapter("ffn").default_out(cfg, name)
-
-
 def check_name(name: str) -> str:
     """A run name is a file name: ``runs/<name>.nc``."""
     if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):

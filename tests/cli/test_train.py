@@ -141,7 +141,7 @@ def test_name_tags_and_note(tmp_path, monkeypatch, cli):
 
 
 def test_default_names_never_replace_a_file(tmp_path, monkeypatch):
-    from mfphys.cli.train import default_out
+    from mfphys.cli.families.ffn import default_out
     from mfphys.train import TrainConfig
 
     monkeypatch.chdir(tmp_path)
