@@ -79,17 +79,30 @@ def parse_ints(text: str, option: str) -> tuple[int, ...]:
     return values
 
 
-def given_options(ctx: typer.Context, names) -> dict:
-    """``name -> value as text`` for the options given on the command line, None for the others.
+def given_options(ctx: typer.Context, names=None) -> set[str]:
+    """The options (parameter names) given on the command line, of ``names`` (None: all the command's).
 
-    Lets an option show its real default in ``--help`` (``[default: 100]``) while a value the
-    user did not give stays "not given" (a TOML file or the library's default applies).
+    The one definition of "given" every command uses: a value from the command line (or an
+    environment variable) is given; a default, declared or from a ``default_map``, is not. So an
+    option can show its real default in ``--help`` (``[default: 100]``) while a value the user did
+    not give stays "not given" (a preset, a TOML file, a resumed file's configuration applies).
     """
     def given(name):
         source = ctx.get_parameter_source(name)
         return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
-    return {k: str(ctx.params[k]) if given(k) else None for k in names}
+    return {k for k in (ctx.params if names is None else names) if given(k)}
+
+
+def given_values(ctx: typer.Context, names) -> dict:
+    """``name -> value as text`` for the options of ``names`` given on the command line, None for the others."""
+    given = given_options(ctx, names)
+    return {k: str(ctx.params[k]) if k in given else None for k in names}
+
+
+def option_flag(name: str) -> str:
+    """The command-line spelling of a parameter name: ``n_train`` -> ``--n-train``."""
+    return "--" + name.replace("_", "-")
 
 
 def counts_text(c: dict) -> str:

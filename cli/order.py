@@ -2,60 +2,27 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-import sys
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import typer
-from rich import box
 from rich.table import Table
 
-from mfphys import order as order_mod
 from mfphys.errors import MfphysError
 from mfphys.fileio import check_writable
-from mfphys.stats import format_stat, mean_err
+from mfphys.stats import format_stat
 from mfphys.train import load_data
 
+from . import families
 from .common import command_line, console, make_progress, user_errors
+from .tables import QUANTITIES, TABLE_ROWS
 
-#: rows of the ``order`` table: the run-file variable names (docs/order-parameters.md)
-QUANTITIES = ("sparsity", "frac_vip", "frac_uip", "frac_variable", "frac_vip_exact", "frac_uip_exact",
-              "frac_variable_exact", "mean_pi", "mean_xi", "weight_var", "entropy", "entropy_median", "frac_point")
-#: rows of the table: ``sparsity`` is the same set as ``frac_uip``, shown once (``--json``/``--csv`` keep both)
-TABLE_ROWS = tuple(q for q in QUANTITIES if q != "sparsity")
-
-
-# --- shared ----------------------------------------------------------------------------------
+__all__ = ["QUANTITIES", "TABLE_ROWS", "order", "parse_fractions", "perturb"]
 
 
 # --- mfphys order ----------------------------------------------------------------------------
-
-
-def column_label(layer: int, inputs: str) -> str:
-    return f"layer {layer}" + (" live" if inputs == "live" else "")
-
-
-def order_table(path, ds, reports, tol, *, rows=None, label=None, kind: str = "") -> Table:
-    """The order parameters of a run, one column per (layer or matrix, inputs) report, rows
-    ``rows`` (default :data:`TABLE_ROWS`), columns named by ``label`` (default :func:`column_label`)."""
-    rows, label = rows or TABLE_ROWS, label or column_label
-    R = ds.sizes["replica"]
-    t = Table(title=f"{path}: {kind}{ds.attrs.get('mode', '?')} {ds.attrs.get('dataset', '?')} "
-                    f"{ds.attrs.get('architecture', '?')}, {R} replica(s); mean ± error over replicas",
-              caption=f"vip: pi <= tol and Xi <= xi_tol; uip: pi >= 1 - tol (= sparsity); variable: the rest; "
-                      f"tol = {tol['tol']:g}, xi_tol = {tol['xi_tol']:g}, xi_zero = {tol['xi_zero']:g}; "
-                      "_exact: tol = xi_tol = 0; entropy in nats; frac_point: Xi <= xi_zero",
-              box=box.SIMPLE_HEAD)
-    t.add_column("order parameter", no_wrap=True)
-    for layer, inputs, _ in reports:
-        t.add_column(label(layer, inputs), justify="right")
-    for name in rows:
-        t.add_row(order_mod.display_name(name), *(format_stat(v[name]) for _, _, v in reports))
-    return t
 
 
 @user_errors
@@ -83,51 +50,8 @@ def order(
         raise MfphysError("give at most one of --json and --csv")
     ds = store.open_trained_run(run)
     tol_ = store.run_tolerances(ds, tol=tol, xi_tol=xi_tol, xi_zero=xi_zero, exact=exact)
-    if store.model_of(ds.attrs) == "rnn":  # one column per matrix (docs/model-rnn.md section 9)
-        from . import rnn as rnn_cmd
-
-        rnn_cmd.order_command(run, ds, tol_, diagonal=not no_diagonal, as_json=as_json, as_csv=as_csv,
-                              names=list(QUANTITIES))
-        return
-    if no_diagonal:
-        raise MfphysError(f"--no-diagonal is for recurrent runs; {run} is a feed-forward run (no recurrent matrix)")
-    live = store.live_inputs(ds)
-    reports = order_mod.layer_reports(store.params_from_dataset(ds), live_inputs=live, **tol_)
-    names = list(QUANTITIES)
-    if as_csv:
-        w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(["layer", "inputs", "replica", *names])
-        for layer, inputs, v in reports:
-            for r in range(ds.sizes["replica"]):
-                w.writerow([layer, inputs, r, *(repr(float(v[k][r])) for k in names)])
-        return
-    if as_json:
-        out = {"file": str(run), "tolerances": tol_, "replicas": int(ds.sizes["replica"]),
-               "dead_inputs": None if live is None else int((~live).sum()),
-               "columns": [{"layer": layer, "inputs": inputs,
-                            "values": {k: {"mean": _num(mean_err(v[k])[0]), "err": _num(mean_err(v[k])[1]),
-                                           "replicas": [_num(x) for x in np.asarray(v[k], dtype=float)]}
-                                       for k in names}}
-                           for layer, inputs, v in reports]}
-        typer.echo(json.dumps(out, indent=1))
-        return
-    console.print(order_table(run, ds, reports, tol_))
-    if live is not None:
-        console.print(f"live inputs: {int(live.sum())} of {live.size} vary over the training set; "
-                      f"{int((~live).sum())} dead inputs are left out of the 'layer 1 live' column")
-    if "test_acc" in ds and ds.sizes.get("epoch", 0):
-        sampled = (f", sampled sub-networks {format_stat(ds.test_acc_sampled.values)}"
-                   if "test_acc_sampled" in ds else "")
-        console.print(f"test accuracy: mean-field {format_stat(ds.test_acc.isel(epoch=-1).values)}{sampled}")
-    if store.run_status(ds.attrs) != "done":
-        console.print(f"a partial run ({store.run_status(ds.attrs)}): {ds.sizes.get('epoch', 0)} epochs done "
-                      f"(docs/file-format.md)")
-
-
-def _num(x):
-    """JSON has no NaN: write null."""
-    x = float(x)
-    return x if math.isfinite(x) else None
+    adapter = families.adapter(store.model_of(ds.attrs))  # one column per layer, or per matrix, ...
+    adapter.order(run, ds, tol_, diagonal=not no_diagonal, as_json=as_json, as_csv=as_csv, names=list(QUANTITIES))
 
 
 # --- mfphys perturb --------------------------------------------------------------------------

@@ -12,79 +12,30 @@ import contextlib
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
 import typer
 from rich.table import Table
 
 from mfphys.errors import MfphysError
 from mfphys.fileio import atomic_file
-from mfphys.stats import format_stat
 from mfphys.train import TrainConfig
 
-from .common import command_line, console, counts_text, err_console, given_options, make_progress, user_errors
+from . import families
+from .common import (
+    command_line,
+    console,
+    counts_text,
+    err_console,
+    given_options,
+    given_values,
+    make_progress,
+    option_flag,
+    user_errors,
+)
 
 #: exit code when the scan ran to the end but some cells failed
 EXIT_FAILED_CELLS = 4
 
 LIST = "; a comma-separated list scans it"
-
-
-def summary_table(ds) -> Table:
-    """One row per cell: status, errors (mean ± error over replicas), network order parameters, time.
-
-    The order parameters are averaged over the whole network with layer 1 over live inputs
-    (docs/order-parameters.md); ``frac_uip`` is the same set as ``sparsity`` (one column).
-    """
-    from mfphys import scan as scan_mod
-
-    names = [n for n in ("frac_vip", "frac_uip") if n in ds]
-    means = {n: scan_mod.network_mean(ds, n, live=True) for n in names}
-
-    def values(sel):
-        return (format_stat(ds.test_error.isel(sel).values),
-                format_stat(1 - ds.test_acc_sampled.isel(sel).values) if "test_acc_sampled" in ds else "",
-                *(format_stat(means[n].isel(sel).values) for n in names))
-
-    return _cells_table(ds, "whole network, layer 1 over live inputs", names, values)
-
-
-def rnn_summary_table(ds) -> Table:
-    """One row per cell of a recurrent scan: status, test errors (mean ± error over replicas), the
-    recurrent matrix's order parameters (all its connections, diagonal included), time."""
-    names = [n for n in ("frac_vip", "frac_uip", "entropy") if n in ds]
-
-    def values(sel):
-        cell = ds.isel(sel)
-        mf = cell.test_acc_mf.values if "test_acc_mf" in ds else 1 - cell.test_error.values
-        return (format_stat(1 - mf),
-                format_stat(1 - cell.test_acc_quenched.values) if "test_acc_quenched" in ds else "",
-                *(format_stat(cell[n].sel(matrix="recurrent").values) for n in names))
-
-    return _cells_table(ds, "recurrent matrix; errors: noise-free mean field and quenched sampled networks",
-                        names, values)
-
-
-def _cells_table(ds, order_text: str, names, values) -> Table:
-    """The table of both summaries: the cell's coordinates, status, ``values(sel)`` (test error,
-    sampled error, one column per name in ``names``) and its training time."""
-    from mfphys.order import display_name
-
-    dims = list(ds.status.dims)
-    t = Table(title=f"scan {ds.attrs['name']}  ({ds.sizes['replica']} replica(s) per cell; order parameters: "
-                    f"{order_text})")
-    for d in dims:
-        t.add_column(d, justify="right")
-    for c in ("status", "test error", "sampled error", *(display_name(n) for n in names), "seconds"):
-        t.add_column(c, justify="right")
-    for index in np.ndindex(ds.status.shape):
-        sel = dict(zip(dims, index))
-        row = [str(ds[d].values[i]) for d, i in zip(dims, index)]
-        status = str(ds.status.values[index])
-        if status != "done":
-            t.add_row(*row, status, *[""] * (3 + len(names)))
-            continue
-        t.add_row(*row, status, *values(sel), f"{float(ds.train_seconds.values[index]):.1f}")
-    return t
 
 
 #: option defaults as help shows them: TrainConfig's, as in mfphys.scan.DEFAULTS (a test checks they
@@ -96,28 +47,25 @@ def _text(value) -> str:
     return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
-#: the scan options of the command line, in the order that makes the grid's dimensions (and keys)
-SCAN_OPTIONS = ("depth", "n_train", "width", "input_dim", "dataset", "n_test", "epochs", "batch_size", "lr",
-                "lr_halve_every", "activation", "mode", "replicas", "seed", "backend", "dtype", "weight_decay",
-                "decay_on", "init_m_std", "init_xi", "eval_samples", "teacher_seed")
-#: the options of ``scan --model rnn`` (mfphys.scan.RNN_OPTIONS), in grid order
-RNN_SCAN_OPTIONS = ("steps", "n_train", "preset", "n", "n_test", "epochs", "batch_size", "lr", "mode", "replicas",
-                    "seed", "backend", "dtype", "eval_samples")
-#: the models a scan trains
+#: the scan options of each family, in the order that makes the grid's dimensions (and keys): the adapters'
+SCAN_OPTIONS = families.adapter("ffn").SCAN_OPTIONS
+RNN_SCAN_OPTIONS = families.adapter("rnn").SCAN_OPTIONS
+#: the families a scan trains (the scan machinery's, mfphys.scan)
 MODELS = ("ffn", "rnn")
+FFN = "Feed-forward options"
+RNN = "Recurrent options"
 
 
-def _check_model_options(ctx: typer.Context, model: str) -> None:
-    """Refuse, in one line, options given explicitly that the scan's model does not take."""
-    own = set(RNN_SCAN_OPTIONS if model == "rnn" else SCAN_OPTIONS)
-    other = set(SCAN_OPTIONS) | set(RNN_SCAN_OPTIONS)
-    bad = sorted(k for k, v in given_options(ctx, sorted(other)).items() if v is not None and k not in own)
+def _check_family_options(ctx: typer.Context, family: str) -> None:
+    """Refuse, in one line, options given explicitly that the scan's family does not take."""
+    every = {o for name in families.names() for o in families.adapter(name).SCAN_OPTIONS}
+    bad = sorted(given_options(ctx, sorted(every)) - set(families.adapter(family).SCAN_OPTIONS))
     if bad:
-        flags = ", ".join("--" + b.replace("_", "-") for b in bad)
+        flags = ", ".join(option_flag(b) for b in bad)
         what = ("the recurrent model scans --steps x --n-train (options: "
-                + ", ".join("--" + o.replace("_", "-") for o in RNN_SCAN_OPTIONS) + ")") if model == "rnn" \
-            else "they are options of --model rnn"
-        raise MfphysError(f"{flags} {'does' if len(bad) == 1 else 'do'} not apply to --model {model}: {what}")
+                + ", ".join(option_flag(o) for o in RNN_SCAN_OPTIONS) + ")") if family == "rnn" \
+            else "they are options of --family rnn"
+        raise MfphysError(f"{flags} {'does' if len(bad) == 1 else 'do'} not apply to --family {family}: {what}")
 
 
 def print_plan(plan, folder: Path) -> None:
@@ -142,40 +90,45 @@ def print_plan(plan, folder: Path) -> None:
 @user_errors
 def scan(
     ctx: typer.Context,
-    model: Optional[str] = typer.Option(None, help="ffn (feed-forward: --depth x --n-train) or rnn (recurrent: "
-                                                   "--steps x --n-train) \\[default: ffn, or model in --config]"),
-    depth: Optional[str] = typer.Option(None, help="hidden-layer counts to scan, e.g. 1,2,3,4"),
-    steps: Optional[str] = typer.Option(None, help="--model rnn: steps T per MNIST image to scan (T divides 784), "
-                                                   "e.g. 7,14,28,56,112"),
-    preset: Optional[str] = typer.Option(None, help="--model rnn: the MNIST preset every cell starts from "
-                                                    "(row_mnist or pixel_mnist) \\[default: row_mnist]"),
-    n: Optional[str] = typer.Option(None, "--n", help="--model rnn: hidden units N" + LIST
-                                    + " \\[default: the preset's]"),
+    family: Optional[str] = typer.Option(None, "--family", "--model",
+                                         help="model family: ffn (feed-forward: --depth x --n-train) or rnn "
+                                              "(recurrent: --steps x --n-train); --model is the same option "
+                                              "\\[default: ffn, or model in --config]"),
+    depth: Optional[str] = typer.Option(None, help="hidden-layer counts to scan, e.g. 1,2,3,4", rich_help_panel=FFN),
+    steps: Optional[str] = typer.Option(None, help="steps T per MNIST image to scan (T divides 784), "
+                                                   "e.g. 7,14,28,56,112", rich_help_panel=RNN),
+    preset: Optional[str] = typer.Option(None, help="the MNIST preset every cell starts from "
+                                                    "(row_mnist or pixel_mnist) \\[default: row_mnist]",
+                                         rich_help_panel=RNN),
+    n: Optional[str] = typer.Option(None, "--n", help="hidden units N" + LIST + " \\[default: the preset's]",
+                                    rich_help_panel=RNN),
     n_train: Optional[str] = typer.Option(None, help="training-set sizes to scan, e.g. 1000,10000,60000"),
-    width: str = typer.Option("100", help="hidden-layer width" + LIST),
-    input_dim: str = typer.Option("784", help="input size N0 for --dataset teacher"),
-    dataset: str = typer.Option(_D.dataset, help="mnist, fashion-mnist or teacher" + LIST),
+    width: str = typer.Option("100", help="hidden-layer width" + LIST, rich_help_panel=FFN),
+    input_dim: str = typer.Option("784", help="input size N0 for --dataset teacher", rich_help_panel=FFN),
+    dataset: str = typer.Option(_D.dataset, help="mnist, fashion-mnist or teacher" + LIST, rich_help_panel=FFN),
     n_test: str = typer.Option("all", help="test patterns (first N)"),
-    epochs: str = typer.Option(_text(_D.epochs), help="training epochs (--model rnn: the preset's unless given)"
+    epochs: str = typer.Option(_text(_D.epochs), help="training epochs (--family rnn: the preset's unless given)"
                                                       + LIST),
-    batch_size: str = typer.Option(_text(_D.batch_size), help="mini-batch size (--model rnn: the preset's unless "
+    batch_size: str = typer.Option(_text(_D.batch_size), help="mini-batch size (--family rnn: the preset's unless "
                                                               "given)" + LIST),
-    lr: str = typer.Option(_text(_D.lr), help="Adam learning rate (--model rnn: every learning rate of the "
+    lr: str = typer.Option(_text(_D.lr), help="Adam learning rate (--family rnn: every learning rate of the "
                                               "preset; default the preset's)" + LIST),
-    lr_halve_every: str = typer.Option(_text(_D.lr_halve_every), help="halve lr every N epochs; 0 = constant"),
-    activation: str = typer.Option(_D.activation, help="hidden activation" + LIST),
+    lr_halve_every: str = typer.Option(_text(_D.lr_halve_every), help="halve lr every N epochs; 0 = constant",
+                                       rich_help_panel=FFN),
+    activation: str = typer.Option(_D.activation, help="hidden activation" + LIST, rich_help_panel=FFN),
     mode: str = typer.Option(_D.mode, help="gbp or bp" + LIST),
     replicas: int = typer.Option(_D.replicas, "--replicas", "-R", help="seeds per cell, trained together; "
                                                                          "replica r uses seed + r"),
     seed: str = typer.Option(_text(_D.seed), help="base seed, the same in every cell"),
     backend: str = typer.Option(_D.backend, help="auto, numpy or cupy"),
     dtype: str = typer.Option(_D.dtype, help="float32 or float64"),
-    weight_decay: str = typer.Option(_text(_D.weight_decay), help="decay added to the Adam step"),
-    decay_on: str = typer.Option(_text(_D.decay_on), help="parameters that get the decay"),
-    init_m_std: str = typer.Option("sqrt(2/784)", help="std of the initial m (a number)"),
-    init_xi: str = typer.Option(_text(_D.init_xi), help="initial Xi scale"),
+    weight_decay: str = typer.Option(_text(_D.weight_decay), help="decay added to the Adam step", rich_help_panel=FFN),
+    decay_on: str = typer.Option(_text(_D.decay_on), help="parameters that get the decay", rich_help_panel=FFN),
+    init_m_std: str = typer.Option("sqrt(2/784)", help="std of the initial m (a number)", rich_help_panel=FFN),
+    init_xi: str = typer.Option(_text(_D.init_xi), help="initial Xi scale", rich_help_panel=FFN),
     eval_samples: str = typer.Option(_text(_D.eval_samples), help="sampled sub-networks evaluated at the end"),
-    teacher_seed: str = typer.Option(_text(_D.teacher_seed), help="teacher network seed (--dataset teacher only)"),
+    teacher_seed: str = typer.Option(_text(_D.teacher_seed), help="teacher network seed (--dataset teacher only)",
+                                     rich_help_panel=FFN),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with \\[grid] and \\[fixed] tables "
                                                                  "(options given here override it)"),
     name: Optional[str] = typer.Option(None, help="scan name; the folder is runs/<name> (default name: "
@@ -198,28 +151,31 @@ def scan(
 ):
     """Train a grid of runs over --depth x --n-train (and any list-valued option) into one resumable scan folder.
 
-    With --model rnn the cells are recurrent runs (an MNIST preset read in --steps steps) over
+    With --family rnn the cells are recurrent runs (an MNIST preset read in --steps steps) over
     --steps x --n-train. Rerun the same command to finish an interrupted scan: cells already
     written are kept.
     """
     from mfphys import scan as scan_mod
 
-    if model is not None and model not in MODELS:
-        raise MfphysError(f"unknown --model {model!r}: choose one of {', '.join(MODELS)}")
-    resolved = model or (scan_mod.config_model(config) if config is not None else None) or "ffn"
-    _check_model_options(ctx, resolved)
+    if family is not None and family not in MODELS:
+        known = f"{', '.join(MODELS)}" + ("" if set(families.names()) <= set(MODELS) else
+                                          " (the others have no scans yet)")
+        raise MfphysError(f"unknown --family {family!r}: choose one of {known}")
+    resolved = family or (scan_mod.config_model(config) if config is not None else None) or "ffn"
+    _check_family_options(ctx, resolved)
     # only the options given on the command line: the others come from --config, else the defaults
-    options = given_options(ctx, RNN_SCAN_OPTIONS if resolved == "rnn" else SCAN_OPTIONS)
+    options = given_values(ctx, families.adapter(resolved).SCAN_OPTIONS)
     if options["replicas"] is not None and int(options["replicas"]) < 1:
         raise MfphysError(f"--replicas must be positive, got {replicas}")
     if name is not None and out is not None:
         raise MfphysError("give --name (the folder runs/<name>) or --out (any folder), not both")
-    spec = scan_mod.spec_from_options(options, config=config, name=name, model=model)
+    spec = scan_mod.spec_from_options(options, config=config, name=name, model=family)
     folder = out if out is not None else Path("runs") / (spec.name or spec.default_name())
     if dry_run:
         print_plan(scan_mod.plan_scan(spec, folder, workers=workers, calibrate=True), folder)
         return
     command = command_line()
+    adapter = families.adapter(spec.model)
 
     # the bars appear once the checks have passed (event "begin"): bad input gives one line only
     progress = make_progress(quiet=quiet)
@@ -236,8 +192,7 @@ def scan(
                 progress.reset(cell_task, total=ev.cell.config.epochs, description=f"  {ev.cell.key}",
                                status="loading data", visible=True)
             elif ev.kind == "epoch":
-                progress.update(cell_task, advance=1, status=f"loss {np.mean(ev.record.train_loss):.4f}  "
-                                                             f"test acc {np.mean(ev.record.test_acc):.4f}")
+                progress.update(cell_task, advance=1, status=adapter.epoch_status(ev.record))
             elif ev.kind in ("cell_done", "cell_failed", "end"):
                 progress.update(cell_task, visible=False)
 
@@ -246,7 +201,7 @@ def scan(
                                    connect_timeout=connect_timeout, blas_threads=blas_threads, reuse=reuse)
     if not quiet:
         ds = scan_mod.open_scan(folder)
-        console.print(rnn_summary_table(ds) if spec.model == "rnn" else summary_table(ds))
+        console.print(adapter.scan_summary(ds))
         reused = f", {report.reused} reused" if report.reused else ""
         console.print(f"{report.done}/{report.total} cells done ({report.trained} trained now, {report.skipped} "
                       f"kept{reused}), {report.failed} failed; {report.seconds:.1f} s; {folder}")
@@ -281,7 +236,7 @@ def scan_plot(
 
     Layer 1's order parameters count the connections from live inputs only (those that vary
     over the training set; docs/order-parameters.md), unless --all-inputs. A recurrent scan
-    (--model rnn) is drawn over steps x n_train, with one matrix's order parameters (--matrix).
+    (--family rnn) is drawn over steps x n_train, with one matrix's order parameters (--matrix).
     """
     from mfphys import scan as scan_mod
 
@@ -290,9 +245,7 @@ def scan_plot(
     ds = scan_mod.open_scan(folder)
     rnn = ds.attrs.get("model") == "rnn"
 
-    def given(param):
-        source = ctx.get_parameter_source(param)
-        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+    given = given_options(ctx).__contains__
 
     if rnn:
         bad = [flag for param, flag in (("layer", "--layer"), ("all_inputs", "--all-inputs")) if given(param)]
@@ -307,7 +260,7 @@ def scan_plot(
     else:
         bad = [flag for param, flag in (("matrix", "--matrix"), ("diagonal", "--no-diagonal")) if given(param)]
         if bad:
-            raise MfphysError(f"{', '.join(bad)}: only a recurrent scan (mfphys scan --model rnn) has matrices; "
+            raise MfphysError(f"{', '.join(bad)}: only a recurrent scan (mfphys scan --family rnn) has matrices; "
                               f"{folder} is feed-forward (pick a layer with --layer)")
     plane = ("steps" if rnn else "depth", "n_train")
     for item in sel:

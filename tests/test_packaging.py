@@ -90,3 +90,21 @@ def test_python_dash_m(argv, tmp_path):
     out = subprocess.run([sys.executable, "-m", "mfphys", *argv], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "mfphys" in out.stdout
+
+
+#: what the command line must not load to print its help or version: they alone take longer than the
+#: whole start (xarray and pandas about 0.3 s, Dask, matplotlib and Textual each about as much)
+HEAVY = ("xarray", "pandas", "netCDF4", "dask", "distributed", "matplotlib", "textual")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["version"], ["train", "--help"], ["scan", "--help"],
+                                  ["order", "--help"], ["perturb", "--help"], ["scan-plot", "--help"],
+                                  ["reproduce", "--help"], ["tui", "--help"], ["data", "--help"]],
+                         ids=" ".join)
+def test_cli_start_is_light(argv, tmp_path):
+    """``mfphys --help``, ``mfphys version`` and every command's help import none of the heavy libraries."""
+    code = ("import json, sys\n"
+            "from mfphys.cli.main import app\n"
+            f"try:\n    app({argv!r}, prog_name='mfphys')\nexcept SystemExit as exc:\n    assert not exc.code, exc\n"
+            f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))")
+    assert json.loads(_run(code, tmp_path).splitlines()[-1]) == []

@@ -1,5 +1,5 @@
-"""``mfphys train --model rnn`` (live run files: SIGKILL, Ctrl-C, resume, more epochs), ``mfphys order`` on a
-recurrent run and the refusals, one line each
+"""``mfphys train --family rnn`` (alias ``--model rnn``; live run files: SIGKILL, Ctrl-C, resume, more epochs),
+``mfphys order`` on a recurrent run and the refusals, one line each
 (docs/model-rnn.md section 9)."""
 
 from __future__ import annotations
@@ -94,20 +94,23 @@ def test_order_table_json_csv_equal_the_stored_values(ms_run, cli):
 
 
 @pytest.mark.parametrize("args, expect", [
-    (["--layers", "784,10"], "--layers does not apply to --model rnn"),
-    (["--lr", "0.1", "--protocol", "2020"], "--lr, --protocol do not apply to --model rnn"),
+    (["--layers", "784,10"], "--layers does not apply to --family rnn: it is an option of --family ffn"),
+    (["--lr", "0.1", "--protocol", "2020"], "--lr, --protocol do not apply to --family rnn"),
     (["--resume", "x.nc"], "--resume writes to the file it continues (x.nc)"),
     (["--checkpoint-every", "-1"], "--checkpoint-every must be an integer >= 0"),
-    (["--preset", "row_mnist", "--model", "ffn"], "--preset is an option of --model rnn"),
+    (["--preset", "row_mnist", "--model", "ffn"], "--preset does not apply to --family ffn: it is an option of "
+                                                  "--family rnn"),
+    (["--preset", "row_mnist", "--family", "ffn"], "--preset does not apply to --family ffn"),
     (["--preset", "lstm"], "unknown preset 'lstm'"),
-    (["--model", "gru"], "unknown --model 'gru'"),
+    (["--model", "gru"], "unknown --family 'gru'"),
+    (["--family", "gru"], "unknown --family 'gru'"),
     (["--preset", "multisensory", "--n-train", "100"], "--n-train: the multisensory task generates its trials"),
     (["--n-train", "100"], "--n-train 100 is less than one mini-batch of 128"),
     (["-R", "100000"], "not enough memory: this run needs about"),
     (["--preset", "pixel_mnist", "-R", "2000", "--dry-run"], "not enough memory"),
 ])
 def test_refusals_are_one_line(args, expect, cli, tmp_path):
-    model = [] if "--model" in args else ["--model", "rnn"]
+    model = [] if "--model" in args or "--family" in args else ["--family", "rnn"]
     res = cli("train", *model, *args, "--out", tmp_path / "x.nc")
     one_error_line(res, expect)
     assert not (tmp_path / "x.nc").exists()
@@ -120,9 +123,9 @@ def test_a_done_file_is_left_alone_or_refused_in_one_line(ms_run, cli, tmp_path)
     assert res.exit_code == 0 and "is done (3 epochs): nothing to train" in res.stdout, res.output
     one_error_line(cli(*MS, "--seed", "5", "--out", path), "was made by another configuration (--seed 0 in the file")
     one_error_line(cli(*MS, "--epochs", "2", "--out", path), "has 3 epochs done already")
-    one_error_line(cli("train", *FFN, "--resume", path), "do not apply to --model rnn")  # --resume: the file's model
+    one_error_line(cli("train", *FFN, "--resume", path), "do not apply to --family rnn")  # the file's family
     one_error_line(cli("train", "--model", "ffn", "--resume", path), "is a recurrent run file: continue it with "
-                                                                     "--model rnn")
+                                                                     "--family rnn")
     one_error_line(cli("train", *FFN, "--out", path), "is a recurrent run file (model rnn)")
     one_error_line(cli("train", "--model", "rnn", "--preset", "row_mnist", "--resume", path),
                    "was made from --preset multisensory, not row_mnist")
@@ -134,8 +137,8 @@ def test_a_feed_forward_file_is_not_continued_as_a_recurrent_run(cli, tmp_path):
     assert cli("train", *FFN, "--out", out).exit_code == 0
     before = snapshot(tmp_path)
     one_error_line(cli(*MS, "--out", out), "is a feed-forward run file (model ffn): recurrent training")
-    one_error_line(cli("train", "--model", "rnn", "--resume", out), "is a feed-forward run file: continue it "
-                                                                    "without --model rnn")
+    one_error_line(cli("train", "--family", "rnn", "--resume", out), "is a feed-forward run file: continue it "
+                                                                     "with --family ffn")
     assert snapshot(tmp_path) == before
 
 
@@ -156,7 +159,7 @@ def test_more_epochs_continue_a_finished_run_as_one_longer_run(ms_run, cli, tmp_
 # --- live runs in a real process: SIGKILL and Ctrl-C ---------------------------------------------------
 
 LONG = 40  # epochs: a few seconds with a checkpoint after every epoch
-LIVE = ["train", "--model", "rnn", "--preset", "multisensory", "-R", "2", "--backend", "numpy", "--eval-samples", "2",
+LIVE = ["train", "--family", "rnn", "--preset", "multisensory", "-R", "2", "--backend", "numpy", "--eval-samples", "2",
         "--quiet", "--epochs", LONG]
 
 

@@ -264,9 +264,9 @@ def test_scan_plot_sel_reads_a_bool_option_as_the_scan_does(tmp_path, cli):
     one_error_line(cli("scan-plot", folder, "--sel", "host_noise=maybe"), "host_noise takes one of False, True")
 
 
-# --- recurrent scans (--model rnn) ---------------------------------------------------------------
+# --- recurrent scans (--family rnn, alias --model rnn) ---------------------------------------------------------------
 
-RNN_ARGS = ["--model", "rnn", "--steps", "7,14", "--n-train", "256,512", "--n", "20", "--epochs", "1", "-R", "2",
+RNN_ARGS = ["--family", "rnn", "--steps", "7,14", "--n-train", "256,512", "--n", "20", "--epochs", "1", "-R", "2",
             "--n-test", "200", "--eval-samples", "2", "--backend", "numpy"]
 
 
@@ -342,14 +342,15 @@ def test_scan_plot_refusals_on_a_recurrent_scan(rnn_cli_scan, tmp_path, cli, ext
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--model", "rnn", "--steps", "7", "--n-train", "256", "--depth", "1"], "--depth does not apply to --model rnn"),
-    (["--steps", "7", "--depth", "1", "--n-train", "256"], "--steps does not apply to --model ffn"),
+    (["--model", "rnn", "--steps", "7", "--n-train", "256", "--depth", "1"], "--depth does not apply to --family rnn"),
+    (["--steps", "7", "--depth", "1", "--n-train", "256"], "--steps does not apply to --family ffn"),
     (["--model", "rnn", "--steps", "7", "--n-train", "256", "--preset", "multisensory"],
      "the multisensory task generates its trials"),
     (["--model", "rnn", "--steps", "9", "--n-train", "256"], "steps must divide the 784 pixels"),
     (["--model", "rnn", "--steps", "7", "--n-train", "100"], "less than one mini-batch of 128"),
     (["--model", "rnn", "--n-train", "256"], "give the steps values to scan"),
-    (["--model", "lstm", "--steps", "7", "--n-train", "256"], "unknown --model 'lstm'"),
+    (["--model", "lstm", "--steps", "7", "--n-train", "256"], "unknown --family 'lstm'"),
+    (["--family", "lstm", "--steps", "7", "--n-train", "256"], "unknown --family 'lstm'"),
 ])
 def test_rnn_scan_refusals(tmp_path, cli, args, message):
     one_error_line(cli("scan", *args, "--out", str(tmp_path / "out")), message)

@@ -141,7 +141,7 @@ def test_name_tags_and_note(tmp_path, monkeypatch, cli):
 
 
 def test_default_names_never_replace_a_file(tmp_path, monkeypatch):
-    from mfphys.cli.train import default_out
+    from mfphys.cli.families.ffn import default_out
     from mfphys.train import TrainConfig
 
     monkeypatch.chdir(tmp_path)
@@ -334,3 +334,39 @@ def test_protocol_2020_preset_and_explicit_options_win(tmp_path, cli):
     assert res.exit_code == 0, res.output
     cfg = TrainConfig.from_json(open_run(tmp_path / "r.nc").attrs["config"])
     assert (cfg.epochs, cfg.lr_halve_every, cfg.adam_reset, cfg.decay_on) == (2, 20, "epoch", ("pi", "m", "xi"))
+
+
+def test_checkpoint_defaults_shown_in_help_are_the_library_ones():
+    """cli/train.py copies mfphys.runfile's defaults so that `mfphys train --help` need not import it."""
+    from mfphys import runfile
+    from mfphys.cli import train
+
+    assert (train.CHECKPOINT_EVERY, train.CHECKPOINT_SECONDS) == (runfile.CHECKPOINT_EVERY, runfile.CHECKPOINT_SECONDS)
+
+
+def test_a_default_map_value_is_not_an_option_given(run_copy, cli):
+    """A value from a default map (a configuration file's defaults) is a default: on --resume the file's
+    configuration wins over it, as over any default."""
+    res = cli("train", "--resume", run_copy, "-q", default_map={"train": {"seed": 4, "lr": 0.5}})
+    assert res.exit_code == 0 and "is done (3 epochs): nothing to train" in res.stdout, res.output
+
+
+@pytest.mark.parametrize("selector", ["--family", "--model"])
+def test_family_and_model_are_one_option(selector, cli, tmp_path):
+    res = cli("train", selector, "rnn", "--preset", "multisensory", "--dry-run", "--out", tmp_path / "r.nc")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("rnn gbp") and "(multisensory)" in res.stdout
+    one_error_line(cli("train", selector, "rnn", "--layers", "784,10"), "--layers does not apply to --family rnn")
+
+
+@pytest.mark.parametrize("command", ["train", "scan"])
+def test_each_family_has_its_help_panel(command, cli):
+    res = cli(command, "--help", env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    panels = [line.strip("╭─ ").split(" ─")[0] for line in lines if line.startswith("╭─")]
+    assert panels == ["Options", "Feed-forward options", "Recurrent options"], panels
+    family = next(line for line in lines if line.startswith("│ --family"))
+    assert "--model" in family, family  # the alias is the same option, on the same line
+    preset = next(i for i, line in enumerate(lines) if " --preset " in line)
+    assert preset > next(i for i, line in enumerate(lines) if "Recurrent options" in line)
