@@ -1,20 +1,7 @@
 """The feed-forward spike-and-slab network: mean-field forward pass, gBP backward pass, sampling.
 
-The symbols are those of :mod:`mfphys.layers` (docs/model.md):
-
-=========  ==========================================================================
-code       meaning (docs/model.md section)
-=========  ==========================================================================
-``pi``     probability that a connection is absent (spike at 0), in [0, 1]      (1)
-``m``      mean of the Gaussian slab                                             (1)
-``xi``     variance ``Xi`` of the slab, >= 0                                     (1)
-``mu``     weight mean ``(1 - pi) m``                                            (1)
-``var``    weight variance ``(1 - pi) Xi + pi (1 - pi) m^2``                     (1)
-``G``      mean of the pre-activation ``h`` (``mu @ a / sqrt(n)``)               (2)
-``Delta``  variance of ``h`` (``var @ a^2 / n``); ``s = sqrt(Delta)``            (2)
-``eps``    the standard-normal noise of ``h = G + s eps``, fixed in the backward (3)
-``delta``  ``dLoss/dh`` for the mini-batch-mean cross-entropy                   (3)
-=========  ==========================================================================
+The symbols (``pi``, ``m``, ``xi``, ``mu``, ``var``, ``G``, ``Delta``, ``eps``, ``delta``) are those of
+:mod:`mfphys.layers`, which states their meaning once (docs/model.md).
 
 Shapes: every parameter array of layer ``l`` is ``(R, N_l, N_{l-1})`` with a leading
 replica axis ``R``; activities are ``(R, B, N)``. The BP baseline is the limit
