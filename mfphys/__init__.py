@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 from . import _compat
 from ._lazy import lazy_exports
 
-_compat.install()  # the module paths of earlier versions (mfphys.train, mfphys.rnn, ...) keep working
+_compat.install()  # the module paths of earlier versions keep working (the table is in _compat)
 
 # Eager: `mfphys.train` must stay the function even after `import mfphys.train` (the submodule
 # import binds the module, through its legacy path, to the package attribute; this import, run

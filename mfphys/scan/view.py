@@ -72,7 +72,7 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     Cells that vanish or cannot be read while this runs count as pending; it never fails
     because a scan is being written.
 
-    A recurrent scan (``model = "rnn"`` in scan.json) has ``matrix`` (input, recurrent,
+    A scan of a family whose weight matrices are named (the recurrent one) has ``matrix`` (input, recurrent,
     output) in place of ``layer``: its grid ``steps`` x ``n_train`` [x other options], then
     ``replica``, ``matrix``, ``epoch``; the per-matrix order parameters (``frac_uip``,
     ``frac_vip``, ``entropy``, ... and their ``_nodiag`` twins, the recurrent matrix without
