@@ -13,7 +13,6 @@ from rich.table import Table
 from mfphys.errors import MfphysError
 from mfphys.fileio import check_writable
 from mfphys.stats import format_stat
-from mfphys.train import load_data
 
 from . import families
 from .common import command_line, console, make_progress, user_errors
@@ -151,89 +150,35 @@ def perturb(
 
     fr = parse_fractions(fractions)
     ds = store.open_trained_run(run)  # every check before anything is written (bad input: nothing written over)
-    if store.model_of(ds.attrs) == "rnn":
-        if layer is not None or all_inputs:
-            raise MfphysError(f"{'--layer' if layer is not None else '--all-inputs'} is for feed-forward runs: "
-                              f"{run} is a recurrent run (model rnn), give --matrix input|recurrent|output")
-        return _perturb_rnn(run, ds, fr, matrix=matrix or "recurrent", diagonal=not no_diagonal, samples=samples,
-                            seed=seed, tol=tol, xi_tol=xi_tol, exact=exact, backend=backend, data_dir=data_dir,
-                            out=out, quiet=quiet, allow_bp=allow_bp)
-    if matrix is not None or no_diagonal:
-        raise MfphysError(f"{'--matrix' if matrix is not None else '--no-diagonal'} is for recurrent runs: {run} is "
-                          f"a feed-forward run, give --layer")
-    layer = 1 if layer is None else layer
-    perturb_mod.check_model(ds, run)
-    perturb_mod.check_arguments(ds.sizes["layer"], layer, samples, fr)
+    adapter = families.adapter(store.model_of(ds.attrs))
+    diagonal = not no_diagonal
+    target = adapter.perturb_target(run, ds, layer=layer, matrix=matrix, diagonal=diagonal, all_inputs=all_inputs,
+                                    samples=samples, fractions=fr)
     store.run_tolerances(ds, tol=tol, xi_tol=xi_tol, exact=exact)
     cfg = store.config_from_dataset(ds, run)
     perturb_mod.check_mode(cfg, run, allow_bp)
-    out = Path(out) if out is not None else default_perturb_out(run, layer)
+    out = Path(out) if out is not None else default_perturb_out(run, target, diagonal)
     if out.resolve() == run.resolve():
         raise MfphysError(f"--out {out} is the run file itself: give another name")
     check_writable(out)
-    data = load_data(cfg, data_dir)  # a data problem is one error line, before any progress bar
+    data = adapter.load_data(cfg, data_dir)  # a data problem is one error line, before any progress bar
     command = command_line()
     with make_progress(transient=True) as progress:
-        task = progress.add_task(f"perturb layer {layer}", total=2 * fr.size + 1, status="", visible=not quiet)
-        pds = perturb_mod.perturb_run(run, layer=layer, fractions=fr, samples=samples, seed=seed, tol=tol,
-                                      xi_tol=xi_tol, exact=exact, all_inputs=all_inputs, backend=backend,
-                                      dataset=data, callback=lambda: progress.advance(task), command=command,
-                                      allow_bp=allow_bp)
+        task = progress.add_task(f"perturb {adapter.perturb_label(target)}", total=2 * fr.size + 1, status="",
+                                 visible=not quiet)
+        pds = adapter.perturb_run(run, target, fractions=fr, samples=samples, seed=seed, tol=tol, xi_tol=xi_tol,
+                                  exact=exact, diagonal=diagonal, all_inputs=all_inputs, backend=backend,
+                                  dataset=data, callback=lambda: progress.advance(task), command=command,
+                                  allow_bp=allow_bp)
     store.write_atomic(pds, out)
     if quiet:
         return
     console.print(perturb_table(pds))
     a = pds.attrs
-    dead = f" ({a['dead_inputs_excluded']} dead inputs left out)" if a["dead_inputs_excluded"] else ""
-    console.print(f"candidates: {a['candidates']}{dead}; n_vip {'/'.join(map(str, pds.n_vip.values))}, n_variable "
-                  f"{'/'.join(map(str, pds.n_variable.values))} per replica; tol = {a['tol']:g}, "
+    console.print(f"candidates: {adapter.perturb_candidates(pds)}; n_vip {'/'.join(map(str, pds.n_vip.values))}, "
+                  f"n_variable {'/'.join(map(str, pds.n_variable.values))} per replica; tol = {a['tol']:g}, "
                   f"xi_tol = {a['xi_tol']:g}; seed {a['seed']}")
     if a["capped"]:
         console.print("[yellow]note[/]: fewer variable than very important connections: the control was capped "
                       "at all variable connections (see n_removed_variable)")
-    console.print(f"unperturbed: sampled {format_stat(pds.error_base.values)} %, mean-field "
-                  f"{format_stat(pds.error_base_mf.values)} %; wrote {out}")
-
-
-def _perturb_rnn(run: Path, ds, fr, *, matrix: str, diagonal: bool, samples: int, seed, tol, xi_tol, exact: bool,
-                 backend: str, data_dir, out, quiet: bool, allow_bp: bool) -> None:
-    """``mfphys perturb --matrix`` on a recurrent run (docs/model-rnn.md section 9): the same checks,
-    progress, table and file as the feed-forward command."""
-    from mfphys import perturb as perturb_mod
-    from mfphys import store
-    from mfphys.rnn import perturb as rnn_perturb
-
-    rnn_perturb.check_arguments(matrix, samples, fr, diagonal=diagonal)
-    store.run_tolerances(ds, tol=tol, xi_tol=xi_tol, exact=exact)
-    cfg = store.config_from_dataset(ds, run)
-    perturb_mod.check_mode(cfg, run, allow_bp)
-    out = Path(out) if out is not None else default_perturb_out(run, matrix, diagonal)
-    if out.resolve() == run.resolve():
-        raise MfphysError(f"--out {out} is the run file itself: give another name")
-    check_writable(out)
-    data = None
-    if cfg.task == "mnist":  # a data problem is one error line, before any progress bar
-        from mfphys.data import load_dataset
-
-        data = load_dataset("mnist", n_train=cfg.n_train, n_test=cfg.n_test, data_dir=data_dir)
-    command = command_line()
-    with make_progress(transient=True) as progress:
-        task = progress.add_task(f"perturb {matrix}", total=2 * fr.size + 1, status="", visible=not quiet)
-        pds = rnn_perturb.perturb_run(run, matrix=matrix, fractions=fr, samples=samples, seed=seed, tol=tol,
-                                      xi_tol=xi_tol, exact=exact, diagonal=diagonal, backend=backend, dataset=data,
-                                      callback=lambda: progress.advance(task), command=command, allow_bp=allow_bp)
-    store.write_atomic(pds, out)
-    if quiet:
-        return
-    console.print(perturb_table(pds))
-    a = pds.attrs
-    console.print(f"candidates: {a['candidates']} of the {matrix} matrix; n_vip "
-                  f"{'/'.join(map(str, pds.n_vip.values))}, n_variable {'/'.join(map(str, pds.n_variable.values))} "
-                  f"per replica; tol = {a['tol']:g}, "
-                  f"xi_tol = {a['xi_tol']:g}; seed {a['seed']}")
-    if a["capped"]:
-        console.print("[yellow]note[/]: fewer variable than very important connections: the control was capped "
-                      "at all variable connections (see n_removed_variable)")
-    error = "test error" if a["task"] == "mnist" else "psychometric error (100 - accuracy, mean over modalities)"
-    console.print(f"unperturbed {error}: quenched {format_stat(pds.error_base.values)} %, mean-field "
-                  f"{format_stat(pds.error_base_mf.values)} %; wrote {out}")
+    console.print(f"{adapter.perturb_baseline(pds)}; wrote {out}")

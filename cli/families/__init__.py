@@ -19,7 +19,12 @@ is a module with:
   ``run_attrs(values)`` (attributes stored besides the labels), ``epoch_status(record)``;
 - ``summary(ds, path)``: the end-of-run renderables of the run file ``path``; ``timings(result)``:
   the time it took, in words;
-- ``order(run, ds, tol, *, diagonal, as_json, as_csv, names)``: ``mfphys order`` on its run files.
+- ``order(run, ds, tol, *, diagonal, as_json, as_csv, names)``: ``mfphys order`` on its run files;
+- ``SCAN_OPTIONS`` and ``scan_summary(ds)``: ``mfphys scan``'s options (in grid order) and summary table;
+- ``perturb_target(run, ds, *, layer, matrix, diagonal, all_inputs, samples, fractions)`` (the
+  layer or matrix ``mfphys perturb`` acts on, its arguments checked), ``perturb_label(target)``,
+  ``perturb_run(run, target, **options)``, ``perturb_candidates(pds)`` and ``perturb_baseline(pds)``
+  (the lines under its table).
 
 The built-in families' adapters are ``mfphys.cli.families.<name>``; another package's family
 names its adapter module in its ``frontend`` attribute (:class:`mfphys.family.ModelFamily`).

@@ -220,3 +220,40 @@ def scan_summary(ds) -> Table:
                 *(format_stat(means[n].isel(sel).values) for n in names))
 
     return cells_table(ds, "whole network, layer 1 over live inputs", names, values)
+
+
+# --- mfphys perturb -------------------------------------------------------------------------
+
+
+def perturb_target(run, ds, *, layer, matrix, diagonal: bool, all_inputs: bool, samples: int, fractions) -> int:
+    """The layer ``mfphys perturb`` acts on (default 1), its arguments checked; the recurrent options refused."""
+    from mfphys import perturb as perturb_mod
+
+    if matrix is not None or not diagonal:
+        raise MfphysError(f"{'--matrix' if matrix is not None else '--no-diagonal'} is for recurrent runs: {run} is "
+                          f"a feed-forward run, give --layer")
+    layer = 1 if layer is None else layer
+    perturb_mod.check_model(ds, run)
+    perturb_mod.check_arguments(ds.sizes["layer"], layer, samples, fractions)
+    return layer
+
+
+def perturb_label(layer: int) -> str:
+    return f"layer {layer}"
+
+
+def perturb_run(run, layer: int, *, diagonal: bool, **options):
+    from mfphys import perturb as perturb_mod
+
+    return perturb_mod.perturb_run(run, layer=layer, **options)
+
+
+def perturb_candidates(pds) -> str:
+    a = pds.attrs
+    return a["candidates"] + (f" ({a['dead_inputs_excluded']} dead inputs left out)" if a["dead_inputs_excluded"]
+                              else "")
+
+
+def perturb_baseline(pds) -> str:
+    return (f"unperturbed: sampled {format_stat(pds.error_base.values)} %, mean-field "
+            f"{format_stat(pds.error_base_mf.values)} %")

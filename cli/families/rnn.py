@@ -224,3 +224,40 @@ def scan_summary(ds):
 
     return cells_table(ds, "recurrent matrix; errors: noise-free mean field and quenched sampled networks",
                         names, values)
+
+
+# --- mfphys perturb -------------------------------------------------------------------------
+
+
+def perturb_target(run, ds, *, layer, matrix, diagonal: bool, all_inputs: bool, samples: int, fractions) -> str:
+    """The matrix ``mfphys perturb`` acts on (default recurrent), its arguments checked; the
+    feed-forward options refused."""
+    from mfphys.rnn import perturb as rnn_perturb
+
+    if layer is not None or all_inputs:
+        raise MfphysError(f"{'--layer' if layer is not None else '--all-inputs'} is for feed-forward runs: "
+                          f"{run} is a recurrent run (model rnn), give --matrix input|recurrent|output")
+    matrix = matrix or "recurrent"
+    rnn_perturb.check_arguments(matrix, samples, fractions, diagonal=diagonal)
+    return matrix
+
+
+def perturb_label(matrix: str) -> str:
+    return matrix
+
+
+def perturb_run(run, matrix: str, *, all_inputs: bool, **options):
+    from mfphys.rnn import perturb as rnn_perturb
+
+    return rnn_perturb.perturb_run(run, matrix=matrix, **options)
+
+
+def perturb_candidates(pds) -> str:
+    return f"{pds.attrs['candidates']} of the {pds.attrs['matrix']} matrix"
+
+
+def perturb_baseline(pds) -> str:
+    error = ("test error" if pds.attrs["task"] == "mnist"
+             else "psychometric error (100 - accuracy, mean over modalities)")
+    return (f"unperturbed {error}: quenched {format_stat(pds.error_base.values)} %, mean-field "
+            f"{format_stat(pds.error_base_mf.values)} %")

@@ -13,7 +13,8 @@ from mfphys.errors import MfphysError
 #: what the training life cycle (cli/train.py) and the other commands ask of an adapter
 INTERFACE = ("NAME", "TITLE", "PANEL", "OPTIONS", "SCAN_OPTIONS", "MEMORY_HINT", "resolve", "config", "default_out",
              "describe", "label", "estimate", "load_data", "running", "run_attrs", "epoch_status", "timings",
-             "summary", "order", "scan_summary")
+             "summary", "order", "scan_summary", "perturb_target", "perturb_label", "perturb_run", "perturb_candidates",
+             "perturb_baseline")
 
 
 @pytest.mark.parametrize("name", registry.builtin_names())
