@@ -162,6 +162,8 @@ def scan(
                                           " (the others have no scans yet)")
         raise MfphysError(f"unknown --family {family!r}: choose one of {known}")
     resolved = family or (scan_mod.config_model(config) if config is not None else None) or "ffn"
+    if not families.adapter(resolved).SCAN_OPTIONS:  # a family from another package without its own adapter
+        raise families.adapter(resolved).no_command_line(resolved, "scan it")
     _check_family_options(ctx, resolved)
     # only the options given on the command line: the others come from --config, else the defaults
     options = given_values(ctx, families.adapter(resolved).SCAN_OPTIONS)

@@ -224,8 +224,9 @@ class ModelFamily(abc.ABC):
 
     @abc.abstractmethod
     def order_reports(self, ds, tolerances: Mapping) -> list:
-        """Per weight matrix ``(label, {order parameter: values over replicas})`` of a run file,
-        recomputed from its parameters at ``tolerances`` (``mfphys order``)."""
+        """Per weight matrix ``(label, inputs, {order parameter: values over replicas})`` of a run
+        file, recomputed from its parameters at ``tolerances`` (``mfphys order``); ``inputs`` is
+        ``"all"``, or the name of a subset of the matrix's connections (``"live"`` inputs)."""
 
     # -- budget ------------------------------------------------------------------------------------
 
