@@ -5,7 +5,7 @@ On NumPy it is plain array code (written to make few passes and few temporaries)
 same formula runs as one fused CUDA kernel (``cupy.ElementwiseKernel``), because at the
 paper's small shapes a GPU step is bound by kernel launches, not arithmetic
 (``bench/README.md``). The two versions are the same formula twice, so the NumPy/CuPy
-agreement tests (``tests/test_model.py``, ``tests/test_train.py``, marker ``gpu``) and the
+agreement tests (``tests/models/ffn/test_model.py``, ``tests/models/ffn/test_train.py``, marker ``gpu``) and the
 finite-difference tests guard both.
 """
 

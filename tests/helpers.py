@@ -458,7 +458,7 @@ def type_fast(app, text: str) -> None:
     names = {" ": "space", "/": "slash", "?": "question_mark"}
     press_fast(app, *(names.get(ch, ch) for ch in text))
 
-# --- the recurrent model (tests/rnn/) -------------------------------------------------------------
+# --- the recurrent model (tests/models/rnn/) -------------------------------------------------------------
 
 
 def rnn_spec(**kw):

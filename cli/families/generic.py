@@ -40,12 +40,9 @@ def order(run, ds, tol: dict, *, diagonal: bool, as_json: bool, as_csv: bool, na
     import json
     import sys
 
-    import numpy as np
     import typer
 
-    from mfphys.stats import mean_err
-
-    from ..tables import json_number, order_table
+    from ..tables import json_values, order_table
 
     family = _family(ds)
     reports = family.order_reports(ds, tol)
@@ -60,10 +57,7 @@ def order(run, ds, tol: dict, *, diagonal: bool, as_json: bool, as_csv: bool, na
     if as_json:
         out = {"file": str(run), "model": family.name, "tolerances": tol, "replicas": int(ds.sizes["replica"]),
                "columns": [{family.unit: part, "inputs": inputs,
-                            "values": {k: {"mean": json_number(mean_err(v[k])[0]),
-                                           "err": json_number(mean_err(v[k])[1]),
-                                           "replicas": [json_number(x) for x in np.asarray(v[k], dtype=float)]}
-                                       for k in names}}
+                            "values": json_values(v, names)}
                            for part, inputs, v in reports]}
         typer.echo(json.dumps(out, indent=1))
         return
