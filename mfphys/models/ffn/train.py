@@ -227,6 +227,10 @@ class TrainSetup:
     dynamics_every: int = DYNAMICS_EVERY
     seconds: float = 0.0  # loading and moving the data
     device_noise: list | None = None
+    #: packed cells (:func:`train_packed`): every replica's own seed (None: ``seed + r``) and
+    #: the replicas of each packed cell as (start, stop); its order parameters are its own
+    seeds: tuple | None = None
+    groups: tuple | None = None
 
     @property
     def trainable(self) -> tuple:
@@ -337,18 +341,26 @@ def init_state(setup: TrainSetup) -> TrainState:
     moments, fresh ``ORDER`` and ``NOISE`` streams, an empty history, epoch 0's order parameters."""
     config, be = setup.config, setup.be
     R, E = config.replicas, config.epochs
-    host_params = model.init_params(config.layers, replica_rngs(config.seed, R, INIT), m_std=config.init_m_std,
+    host_params = model.init_params(config.layers, _rngs(setup, INIT), m_std=config.init_m_std,
                                     xi_scale=config.init_xi, bp=config.mode == "bp", dtype=be.dtype)
     params = tuple(model.Layer(*(be.asarray(v) for v in layer)) for layer in host_params)
-    noise = replica_rngs(config.seed, R, NOISE)
+    noise = _rngs(setup, NOISE)
     if _device_noise(setup):  # the device streams are seeded from the host ones
         setup.device_noise = [be.device_rng(int(g.integers(2**32))) for g in noise]
-    rng = {"order": [g.bit_generator.state for g in replica_rngs(config.seed, R, ORDER)],
+    rng = {"order": [g.bit_generator.state for g in _rngs(setup, ORDER)],
            "noise": [g.bit_generator.state for g in noise]}
     history = {**{k: np.zeros((R, E)) for k in CURVES}, **{k: np.zeros(E) for k in SERIES}}
-    state = TrainState(0, params, optim.adam_init(params, trainable=setup.trainable), rng, history, Dynamics(),
+    dynamics = Dynamics() if setup.groups is None else tuple(Dynamics() for _ in setup.groups)
+    state = TrainState(0, params, optim.adam_init(params, trainable=setup.trainable), rng, history, dynamics,
                        setup.seconds)
     return _record_dynamics(setup, state)
+
+
+def _rngs(setup: TrainSetup, stream: int) -> list[np.random.Generator]:
+    """Every replica's generator of one stream: ``seed + r``'s, or a packed replica's own seed's."""
+    if setup.seeds is None:
+        return replica_rngs(setup.config.seed, setup.config.replicas, stream)
+    return [replica_rngs(s, 1, stream)[0] for s in setup.seeds]
 
 
 def train_epoch(setup: TrainSetup, state: TrainState) -> tuple[TrainState, EpochRecord]:
@@ -431,18 +443,33 @@ def _record_dynamics(setup: TrainSetup, state: TrainState) -> TrainState:
     from ... import order
 
     config, epoch, dyn = setup.config, state.epoch, state.dynamics
-    sample = dynamics_due(epoch, config.epochs, setup.dynamics_every) and epoch not in dyn.epochs
-    snap = epoch in order.snapshot_epochs(config.epochs) and epoch not in dyn.snap_epochs
+    first = dyn if setup.groups is None else dyn[0]  # packed cells record at the same epochs
+    sample = dynamics_due(epoch, config.epochs, setup.dynamics_every) and epoch not in first.epochs
+    snap = epoch in order.snapshot_epochs(config.epochs) and epoch not in first.snap_epochs
     if not (sample or snap):
         return state
     t0 = time.perf_counter()
     host = tuple(model.Layer(*(setup.be.to_numpy(v) for v in layer)) for layer in state.params)
-    if sample:
-        values = order.training_order(host, live_inputs=~setup.dead_inputs)
-        dyn = dyn._replace(epochs=dyn.epochs + (epoch,), samples=dyn.samples + (values,))
-    if snap:
-        dyn = dyn._replace(snap_epochs=dyn.snap_epochs + (epoch,), snaps=dyn.snaps + (order.histogram_snapshot(host),))
+
+    def record(dyn, host):
+        if sample:
+            values = order.training_order(host, live_inputs=~setup.dead_inputs)
+            dyn = dyn._replace(epochs=dyn.epochs + (epoch,), samples=dyn.samples + (values,))
+        if snap:
+            dyn = dyn._replace(snap_epochs=dyn.snap_epochs + (epoch,),
+                               snaps=dyn.snaps + (order.histogram_snapshot(host),))
+        return dyn
+
+    if setup.groups is None:
+        dyn = record(dyn, host)
+    else:  # each packed cell's own numbers (its histograms have its own bin edges)
+        dyn = tuple(record(d, _replica_slice(host, a, b)) for d, (a, b) in zip(dyn, setup.groups))
     return state._replace(dynamics=dyn, seconds=state.seconds + time.perf_counter() - t0)
+
+
+def _replica_slice(params, a: int, b: int) -> tuple:
+    """Replicas ``a:b`` of every parameter array (copies)."""
+    return tuple(model.Layer(*(v[a:b].copy() for v in layer)) for layer in params)
 
 
 def to_host(be, state: TrainState) -> TrainState:
@@ -506,7 +533,7 @@ def finish(setup: TrainSetup, state: TrainState, *, keep_state: bool = False) ->
         raise DivergenceError("training diverged: parameters are not finite at the end; try a smaller --lr")
     t0 = time.perf_counter()
     sampled, voted = evaluate_sampled(host, setup.data.x_test, setup.data.y_test, n_draws=config.eval_samples,
-                                      rngs=replica_rngs(config.seed, config.replicas, EVAL),
+                                      rngs=_rngs(setup, EVAL),
                                       activation=config.activation, be=be)
     t_eval = time.perf_counter() - t0
     final = to_host(be, state) if keep_state else None
@@ -543,3 +570,52 @@ def evaluate_sampled(params, x, y, *, n_draws: int, rngs, activation: str, be=No
         del ws, logits
     vote = be.to_numpy((votes.argmax(axis=-1) == yd).sum(axis=-1)) / len(y)
     return acc, vote
+
+
+# --- packed cells (docs/scans.md, "Packed cells") ------------------------------------------------
+
+
+def pack_key(config: TrainConfig) -> str:
+    """Configurations with the same key train as one batched run (:func:`train_packed`): all
+    but the seed agree (the seed only picks each replica's random streams)."""
+    return dataclasses.replace(config, seed=0).to_json()
+
+
+def packed_config(configs) -> TrainConfig:
+    """The configuration of the batched run of ``configs`` (one :func:`pack_key`): their replicas side by side."""
+    return dataclasses.replace(configs[0], seed=0, replicas=sum(c.replicas for c in configs))
+
+
+def train_packed(configs, *, data_dir=None, dataset=None, dynamics_every: int = DYNAMICS_EVERY) -> list[TrainResult]:
+    """Train ``configs`` (one :func:`pack_key`) as one run with their replicas side by side and
+    return one :class:`TrainResult` per configuration, the numbers of each the same as
+    ``train(config)`` gives alone.
+
+    Each packed replica keeps its own configuration's streams (``INIT``, ``ORDER``, ``NOISE``,
+    ``EVAL`` of ``seed + r``), and every computation of a step is per replica (the products
+    are one matrix product per replica, the rest element-wise or reduced over a replica's own
+    axes), so on NumPy the numbers are bit for bit those of the configuration trained alone
+    (``tests/scan/test_packed.py``). A divergence anywhere raises for the whole pack; the
+    caller then trains the configurations one by one.
+    """
+    configs = list(configs)
+    keys = {pack_key(c) for c in configs}
+    if len(keys) != 1:
+        raise MfphysError("train_packed needs configurations that differ in their seed only")
+    packed = packed_config(configs)
+    with quiet_fp():
+        setup = prepare(packed, data_dir=data_dir, dataset=dataset, dynamics_every=dynamics_every)
+        setup.seeds = tuple(c.seed + r for c in configs for r in range(c.replicas))
+        ends = np.cumsum([0] + [c.replicas for c in configs]).tolist()
+        setup.groups = tuple(zip(ends[:-1], ends[1:]))
+        state = init_state(setup)
+        while state.epoch < packed.epochs:
+            state, _ = train_epoch(setup, state)
+        res = finish(setup, state)
+    out = []
+    for c, (a, b), dyn in zip(configs, setup.groups, res.dynamics):
+        history = {k: (v[a:b].copy() if k in CURVES else v.copy()) for k, v in res.history.items()}
+        out.append(TrainResult(c, _replica_slice(res.params, a, b), history, res.sampled_acc[a:b].copy(),
+                               res.vote_acc[a:b].copy(), res.data, res.dead_inputs, res.backend,
+                               dict(res.timings), dyn, None))
+    return out
