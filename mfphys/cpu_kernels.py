@@ -66,15 +66,16 @@ class enabled:
         _override[0] = self.before
 
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def applies(*arrays) -> bool:
     """True when the compiled kernels can take these arrays: NumPy, one float dtype, Numba on."""
-    dt = None
-    for a in arrays:
-        if type(a) is not np.ndarray or a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8):
-            return False
-        if dt is None:
-            dt = a.dtype
-        elif a.dtype != dt:
+    dt = arrays[0].dtype if type(arrays[0]) is np.ndarray else None
+    if dt not in _FLOATS:
+        return False
+    for a in arrays[1:]:
+        if type(a) is not np.ndarray or a.dtype != dt:
             return False
     return available()
 
@@ -82,7 +83,7 @@ def applies(*arrays) -> bool:
 def flat(a):
     """A 1-D C-contiguous view of ``a`` (a copy when ``a`` is strided, e.g. one layer's part of a
     noise draw): the kernels loop over one index, which the compiler turns into vector code."""
-    return np.ascontiguousarray(a).reshape(-1)
+    return a.ravel()
 
 
 @functools.cache
