@@ -577,8 +577,9 @@ def evaluate_sampled(params, x, y, *, n_draws: int, rngs, activation: str, be=No
 
 def pack_key(config: TrainConfig) -> str:
     """Configurations with the same key train as one batched run (:func:`train_packed`): all
-    but the seed agree (the seed only picks each replica's random streams)."""
-    return dataclasses.replace(config, seed=0).to_json()
+    but the seed and the number of replicas agree (the seed only picks each replica's random
+    streams; the replicas of every configuration go side by side)."""
+    return dataclasses.replace(config, seed=0, replicas=1).to_json()
 
 
 def packed_config(configs) -> TrainConfig:
@@ -595,13 +596,14 @@ def train_packed(configs, *, data_dir=None, dataset=None, dynamics_every: int = 
     ``EVAL`` of ``seed + r``), and every computation of a step is per replica (the products
     are one matrix product per replica, the rest element-wise or reduced over a replica's own
     axes), so on NumPy the numbers are bit for bit those of the configuration trained alone
-    (``tests/scan/test_packed.py``). A divergence anywhere raises for the whole pack; the
-    caller then trains the configurations one by one.
+    (``tests/scan/test_packed.py``). Each result's times are its replicas' share of the pack's.
+    A divergence anywhere raises for the whole pack; the caller then trains the configurations
+    one by one.
     """
     configs = list(configs)
     keys = {pack_key(c) for c in configs}
     if len(keys) != 1:
-        raise MfphysError("train_packed needs configurations that differ in their seed only")
+        raise MfphysError("train_packed needs configurations that differ in their seed and replicas only")
     packed = packed_config(configs)
     with quiet_fp():
         setup = prepare(packed, data_dir=data_dir, dataset=dataset, dynamics_every=dynamics_every)
@@ -617,5 +619,5 @@ def train_packed(configs, *, data_dir=None, dataset=None, dynamics_every: int = 
         history = {k: (v[a:b].copy() if k in CURVES else v.copy()) for k, v in res.history.items()}
         out.append(TrainResult(c, _replica_slice(res.params, a, b), history, res.sampled_acc[a:b].copy(),
                                res.vote_acc[a:b].copy(), res.data, res.dead_inputs, res.backend,
-                               dict(res.timings), dyn, None))
+                               {k: v * (b - a) / packed.replicas for k, v in res.timings.items()}, dyn, None))
     return out
