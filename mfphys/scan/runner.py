@@ -320,6 +320,8 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
         raise MfphysError(f"--workers must be >= 1, got {workers}")
     if blas_threads is not None and blas_threads < 1:
         raise MfphysError(f"--blas-threads must be >= 1, got {blas_threads}")
+    if pack and (workers is not None or scheduler is not None):
+        raise MfphysError("--pack trains its groups in this process: leave out --workers/--scheduler, or use --no-pack")
     p = _Paths(Path(folder))
     name = spec.name or p.folder.name
     meta = _check_folder(spec, p)
