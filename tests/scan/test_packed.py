@@ -42,12 +42,19 @@ def same_cells(a, b, spec):
             assert ra.attrs.get(k) == rb.attrs.get(k), k
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_cells_packed_by_seed_are_bit_identical_to_cells_trained_alone(tmp_path, monkeypatch, dtype):
-    spec = tiny_spec(**SEEDS, dtype=dtype)
+#: every packable axis of the feed-forward family (mfphys.train.PACKABLE; replicas is a fixed option)
+AXES = {"seed": "0,2,5", "lr": "0.05,0.1,0.3", "weight_decay": "0,1e-4,1e-2", "init_m_std": "0.02,0.05,0.2",
+        "init_xi": "0,0.01,0.05"}
+
+
+@pytest.mark.parametrize(("axis", "dtype"), [("seed", "float32"), ("seed", "float64"), ("lr", "float32"),
+                                             ("weight_decay", "float32"), ("init_m_std", "float64"),
+                                             ("init_xi", "float32")])
+def test_packed_cells_are_bit_identical_to_cells_trained_alone(tmp_path, monkeypatch, axis, dtype):
+    spec = tiny_spec(depth="1", n_train="200,400", **{axis: AXES[axis]}, dtype=dtype, lr_halve_every="2")
     seen = packs_seen(monkeypatch)
     packed = scan.run_scan(spec, tmp_path / "packed", pack=True)
-    assert seen == [3, 3] and packed.done == 6  # the seeds of each (depth, n_train) in one run
+    assert seen == [3, 3] and packed.done == 6  # the values of the axis of each (depth, n_train) in one run
     alone = scan.run_scan(spec, tmp_path / "alone", pack=False)
     assert seen == [3, 3] and alone.done == 6
     same_cells(tmp_path / "packed", tmp_path / "alone", spec)
@@ -104,7 +111,7 @@ def test_a_diverging_pack_ends_like_the_cells_trained_alone(tmp_path, monkeypatc
     seen = packs_seen(monkeypatch)
     packed = scan.run_scan(spec, tmp_path / "packed", pack=True)
     alone = scan.run_scan(spec, tmp_path / "alone")
-    assert seen == [2, 2] and (packed.done, packed.failed) == (alone.done, alone.failed) == (2, 2)
+    assert seen == [4] and (packed.done, packed.failed) == (alone.done, alone.failed) == (2, 2)
     for cell in spec.cells():
         if cell.config.lr > 1:
             rec = [json.loads((f / "cells" / f"{cell.key}.failed.json").read_text())
