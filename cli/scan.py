@@ -144,7 +144,7 @@ def scan(
     retry_failed: bool = typer.Option(True, help="train cells that failed before again"),
     pack: bool = typer.Option(False, "--pack/--no-pack", help="train cells that differ only in seed, lr, weight "
                               "decay or initial scales as one batched run per group, the same numbers and files "
-                              "as alone; here, not with --workers/--scheduler (docs/scans.md, \"Packed cells\")"),
+                              "as alone (docs/scans.md, \"Packed cells\")"),
     reuse: List[Path] = typer.Option([], help="another scan folder whose finished cells (same key and "
                                               "configuration) are copied instead of trained; repeatable"),
     data_dir: Optional[Path] = typer.Option(None, help="folder with the IDX files (else $MFPHYS_DATA_DIR, cache)"),

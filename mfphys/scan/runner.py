@@ -307,8 +307,8 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
     that differ in their seed only) as one computation each group, at most ``pack_replicas``
     replicas (default :data:`PACK_REPLICAS`) and what fits in memory per group
     (:func:`_packed_groups`); the cells' files and numbers are those of the cells trained alone.
-    Packed cells run here (not with ``workers`` or ``scheduler``); a packed group keeps no
-    checkpoints: a scan stopped during one trains its cells again (docs/scans.md, "Packed cells").
+    On Dask each group is one task, the groups first; a packed group keeps no checkpoints: a
+    scan stopped during one trains its cells again (docs/scans.md, "Packed cells").
     Bad input (a folder that is not this scan's, missing data, an unreachable scheduler)
     raises :class:`MfphysError` before anything is written. Failed cells do not raise: see
     the returned :class:`ScanReport`.
@@ -320,8 +320,6 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
         raise MfphysError(f"--workers must be >= 1, got {workers}")
     if blas_threads is not None and blas_threads < 1:
         raise MfphysError(f"--blas-threads must be >= 1, got {blas_threads}")
-    if pack and (workers is not None or scheduler is not None):
-        raise MfphysError("--pack trains its groups in this process: leave out --workers/--scheduler, or use --no-pack")
     p = _Paths(Path(folder))
     name = spec.name or p.folder.name
     meta = _check_folder(spec, p)
@@ -436,8 +434,13 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
                     with contextlib.suppress(FileNotFoundError):
                         p.running(cell.key).unlink()
         else:
-            _run_dask(client, todo, p, owner, data_dir, blas_threads, counts, emit, finish, skipped_claimed,
-                      checkpoint)
+            packs = _packed_groups(todo, p, pack_replicas or PACK_REPLICAS) if pack else []
+            if packs:
+                _run_dask_packs(client, packs, p, owner, data_dir, blas_threads, counts, emit, finish,
+                                skipped_claimed)
+            packed = {c.key for group in packs for c in group}
+            _run_dask(client, [c for c in todo if c.key not in packed], p, owner, data_dir, blas_threads, counts,
+                      emit, finish, skipped_claimed, checkpoint)
         emit(ScanEvent("end", None, dict(counts)))
     except BaseException:
         if created and not p.scan_json.exists():  # nothing of the scan landed: leave no folder behind
@@ -530,6 +533,8 @@ def _train_pack(cells: list[Cell], data_dir, markers, owner: dict, blas_threads:
         return [_train_cell(cells[0], data_dir, markers[0], owner, blas_threads)]
     where = f"{socket.gethostname()}:{os.getpid()}"
     for marker in markers:
+        if not Path(marker).parent.is_dir():  # a worker without the shared folder
+            continue
         with contextlib.suppress(MfphysError):
             write_json_atomic({"pid": os.getpid(), "host": socket.gethostname(), "started": utc_now(), **owner},
                                Path(marker))
@@ -545,6 +550,47 @@ def _train_pack(cells: list[Cell], data_dir, markers, owner: dict, blas_threads:
         return [("done", r, where) for r in results]
     except Exception:
         return [_train_cell(c, data_dir, None, owner, blas_threads) for c in cells]
+
+
+def _run_dask_packs(client, packs, p: _Paths, owner, data_dir, blas_threads, counts, emit, finish, skipped) -> None:
+    """Claim the cells of every packed group and train each group as one Dask task, biggest first;
+    write each cell here as its group's results arrive."""
+    from dask.distributed import wait
+
+    tag = uuid.uuid4().hex[:8]
+    futures = {}
+    for group in sorted(packs, key=lambda g: sum(_cost(c) for c in g), reverse=True):
+        claimed = []
+        for cell in group:
+            if claim_cell(p, cell.key, owner):
+                claimed.append(cell)
+            else:  # another scan process trains it
+                counts["pending"] -= 1
+                skipped.append(cell.key)
+        if not claimed:
+            continue
+        f = client.submit(_train_pack, claimed, data_dir, [str(p.running(c.key)) for c in claimed], owner,
+                          blas_threads, key=f"mfphys-pack-{claimed[0].key}-{tag}",
+                          priority=int(sum(_cost(c) for c in claimed)), pure=False)
+        futures[f] = claimed
+    pending = set(futures)
+    while pending:
+        try:
+            finished, pending = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            finished = set()
+        for f in finished:
+            cells = futures.pop(f)
+            if f.status == "finished":
+                outcomes = f.result()
+            else:  # the task itself crashed (a worker killed by the OOM killer, say)
+                outcomes = [("failed", _error_record(f.exception(), c), "dask") for c in cells]
+            for cell, (outcome, payload, where) in zip(cells, outcomes):
+                finish(cell, outcome, payload, where)
+            f.release()
+        counts["running"] = sum(1 for f, cells in futures.items() for c in cells
+                                if f.status == "pending" and "started" in (read_json(p.running(c.key)) or {}))
+        emit(ScanEvent("tick", None, dict(counts)))
 
 
 def _run_dask(client, todo, p: _Paths, owner, data_dir, blas_threads, counts, emit, finish, skipped,

@@ -140,3 +140,13 @@ def test_a_scan_stopped_in_the_middle_of_a_pack_trains_it_again(tmp_path, monkey
     assert report.done == 6
     scan.run_scan(spec, tmp_path / "ref")
     same_cells(tmp_path / "s", tmp_path / "ref", spec)
+
+
+def test_packed_groups_on_a_dask_cluster_write_the_same_cells(tmp_path):
+    pytest.importorskip("dask.distributed")
+    spec = tiny_spec(depth="1", n_train="200", seed="0,2,5", lr="0.1,0.2")
+    report = scan.run_scan(spec, tmp_path / "dask", pack=True, workers=1)
+    assert (report.done, report.trained) == (6, 6)
+    scan.run_scan(spec, tmp_path / "alone")
+    same_cells(tmp_path / "dask", tmp_path / "alone", spec)
+    assert not list((tmp_path / "dask" / "cells").glob("*.running*"))
