@@ -166,3 +166,60 @@ def test_noise_streams_of_a_replica_stay_its_own():
     two = noise_mod.device_rngs(replica_rngs(4, 2, NOISE), be)[1].standard_normal((3,), dtype=np.float32)
     np.testing.assert_array_equal(be.to_numpy(one), be.to_numpy(two))
     assert ORDER != NOISE
+
+
+def test_a_run_too_big_for_the_gpu_is_refused_in_one_line(monkeypatch, mnist_small):
+    from mfphys import budget
+    from mfphys.errors import MfphysError
+
+    monkeypatch.setattr(budget, "device_memory", lambda backend: 1 << 20)  # a 1 MiB GPU
+    with pytest.raises(MfphysError, match="not enough GPU memory") as err:
+        train_rnn(small("row_mnist"), dataset=mnist_small)
+    assert "\n" not in str(err.value)
+    train_rnn(small("row_mnist", backend="numpy", epochs=1), dataset=mnist_small)  # the host path: not asked
+
+
+@pytest.mark.parametrize("host_noise", [False, True])
+def test_the_time_calibration_times_the_noise_path_that_runs(host_noise):
+    """budget.rnn_step_seconds draws the noise where the run will: on the device unless host_noise."""
+    from mfphys.rnn.budget import rnn_step_seconds
+
+    cfg = small("row_mnist", host_noise=host_noise, dtype="float32", n_test=8)
+    with counted_syncs() as c:
+        rnn_step_seconds(cfg, steps=1)
+    from_host = [w for what, w in c.copies if w.startswith(("mfphys/models/rnn/noise.py", "mfphys/layers.py",
+                                                             "mfphys/models/rnn/evaluate.py"))]
+    assert bool(from_host) == host_noise, c.copies
+
+
+@pytest.mark.parametrize("mode", ["noisy", "quenched", "annealed"])
+def test_device_draws_stay_on_the_device_and_follow_the_law(mode, rng):
+    """``device_draws``: no host draw copied in any sampled mode; a BPTT-baseline network
+    (pi = Xi = 0) gives the mean-field outputs whatever is drawn; the weights' law is the
+    spike-and-slab law (docs/model-rnn.md section 5)."""
+    from mfphys.layers import Layer, sample_weights_on_device
+    from mfphys.rnn import evaluate
+    from mfphys.rnn.model import RnnParams
+    from tests.helpers import rnn_params, rnn_spec
+
+    be = get_backend("cupy", "float64")
+    spec = rnn_spec(sigma_rec=0.0)
+    host, _ = rnn_params(rng, spec, R=2)
+    dev = RnnParams(*(Layer(*(be.asarray(v) for v in l)) for l in host))
+    x = be.asarray(rng.random((6, 4, spec.n_in)))
+    hosts = [np.random.default_rng(r) for r in range(2)]
+    with counted_syncs() as c:
+        out = evaluate.outputs(dev, x, spec, mode=mode, rngs=hosts, samples=3, device_draws=True)
+    assert not c.copies and not c.syncs, (c.copies, c.syncs)
+    assert out.shape[:2] == ((2, 6) if mode == "noisy" else (2, 3))
+    det = RnnParams(*(Layer(v.pi * 0, v.m, v.xi * 0) for v in dev))
+    want = be.to_numpy(evaluate.outputs(det, x, spec, mode="mean"))
+    got = be.to_numpy(evaluate.outputs(det, x, spec, mode=mode, rngs=hosts, samples=3, device_draws=True))
+    np.testing.assert_allclose(got, want if mode == "noisy" else np.broadcast_to(want[:, None], got.shape),
+                               rtol=1e-12, atol=1e-12)
+    pi, m, xi = (be.asarray(np.full((1, 40, 50), v)) for v in (0.3, 0.5, 0.04))
+    (w,) = sample_weights_on_device([Layer(pi, m, xi)], [be.device_rng(1)], 200)
+    w = be.to_numpy(w)
+    assert abs((w == 0).mean() - 0.3) < 0.01
+    nz = w[w != 0]
+    assert abs(nz.mean() - 0.5) < 0.01 and abs(nz.var() - 0.04) < 0.002

@@ -313,8 +313,10 @@ def prepare(config: TrainConfig, *, data_dir=None, dataset=None, dynamics_every:
     if not _is_int(dynamics_every) or dynamics_every < 0:
         raise MfphysError(f"--dynamics-every must be an integer >= 0 (0 = log-spaced epochs only), "
                           f"got {dynamics_every}")
-    budget.check_memory(budget.train_estimate(config))  # before anything is allocated or generated
+    estimate = budget.train_estimate(config)
+    budget.check_memory(estimate)  # before anything is allocated or generated
     be = get_backend(config.backend, config.dtype)
+    budget.check_device_memory(estimate, be)
     t0 = time.perf_counter()
     ds = dataset if dataset is not None else load_data(config, data_dir)
     bp = config.mode == "bp"
