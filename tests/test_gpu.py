@@ -102,3 +102,22 @@ def test_a_run_too_big_for_the_gpu_is_refused_in_one_line(teacher_data, monkeypa
         train(cfg, dataset=teacher_data)
     assert "\n" not in str(err.value)
     assert dataclasses.replace(cfg, backend="numpy")  # the host path is not asked about the GPU
+
+
+def test_order_histograms_take_device_arrays(rng):
+    """order.histogram and histogram_snapshot on device arrays (edges on the host): the host's counts,
+    as host arrays (what a run file stores)."""
+    from mfphys import order
+    from mfphys.model import Layer
+
+    be = get_backend("cupy", "float64")
+    layers = [Layer(rng.uniform(0, 1, (2, 5, 7)), rng.normal(size=(2, 5, 7)), rng.uniform(0, 0.2, (2, 5, 7)))
+              for _ in range(2)]
+    dev = [Layer(*(be.asarray(v) for v in l)) for l in layers]
+    edges = np.linspace(0, 1, 9)
+    np.testing.assert_array_equal(be.to_numpy(order.histogram(dev[0].pi, edges)), order.histogram(layers[0].pi, edges))
+    got, want = order.histogram_snapshot(dev), order.histogram_snapshot(layers)
+    assert got.keys() == want.keys()
+    for k in want:
+        assert isinstance(got[k], np.ndarray), k
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)

@@ -223,3 +223,19 @@ def test_device_draws_stay_on_the_device_and_follow_the_law(mode, rng):
     assert abs((w == 0).mean() - 0.3) < 0.01
     nz = w[w != 0]
     assert abs(nz.mean() - 0.5) < 0.01 and abs(nz.var() - 0.04) < 0.002
+
+
+def test_matrix_order_takes_device_arrays(rng):
+    from mfphys.layers import Layer
+    from mfphys.rnn.model import RnnParams
+    from mfphys.rnn.order import matrix_order
+    from tests.helpers import rnn_params, rnn_spec
+
+    be = get_backend("cupy", "float64")
+    host, _ = rnn_params(rng, rnn_spec(), R=2)
+    dev = RnnParams(*(Layer(*(be.asarray(v) for v in l)) for l in host))
+    got, want = matrix_order(dev), matrix_order(host)
+    assert got.keys() == want.keys()
+    for k in want:
+        assert isinstance(got[k], np.ndarray), k
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-12, err_msg=k)
