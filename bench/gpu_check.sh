@@ -48,9 +48,11 @@ PYEOF
     $PY -m pip install -q --no-index --no-deps --no-compile --target "$SITE" $missing
     export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
   fi
-  # mfphys itself: the installed package maps cli/ to mfphys.cli (pyproject.toml); where pip cannot
-  # install (no setuptools), the same layout is assembled by hand
-  if ! $PY -m pip install -q --no-index --no-deps --no-build-isolation -e . 2>"$OUT/install.err"; then
+  # mfphys itself: the installed package maps cli/ to mfphys.cli (pyproject.toml). Built with the
+  # prepared setuptools wheel, else with the image's setuptools; where neither can (an old
+  # setuptools without `wheel`), the same layout is assembled by hand
+  if ! $PY -m pip install -q --no-index --find-links .whl --no-deps -e . 2>"$OUT/install.err" \
+     && ! $PY -m pip install -q --no-index --no-deps --no-build-isolation -e . 2>>"$OUT/install.err"; then
     echo "pip install -e . failed ($(tail -1 "$OUT/install.err")): assembling mfphys + cli by hand"
     rm -rf /tmp/mfphys-src && mkdir -p /tmp/mfphys-src && cp -r mfphys /tmp/mfphys-src/ && cp -r cli /tmp/mfphys-src/mfphys/cli
     export PYTHONPATH=/tmp/mfphys-src${PYTHONPATH:+:$PYTHONPATH}

@@ -19,9 +19,10 @@ PLATFORMS=${PLATFORMS:-"manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux201
 mkdir -p .gpu/mnist .whl
 cp -f "$SRC"/*-ubyte* .gpu/mnist/
 # the dependencies of pyproject.toml that a CUDA image with CuPy, NumPy and xarray may lack, and
-# what they need; --no-deps: the GPU side installs only the ones it is missing (gpu_check.sh)
+# what they need; --no-deps: the GPU side installs only the ones it is missing (gpu_check.sh);
+# setuptools: the build backend of `pip install -e .` there (pyproject.toml's build-system)
 WHEELS="netCDF4 cftime textual typer==0.26.* rich markdown-it-py mdurl pygments platformdirs typing_extensions
-        threadpoolctl linkify-it-py uc-micro-py"
+        threadpoolctl linkify-it-py uc-micro-py setuptools>=70.1"
 plat=(); for p in $PLATFORMS; do plat+=(--platform "$p"); done
 python -m pip download -q --dest .whl --only-binary=:all: --python-version "$PY_VERSION" "${plat[@]}" --no-deps $WHEELS
 echo "prepared: $(ls .gpu/mnist | wc -l) MNIST files in .gpu/mnist, $(ls .whl/*.whl | wc -l) wheels in .whl" \
