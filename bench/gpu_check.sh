@@ -45,7 +45,7 @@ PYEOF
 )
   if [ -n "$missing" ]; then
     echo "installing into $SITE:" $missing
-    $PY -m pip install -q --no-index --no-deps --no-compile --target "$SITE" $missing
+    $PY -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" $missing
     export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
   fi
   # mfphys itself: the installed package maps cli/ to mfphys.cli (pyproject.toml). Built with the
