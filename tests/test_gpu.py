@@ -121,3 +121,16 @@ def test_order_histograms_take_device_arrays(rng):
     for k in want:
         assert isinstance(got[k], np.ndarray), k
         np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+
+
+def test_the_time_calibration_times_the_noise_path_that_runs():
+    """budget's step calibration draws the noise where the run will: on the device unless
+    host_noise (then 3 layers' noise is copied at each of its 3 steps)."""
+    from mfphys.models.ffn.budget import step_seconds
+
+    copies = {}
+    for host_noise in (False, True):
+        with counted_syncs() as c:
+            step_seconds(TrainConfig(**{**TEACHER, "host_noise": host_noise}), steps=2)
+        copies[host_noise] = len(c.copies)
+    assert copies[True] - copies[False] == 3 * 3, copies

@@ -227,6 +227,8 @@ class ndarray:
     __str__ = __repr__
 
     def __getitem__(self, key):
+        if _has_mask(key):  # CuPy counts the selected elements on the host to size the result
+            _sync("boolean mask indexing")
         return _wrap(self._a[_index(key)])
 
     def __setitem__(self, key, value):
@@ -270,6 +272,11 @@ for _n in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "
         setattr(ndarray, _p.format(_n), _binop(_p.format(_n)))
 for _n in ("lt", "le", "gt", "ge", "eq", "ne"):
     setattr(ndarray, f"__{_n}__", _binop(f"__{_n}__"))
+
+
+def _has_mask(key) -> bool:
+    keys = key if isinstance(key, tuple) else (key,)
+    return any(isinstance(k, ndarray) and k.dtype == bool and k.ndim > 0 for k in keys)
 
 
 def _index(key):
@@ -323,6 +330,10 @@ _PASS = {"float16", "float32", "float64", "int8", "int16", "int32", "int64", "ui
          "result_type", "can_cast", "promote_types", "intp", "integer", "floating", "number", "generic", "euler_gamma"}
 
 
+#: functions whose result size depends on the data: CuPy reads a count back to the host
+_SIZING = {"nonzero", "flatnonzero", "argwhere", "unique", "compress", "extract"}
+
+
 def __getattr__(name):
     if name.startswith("__"):
         raise AttributeError(name)
@@ -333,6 +344,8 @@ def __getattr__(name):
         fn = _Ufunc(target)
     else:
         def fn(*args, **kwargs):
+            if name in _SIZING or (name == "where" and len(args) == 1):
+                _sync(f"cupy.{name}")
             return _call(target, args, kwargs)
         fn.__name__ = name
     globals()[name] = fn
