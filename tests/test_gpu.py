@@ -134,3 +134,22 @@ def test_the_time_calibration_times_the_noise_path_that_runs():
             step_seconds(TrainConfig(**{**TEACHER, "host_noise": host_noise}), steps=2)
         copies[host_noise] = len(c.copies)
     assert copies[True] - copies[False] == 3 * 3, copies
+
+
+def test_sampled_evaluation_draws_on_the_device(teacher_data):
+    """device_draws: no host draw copied per block of draws, and a BP network (pi = Xi = 0)
+    gives its one deterministic accuracy for every draw."""
+    from mfphys.backend import EVAL, replica_rngs
+    from mfphys.train import DRAW_BLOCK, evaluate_sampled
+
+    res = train(TrainConfig(**{**TEACHER, "backend": "numpy", "dtype": "float64", "mode": "bp"}), dataset=teacher_data)
+    be = get_backend("cupy", "float64")
+    kw = dict(activation="relu", be=be, device_draws=True)
+    copies = []
+    for n in (DRAW_BLOCK, 3 * DRAW_BLOCK):
+        with counted_syncs() as c:
+            acc, vote = evaluate_sampled(res.params, teacher_data.x_test, teacher_data.y_test, n_draws=n,
+                                         rngs=replica_rngs(0, 2, EVAL), **kw)
+        copies.append(len(c.copies))
+    assert copies[0] == copies[1], copies
+    np.testing.assert_allclose(acc, np.broadcast_to(res.history["test_acc"][:, -1:], acc.shape), rtol=1e-12)
