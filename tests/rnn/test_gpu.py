@@ -22,7 +22,7 @@ from mfphys.rnn import perturb as rp
 from mfphys.rnn import preset, train_rnn
 from mfphys.rnn import train as rt
 from mfphys.rnn.model import loss_and_grad
-from mfphys.rnn.optim import clip_spectral, opt_update, spectral_norm
+from mfphys.rnn.optim import clip_spectral, clip_spectral_together, opt_update, spectral_norm
 from mfphys.runfile import CheckpointPolicy, plan_run, train_run
 from tests.helpers import StopAt, counted_syncs, no_syncs
 
@@ -58,6 +58,14 @@ def test_clipping_on_the_device_is_the_exact_clipping():
             clip_spectral(dev, bound)
         np.testing.assert_allclose(be.to_numpy(dev), host, rtol=1e-10, atol=1e-14)
         assert np.all(spectral_norm(be.to_numpy(dev)) <= bound * (1 + 1e-10))
+        # the three kinds of one matrix, each with its own bound, in one batched estimate
+        kinds = [g, 0.5 * g[::-1].copy(), 2 * g]
+        bounds = [bound, 0.3 * bound, 3 * bound]
+        devs = [be.asarray(k) for k in kinds]
+        with no_syncs():
+            clip_spectral_together(devs, bounds)
+        for k, d, b in zip(kinds, devs, bounds):
+            np.testing.assert_allclose(be.to_numpy(d), clip_spectral(k.copy(), b), rtol=1e-10, atol=1e-14)
 
 
 @pytest.mark.parametrize("mode", ["gbp", "bp"])

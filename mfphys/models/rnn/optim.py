@@ -202,6 +202,22 @@ def clip_spectral(g, bound: float):
     return g
 
 
+def clip_spectral_together(gs, bounds) -> None:
+    """:func:`clip_spectral` of several same-shaped gradients (the kinds of one matrix) in place,
+    with one batched :func:`spectral_norm_estimate` on a GPU: a third of the kernel launches of
+    clipping them one by one. On NumPy each is clipped exactly, one by one."""
+    xp = namespace_of(*gs)
+    if xp is np or len({g.shape for g in gs}) > 1:
+        for g, bound in zip(gs, bounds):
+            clip_spectral(g, bound)
+        return
+    R = gs[0].shape[0]
+    sigma = spectral_norm_estimate(xp.concatenate(gs, axis=0))
+    for i, (g, bound) in enumerate(zip(gs, bounds)):
+        s = sigma[i * R:(i + 1) * R]
+        g *= xp.where(s >= bound, bound / xp.where(s > 0, s, 1), 1).astype(g.dtype)[:, None, None]
+
+
 def rmsprop_leaf(theta, g, nu, *, lr, b2, eps, lo=-math.inf, hi=math.inf):
     """``nu = b2 nu + (1 - b2) g^2``, ``theta -= lr g / sqrt(nu + eps)``, clip to [lo, hi]; in place."""
     xp = namespace_of(theta)
@@ -227,6 +243,9 @@ def opt_update(grads: RnnParams, state: OptState, params: RnnParams, *, cfg: Opt
     count = state.count + 1
     c1, c2 = 1 - cfg.b1**count, 1 - cfg.b2**count
     for layer, g, mu, nu, per in zip(params, grads, state.mu, state.nu, settings):
+        clipped = [k for k in PARAM_NAMES if getattr(g, k) is not None and per[k].clip is not None]
+        if clipped:  # the kinds are independent: clipping them first, together, changes nothing
+            clip_spectral_together([getattr(g, k) for k in clipped], [per[k].clip for k in clipped])
         for kind in PARAM_NAMES:
             gk = getattr(g, kind)
             if gk is None:
@@ -234,8 +253,6 @@ def opt_update(grads: RnnParams, state: OptState, params: RnnParams, *, cfg: Opt
             s = per[kind]
             theta = getattr(layer, kind)
             lr = s.lr * (1.0 if lr_scale is None else lr_scale[kind])
-            if s.clip is not None:
-                clip_spectral(gk, s.clip)
             if cfg.decay == "l2" and s.decay:
                 gk += s.decay * theta
             if cfg.name == "adam":
