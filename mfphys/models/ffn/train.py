@@ -21,6 +21,7 @@ from ...backend import BACKENDS, DTYPES, EVAL, INIT, NOISE, ORDER, generator_fro
 from ...dynamics import DYNAMICS_EVERY, Dynamics, dynamics_due
 from ...errors import DivergenceError, MfphysError
 from ...fileio import config_differences, dataclass_from_json  # noqa: F401 (re-exported)
+from ...layers import sample_weights_on_device
 from . import model, optim
 
 MODES = ("gbp", "bp")
@@ -318,8 +319,10 @@ def prepare(config: TrainConfig, *, data_dir=None, dataset=None, dynamics_every:
     if not _is_int(dynamics_every) or dynamics_every < 0:
         raise MfphysError(f"--dynamics-every must be an integer >= 0 (0 = log-spaced epochs only), "
                           f"got {dynamics_every}")
-    budget.check_memory(budget.train_estimate(config))  # before anything is allocated or generated
+    estimate = budget.train_estimate(config)
+    budget.check_memory(estimate)  # before anything is allocated or generated
     be = get_backend(config.backend, config.dtype)
+    budget.check_device_memory(estimate, be)
     t0 = time.perf_counter()
     ds = dataset if dataset is not None else load_data(config, data_dir)
     bp = config.mode == "bp"
@@ -549,7 +552,7 @@ def finish(setup: TrainSetup, state: TrainState, *, keep_state: bool = False) ->
     t0 = time.perf_counter()
     sampled, voted = evaluate_sampled(host, setup.data.x_test, setup.data.y_test, n_draws=config.eval_samples,
                                       rngs=_rngs(setup, EVAL),
-                                      activation=config.activation, be=be)
+                                      activation=config.activation, be=be, device_draws=not config.host_noise)
     t_eval = time.perf_counter() - t0
     final = to_host(be, state) if keep_state else None
     return TrainResult(config, host, state.history, sampled, voted, dataset_summary(setup.data), setup.dead_inputs,
@@ -563,22 +566,31 @@ def finish(setup: TrainSetup, state: TrainState, *, keep_state: bool = False) ->
 DRAW_BLOCK = 16
 
 
-def evaluate_sampled(params, x, y, *, n_draws: int, rngs, activation: str, be=None):
+def evaluate_sampled(params, x, y, *, n_draws: int, rngs, activation: str, be=None, device_draws: bool = False):
     """Accuracy of ``n_draws`` sampled sub-networks per replica (R, K) and of their vote (R,).
 
     ``params`` are host arrays; weights are drawn on the host (backend-independent), in
-    blocks of :data:`DRAW_BLOCK` draws, and the forward passes run on ``be``.
+    blocks of :data:`DRAW_BLOCK` draws, and the forward passes run on ``be``. With
+    ``device_draws`` on a GPU they are drawn there instead, from CuPy generators seeded from
+    ``rngs`` (no host draw copied per block; other numbers from the same law: docs/gpu.md).
     """
     R = params[0].m.shape[0]
     if n_draws == 0:
         return np.zeros((R, 0)), np.full(R, np.nan)
     be = be or get_backend("numpy", str(params[0].m.dtype))
     xd, yd = be.asarray(x), be.xp.asarray(y)
+    on_device = device_draws and be.name != "numpy"
+    if on_device:
+        params = tuple(model.Layer(*(be.asarray(v, dtype=v.dtype) for v in layer)) for layer in params)
+        rngs = [be.device_rng(int(g.integers(2**32))) for g in rngs]
     acc = np.zeros((R, n_draws))
     votes = 0
     for k0 in range(0, n_draws, DRAW_BLOCK):
         k = min(DRAW_BLOCK, n_draws - k0)
-        ws = model.sample_weights(params, rngs, k, xp=be.xp)
+        if on_device:
+            ws = sample_weights_on_device(params, rngs, k)
+        else:
+            ws = model.sample_weights(params, rngs, k, xp=be.xp)
         logits = model.predict_sampled(ws, xd, activation=activation)  # (R, k, P, C)
         acc[:, k0:k0 + k] = be.to_numpy((logits.argmax(axis=-1) == yd).sum(axis=-1)) / len(y)
         votes = votes + model.vote_counts(logits)
