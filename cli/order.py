@@ -89,6 +89,19 @@ def parse_fractions(text: str) -> np.ndarray:
     return values
 
 
+def check_perturb_size(ds, n_fractions: int, samples: int, out: Path) -> None:
+    """Refuse, before any work, a perturbation whose results cannot fit: 2 F + 1 conditions of
+    ``samples`` errors per replica (float64), held while computed, in the dataset and written."""
+    from mfphys import budget
+    from mfphys.fileio import check_free_space
+
+    results = (2 * n_fractions + 1) * ds.sizes.get("replica", 1) * samples * 8
+    estimate = budget.Estimate({"sampled errors": 3 * results, "process": budget.BASE}, 3 * results + budget.BASE,
+                               results + (1 << 20))
+    budget.check_memory(estimate, what="this perturbation", hint="use a smaller --samples or fewer --fractions")
+    check_free_space(out, estimate.disk)
+
+
 def default_perturb_out(run: Path, layer: int | str, diagonal: bool = True) -> Path:
     """``<run>.perturb-layer<l>.nc``, or for a recurrent run ``<run>.perturb-<matrix>[-nodiag].nc``."""
     where = f"layer{layer}" if isinstance(layer, int) else layer + ("" if diagonal else "-nodiag")
@@ -147,7 +160,10 @@ def perturb(
     section 7.3; recurrent runs: docs/model-rnn.md section 9)."""
     from mfphys import perturb as perturb_mod
     from mfphys import store
+    from mfphys.checks import check_int
 
+    if seed is not None:
+        check_int("--seed", seed, low=0)
     fr = parse_fractions(fractions)
     ds = store.open_trained_run(run)  # every check before anything is written (bad input: nothing written over)
     adapter = families.adapter(store.model_of(ds.attrs))
@@ -161,6 +177,7 @@ def perturb(
     if out.resolve() == run.resolve():
         raise MfphysError(f"--out {out} is the run file itself: give another name")
     check_writable(out)
+    check_perturb_size(ds, fr.size, samples, out)
     data = adapter.load_data(cfg, data_dir)  # a data problem is one error line, before any progress bar
     command = command_line()
     with make_progress(transient=True) as progress:

@@ -156,7 +156,9 @@ def scan(
     written are kept.
     """
     from mfphys import scan as scan_mod
+    from mfphys.checks import check_scan_options
 
+    check_scan_options(workers=workers, blas_threads=blas_threads, connect_timeout=connect_timeout)
     if family is not None and family not in MODELS:
         known = f"{', '.join(MODELS)}" + ("" if set(families.names()) <= set(MODELS) else
                                           " (the others have no scans yet)")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 from .. import __version__, registry, store
+from ..checks import check_scan_options
 from ..errors import MfphysError
 from ..fileio import atomic_file, make_folder, read_json, utc_now, write_json_atomic
 from ..runfile import CheckpointPolicy, Plan, train_run
@@ -309,10 +310,7 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
     t0 = time.perf_counter()
     if workers is not None and scheduler is not None:
         raise MfphysError("give --workers (a local Dask cluster) or --scheduler (an existing one), not both")
-    if workers is not None and workers < 1:
-        raise MfphysError(f"--workers must be >= 1, got {workers}")
-    if blas_threads is not None and blas_threads < 1:
-        raise MfphysError(f"--blas-threads must be >= 1, got {blas_threads}")
+    check_scan_options(workers=workers, blas_threads=blas_threads, connect_timeout=connect_timeout)
     p = _Paths(Path(folder))
     name = spec.name or p.folder.name
     meta = _check_folder(spec, p)

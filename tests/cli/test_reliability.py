@@ -111,7 +111,11 @@ def test_eval_samples_estimate_is_bounded():
 
     small = budget.train_estimate(TrainConfig(eval_samples=DRAW_BLOCK))
     huge = budget.train_estimate(TrainConfig(eval_samples=100000))
-    assert huge.peak == small.peak  # blocks of draws: the memory does not grow with the draws
+    temporary = "largest temporary (step, evaluation or sampled evaluation)"
+    assert huge.memory[temporary] == small.memory[temporary]  # blocks of draws: the weights drawn do not grow
+    # what does grow, the accuracies of every draw, is in the estimate: memory and disk
+    assert huge.memory["sampled accuracies"] - small.memory["sampled accuracies"] == 3 * (100000 - DRAW_BLOCK) * 8
+    assert huge.disk - small.disk == (100000 - DRAW_BLOCK) * 8
 
 
 # --- 3. full disks ------------------------------------------------------------------------------
