@@ -15,6 +15,7 @@ from rich.console import Console, ConsoleDimensions
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from mfphys.errors import MfphysError
+from mfphys.fileio import quote
 
 #: the width of tables written to a pipe or a file: wide enough that no table of ours wraps
 PIPE_WIDTH = 1000
@@ -73,9 +74,9 @@ def parse_ints(text: str, option: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise MfphysError(f"{option} must be comma-separated integers like 784,100,100,10, got {text!r}") from None
+        raise MfphysError(f"{option} must be comma-separated integers like 784,100,100,10, got {quote(text)}") from None
     if any(v <= 0 for v in values):
-        raise MfphysError(f"{option} must be positive integers, got {text!r}")
+        raise MfphysError(f"{option} must be positive integers, got {quote(text)}")
     return values
 
 

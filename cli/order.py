@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from mfphys.errors import MfphysError
-from mfphys.fileio import check_writable
+from mfphys.fileio import check_writable, quote
 from mfphys.stats import format_stat
 
 from . import families
@@ -74,7 +74,7 @@ def parse_fractions(text: str) -> np.ndarray:
                 raise bad
             n = math.floor((stop - start) / step + 1e-9)
             if n + 1 > MAX_FRACTIONS:  # refused before numpy allocates it
-                raise MfphysError(f"--fractions {text!r} gives {n + 1:,} fractions; at most {MAX_FRACTIONS:,}")
+                raise MfphysError(f"--fractions {quote(text)} gives {n + 1:,} fractions; at most {MAX_FRACTIONS:,}")
             values = np.round(start + step * np.arange(n + 1), 12)
         else:
             values = np.array([float(p) for p in text.split(",")])
@@ -85,7 +85,7 @@ def parse_fractions(text: str) -> np.ndarray:
     if values.size == 0 or not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
         raise bad
     if np.unique(values).size != values.size:
-        raise MfphysError(f"--fractions has repeated values: {text!r}")
+        raise MfphysError(f"--fractions has repeated values: {quote(text)}")
     return values
 
 

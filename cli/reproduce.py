@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from mfphys.errors import MfphysError
-from mfphys.fileio import make_folder
+from mfphys.fileio import make_folder, quote
 from mfphys.stats import format_stat
 from mfphys.train import load_data
 
@@ -141,7 +141,7 @@ def reproduce(
     from . import figures
 
     if experiment not in CHOICES + RNN_CHOICES:
-        raise MfphysError(f"unknown experiment {experiment!r}: choose one of {', '.join(CHOICES + RNN_CHOICES)}")
+        raise MfphysError(f"unknown experiment {quote(experiment)}: choose one of {', '.join(CHOICES + RNN_CHOICES)}")
     if experiment in RNN_CHOICES:
         if workers is not None:
             raise MfphysError("--workers runs the entropy scan's cells: it does not apply to the recurrent "

@@ -16,6 +16,7 @@ import typer
 
 from mfphys import registry
 from mfphys.errors import MfphysError
+from mfphys.fileio import quote
 from mfphys.model import architecture
 from mfphys.train import DYNAMICS_EVERY, TrainConfig
 
@@ -49,7 +50,7 @@ PRESETS = " (--family rnn: the preset's unless given)"
 def check_name(name: str) -> str:
     """A run name is a file name: ``runs/<name>.nc``."""
     if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
-        raise MfphysError(f"--name {name!r}: give a plain file name (no '/', not starting with '.'), "
+        raise MfphysError(f"--name {quote(name)}: give a plain file name (no '/', not starting with '.'), "
                           f"the run is written to runs/<name>.nc")
     return name.removesuffix(".nc")
 

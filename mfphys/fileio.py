@@ -15,7 +15,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from .errors import MfphysError
+from .errors import MfphysError, clip, quote  # noqa: F401 (clip, quote: re-exported)
 
 
 def utc_now() -> str:
@@ -73,23 +73,6 @@ def process_alive(pid, host, boot) -> bool | None:
 #: the longest file name (bytes of one path component) mfphys writes: the file system's 255
 #: less room for the hidden temporary and claim files beside it (``.NAME.PID.tmp``, ``.NAME.lock``)
 MAX_NAME_BYTES = 255 - 32
-#: how much of a value given by the user a message quotes (:func:`quote`)
-QUOTE_CHARS = 80
-
-
-def clip(text, limit: int = QUOTE_CHARS) -> str:
-    """``str(text)`` cut to a bounded prefix: a message never echoes megabytes of input."""
-    text = str(text)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text):,} characters)"
-
-
-def quote(value, limit: int = QUOTE_CHARS) -> str:
-    """``repr(value)`` (a path as it is), cut to a bounded prefix (:func:`clip`)."""
-    return clip(str(value) if isinstance(value, Path) else repr(value), limit)
-
-
 def check_name_length(path: str | os.PathLike, *, what: str = "--out") -> Path:
     """Refuse, in one line, a path whose components are too long for a file system (ENAMETOOLONG
     would otherwise surface as a traceback from the first ``stat``)."""

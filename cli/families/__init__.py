@@ -37,6 +37,7 @@ from types import ModuleType
 
 from mfphys import registry
 from mfphys.errors import MfphysError
+from mfphys.fileio import quote
 
 
 def names() -> tuple[str, ...]:
@@ -49,10 +50,10 @@ def adapter(name: str) -> ModuleType:
     if name in registry.builtin_names():
         return importlib.import_module(f"{__name__}.{name}")
     if not registry.is_family(name):
-        raise MfphysError(f"unknown --family {name!r}: choose one of {', '.join(registry.names())}")
+        raise MfphysError(f"unknown --family {quote(name)}: choose one of {', '.join(registry.names())}")
     frontend = registry.get(name).frontend
     if not frontend:
-        raise MfphysError(f"the model family {name!r} has no command-line adapter (its frontend is not set)")
+        raise MfphysError(f"the model family {quote(name)} has no command-line adapter (its frontend is not set)")
     return importlib.import_module(frontend)
 
 

@@ -141,7 +141,7 @@ class TrainConfig:
         if not set(self.decay_on) <= set(optim.PARAM_NAMES):
             raise MfphysError(f"--decay-on takes names among pi,m,xi, got {','.join(map(str, self.decay_on))}")
         if not isinstance(self.host_noise, bool):
-            raise MfphysError(f"host_noise must be True or False, got {self.host_noise!r}")
+            raise MfphysError(f"host_noise must be True or False, got {quote(self.host_noise)}")
         return self
 
     def to_json(self) -> str:

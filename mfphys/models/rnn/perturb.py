@@ -32,7 +32,7 @@ from ... import storage as store
 from ...backend import EVAL, get_backend, replica_rngs
 from ...checks import MAX_SAMPLES, check_int, is_int
 from ...errors import MfphysError
-from ...fileio import utc_now
+from ...fileio import quote, utc_now
 from ...layers import Layer
 from ...perturbation import (
     FRACTIONS,
@@ -55,7 +55,7 @@ DEFAULT_MATRIX = "recurrent"
 def check_arguments(matrix: str, samples: int, fractions, *, diagonal: bool = True) -> np.ndarray:
     """Validate the experiment's arguments (one clear line each); returns the fractions."""
     if matrix not in MATRICES:
-        raise MfphysError(f"--matrix must be one of {', '.join(MATRICES)}, got {matrix!r}")
+        raise MfphysError(f"--matrix must be one of {', '.join(MATRICES)}, got {quote(matrix)}")
     if not diagonal and matrix != "recurrent":
         raise MfphysError(f"--no-diagonal leaves out the recurrent self-connections: it needs --matrix recurrent, "
                           f"got --matrix {matrix}")
