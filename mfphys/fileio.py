@@ -145,8 +145,9 @@ def check_destination(path: str | os.PathLike, *, what: str = "--out") -> Path:
 
 
 def make_folder(path: str | os.PathLike, *, what: str = "folder") -> Path:
-    """``mkdir -p`` with one clear line instead of a traceback (a parent that is a file, no permission)."""
-    path = Path(path)
+    """``mkdir -p`` with one clear line instead of a traceback (a parent that is a file, no permission,
+    a name too long)."""
+    path = check_name_length(path, what=f"cannot create the {what}")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -193,11 +194,25 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def free_bytes(path: str | os.PathLike) -> int | None:
-    """Free space on the file system that will hold ``path`` (its nearest existing parent)."""
+def _existing_parent(path: str | os.PathLike) -> Path:
     p = Path(path).absolute()
     while not p.exists() and p != p.parent:
         p = p.parent
+    return p
+
+
+def read_only(path: str | os.PathLike) -> bool:
+    """Whether ``path`` would land on a read-only file system (its nearest existing parent's):
+    such a file system often reports no free space, which is not the reason to give."""
+    try:
+        return bool(os.statvfs(_existing_parent(path)).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def free_bytes(path: str | os.PathLike) -> int | None:
+    """Free space on the file system that will hold ``path`` (its nearest existing parent)."""
+    p = _existing_parent(path)
     try:
         return shutil.disk_usage(p).free
     except OSError:
@@ -205,7 +220,10 @@ def free_bytes(path: str | os.PathLike) -> int | None:
 
 
 def check_free_space(path: str | os.PathLike, nbytes: int) -> None:
-    """Refuse, before any work, a file of about ``nbytes`` that cannot fit on its disk."""
+    """Refuse, before any work, a file of about ``nbytes`` that cannot fit on its disk (a read-only
+    file system is said as such, not as a full one)."""
+    if read_only(path):
+        raise MfphysError(f"cannot write {path}: Read-only file system")
     free = free_bytes(path)
     if free is not None and nbytes + (1 << 20) > free:
         raise MfphysError(f"No space left on device for {path} (needs about {mib(nbytes)}, {mib(free)} free)")
@@ -223,6 +241,8 @@ def write_error(path: str | os.PathLike, exc: BaseException) -> MfphysError:
     """One clear line for a failed write (``OSError``, or the netCDF library's ``RuntimeError``
     such as "NetCDF: HDF error", which is what a full disk looks like from netCDF4)."""
     errno_ = getattr(exc, "errno", None)
+    if errno_ == 30 or (errno_ != 28 and read_only(path)):
+        return MfphysError(f"cannot write {path}: Read-only file system")
     free = free_bytes(path)
     if errno_ == 28 or (free is not None and free < (1 << 20)):
         return MfphysError(f"cannot write {path}: No space left on device ({mib(free or 0)} free)")

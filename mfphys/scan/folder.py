@@ -16,7 +16,7 @@ from typing import Mapping, NamedTuple
 
 from .. import registry
 from ..errors import MfphysError
-from ..fileio import boot_id, check_readable, clip, pid_alive, process_alive, quote, read_json
+from ..fileio import boot_id, check_name_length, check_readable, clip, pid_alive, process_alive, quote, read_json
 from .spec import ScanSpec, coerce_option, grid_points
 
 SCAN_JSON = "scan.json"
@@ -192,7 +192,7 @@ def scan_status(folder: str | os.PathLike) -> dict:
 
 def _check_folder(spec: ScanSpec, p: _Paths) -> dict | None:
     """Refuse a folder that is not this scan's (writes nothing). Returns its scan.json or None if new."""
-    folder = p.folder
+    folder = check_name_length(p.folder, what="--out")
     if folder.exists() and not folder.is_dir():
         raise MfphysError(f"{folder} exists and is not a folder; use another --name or --out")
     if not folder.exists() or _is_fresh(p):

@@ -340,8 +340,8 @@ class ScanSpec:
 
 
 def _check_name(name: str) -> None:
-    if not name or name in (".", "..") or any(c not in _SAFE for c in name):
-        raise MfphysError(f"--name {quote(name)} must be a plain folder name (letters, digits, . _ + -)")
+    if not name or name in (".", "..") or len(name) > 200 or any(c not in _SAFE for c in name):
+        raise MfphysError(f"--name {quote(name)} must be a plain folder name (letters, digits, . _ + -; at most 200)")
 
 
 def split_values(text: str, option: str) -> list[str]:
