@@ -490,3 +490,39 @@ def test_ctrl_c_while_importing_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.returncode == 130 and proc.stderr.strip() == "interrupted", (proc.returncode, proc.stderr)
+
+
+# 1 and 2 on the command line: the final evaluation, and two identical commands at once
+
+
+def test_ctrl_c_in_the_final_evaluation_says_how_to_finish(tmp_path, monkeypatch, cli):
+    from mfphys.models.ffn import train as ffn_train
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ffn_train, "evaluate_sampled", ctrl_c)
+    out = tmp_path / "r.nc"
+    res = cli("train", *TINY, "--out", out)
+    assert res.exit_code == 130
+    assert f"finish the evaluation with: mfphys train --resume {out}" in res.stderr
+    attrs = store.read_attrs(out)
+    assert attrs["status"] == "interrupted" and int(attrs["epochs_done"]) == 2
+    monkeypatch.undo()
+    assert cli("train", "--resume", out, "-q").exit_code == 0
+    assert store.read_attrs(out)["status"] == "done"
+
+
+def test_two_identical_train_commands_started_together_train_once(tmp_path):
+    from tests.helpers import start_mfphys
+
+    out = tmp_path / "r.nc"
+    args = ["train", *TINY[:-1], "--epochs", "200", "--out", out]  # seconds of training: they overlap
+    procs = [start_mfphys(*args) for _ in range(2)]
+    results = [(p.wait(timeout=600), p.communicate()[1]) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, err in results if code == 2)
+    assert "is being written right now by process" in refused and refused.count("\n") == 1, refused
+    assert store.read_attrs(out)["status"] == "done"
+    assert not (tmp_path / ".r.nc.lock").exists()
