@@ -435,6 +435,15 @@ def test_reproduce_that_cannot_fit_is_refused_before_it_starts(tmp_path, cli, mn
     assert "expected duration" not in res.stderr and not (tmp_path / "p").exists()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_reproduce_on_a_full_disk_leaves_no_folder(tmp_path, cli, mnist_dir, monkeypatch):
+    monkeypatch.setenv("MFPHYS_DATA_DIR", str(mnist_dir))
+    with small_tmpfs(tmp_path / "small", size="64k") as small:
+        res = cli("reproduce", "curves", "--quick", "--backend", "numpy", "--out", small / "p")
+        one_error_line(res, "No space left on device")
+        assert "expected duration" not in res.stderr and os.listdir(small) == []
+
+
 # 10. an unusable MFPHYS_DATA_DIR is what the message is about; nothing is downloaded behind it
 
 
