@@ -600,8 +600,8 @@ def _load_idx_dataset(name: str, data_dir, download: bool) -> tuple[tuple, str]:
             have = _files_in(env / name, strict=True) or _files_in(env, strict=True)
             missing = [stem for stem in IDX_FILES if stem not in have]
             raise MfphysError(f"{ENV_VAR}={env} does not hold {name}: missing {', '.join(missing)} (.gz or "
-                              f"uncompressed); put the files there, or unset {ENV_VAR} to use (and download "
-                              f"into) the cache {cache_dir(name)}")
+                              f"uncompressed); put the files there, pass --data-dir, or unset {ENV_VAR} to use (and "
+                              f"download into) the cache {cache_dir(name)}")
         if not download:
             searched = ", ".join(str(p) for p in _search_path(name))
             raise MfphysError(

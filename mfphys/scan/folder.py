@@ -136,14 +136,15 @@ def check_scan_meta(meta: Mapping, where) -> None:
             if isinstance(v, str) and not isinstance(c, str) and c is not None:
                 raise MfphysError(f"{where} is damaged: {key} takes {options[key].rstrip('?')} values, got "
                                   f"{quote(v)}")
-    for key in ("replicas", "epochs"):
-        if key in options and key not in fixed and key not in grid:
-            raise MfphysError(f"{where} is damaged: it gives no {key}")
 
 
 def scan_spec(meta: Mapping, where) -> ScanSpec:
     """The :class:`ScanSpec` a checked scan.json describes (its cells' configurations and hashes),
-    or one line when a value, though of the right type, is not one a configuration takes."""
+    or one line when a value, though of the right type, is not one a configuration takes, or
+    what the combined view needs is missing (the replicas, the epochs)."""
+    for key in ("replicas", "epochs"):
+        if key not in meta["fixed"] and key not in meta["grid"]:
+            raise MfphysError(f"{where} is damaged: it gives no {key}")
     spec = ScanSpec(tuple((k, tuple(meta["grid"][k])) for k in meta["dims"]),
                     tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in meta["fixed"].items())),
                     meta.get("name"), registry.get(meta.get("model")).name)
