@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
+import os
 import shlex
 import signal
 import sys
@@ -15,6 +17,7 @@ from rich.console import Console, ConsoleDimensions
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from mfphys.errors import MfphysError
+from mfphys.fileio import quote
 
 #: the width of tables written to a pipe or a file: wide enough that no table of ours wraps
 PIPE_WIDTH = 1000
@@ -41,6 +44,24 @@ class _Console(Console):
     def size(self, new_size) -> None:
         Console.size.fset(self, new_size)
 
+    def on_broken_pipe(self) -> None:
+        """The reader closed the pipe (``mfphys order run.nc | head``): what it read is all it
+        wanted; end quietly with exit 0 (rich's own choice is exit 1)."""
+        _silence_stdout()
+        raise SystemExit(0)
+
+    def _check_buffer(self) -> None:
+        try:
+            super()._check_buffer()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:  # standard output on a full disk (> /dev/full): one line, not a traceback
+            raise OutputError(exc.errno, exc.strerror or str(exc)) from None
+
+
+class OutputError(OSError):
+    """Standard output (or error) could not be written; :func:`user_errors` makes it one line."""
+
 
 console = _Console(soft_wrap=True)  # long lines (paths) stay whole, for copy and paste
 err_console = _Console(stderr=True, highlight=False, soft_wrap=True)
@@ -52,8 +73,21 @@ def fail(message: str, code: int = 2):
     raise typer.Exit(code)
 
 
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's last flush of what could
+    not be written raises nothing more at exit."""
+    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def user_errors(fn):
-    """Turn :class:`MfphysError` (and Ctrl-C) into one stderr line and an exit code."""
+    """Turn :class:`MfphysError` (and Ctrl-C) into one stderr line and an exit code.
+
+    The edges of the output too (docs/guarantees.md "The process"): a reader that closed the
+    pipe (``mfphys order run.nc | head``) ends the command quietly with exit 0, what it read
+    being all it wanted; standard output on a full disk (``> /dev/full``) is one error line."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -64,6 +98,12 @@ def user_errors(fn):
         except KeyboardInterrupt:
             err_console.print("interrupted", markup=False)
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            _silence_stdout()
+            raise typer.Exit(0) from None
+        except OutputError as exc:
+            _silence_stdout()
+            fail(f"cannot write the output: {exc.strerror or exc}", 2)
 
     return wrapper
 
@@ -73,9 +113,9 @@ def parse_ints(text: str, option: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise MfphysError(f"{option} must be comma-separated integers like 784,100,100,10, got {text!r}") from None
+        raise MfphysError(f"{option} must be comma-separated integers like 784,100,100,10, got {quote(text)}") from None
     if any(v <= 0 for v in values):
-        raise MfphysError(f"{option} must be positive integers, got {text!r}")
+        raise MfphysError(f"{option} must be positive integers, got {quote(text)}")
     return values
 
 

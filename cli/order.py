@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from mfphys.errors import MfphysError
-from mfphys.fileio import check_writable
+from mfphys.fileio import check_writable, quote
 from mfphys.stats import format_stat
 
 from . import families
@@ -74,7 +74,7 @@ def parse_fractions(text: str) -> np.ndarray:
                 raise bad
             n = math.floor((stop - start) / step + 1e-9)
             if n + 1 > MAX_FRACTIONS:  # refused before numpy allocates it
-                raise MfphysError(f"--fractions {text!r} gives {n + 1:,} fractions; at most {MAX_FRACTIONS:,}")
+                raise MfphysError(f"--fractions {quote(text)} gives {n + 1:,} fractions; at most {MAX_FRACTIONS:,}")
             values = np.round(start + step * np.arange(n + 1), 12)
         else:
             values = np.array([float(p) for p in text.split(",")])
@@ -85,8 +85,21 @@ def parse_fractions(text: str) -> np.ndarray:
     if values.size == 0 or not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
         raise bad
     if np.unique(values).size != values.size:
-        raise MfphysError(f"--fractions has repeated values: {text!r}")
+        raise MfphysError(f"--fractions has repeated values: {quote(text)}")
     return values
+
+
+def check_perturb_size(ds, n_fractions: int, samples: int, out: Path) -> None:
+    """Refuse, before any work, a perturbation whose results cannot fit: 2 F + 1 conditions of
+    ``samples`` errors per replica (float64), held while computed, in the dataset and written."""
+    from mfphys import budget
+    from mfphys.fileio import check_free_space
+
+    results = (2 * n_fractions + 1) * ds.sizes.get("replica", 1) * samples * 8
+    estimate = budget.Estimate({"sampled errors": 3 * results, "process": budget.BASE}, 3 * results + budget.BASE,
+                               results + (1 << 20))
+    budget.check_memory(estimate, what="this perturbation", hint="use a smaller --samples or fewer --fractions")
+    check_free_space(out, estimate.disk)
 
 
 def default_perturb_out(run: Path, layer: int | str, diagonal: bool = True) -> Path:
@@ -147,7 +160,10 @@ def perturb(
     section 7.3; recurrent runs: docs/model-rnn.md section 9)."""
     from mfphys import perturb as perturb_mod
     from mfphys import store
+    from mfphys.checks import check_int
 
+    if seed is not None:
+        check_int("--seed", seed, low=0)
     fr = parse_fractions(fractions)
     ds = store.open_trained_run(run)  # every check before anything is written (bad input: nothing written over)
     adapter = families.adapter(store.model_of(ds.attrs))
@@ -161,6 +177,7 @@ def perturb(
     if out.resolve() == run.resolve():
         raise MfphysError(f"--out {out} is the run file itself: give another name")
     check_writable(out)
+    check_perturb_size(ds, fr.size, samples, out)
     data = adapter.load_data(cfg, data_dir)  # a data problem is one error line, before any progress bar
     command = command_line()
     with make_progress(transient=True) as progress:

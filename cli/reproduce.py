@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from mfphys.errors import MfphysError
-from mfphys.fileio import make_folder
+from mfphys.fileio import make_folder, quote
 from mfphys.stats import format_stat
 from mfphys.train import load_data
 
@@ -108,9 +108,24 @@ def dynamics_table(yds) -> Table:
     return t
 
 
-def _start(out, default: str, experiment: str, quick: bool, what: str, est: float, where: str) -> Path:
-    """Make the output folder and announce the job and its expected duration (one stderr line)."""
+def _start(out, default: str, experiment: str, quick: bool, what: str, est: float, where: str,
+           configs=()) -> Path:
+    """Check the memory and disk the runs ``configs`` need, then make the output folder and
+    announce the job and its expected duration (one stderr line): a job that cannot fit is
+    refused before anything is announced, started or created, as ``mfphys train`` does."""
+    from mfphys import budget
+    from mfphys.fileio import check_free_space, check_name_length
+
     folder = Path(out) if out is not None else Path(default) / ("quick" if quick else "")
+    check_name_length(folder, what="--out")
+    disk = 0
+    for cfg in configs:
+        estimate = budget.estimate(cfg)
+        budget.check_memory(estimate, what=f"the {cfg.mode} run of this reproduction",
+                            hint="use --quick or fewer --seeds")
+        disk += estimate.disk
+    if configs:
+        check_free_space(folder / "run.nc", disk)
     make_folder(folder)
     duration = f"{est:.0f} s" if est < 90 else f"{est / 60:.0f} min"
     err_console.print(f"mfphys reproduce {experiment}{' --quick' if quick else ''}: {what}; expected duration "
@@ -141,7 +156,7 @@ def reproduce(
     from . import figures
 
     if experiment not in CHOICES + RNN_CHOICES:
-        raise MfphysError(f"unknown experiment {experiment!r}: choose one of {', '.join(CHOICES + RNN_CHOICES)}")
+        raise MfphysError(f"unknown experiment {quote(experiment)}: choose one of {', '.join(CHOICES + RNN_CHOICES)}")
     if experiment in RNN_CHOICES:
         if workers is not None:
             raise MfphysError("--workers runs the entropy scan's cells: it does not apply to the recurrent "
@@ -158,7 +173,9 @@ def reproduce(
     # (the arrays stay cached in this process, so the runs below do not read the files again)
     load_data(protocol.train_config("gbp"), data_dir)
     folder = _start(out, "runs/paper", experiment, quick, f"{protocol.seeds} seeds, {protocol.epochs} epochs",
-                    protocol.estimate_seconds(todo), "on a 2-core CPU (much less on a GPU)")
+                    protocol.estimate_seconds(todo), "on a 2-core CPU (much less on a GPU)",
+                    [protocol.train_config(m) for m in (("gbp", "bp") if "curves" in todo else ("gbp",))
+                     if set(rep.GBP_EXPERIMENTS) & set(todo)])
     t0 = time.perf_counter()
     written = []
     with make_progress() as progress:
@@ -271,7 +288,8 @@ def reproduce_rnn(experiment: str, *, quick: bool, out, seeds, epochs, backend: 
         dataset = load_dataset("mnist", n_train=cfg.n_train, n_test=cfg.n_test, data_dir=data_dir)
     folder = _start(out, "runs/rnn-paper", experiment, quick,
                     f"row-wise MNIST {protocol.seeds} seeds x {protocol.epochs} epochs, multisensory "
-                    f"{protocol.ms_seeds} seeds", protocol.estimate_seconds(todo), "on an idle 2-core CPU")
+                    f"{protocol.ms_seeds} seeds", protocol.estimate_seconds(todo), "on an idle 2-core CPU",
+                    list(configs.values()))
     t0 = time.perf_counter()
     runs, results, written = {}, {}, []
     labels = {"gbp": "train row-wise gBP", "bp": "train row-wise BPTT", "multisensory": "train multisensory"}

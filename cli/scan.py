@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from mfphys.errors import MfphysError
-from mfphys.fileio import atomic_file
+from mfphys.fileio import atomic_file, quote
 from mfphys.train import TrainConfig
 
 from . import families
@@ -159,11 +159,13 @@ def scan(
     written are kept.
     """
     from mfphys import scan as scan_mod
+    from mfphys.checks import check_scan_options
 
+    check_scan_options(workers=workers, blas_threads=blas_threads, connect_timeout=connect_timeout)
     if family is not None and family not in MODELS:
         known = f"{', '.join(MODELS)}" + ("" if set(families.names()) <= set(MODELS) else
                                           " (the others have no scans yet)")
-        raise MfphysError(f"unknown --family {family!r}: choose one of {known}")
+        raise MfphysError(f"unknown --family {quote(family)}: choose one of {known}")
     resolved = family or (scan_mod.config_model(config) if config is not None else None) or "ffn"
     if not families.adapter(resolved).SCAN_OPTIONS:  # a family from another package without its own adapter
         raise families.adapter(resolved).no_command_line(resolved, "scan it")
@@ -262,7 +264,7 @@ def scan_plot(
 
         matrix = matrix or "recurrent"
         if matrix not in MATRICES:
-            raise MfphysError(f"--matrix {matrix!r}: choose one of {', '.join(MATRICES)}")
+            raise MfphysError(f"--matrix {quote(matrix)}: choose one of {', '.join(MATRICES)}")
     else:
         bad = [flag for param, flag in (("matrix", "--matrix"), ("diagonal", "--no-diagonal")) if given(param)]
         if bad:
@@ -272,12 +274,13 @@ def scan_plot(
     for item in sel:
         key, _, value = item.partition("=")
         if key not in ds.status.dims or key in plane:
-            raise MfphysError(f"--sel {item!r}: {key!r} is not another scanned option of {folder}")
+            raise MfphysError(f"--sel {quote(item)}: {quote(key)} is not another scanned option of {folder}")
         try:
             # read the value as the scan read its grid: type(x)(text) would make "false" True
-            ds = ds.sel({key: scan_mod.coerce_option(key, value, f"--sel {item!r}", "rnn" if rnn else "ffn")})
+            ds = ds.sel({key: scan_mod.coerce_option(key, value, f"--sel {quote(item)}", "rnn" if rnn else "ffn")})
         except (KeyError, ValueError, MfphysError):
-            raise MfphysError(f"--sel {item!r}: {key} takes one of {', '.join(map(str, ds[key].values))}") from None
+            raise MfphysError(f"--sel {quote(item)}: {key} takes one of "
+                              f"{', '.join(map(str, ds[key].values))}") from None
     extra = [d for d in ds.status.dims if d not in plane and ds.sizes[d] > 1]
     if extra:
         raise MfphysError(f"{folder} also scans {', '.join(extra)}: pick one value with --sel {extra[0]}=...")

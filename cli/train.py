@@ -16,6 +16,7 @@ import typer
 
 from mfphys import registry
 from mfphys.errors import MfphysError
+from mfphys.fileio import quote
 from mfphys.model import architecture
 from mfphys.train import DYNAMICS_EVERY, TrainConfig
 
@@ -49,7 +50,7 @@ PRESETS = " (--family rnn: the preset's unless given)"
 def check_name(name: str) -> str:
     """A run name is a file name: ``runs/<name>.nc``."""
     if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
-        raise MfphysError(f"--name {name!r}: give a plain file name (no '/', not starting with '.'), "
+        raise MfphysError(f"--name {quote(name)}: give a plain file name (no '/', not starting with '.'), "
                           f"the run is written to runs/<name>.nc")
     return name.removesuffix(".nc")
 
@@ -164,9 +165,9 @@ def check_options(adapter, given: set) -> None:
 def resumed_config(adapter, resume: Path):
     """The attributes and configuration of the run file ``resume`` (``--resume``), or one line."""
     from mfphys import store
+    from mfphys.fileio import check_readable
 
-    if not resume.exists():
-        raise MfphysError(f"--resume {resume}: no such file")
+    check_readable(resume, what="--resume")
     try:
         attrs = store.read_attrs(resume)
         store.file_kind(attrs, expect="run", where=str(resume))
@@ -183,12 +184,13 @@ def resumed_config(adapter, resume: Path):
 def run(adapter, values: dict, given: set) -> None:
     """The life cycle of a run: configuration, plan, estimate, dry run, training with progress and
     Ctrl-C, summary."""
-    from mfphys import budget, runfile
-    from mfphys.fileio import check_free_space, check_writable
+    from mfphys import runfile
+    from mfphys.checks import check_blas_threads, check_dynamics_every
+    from mfphys.fileio import claim_file
 
-    resume, out, blas_threads = values["resume"], values["out"], values["blas_threads"]
-    if blas_threads is not None and blas_threads < 1:
-        raise MfphysError(f"--blas-threads must be >= 1, got {blas_threads}")
+    resume, out = values["resume"], values["out"]
+    check_blas_threads(values["blas_threads"])  # every count is bounded before any work (mfphys.checks)
+    check_dynamics_every(values["dynamics_every"])
     if resume is not None and out is not None and out != resume:
         raise MfphysError(f"--resume writes to the file it continues ({resume}): leave out --out {out}")
     policy = runfile.CheckpointPolicy(values["checkpoint_every"], values["checkpoint_seconds"]).validate()
@@ -198,6 +200,15 @@ def run(adapter, values: dict, given: set) -> None:
     values = adapter.resolve(values, given, attrs)
     cfg = adapter.config(values, given, base)
     out = resume or (Path(out) if out is not None else adapter.default_out(cfg, values["name"], values))
+    # one writer per run file: the claim is held from the plan to the last write (mfphys.fileio.claim_file)
+    with claim_file(out):
+        _run_claimed(adapter, values, cfg, out, resume, policy)
+
+
+def _run_claimed(adapter, values: dict, cfg, out: Path, resume, policy) -> None:
+    from mfphys import budget, runfile
+    from mfphys.fileio import check_free_space, check_writable
+
     plan = runfile.plan_run(out, cfg, resume=resume is not None)
     if plan.action == "done":
         console.print(f"{out} is done ({(plan.attrs or {}).get('epochs_done', cfg.epochs)} epochs): nothing to "
@@ -255,8 +266,13 @@ def train_with_progress(adapter, values: dict, cfg, plan, out: Path, policy, dat
                                      attrs=attrs)
         except runfile.Interrupted as exc:
             progress.stop()
-            err_console.print(f"interrupted after epoch {exc.epoch} of {exc.epochs}: {out} holds it (status "
-                              f"interrupted); continue with: mfphys train --resume {out}", markup=False)
+            if exc.evaluating:
+                err_console.print(f"interrupted during the final evaluation: {out} holds all {exc.epoch} epochs "
+                                  f"(status interrupted); finish the evaluation with: mfphys train --resume {out}",
+                                  markup=False)
+            else:
+                err_console.print(f"interrupted after epoch {exc.epoch} of {exc.epochs}: {out} holds it (status "
+                                  f"interrupted); continue with: mfphys train --resume {out}", markup=False)
             raise typer.Exit(130) from None
 
 

@@ -20,8 +20,12 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from . import _compat
-from ._lazy import lazy_exports
+from . import _process  # (first: a Ctrl-C while importing is one line in the command)
+
+_process.install()
+
+from . import _compat  # noqa: E402
+from ._lazy import lazy_exports  # noqa: E402
 
 _compat.install()  # the module paths of earlier versions keep working (the table is in _compat)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MfphysError
+from .errors import MfphysError, quote
 
 BACKENDS = ("auto", "numpy", "cupy")
 
@@ -115,9 +115,9 @@ class Backend:
 def get_backend(name: str = "auto", dtype: str = "float32") -> Backend:
     """Resolve a backend by name: ``auto`` takes CuPy only when a GPU really works."""
     if dtype not in DTYPES:
-        raise MfphysError(f"unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+        raise MfphysError(f"unknown dtype {quote(dtype)}: choose one of {', '.join(DTYPES)}")
     if name not in BACKENDS:
-        raise MfphysError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+        raise MfphysError(f"unknown backend {quote(name)}: choose one of {', '.join(BACKENDS)}")
     if name == "auto":
         name = "cupy" if gpu_status()[0] else "numpy"
     if name == "cupy":

@@ -40,6 +40,7 @@ import hashlib
 import http.client
 import json
 import os
+import stat
 import urllib.error
 import urllib.request
 import zlib
@@ -49,7 +50,9 @@ from pathlib import Path
 import numpy as np
 
 from mfphys.errors import MfphysError
-from mfphys.fileio import atomic_file
+from mfphys.fileio import atomic_file, check_readable
+
+from .fileio import quote
 
 __all__ = [
     "DATASETS",
@@ -275,7 +278,7 @@ def _normalise_name(name: str) -> str:
     if key == "fashionmnist":
         key = "fashion-mnist"
     if key not in DATASETS:
-        raise MfphysError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+        raise MfphysError(f"unknown dataset {quote(name)}: choose one of {', '.join(DATASETS)}")
     return key
 
 
@@ -287,12 +290,27 @@ def cache_dir(name: str) -> Path:
     return base / "mfphys" / _normalise_name(name)
 
 
-def _files_in(folder: Path) -> dict[str, Path]:
-    """The IDX files present in ``folder``, by uncompressed name; the .gz name is preferred."""
+def _files_in(folder: Path, *, strict: bool = False) -> dict[str, Path]:
+    """The IDX files present in ``folder``, by uncompressed name; the .gz name is preferred.
+
+    ``strict`` (a folder the user named: ``--data-dir``, ``$MFPHYS_DATA_DIR``): a member that is
+    there but cannot be read (a folder, a FIFO, no permission), or a folder that cannot be
+    listed, is one clear error about it, never skipped for the cache or a download."""
     found = {}
+    if strict and folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):
+        raise MfphysError(f"cannot read the data folder {folder}: Permission denied")
     for stem in IDX_FILES:
         for candidate in (folder / f"{stem}.gz", folder / stem):
-            if candidate.is_file():
+            try:
+                exists = os.path.lexists(candidate)
+                regular = exists and stat.S_ISREG(candidate.stat().st_mode)
+            except OSError as exc:
+                if strict:
+                    raise MfphysError(f"cannot read the data file {candidate}: {exc.strerror or exc}") from None
+                continue
+            if strict and exists:
+                check_readable(candidate, what="data file")
+            if regular:
                 found[stem] = candidate
                 break
     return found
@@ -315,7 +333,8 @@ def _is_mnist(files: dict[str, Path]) -> bool:
         return False
 
 
-def _complete_in(folder: Path, name: str, *, skip_foreign: bool = False) -> tuple[Path, dict[str, Path]] | None:
+def _complete_in(folder: Path, name: str, *, skip_foreign: bool = False,
+                 strict: bool = False) -> tuple[Path, dict[str, Path]] | None:
     """``(folder, files)`` for the first of ``folder/<name>``, ``folder`` holding all four files.
 
     With ``skip_foreign``, MNIST files lying directly in ``folder`` are not taken for another
@@ -323,7 +342,7 @@ def _complete_in(folder: Path, name: str, *, skip_foreign: bool = False) -> tupl
     should then go on to the cache rather than stop there.
     """
     for cand in (folder / name, folder):
-        files = _files_in(cand)
+        files = _files_in(cand, strict=strict)
         if len(files) == len(IDX_FILES):
             if skip_foreign and cand == folder and name != "mnist" and _is_mnist(files):
                 continue
@@ -361,9 +380,10 @@ def _search_path(name: str) -> list[Path]:
 
 def _locate(name: str, data_dir: str | os.PathLike | None) -> tuple[Path, dict[str, Path]] | None:
     if data_dir is not None:
-        return _complete_in(Path(data_dir).expanduser(), name)
+        return _complete_in(Path(data_dir).expanduser(), name, strict=True)
+    env = env_dir()
     for folder in _search_path(name):
-        hit = _complete_in(folder, name, skip_foreign=True)
+        hit = _complete_in(folder, name, skip_foreign=True, strict=folder == env)
         if hit is not None:
             return hit
     return None
@@ -379,7 +399,7 @@ def _missing_data_dir_error(name: str, data_dir: str | os.PathLike) -> MfphysErr
         return MfphysError(f"--data-dir {folder} is a file, not a folder: give the folder that holds the IDX files")
     if not folder.is_dir():
         return MfphysError(f"--data-dir {folder} does not exist")
-    have = _files_in(folder / name) or _files_in(folder)
+    have = _files_in(folder / name, strict=True) or _files_in(folder, strict=True)
     missing = [stem for stem in IDX_FILES if stem not in have]
     return MfphysError(
         f"--data-dir {folder} does not hold {name}: missing {', '.join(missing)} (.gz or uncompressed); "
@@ -575,6 +595,13 @@ def _load_idx_dataset(name: str, data_dir, download: bool) -> tuple[tuple, str]:
     if hit is None:
         if data_dir is not None:
             raise _missing_data_dir_error(name, data_dir)
+        env = env_dir()
+        if env is not None:  # the folder the user named is what the message is about; no download behind it
+            have = _files_in(env / name, strict=True) or _files_in(env, strict=True)
+            missing = [stem for stem in IDX_FILES if stem not in have]
+            raise MfphysError(f"{ENV_VAR}={env} does not hold {name}: missing {', '.join(missing)} (.gz or "
+                              f"uncompressed); put the files there, pass --data-dir, or unset {ENV_VAR} to use (and "
+                              f"download into) the cache {cache_dir(name)}")
         if not download:
             searched = ", ".join(str(p) for p in _search_path(name))
             raise MfphysError(
@@ -651,7 +678,7 @@ def _take(arr: np.ndarray, n: int | None, what: str, flag: str, name: str) -> np
         return arr
     avail = arr.shape[0]
     if isinstance(n, bool) or int(n) != n:
-        raise MfphysError(f"{flag} must be a whole number, got {n!r}")
+        raise MfphysError(f"{flag} must be a whole number, got {quote(n)}")
     n = int(n)
     if n <= 0:
         raise MfphysError(f"{flag} must be positive, got {n}")

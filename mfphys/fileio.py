@@ -15,7 +15,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from .errors import MfphysError
+from .errors import MfphysError, clip, quote  # noqa: F401 (clip, quote: re-exported)
 
 
 def utc_now() -> str:
@@ -70,13 +70,66 @@ def process_alive(pid, host, boot) -> bool | None:
     return pid == os.getpid() or pid_alive(pid)
 
 
+#: the longest file name (bytes of one path component) mfphys writes: the file system's 255
+#: less room for the hidden temporary and claim files beside it (``.NAME.PID.tmp``, ``.NAME.lock``)
+MAX_NAME_BYTES = 255 - 32
+def check_name_length(path: str | os.PathLike, *, what: str = "--out") -> Path:
+    """Refuse, in one line, a path whose components are too long for a file system (ENAMETOOLONG
+    would otherwise surface as a traceback from the first ``stat``)."""
+    path = Path(path)
+    for part in path.parts:
+        n = len(os.fsencode(part))
+        if n > MAX_NAME_BYTES:
+            raise MfphysError(f"{what} {quote(path)}: a file or folder name of {n} bytes is too long "
+                              f"(at most {MAX_NAME_BYTES})")
+    return path
+
+
+def check_readable(path: str | os.PathLike, *, what: str = "file") -> Path:
+    """Refuse, in one line and before opening it, what a reader must not open: a missing path or
+    anything that is not a regular file (a FIFO would block forever, ``/dev/zero`` never ends).
+    The one check of every reader of a user-given file (run files, scan files, data files)."""
+    path = check_name_length(path, what=what)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise MfphysError(f"{what} {path}: no such file") from None
+    except OSError as exc:
+        raise MfphysError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise MfphysError(f"{what} {path} is a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise MfphysError(f"{what} {path} is not a regular file (a device, FIFO or socket): mfphys only reads "
+                          f"regular files")
+    if not os.access(path, os.R_OK):
+        raise MfphysError(f"cannot read {what} {path}: Permission denied")
+    return path
+
+
+def read_text_checked(path: str | os.PathLike, *, what: str = "file", limit: int = 16 << 20) -> str:
+    """A small text file (a scan's TOML, a JSON description), checked first (:func:`check_readable`)
+    and bounded in size: one line for anything else."""
+    path = check_readable(path, what=what)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)
+    except OSError as exc:
+        raise MfphysError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(raw) > limit:
+        raise MfphysError(f"{what} {path} is larger than {mib(limit)}: not a file mfphys wrote")
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise MfphysError(f"{what} {path} is not text (UTF-8)") from None
+
+
 def check_destination(path: str | os.PathLike, *, what: str = "--out") -> Path:
     """Refuse, with one clear line, a destination that is not a new name or a regular file.
 
     ``os.replace`` replaces whatever is there: without this check a run written to a device
     (``--out /dev/null``), a FIFO or a socket would replace it by a netCDF file.
     """
-    path = Path(path)
+    path = check_name_length(path, what=what)
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -92,8 +145,9 @@ def check_destination(path: str | os.PathLike, *, what: str = "--out") -> Path:
 
 
 def make_folder(path: str | os.PathLike, *, what: str = "folder") -> Path:
-    """``mkdir -p`` with one clear line instead of a traceback (a parent that is a file, no permission)."""
-    path = Path(path)
+    """``mkdir -p`` with one clear line instead of a traceback (a parent that is a file, no permission,
+    a name too long)."""
+    path = check_name_length(path, what=f"cannot create the {what}")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -140,11 +194,25 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def free_bytes(path: str | os.PathLike) -> int | None:
-    """Free space on the file system that will hold ``path`` (its nearest existing parent)."""
+def _existing_parent(path: str | os.PathLike) -> Path:
     p = Path(path).absolute()
     while not p.exists() and p != p.parent:
         p = p.parent
+    return p
+
+
+def read_only(path: str | os.PathLike) -> bool:
+    """Whether ``path`` would land on a read-only file system (its nearest existing parent's):
+    such a file system often reports no free space, which is not the reason to give."""
+    try:
+        return bool(os.statvfs(_existing_parent(path)).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def free_bytes(path: str | os.PathLike) -> int | None:
+    """Free space on the file system that will hold ``path`` (its nearest existing parent)."""
+    p = _existing_parent(path)
     try:
         return shutil.disk_usage(p).free
     except OSError:
@@ -152,7 +220,10 @@ def free_bytes(path: str | os.PathLike) -> int | None:
 
 
 def check_free_space(path: str | os.PathLike, nbytes: int) -> None:
-    """Refuse, before any work, a file of about ``nbytes`` that cannot fit on its disk."""
+    """Refuse, before any work, a file of about ``nbytes`` that cannot fit on its disk (a read-only
+    file system is said as such, not as a full one)."""
+    if read_only(path):
+        raise MfphysError(f"cannot write {path}: Read-only file system")
     free = free_bytes(path)
     if free is not None and nbytes + (1 << 20) > free:
         raise MfphysError(f"No space left on device for {path} (needs about {mib(nbytes)}, {mib(free)} free)")
@@ -170,6 +241,8 @@ def write_error(path: str | os.PathLike, exc: BaseException) -> MfphysError:
     """One clear line for a failed write (``OSError``, or the netCDF library's ``RuntimeError``
     such as "NetCDF: HDF error", which is what a full disk looks like from netCDF4)."""
     errno_ = getattr(exc, "errno", None)
+    if errno_ == 30 or (errno_ != 28 and read_only(path)):
+        return MfphysError(f"cannot write {path}: Read-only file system")
     free = free_bytes(path)
     if errno_ == 28 or (free is not None and free < (1 << 20)):
         return MfphysError(f"cannot write {path}: No space left on device ({mib(free or 0)} free)")
@@ -223,12 +296,25 @@ def dataclass_from_json(cls, text: str):
     return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def read_json(path: str | os.PathLike):
-    """A small JSON file, or None if it is missing, half-gone or not JSON."""
+def read_json(path: str | os.PathLike, *, limit: int = 16 << 20):
+    """A small JSON file, or None if it is missing, half-gone, not a regular file, larger than
+    ``limit`` bytes or not JSON (never blocks on a FIFO, never reads a device forever)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb") as fh:
+            fd = None
+            raw = fh.read(limit + 1)
+        return json.loads(raw) if len(raw) <= limit else None
+    except (OSError, ValueError, RecursionError):
+        return None
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def config_differences(old, new, *, ignore=("epochs",)) -> list[str]:
@@ -241,3 +327,82 @@ def config_differences(old, new, *, ignore=("epochs",)) -> list[str]:
 
     return [f"--{k.replace('_', '-')} {show(a[k])} in the file, {show(b[k])} here"
             for k in a if k not in ignore and a[k] != b[k]]
+
+
+# --- one writer per file ------------------------------------------------------------------------
+
+#: the files this process holds a claim on (:func:`claim_file` is re-entrant per process)
+_CLAIMED: dict = {}
+
+
+def claim_name(path: str | os.PathLike) -> Path:
+    """The hidden side file whose OS lock is the claim on ``path`` (``.NAME.lock`` beside it)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextlib.contextmanager
+def claim_file(path: str | os.PathLike, *, busy: str | None = None):
+    """The exclusive claim of the one process that may write ``path`` (a run file): an OS lock
+    (``flock``) on the side file :func:`claim_name`, taken atomically, so that two identical
+    commands started at the same instant cannot both pass (a check of the file's ``writer``
+    attribute alone is check-then-act). The lock dies with its process, so a killed writer never
+    leaves the file claimed; the side file holds the holder (pid, host) for the message and is
+    removed on release. Re-entrant within one process. Raises :class:`MfphysError` (``busy``, or
+    "being written right now by ...") when another process holds it. Where the side file cannot
+    be created (a missing or read-only folder), nothing can be written there either: no claim is
+    taken and the write itself reports why.
+    """
+    import fcntl
+    import socket
+
+    path = Path(path)
+    key = os.path.abspath(path)
+    if key in _CLAIMED:
+        _CLAIMED[key] += 1
+        try:
+            yield path
+        finally:
+            _CLAIMED[key] -= 1
+        return
+    side = claim_name(path)
+    fd = None
+    for _ in range(100):
+        try:
+            fd = os.open(side, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o644)
+        except OSError:
+            fd = None
+            break
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = {}
+            with contextlib.suppress(OSError, ValueError):
+                holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            os.close(fd)
+            who = (f"process {holder.get('pid')} on {holder.get('host')}" if isinstance(holder, dict) and holder
+                   else "another process")
+            raise MfphysError(busy or f"{path} is being written right now by {who}; wait for it or stop it") \
+                from None
+        try:  # the holder before us may have removed the side file after we opened it: lock the one there
+            same = os.stat(side).st_ino == os.fstat(fd).st_ino
+        except OSError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+        fd = None
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                      "boot_id": boot_id()}).encode(), 0)
+    _CLAIMED[key] = 1
+    try:
+        yield path
+    finally:
+        del _CLAIMED[key]
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                side.unlink()  # before the lock goes: a waiting claimer re-checks the inode
+            os.close(fd)

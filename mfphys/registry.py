@@ -21,6 +21,7 @@ from importlib import metadata
 
 from .errors import MfphysError
 from .family import ModelFamily
+from .fileio import quote
 
 #: the entry-point group where other packages register families
 GROUP = "mfphys.families"
@@ -61,10 +62,10 @@ def _load(name: str, target) -> ModelFamily:
     if isinstance(obj, type) or (callable(obj) and not isinstance(obj, ModelFamily)):
         obj = obj()
     if not isinstance(obj, ModelFamily):
-        raise MfphysError(f"model family {name!r} ({target if isinstance(target, str) else target.value}) "
+        raise MfphysError(f"model family {quote(name)} ({target if isinstance(target, str) else target.value}) "
                           f"is not a mfphys.family.ModelFamily")
     if obj.name != name:
-        raise MfphysError(f"model family registered as {name!r} calls itself {obj.name!r}")
+        raise MfphysError(f"model family registered as {quote(name)} calls itself {quote(obj.name)}")
     return obj
 
 
@@ -88,7 +89,7 @@ def get(name: str | None = None) -> ModelFamily:
     else:
         ep = _entry_points().get(name)
         if ep is None:
-            raise MfphysError(f"unknown model family {name!r}: registered ones are {', '.join(names())}")
+            raise MfphysError(f"unknown model family {quote(name)}: registered ones are {', '.join(names())}")
         family = _load(name, ep)
     _loaded[name] = family
     return family
@@ -108,7 +109,7 @@ def of_attrs(attrs) -> ModelFamily:
     """The family of a run file, from its ``model`` attribute (none: :data:`DEFAULT`)."""
     model = attrs.get("model", DEFAULT)
     if not is_family(model):
-        raise MfphysError(f"unknown model {model!r} in the run file: registered families are {', '.join(names())}")
+        raise MfphysError(f"unknown model {quote(model)} in the run file: registered families are {', '.join(names())}")
     return get(model)
 
 
@@ -130,7 +131,7 @@ def of_scan(meta) -> ModelFamily:
     """The family of a scan, from its ``scan.json`` (``model``; none: :data:`DEFAULT`)."""
     model = meta.get("model") or DEFAULT
     if not is_family(model):
-        raise MfphysError(f"unknown model {model!r} in scan.json: registered families are {', '.join(names())}")
+        raise MfphysError(f"unknown model {quote(model)} in scan.json: registered families are {', '.join(names())}")
     return get(model)
 
 

@@ -32,7 +32,15 @@ from . import registry, store
 from ._compat import legacy_getattr
 from .dynamics import DYNAMICS_EVERY
 from .errors import MfphysError
-from .fileio import boot_id, check_destination, config_differences, process_alive, utc_now
+from .fileio import (
+    boot_id,
+    check_destination,
+    check_readable,
+    claim_file,
+    config_differences,
+    process_alive,
+    utc_now,
+)
 
 #: default checkpoint cadence: a checkpoint once this many seconds have passed since the last
 #: one (none by epoch count); its cost at this default is in bench/README.md
@@ -76,11 +84,14 @@ def _file_text(family) -> str:
 
 class Interrupted(KeyboardInterrupt):
     """Training stopped when asked, after a whole epoch; the run file holds that epoch (status
-    ``interrupted``). A ``KeyboardInterrupt``, so that code that does not know it stops too."""
+    ``interrupted``). A ``KeyboardInterrupt``, so that code that does not know it stops too.
+    ``evaluating``: it stopped in the final evaluation, every epoch trained and on disk; resuming
+    the file only runs the evaluation."""
 
-    def __init__(self, path: Path, epoch: int, epochs: int):
-        super().__init__(f"interrupted after epoch {epoch} of {epochs}")
-        self.path, self.epoch, self.epochs = Path(path), epoch, epochs
+    def __init__(self, path: Path, epoch: int, epochs: int, evaluating: bool = False):
+        what = "during the final evaluation, after" if evaluating else "after"
+        super().__init__(f"interrupted {what} epoch {epoch} of {epochs}")
+        self.path, self.epoch, self.epochs, self.evaluating = Path(path), epoch, epochs, evaluating
 
 
 def writer_info() -> dict:
@@ -123,7 +134,7 @@ def reuse_plan(path, config) -> Plan:
         except MfphysError:
             if being_written(path):
                 raise
-    return Plan("new", path, config)
+    return Plan("new", path, config, stamp=file_stamp(path))
 
 
 class Plan(NamedTuple):
@@ -137,6 +148,21 @@ class Plan(NamedTuple):
     config: object  # the run's configuration, of any family
     state: object | None = None  # the family's training state
     attrs: dict = {}
+    #: the file as :func:`plan_run` saw it (:func:`file_stamp`); :func:`train_run` refuses to act
+    #: on a plan whose file changed since (None: not checked)
+    stamp: tuple | None = None
+
+
+def file_stamp(path) -> tuple:
+    """What tells one version of a file from another: inode, size, modification time (every
+    write of a run file is a rename, a new inode); ``("missing",)`` for no file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return ("missing",)
+    except OSError:
+        return ("unreadable",)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def plan_run(path, config, *, resume: bool = False) -> Plan:
@@ -148,12 +174,13 @@ def plan_run(path, config, *, resume: bool = False) -> Plan:
     mfphys run, a damaged one, a run of another mode or configuration (``epochs`` aside), fewer
     epochs than the file has done, or a run whose writer still runs.
     """
-    path = Path(path)
+    path = check_destination(path, what="--resume" if resume else "--out")
+    stamp = file_stamp(path)
     if not path.exists():
         if resume:
             raise MfphysError(f"--resume {path}: no such file")
-        return Plan("new", path, config)
-    check_destination(path)
+        return Plan("new", path, config, stamp=stamp)
+    check_readable(path, what="run file")
     keep = "nothing was written" + ("" if resume else "; give another --out or move the file away")
     try:
         attrs = store.read_attrs(path)
@@ -194,12 +221,12 @@ def plan_run(path, config, *, resume: bool = False) -> Plan:
     if config.epochs < done:
         raise MfphysError(f"{path} has {done} epochs done already: give --epochs {done} or more to continue it")
     if status == "done" and (config.epochs == done or family.over(attrs)):
-        return Plan("done", path, config, None, attrs)
+        return Plan("done", path, config, None, attrs, stamp)
     ds = store.read_dataset(path)
     state = family.state_from_dataset(ds, path)
     if state.epoch != done:
         raise MfphysError(f"{path}: damaged run file: epochs_done is {done} but its state is at epoch {state.epoch}")
-    return Plan("extend" if status == "done" else "resume", path, config, state, dict(ds.attrs))
+    return Plan("extend" if status == "done" else "resume", path, config, state, dict(ds.attrs), stamp)
 
 
 def _int(value, default):
@@ -261,9 +288,13 @@ def train_run(plan: Plan, *, policy: CheckpointPolicy = CheckpointPolicy(),
         store.write_atomic(ds, path)
         wrote = True
 
-    with family.running(config):
+    with claim_file(path), family.running(config):
+        if plan.stamp is not None and file_stamp(path) != plan.stamp:
+            raise MfphysError(f"{path} changed since this command looked at it (another process wrote it); "
+                              f"nothing was written: run the command again")
         setup = family.prepare(config, data_dir=data_dir, dataset=dataset, dynamics_every=dynamics_every)
         state = family.init_state(setup) if plan.state is None else family.resume_state(setup, plan.state)
+        evaluating = False
         try:
             if initial_checkpoint:
                 write(state, "running")
@@ -282,6 +313,11 @@ def train_run(plan: Plan, *, policy: CheckpointPolicy = CheckpointPolicy(),
                     write(state, "running")
                     last_epoch, last_time = state.epoch, time.monotonic()
                     cost = last_time - t
+            if write_done and (state.epoch != last_epoch or not wrote):
+                # every epoch on disk before the final evaluation starts: a Ctrl-C (or a kill)
+                # during it keeps the training, and --resume only evaluates (docs/file-format.md)
+                write(state, "running")
+            evaluating = True
             result = family.finish(setup, state, keep_state=write_done)
         except Interrupted:
             raise
@@ -292,6 +328,8 @@ def train_run(plan: Plan, *, policy: CheckpointPolicy = CheckpointPolicy(),
             elif wrote:
                 with contextlib.suppress(Exception):
                     mark(path, "interrupted")
+            if wrote and evaluating and isinstance(exc, KeyboardInterrupt):
+                raise Interrupted(path, state.epoch, config.epochs, evaluating=True) from None
             raise
         if write_done:
             write(state, "done", result)

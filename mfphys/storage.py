@@ -26,7 +26,7 @@ import xarray as xr
 
 from . import __version__, order
 from .errors import MfphysError
-from .fileio import atomic_file, utc_now, write_error
+from .fileio import atomic_file, check_name_length, check_readable, quote, utc_now, write_error
 
 ENGINE = "netcdf4"
 KIND_ATTR = "mfphys_kind"
@@ -104,7 +104,7 @@ def provenance_attrs(result, tolerances: dict, command: str) -> dict:
 def label_attrs(name: str | None = None, tags=(), note: str | None = None) -> dict:
     """The attributes that label a run: ``name``, ``tags`` (JSON list of strings), ``note``; only those given."""
     if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
-        raise MfphysError(f"tags must be a list of strings, got {tags!r}")
+        raise MfphysError(f"tags must be a list of strings, got {quote(tags)}")
     out = {}
     if name:
         out["name"] = str(name)
@@ -264,7 +264,10 @@ def write_atomic(ds: xr.Dataset, path: str | os.PathLike) -> Path:
 
 
 def _check_is_file(path: Path) -> None:
-    """A missing path or a folder is refused with what to do, before netCDF says "Unknown file format"."""
+    """A missing path or a folder is refused with what to do, before netCDF says "Unknown file format";
+    anything else that is not a regular file (a FIFO would block forever) is refused before it is
+    opened (:func:`mfphys.fileio.check_readable`)."""
+    check_name_length(path, what="file")
     if not path.exists():
         raise MfphysError(f"no such file: {path}")
     if path.is_dir():
@@ -272,6 +275,7 @@ def _check_is_file(path: Path) -> None:
             raise MfphysError(f"{path} is a scan folder, not a file: use mfphys scan-plot {path} (or "
                               f"mfphys.open_scan in Python), or give one of its cells, {path / 'cells'}/<key>.nc")
         raise MfphysError(f"{path} is a folder, not an mfphys file (.nc)")
+    check_readable(path, what="file")
 
 
 def read_dataset(path: str | os.PathLike) -> xr.Dataset:
@@ -376,7 +380,7 @@ def file_kind(attrs, *, expect: str | None = None, where: str = "") -> str:
         raise MfphysError(f"{prefix}not an mfphys file (no '{KIND_ATTR}' attribute)")
     kind = str(kind)
     if kind not in KINDS:
-        raise MfphysError(f"{prefix}unknown {KIND_ATTR} {kind!r}")
+        raise MfphysError(f"{prefix}unknown {KIND_ATTR} {quote(kind)}")
     if expect is not None and kind != expect:
         raise MfphysError(f"{prefix}an mfphys {kind} file, not a {expect} file")
     return kind

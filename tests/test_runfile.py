@@ -213,3 +213,95 @@ def test_checkpoint_policy():
 def test_plan_done_cannot_be_trained(reference, tmp_path):
     with pytest.raises(MfphysError, match="is done"):
         train_run(Plan("done", tmp_path / "x.nc", CFG))
+
+
+# --- the trained state is on disk before the final evaluation (issue: finished training lost) ----
+
+
+def test_ctrl_c_in_the_final_evaluation_keeps_every_epoch(reference, tmp_path, monkeypatch):
+    """A KeyboardInterrupt in the sampled evaluation leaves the file at its last epoch (status
+    interrupted); resuming it only evaluates and ends with the numbers of the uninterrupted run."""
+    from mfphys.models.ffn import train as ffn_train
+
+    path = tmp_path / "r.nc"
+    real = ffn_train.evaluate_sampled
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ffn_train, "evaluate_sampled", ctrl_c)
+    with pytest.raises(runfile.Interrupted) as info:
+        train_run(plan_run(path, CFG), policy=CheckpointPolicy(0, 0))
+    assert info.value.evaluating and info.value.epoch == CFG.epochs
+    attrs = store.read_attrs(path)
+    assert attrs["status"] == "interrupted" and int(attrs["epochs_done"]) == CFG.epochs
+    monkeypatch.setattr(ffn_train, "evaluate_sampled", real)
+    plan = plan_run(path, CFG, resume=True)
+    assert plan.action == "resume" and plan.state.epoch == CFG.epochs
+    train_run(plan, policy=CheckpointPolicy(0, 0))
+    assert_same_run(open_run(path), reference)
+
+
+def test_the_trained_state_is_written_before_the_evaluation_starts(tmp_path, monkeypatch):
+    from mfphys.models.ffn import train as ffn_train
+
+    path, seen = tmp_path / "r.nc", []
+    real = ffn_train.evaluate_sampled
+
+    def look(*args, **kwargs):
+        seen.append(int(store.read_attrs(path)["epochs_done"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ffn_train, "evaluate_sampled", look)
+    train_run(plan_run(path, CFG), policy=CheckpointPolicy(0, 0))
+    assert seen == [CFG.epochs]
+
+
+# --- one writer per run file (an atomic claim) ----------------------------------------------------
+
+
+def test_a_claimed_run_file_is_refused_to_a_second_writer(tmp_path):
+    """Another process holds the claim: planning and training are refused in one line, nothing written."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "r.nc"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom mfphys.fileio import claim_file\n"
+                               "with claim_file(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)",
+                               str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(MfphysError, match=f"being written right now by process {holder.pid}"):
+            train_run(plan_run(path, CFG), policy=CheckpointPolicy(0, 0))
+        assert not path.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    train_run(plan_run(path, CFG), policy=CheckpointPolicy(0, 0))  # the claim died with its process
+    assert store.read_attrs(path)["status"] == "done"
+    assert not runfile.Path(tmp_path / ".r.nc.lock").exists()
+
+
+def test_a_plan_made_stale_by_another_writer_is_refused(reference, tmp_path):
+    """Check-then-act: the file appeared (or changed) between the plan and the training."""
+    path = tmp_path / "r.nc"
+    plan = plan_run(path, CFG)
+    store.write_atomic(reference, path)
+    before = snapshot(tmp_path)
+    with pytest.raises(MfphysError, match="changed since this command looked at it"):
+        train_run(plan, policy=CheckpointPolicy(0, 0))
+    assert snapshot(tmp_path) == before
+
+
+def test_claims_are_reentrant_and_released(tmp_path):
+    from mfphys.fileio import claim_file, claim_name
+
+    path = tmp_path / "r.nc"
+    with claim_file(path):
+        assert claim_name(path).exists()
+        with claim_file(path):
+            pass
+        assert claim_name(path).exists()
+    assert not claim_name(path).exists()
+    with claim_file(tmp_path / "missing" / "r.nc"):  # nowhere to claim: nothing to write there either
+        pass

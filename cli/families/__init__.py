@@ -38,6 +38,7 @@ from types import ModuleType
 
 from mfphys import registry
 from mfphys.errors import MfphysError
+from mfphys.fileio import quote
 
 
 def names() -> tuple[str, ...]:
@@ -50,7 +51,7 @@ def adapter(name: str) -> ModuleType:
     if name in registry.builtin_names():
         return importlib.import_module(f"{__name__}.{name}")
     if not registry.is_family(name):
-        raise MfphysError(f"unknown --family {name!r}: choose one of {', '.join(registry.names())}")
+        raise MfphysError(f"unknown --family {quote(name)}: choose one of {', '.join(registry.names())}")
     frontend = registry.get(name).frontend
     return importlib.import_module(frontend or f"{__name__}.generic")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from mfphys.errors import MfphysError
+from mfphys.fileio import quote
 from mfphys.stats import format_stat
 
 from ..common import blas_limit, console, parse_ints, run_path
@@ -55,7 +56,7 @@ def config(values: dict, given: set, base=None):
 
     protocol = values.get("protocol")
     if protocol is not None and protocol not in PROTOCOLS:
-        raise MfphysError(f"unknown --protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+        raise MfphysError(f"unknown --protocol {quote(protocol)}: choose one of {', '.join(PROTOCOLS)}")
     fields = _fields(values)
     start = fields if base is None else dataclasses.asdict(base)
     preset = {k: v for k, v in PROTOCOLS.get(protocol, {}).items() if k not in given}

@@ -36,6 +36,9 @@ def resolve(values: dict, given: set, attrs=None) -> dict:
     """The preset: the one given, else a resumed file's, else :data:`DEFAULT_PRESET`; a resume
     from another preset than the one given is refused."""
     preset = values.get("preset")
+    if preset is not None and not preset.strip():  # an empty value is a mistake, not "the default"
+        raise MfphysError("--preset '' is empty: give a preset name (row_mnist, pixel_mnist or multisensory) or "
+                          "leave the option out")
     stored = (attrs or {}).get("preset")
     if attrs is not None and preset is not None and stored and preset != stored:
         raise MfphysError(f"--resume {values['resume']} was made from --preset {stored}, not {preset}; "
@@ -231,7 +234,7 @@ def perturb_target(run, ds, *, layer, matrix, diagonal: bool, all_inputs: bool, 
     if layer is not None or all_inputs:
         raise MfphysError(f"{'--layer' if layer is not None else '--all-inputs'} is for feed-forward runs: "
                           f"{run} is a recurrent run (model rnn), give --matrix input|recurrent|output")
-    matrix = matrix or "recurrent"
+    matrix = "recurrent" if matrix is None else matrix  # --matrix '' is refused, not read as the default
     rnn_perturb.check_arguments(matrix, samples, fractions, diagonal=diagonal)
     return matrix
 

@@ -14,9 +14,10 @@ import socket
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
+from .. import registry
 from ..errors import MfphysError
-from ..fileio import boot_id, pid_alive, process_alive, read_json
-from .spec import ScanSpec, grid_points
+from ..fileio import boot_id, check_name_length, check_readable, clip, pid_alive, process_alive, quote, read_json
+from .spec import ScanSpec, coerce_option, grid_points
 
 SCAN_JSON = "scan.json"
 CELLS = "cells"
@@ -25,6 +26,9 @@ KIND = "scan"
 LOCK = ".lock"
 #: the keys every scan.json has (a damaged or hand-edited one is refused with what is missing)
 REQUIRED = {"dims": list, "grid": dict, "fixed": dict, "scan_hash": str}
+#: the largest scan.json read (a grid of thousands of values is far smaller) and the longest name
+SCAN_JSON_LIMIT = 4 << 20
+NAME_LIMIT = 255
 #: the attribute naming what an mfphys file is (``mfphys.store.KIND_ATTR``, repeated here so
 #: that reading a folder's state needs no xarray; a test keeps the two equal)
 KIND_ATTR = "mfphys_kind"
@@ -81,22 +85,74 @@ def marker_alive(info: Mapping | None) -> bool | None:
 
 
 def read_scan_json(folder: str | os.PathLike) -> dict:
-    """The ``scan.json`` of a scan folder, or one clear :class:`MfphysError`."""
+    """The ``scan.json`` of a scan folder, every value checked (:func:`check_scan_meta`), or one
+    clear :class:`MfphysError`."""
     p = _Paths(Path(folder))
     if not p.scan_json.exists():
         raise MfphysError(f"{folder} is not an mfphys scan folder (no {SCAN_JSON})")
-    meta = read_json(p.scan_json)
+    check_readable(p.scan_json, what="scan description")  # a FIFO, a folder, no permission: said as such
+    meta = read_json(p.scan_json, limit=SCAN_JSON_LIMIT)
+    if meta is None and os.path.getsize(p.scan_json) > SCAN_JSON_LIMIT:
+        raise MfphysError(f"{p.scan_json} is larger than {SCAN_JSON_LIMIT >> 20} MB: not a scan description "
+                          f"mfphys wrote")
     if not isinstance(meta, dict) or meta.get(KIND_ATTR) != KIND:
-        raise MfphysError(f"{p.scan_json} is not an mfphys scan description ({KIND_ATTR} != {KIND!r})")
-    for key, kind in REQUIRED.items():
-        if not isinstance(meta.get(key), kind):
-            raise MfphysError(f"{p.scan_json} is damaged: '{key}' is missing or not a {kind.__name__}")
-    missing = [d for d in meta["dims"] if not isinstance(meta["grid"].get(d), list) or not meta["grid"][d]]
-    if missing:
-        raise MfphysError(f"{p.scan_json} is damaged: the grid has no values for {', '.join(map(str, missing))}")
+        raise MfphysError(f"{p.scan_json} is not an mfphys scan description ({KIND_ATTR} != {quote(KIND)})")
+    check_scan_meta(meta, p.scan_json)
     if p.cells.exists() and not p.cells.is_dir():
         raise MfphysError(f"{p.cells} is not a folder: this scan folder is damaged (move that file away)")
     return meta
+
+
+def check_scan_meta(meta: Mapping, where) -> None:
+    """Refuse, in one line, a scan.json whose contents no scan wrote: missing keys, a name that is
+    not a short string, a model that is not a registered family, options that are not that
+    family's, values not of the option's type (``"2"`` for an integer), an empty grid."""
+    for key, kind in REQUIRED.items():
+        if not isinstance(meta.get(key), kind):
+            raise MfphysError(f"{where} is damaged: '{key}' is missing or not a {kind.__name__}")
+    name = meta.get("name")
+    if name is not None and (not isinstance(name, str) or len(name) > NAME_LIMIT):
+        raise MfphysError(f"{where} is damaged: its name is not a name of at most {NAME_LIMIT} characters "
+                          f"({quote(name)})")
+    model = meta.get("model")
+    if model is not None and not (isinstance(model, str) and registry.is_family(model)):
+        raise MfphysError(f"{where} is damaged: unknown model {quote(model)}; registered families are "
+                          f"{', '.join(registry.names())}")
+    dims, grid, fixed = meta["dims"], meta["grid"], meta["fixed"]
+    if not all(isinstance(d, str) for d in dims) or len(set(dims)) != len(dims):
+        raise MfphysError(f"{where} is damaged: its dims {clip(dims)} are not distinct names")
+    missing = [d for d in dims if not isinstance(grid.get(d), list) or not grid[d]]
+    if missing:
+        raise MfphysError(f"{where} is damaged: the grid has no values for {', '.join(map(str, missing))}")
+    if set(grid) != set(dims):
+        raise MfphysError(f"{where} is damaged: its grid scans {clip(sorted(set(grid) - set(dims)))}, not in its dims")
+    options = registry.get(model).scan_axes().options
+    for key, values in [*((k, grid[k]) for k in dims), *((k, [v]) for k, v in fixed.items())]:
+        if key not in options:
+            raise MfphysError(f"{where} is damaged: {clip(key)} is not an option of a {registry.get(model).name} "
+                              f"scan")
+        for v in values:
+            c = coerce_option(key, v, f"{where} is damaged", model)
+            if isinstance(v, str) and not isinstance(c, str) and c is not None:
+                raise MfphysError(f"{where} is damaged: {key} takes {options[key].rstrip('?')} values, got "
+                                  f"{quote(v)}")
+
+
+def scan_spec(meta: Mapping, where) -> ScanSpec:
+    """The :class:`ScanSpec` a checked scan.json describes (its cells' configurations and hashes),
+    or one line when a value, though of the right type, is not one a configuration takes, or
+    what the combined view needs is missing (the replicas, the epochs)."""
+    for key in ("replicas", "epochs"):
+        if key not in meta["fixed"] and key not in meta["grid"]:
+            raise MfphysError(f"{where} is damaged: it gives no {key}")
+    spec = ScanSpec(tuple((k, tuple(meta["grid"][k])) for k in meta["dims"]),
+                    tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in meta["fixed"].items())),
+                    meta.get("name"), registry.get(meta.get("model")).name)
+    try:
+        spec.cells()
+    except (MfphysError, TypeError, ValueError) as exc:
+        raise MfphysError(f"{where} is damaged: {clip(exc, 200)}") from None
+    return spec
 
 
 def _grid_cells(meta: Mapping) -> list[tuple[tuple, tuple, str]]:
@@ -137,7 +193,7 @@ def scan_status(folder: str | os.PathLike) -> dict:
 
 def _check_folder(spec: ScanSpec, p: _Paths) -> dict | None:
     """Refuse a folder that is not this scan's (writes nothing). Returns its scan.json or None if new."""
-    folder = p.folder
+    folder = check_name_length(p.folder, what="--out")
     if folder.exists() and not folder.is_dir():
         raise MfphysError(f"{folder} exists and is not a folder; use another --name or --out")
     if not folder.exists() or _is_fresh(p):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 from .. import __version__, registry, store
+from ..checks import check_scan_options
 from ..errors import MfphysError
 from ..fileio import atomic_file, make_folder, read_json, utc_now, write_json_atomic
 from ..runfile import CheckpointPolicy, Plan, train_run
@@ -208,11 +209,48 @@ def _connect(workers: int | None, scheduler: str | None, timeout: float):
     # (measured: +30-100% system time in training). Keep the first, drop the second.
     environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
                if k != "MALLOC_TRIM_THRESHOLD_"}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-        # dashboard on a free port: the default 8787 may be taken by another scan's cluster
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), _workers_ignore_ctrl_c():
+        # dashboard on a free port: the default 8787 may be taken by another scan's cluster; the
+        # library's own logs only above ERROR: what fails in a cell is reported by the scan itself,
+        # and a Ctrl-C must not end in the workers' complaints about the scheduler they lost
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               silence_logs=logging.ERROR)
+                               silence_logs=logging.CRITICAL)
     return Client(cluster), cluster
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c():
+    """Start the local cluster's worker processes with SIGINT ignored (a disposition that a
+    spawned process inherits): a terminal's Ctrl-C goes to the whole process group, and the
+    workers must not each print a KeyboardInterrupt traceback. This process alone handles it,
+    and stops the cluster (docs/guarantees.md "Kills and Ctrl-C")."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _close_dask(client, cluster, *, quick: bool) -> None:
+    """Close the client and the cluster we own; after a Ctrl-C without waiting long for the cells
+    the workers were training (their checkpoints are on disk; the rerun resumes them)."""
+    if not quick:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+        return
+    # the workers first (before the scheduler they report to goes), each side waiting briefly
+    if cluster is not None:
+        with contextlib.suppress(Exception):
+            cluster.close(timeout=5)
+    with contextlib.suppress(Exception):
+        client.close(timeout=3)
 
 
 def _cost(cell: Cell) -> float:
@@ -316,10 +354,7 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
     t0 = time.perf_counter()
     if workers is not None and scheduler is not None:
         raise MfphysError("give --workers (a local Dask cluster) or --scheduler (an existing one), not both")
-    if workers is not None and workers < 1:
-        raise MfphysError(f"--workers must be >= 1, got {workers}")
-    if blas_threads is not None and blas_threads < 1:
-        raise MfphysError(f"--blas-threads must be >= 1, got {blas_threads}")
+    check_scan_options(workers=workers, blas_threads=blas_threads, connect_timeout=connect_timeout)
     p = _Paths(Path(folder))
     name = spec.name or p.folder.name
     meta = _check_folder(spec, p)
@@ -457,9 +492,7 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
             _remove_own_markers(p, owner)
         lock.__exit__()
         if client is not None:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            _close_dask(client, cluster, quick=isinstance(sys.exc_info()[1], KeyboardInterrupt))
     return ScanReport(p.folder, len(cells), counts["done"], counts["failed"], len(todo), len(done) - len(copies),
                       len(copies), time.perf_counter() - t0, tuple(failures))
 

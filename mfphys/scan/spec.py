@@ -23,6 +23,10 @@ from .. import registry
 from .._compat import legacy_getattr
 from ..errors import MfphysError
 from ..family import ModelFamily, ScanAxes
+from ..fileio import clip, quote, read_text_checked
+
+#: the largest scan file (--config) read: a grid of thousands of values is far smaller
+CONFIG_LIMIT = 1 << 20
 
 _SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
 
@@ -30,7 +34,7 @@ _SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-"
 def family(model: str | None = None) -> ModelFamily:
     """The model family of a scan's ``model`` (None: :data:`mfphys.registry.DEFAULT`), or one clear error."""
     if model is not None and not registry.is_family(model):
-        raise MfphysError(f"unknown --model {model!r}: choose one of {', '.join(registry.names())}")
+        raise MfphysError(f"unknown --model {quote(model)}: choose one of {', '.join(registry.names())}")
     return registry.get(model)
 
 
@@ -54,7 +58,7 @@ def coerce_option(name: str, value, where: str, model: str | None = None):
     whose options (a registered family; None: the default).
     """
     kind = axes(model).options[name]
-    bad = MfphysError(f"{where}: {name} takes {kind.rstrip('?')} values, got {value!r}")
+    bad = MfphysError(f"{where}: {name} takes {kind.rstrip('?')} values, got {quote(value)}")
     if kind == "int?" and (value is None or (isinstance(value, str) and value.strip().lower() in ("all", "none"))):
         return None
     if kind in ("int", "int?"):
@@ -93,6 +97,19 @@ def coerce_option(name: str, value, where: str, model: str | None = None):
     if not isinstance(value, str) or not value.strip():
         raise bad
     return value.strip()
+
+
+def _check_toml_type(name: str, value, where: str, model: str | None = None) -> None:
+    """A TOML value has its option's type: ``lr = "0.1"`` is refused as ``depth = "1,2"`` is (text
+    is read as numbers only on the command line, where everything is text); ``"all"`` stays a
+    value of an optional count (``n_test``)."""
+    kind = axes(model).options[name]
+    if kind not in ("int", "int?", "float", "bool"):
+        return
+    for v in (value if isinstance(value, list) else [value]):
+        if isinstance(v, str) and not (kind == "int?" and v.strip().lower() in ("all", "none")):
+            raise MfphysError(f"{where}: {name} takes {kind.rstrip('?')} values, got {quote(v)} (a string; in "
+                              f"TOML write a number or true/false without quotes)")
 
 
 def _fmt(value) -> str:
@@ -153,7 +170,7 @@ def _norm_name(name: str, where: str, model: str | None = None) -> str:
     options = axes(model).options
     if key not in options:
         of = "" if model == registry.DEFAULT else f" of --model {model}"
-        raise MfphysError(f"{where}: unknown parameter {name!r}" + of
+        raise MfphysError(f"{where}: unknown parameter {quote(name)}" + of
                           + f"; known: {', '.join(sorted(options))}")
     return key
 
@@ -228,23 +245,20 @@ class ScanSpec:
         ``grid``/``fixed`` given here override it key by key (the command line wins over the file).
         ``model`` given here must agree with the file's (their options differ)."""
         path = Path(path)
+        text = read_text_checked(path, what="--config", limit=CONFIG_LIMIT)  # never a FIFO or /dev/zero
         try:
-            doc = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise MfphysError(f"--config {path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise MfphysError(f"--config {path}: cannot read it ({exc})") from None
+            doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise MfphysError(f"--config {path} is not valid TOML: {exc}") from None
+            raise MfphysError(f"--config {path} is not valid TOML: {clip(exc)}") from None
         unknown = set(doc) - {"name", "model", "grid", "fixed"}
         if unknown:
             raise MfphysError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}; "
                               "a scan file holds name, model, [grid] and [fixed]")
         file_model = doc.get("model")
         if file_model is not None and not registry.is_family(file_model):
-            raise MfphysError(f"{path}: model must be one of {', '.join(registry.names())}, got {file_model!r}")
+            raise MfphysError(f"{path}: model must be one of {', '.join(registry.names())}, got {quote(file_model)}")
         if model is not None and file_model is not None and model != file_model:
-            raise MfphysError(f"--model {model} disagrees with model = {file_model!r} in {path}; give one")
+            raise MfphysError(f"--model {model} disagrees with model = {quote(file_model)} in {path}; give one")
         model = _model(model or file_model)
         for table in ("grid", "fixed"):
             if not isinstance(doc.get(table, {}), dict):
@@ -254,6 +268,9 @@ class ScanSpec:
             raise MfphysError(f"{path}: name must be a string")
         g = {_norm_name(k, f"{path} [grid]", model): v for k, v in doc.get("grid", {}).items()}
         f = {_norm_name(k, f"{path} [fixed]", model): v for k, v in doc.get("fixed", {}).items()}
+        for table, values in (("grid", g), ("fixed", f)):
+            for k, v in values.items():
+                _check_toml_type(k, v, f"{path} [{table}]", model)
         for k, v in (grid or {}).items():
             f.pop(k, None)
             g[k] = v
@@ -323,24 +340,24 @@ class ScanSpec:
 
 
 def _check_name(name: str) -> None:
-    if not name or name in (".", "..") or any(c not in _SAFE for c in name):
-        raise MfphysError(f"--name {name!r} must be a plain folder name (letters, digits, . _ + -)")
+    if not name or name in (".", "..") or len(name) > 200 or any(c not in _SAFE for c in name):
+        raise MfphysError(f"--name {quote(name)} must be a plain folder name (letters, digits, . _ + -; at most 200)")
 
 
 def split_values(text: str, option: str) -> list[str]:
     """``"1,2,3"`` -> ``["1", "2", "3"]``; empty entries are an error (``1,,2``)."""
     parts = [p.strip() for p in str(text).split(",")]
     if any(p == "" for p in parts):
-        raise MfphysError(f"malformed {option} {text!r}: give comma-separated values like 1,2,3")
+        raise MfphysError(f"malformed {option} {quote(text)}: give comma-separated values like 1,2,3")
     return parts
 
 
 def config_model(config: str | os.PathLike) -> str | None:
     """The ``model`` a scan file names (None: none, or the file cannot be read: reading it
     properly reports that)."""
-    with contextlib.suppress(OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        model = tomllib.loads(Path(config).read_text()).get("model")
-        return model if registry.is_family(model) else None
+    with contextlib.suppress(MfphysError, tomllib.TOMLDecodeError):
+        model = tomllib.loads(read_text_checked(config, what="--config", limit=CONFIG_LIMIT)).get("model")
+        return model if isinstance(model, str) and registry.is_family(model) else None
     return None
 
 

@@ -20,7 +20,7 @@ import xarray as xr
 from .. import registry, store
 from ..errors import MfphysError
 from ..fileio import read_json
-from .folder import KIND, _cell_status, _grid_cells, _Paths, read_scan_json
+from .folder import KIND, _cell_status, _grid_cells, _Paths, read_scan_json, scan_spec
 from .spec import cell_key
 
 #: new names of run variables that collide with a scanned coordinate (others get a "_cell" suffix)
@@ -83,6 +83,8 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     folder = Path(folder)
     meta = read_scan_json(folder)
     p = _Paths(folder)
+    # a cell is done only if its file is of this cell's configuration (docs/guarantees.md)
+    expected = {c.key: c.config_hash for c in scan_spec(meta, p.scan_json).cells()}
     dims = tuple(meta["dims"])
     grid, fixed = meta["grid"], meta["fixed"]
     shape = tuple(len(grid[k]) for k in dims)
@@ -127,8 +129,15 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
             ds = _cell_summary(str(p.nc(key)), info.st_mtime_ns, info.st_size)
         except (OSError, MfphysError):  # vanished or not readable: treat as not done
             continue
-        if ds.attrs.get("scan_cell") is None or json.loads(ds.attrs["scan_cell"]) != dict(coords):
+        if ds.attrs.get("config_hash") != expected[key]:
+            # another scan's cell (or another configuration's): reported, never combined
+            status[index] = "failed"
+            error[index] = (f"cells/{key}.nc was made by another configuration: not combined; move it away and "
+                            f"run the scan again to train this cell")
             continue
+        with contextlib.suppress(TypeError, ValueError):
+            if json.loads(ds.attrs.get("scan_cell", "null")) != dict(coords):
+                continue
         status[index] = "done"
         n_conn_live[index] = n_conn[index]
         live = family.live_connections(options, int(ds.attrs.get("n_dead_inputs", 0)))

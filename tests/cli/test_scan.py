@@ -362,3 +362,27 @@ def test_rnn_dry_run_writes_nothing(tmp_path, cli):
     assert result.exit_code == 0, result.output
     assert "4 (0 done, 4 to train)" in result.stdout and "estimated time" in result.stdout
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_of_a_dask_scan_is_quiet_and_prompt(tmp_path):
+    """A terminal's Ctrl-C reaches the scan and its Dask workers alike: the workers go quietly,
+    the scan exits 130 promptly, and the same command finishes the scan (docs/guarantees.md)."""
+    import os
+
+    from mfphys.fileio import read_json
+
+    folder = tmp_path / "s"
+    cmd = [sys.executable, "-m", "mfphys", "scan", *ARGS, "--epochs", "200", "--workers", "2", "--out", str(folder),
+           "-q"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint,
+                            start_new_session=True)
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline and not any(
+            "started" in (read_json(m) or {}) for m in (folder / "cells").glob("*.running")):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the scan ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err, err.decode()

@@ -25,6 +25,7 @@ import numpy as np
 
 from mfphys import store
 from mfphys.errors import MfphysError
+from mfphys.fileio import quote
 from mfphys.live import LIVE_SUFFIX
 from mfphys.stats import format_stat, replica_stats
 
@@ -164,7 +165,7 @@ def _run_parts(path: Path) -> dict:
     store.file_kind(ds.attrs, expect="run", where=str(path))
     for need in ("train_loss", "test_acc"):
         if need not in ds:
-            raise MfphysError(f"{path} has no {need!r} variable: not a run file of the public schema")
+            raise MfphysError(f"{path} has no {quote(need)} variable: not a run file of the public schema")
     # (replica, epoch) by name: a file written at the start of its run has 0 epochs
     curves = {k: np.asarray(ds[k].transpose("replica", "epoch").values, dtype=float)
               for k in ("train_loss", "test_acc", "test_loss", "train_acc") if k in ds}

@@ -23,6 +23,7 @@ import numpy as np
 
 from mfphys import store
 from mfphys.errors import MfphysError
+from mfphys.fileio import quote
 from mfphys.live import layer_connections, live_name, network_mean
 
 from ..families import panels_for
@@ -64,7 +65,7 @@ def _read_numbers(path: Path) -> RunNumbers:
             names = set(nc.variables)
             for need in ("train_loss", "test_acc"):
                 if need not in names:
-                    raise MfphysError(f"{path} has no {need!r} variable: not a run file of the public schema")
+                    raise MfphysError(f"{path} has no {quote(need)} variable: not a run file of the public schema")
             # (replica, epoch), as written: a file written at the start of its run has 0 epochs
             shape = (nc.dimensions["replica"].size, nc.dimensions["epoch"].size)
             curves = {k: _floats(nc[k]).reshape(shape) for k in ("train_loss", "test_acc")}

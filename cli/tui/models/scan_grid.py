@@ -27,6 +27,7 @@ import numpy as np
 
 from mfphys import store
 from mfphys.errors import MfphysError
+from mfphys.fileio import quote
 from mfphys.live import LIVE_SUFFIX, live_name
 from mfphys.stats import replica_stats
 
@@ -219,7 +220,7 @@ def _param_array(ds, param: str, layer, inputs: str = "live", *, last: bool = Tr
     """
     src = _source(ds, param)
     if src is None:
-        raise MfphysError(f"this scan has no {param!r}")
+        raise MfphysError(f"this scan has no {quote(param)}")
     da = _layer_array(ds, src, layer, inputs, diagonal)
     if "epoch" in da.dims and last:
         da = da.isel(epoch=-1)

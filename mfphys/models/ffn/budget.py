@@ -67,13 +67,15 @@ def train_estimate(config, *, n_train: int | None = None, n_test: int | None = N
     history = (R * 4 + 3) * E * 8 * 3 + dynamics  # the arrays, the records, the Dataset copy
     # the run's Dataset holds host copies of pi, m, Xi and of Adam's moments while it is written
     store = 2 * (3 + moments) * R * W * item
+    # the sampled evaluation's accuracies (R, K): the array, the result's copy and the Dataset's
+    accuracies = 3 * R * K * 8
     memory = {"weights and optimizer state": weights, "data": data,
               "largest temporary (step, evaluation or sampled evaluation)": max(step, evaluation, sampled),
-              "history": history, "writing the run file": store, "process": BASE}
+              "history": history, "sampled accuracies": accuracies, "writing the run file": store, "process": BASE}
     peak = sum(memory.values())
     # about 2 kB of netCDF/HDF5 metadata per stored array: some 60 per run, 3 + moments per layer
     arrays = 60 + L * (3 + moments)
-    disk = (3 + moments) * R * W * item + (R * 4 + 3) * E * 8 + R * L * 3 * 45 * 8 + dynamics + N0 \
+    disk = (3 + moments) * R * W * item + (R * 4 + 3) * E * 8 + R * L * 3 * 45 * 8 + dynamics + N0 + R * K * 8 \
         + arrays * 2048 + (64 << 10)
     return Estimate(memory, int(peak), int(disk))
 

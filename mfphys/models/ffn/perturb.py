@@ -13,6 +13,7 @@ import numpy as np
 from ... import order
 from ... import storage as store
 from ...backend import EVAL, get_backend, replica_rngs
+from ...checks import MAX_SAMPLES, check_int, is_int
 from ...errors import MfphysError
 from ...fileio import utc_now
 from ...perturbation import *  # noqa: F403 (the shared experiment's names, as before the move)
@@ -49,8 +50,9 @@ def check_arguments(n_layers: int, layer: int, samples: int, fractions) -> np.nd
     """Validate the experiment's arguments (one clear line each); returns the fractions."""
     if not 1 <= layer <= n_layers:
         raise MfphysError(f"--layer must be between 1 and {n_layers} for this {n_layers}-layer run, got {layer}")
-    if samples < 1:
+    if is_int(samples) and samples < 1:
         raise MfphysError(f"--samples must be at least 1, got {samples}")
+    check_int("--samples", samples, low=1, high=MAX_SAMPLES)
     return check_fractions(fractions)
 
 
@@ -95,7 +97,7 @@ def perturb_run(run_path, *, layer: int = 1, fractions=FRACTIONS, samples: int =
     t = store.run_tolerances(ds, tol=tol, xi_tol=xi_tol, exact=exact)
     cfg = config_from_attrs(ds.attrs, run_path)
     check_mode(cfg, run_path, allow_bp)
-    seed = cfg.seed if seed is None else int(seed)
+    seed = cfg.seed if seed is None else check_int("--seed", seed, low=0)
     live = None if (all_inputs or layer != 1) else store.live_inputs(ds)
     be = get_backend(backend, cfg.dtype)
     data = dataset if dataset is not None else load_data(cfg, data_dir)

@@ -18,9 +18,19 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ...backend import BACKENDS, DTYPES, EVAL, INIT, NOISE, ORDER, generator_from_state, get_backend, replica_rngs
+from ...checks import (
+    MAX_INT,
+    MAX_SAMPLES,
+    check_choice,
+    check_dynamics_every,
+    check_int,
+    check_real,
+    is_int,
+    is_real,
+)
 from ...dynamics import DYNAMICS_EVERY, Dynamics, dynamics_due
 from ...errors import DivergenceError, MfphysError
-from ...fileio import config_differences, dataclass_from_json  # noqa: F401 (re-exported)
+from ...fileio import clip, config_differences, dataclass_from_json, quote  # noqa: F401 (re-exported)
 from ...layers import sample_weights_on_device
 from . import model, optim
 
@@ -34,6 +44,8 @@ _BACKENDS, _DTYPES = BACKENDS, DTYPES
 #: integer fields and their smallest allowed value
 _INT_MINIMA = {"n_train": 1, "n_test": 1, "epochs": 1, "batch_size": 1, "replicas": 1, "lr_halve_every": 0,
                "seed": 0, "eval_samples": 0, "teacher_seed": 0}
+#: integer fields whose largest value is not :data:`mfphys.checks.MAX_INT`
+_INT_MAXIMA = {"eval_samples": MAX_SAMPLES}
 _INT_HINTS = {"lr_halve_every": " (0 = constant)", "seed": " (replica r uses seed + r; seeds are non-negative)"}
 #: real fields: (low, high, low included)
 _FLOAT_RANGES = {"lr": (0.0, math.inf, False), "weight_decay": (0.0, math.inf, True),
@@ -57,12 +69,7 @@ def _opt(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+_is_int, _is_real = is_int, is_real
 
 
 @dataclass(frozen=True)
@@ -103,10 +110,10 @@ class TrainConfig:
         # one validation for every entry point (CLI, scan TOML, Python API): a bad value is
         # refused here, with the same one-line message everywhere, not deep inside NumPy
         if not isinstance(self.layers, (list, tuple)) or not all(_is_int(n) for n in self.layers):
-            raise MfphysError(f"--layers must be a sequence of integer widths, got {self.layers!r}")
+            raise MfphysError(f"--layers must be a sequence of integer widths, got {quote(self.layers)}")
         object.__setattr__(self, "layers", tuple(int(n) for n in self.layers))
         if isinstance(self.decay_on, str) or not isinstance(self.decay_on, (list, tuple)):
-            raise MfphysError(f"--decay-on must be a sequence of names among pi,m,xi, got {self.decay_on!r}")
+            raise MfphysError(f"--decay-on must be a sequence of names among pi,m,xi, got {quote(self.decay_on)}")
         object.__setattr__(self, "decay_on", tuple(self.decay_on))
         self.validate()
 
@@ -114,42 +121,28 @@ class TrainConfig:
         """Raise :class:`MfphysError` with one clear line for any bad value (types and ranges;
         what depends on the data, such as the input width, is checked when the data is loaded)."""
         if len(self.layers) < 2 or any(n <= 0 for n in self.layers):
-            raise MfphysError(f"--layers needs at least two positive widths, got {','.join(map(str, self.layers))}")
+            raise MfphysError(f"--layers needs at least two positive widths, got "
+                              f"{clip(','.join(map(str, self.layers)))}")
+        if any(n > MAX_INT for n in self.layers):
+            raise MfphysError(f"--layers widths must be at most {MAX_INT:,}")
         for name, low in _INT_MINIMA.items():
             value = getattr(self, name)
             if name == "n_test" and value is None:
                 continue
-            if not _is_int(value):
-                raise MfphysError(f"{_opt(name)} must be an integer, got {value!r}")
-            if value < low:
-                what = "positive" if low == 1 else f">= {low}"
-                raise MfphysError(f"{_opt(name)} must be {what}, got {value}" + _INT_HINTS.get(name, ""))
+            check_int(_opt(name), value, low=low, high=_INT_MAXIMA.get(name, MAX_INT), hint=_INT_HINTS.get(name, ""))
         for name, (low, high, closed_low) in _FLOAT_RANGES.items():
-            value = getattr(self, name)
-            if not _is_real(value):
-                raise MfphysError(f"{_opt(name)} must be a number, got {value!r}")
-            ok = math.isfinite(value) and (value >= low if closed_low else value > low) and value < high
-            if not ok:
-                if not math.isinf(high):
-                    what = f"a number in [{low:g}, {high:g})"
-                elif closed_low:
-                    what = f"a finite number >= {low:g}"
-                else:
-                    what = "a positive number"
-                raise MfphysError(f"{_opt(name)} must be {what}, got {value}")
+            check_real(_opt(name), getattr(self, name), low=low, high=high, closed_low=closed_low)
         for name, choices in (("mode", MODES), ("activation", tuple(model.ACTIVATIONS)), ("dataset", _DATASETS),
                               ("backend", _BACKENDS), ("dtype", _DTYPES),
                               ("adam_reset", ADAM_RESETS)):
-            value = getattr(self, name)
-            if value not in choices:
-                raise MfphysError(f"unknown {_opt(name)} {value!r}: choose one of {', '.join(choices)}")
+            check_choice(_opt(name), getattr(self, name), choices)
         if self.teacher_seed != 0 and self.dataset != "teacher":
             raise MfphysError(f"--teacher-seed {self.teacher_seed} is the teacher network's seed: it needs "
                               f"--dataset teacher, not {self.dataset}")
         if not set(self.decay_on) <= set(optim.PARAM_NAMES):
             raise MfphysError(f"--decay-on takes names among pi,m,xi, got {','.join(map(str, self.decay_on))}")
         if not isinstance(self.host_noise, bool):
-            raise MfphysError(f"host_noise must be True or False, got {self.host_noise!r}")
+            raise MfphysError(f"host_noise must be True or False, got {quote(self.host_noise)}")
         return self
 
     def to_json(self) -> str:
@@ -316,9 +309,7 @@ def prepare(config: TrainConfig, *, data_dir=None, dataset=None, dynamics_every:
     from ...data import dead_inputs
 
     config.validate()
-    if not _is_int(dynamics_every) or dynamics_every < 0:
-        raise MfphysError(f"--dynamics-every must be an integer >= 0 (0 = log-spaced epochs only), "
-                          f"got {dynamics_every}")
+    check_dynamics_every(dynamics_every)
     estimate = budget.train_estimate(config)
     budget.check_memory(estimate)  # before anything is allocated or generated
     be = get_backend(config.backend, config.dtype)

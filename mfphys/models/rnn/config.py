@@ -8,8 +8,9 @@ import math
 from dataclasses import dataclass, field
 
 from ...backend import BACKENDS, DTYPES
+from ...checks import MAX_INT, MAX_SAMPLES, MAX_THREADS, is_int
 from ...errors import MfphysError
-from ...fileio import dataclass_from_json
+from ...fileio import dataclass_from_json, quote
 from .model import SCALINGS, MatrixInit, RnnSpec
 from .optim import OptConfig
 
@@ -80,19 +81,24 @@ class RnnConfig:
                               ("dtype", DTYPES), ("input_mask", INPUT_MASKS)):
             if getattr(self, name) not in choices:
                 shown = ", ".join(str(c) for c in choices)
-                raise MfphysError(f"unknown {name} {getattr(self, name)!r}: choose one of {shown}")
+                raise MfphysError(f"unknown {name} {quote(getattr(self, name))}: choose one of {shown}")
         if len(self.init) != 3 or not all(isinstance(i, MatrixInit) for i in self.init):
             raise MfphysError("init takes three MatrixInit (input, recurrent, output)")
         mins = {"steps": 1, "n": 1, "batch_size": 1, "epochs": 1, "stop_min_epoch": 1, "replicas": 1, "seed": 0,
                 "eval_samples": 0, "test_repeats": 1}
+        highs = {"eval_samples": MAX_SAMPLES, "test_repeats": MAX_SAMPLES, "blas_threads": MAX_THREADS}
         for name, low in mins.items():
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise MfphysError(f"{name} must be an integer >= {low}, got {v!r}")
+            if not is_int(v) or v < low:
+                raise MfphysError(f"{name} must be an integer >= {low}, got {quote(v)}")
+            if v > highs.get(name, MAX_INT):
+                raise MfphysError(f"{name} must be at most {highs.get(name, MAX_INT):,}, got {v}")
         for name in ("batches_per_epoch", "n_train", "n_test", "blas_threads"):
             v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise MfphysError(f"{name} must be a positive integer or None, got {v!r}")
+            if v is not None and (not is_int(v) or v < 1):
+                raise MfphysError(f"{name} must be a positive integer or None, got {quote(v)}")
+            if v is not None and v > highs.get(name, MAX_INT):
+                raise MfphysError(f"{name} must be at most {highs.get(name, MAX_INT):,}, got {v}")
         if self.task == "mnist" and MNIST_PIXELS % self.steps:
             divisors = [d for d in range(1, MNIST_PIXELS + 1) if MNIST_PIXELS % d == 0]
             raise MfphysError(f"steps must divide the {MNIST_PIXELS} pixels of an MNIST image, got {self.steps}: "

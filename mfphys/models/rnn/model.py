@@ -40,6 +40,7 @@ import numpy as np
 from ... import kernels
 from ...backend import namespace_of
 from ...errors import MfphysError
+from ...fileio import quote
 from ...layers import Layer, cross_entropy
 
 #: the three matrices, in the order of every tuple of parameters, gradients and settings
@@ -81,13 +82,13 @@ class RnnSpec:
         for name in ("n_in", "n", "n_out"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise MfphysError(f"{name} must be a positive integer, got {value!r}")
+                raise MfphysError(f"{name} must be a positive integer, got {quote(value)}")
         if not (0 < self.alpha <= 1):
             raise MfphysError(f"alpha must be in (0, 1], got {self.alpha}")
         if self.scaling not in SCALINGS:
-            raise MfphysError(f"unknown scaling {self.scaling!r}: choose one of {', '.join(SCALINGS)}")
+            raise MfphysError(f"unknown scaling {quote(self.scaling)}: choose one of {', '.join(SCALINGS)}")
         if self.readout not in READOUTS:
-            raise MfphysError(f"unknown readout {self.readout!r}: choose one of {', '.join(READOUTS)}")
+            raise MfphysError(f"unknown readout {quote(self.readout)}: choose one of {', '.join(READOUTS)}")
         if not (self.sigma_rec >= 0 and math.isfinite(self.sigma_rec)):
             raise MfphysError(f"sigma_rec must be a finite number >= 0, got {self.sigma_rec}")
         if not math.isfinite(self.h0):
@@ -398,7 +399,7 @@ class MatrixInit:
 
     def __post_init__(self):
         if self.m not in ("normal", "identity"):
-            raise MfphysError(f"unknown m initialisation {self.m!r}: choose normal or identity")
+            raise MfphysError(f"unknown m initialisation {quote(self.m)}: choose normal or identity")
         for name in ("m_std", "xi"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):

@@ -27,6 +27,7 @@ import numpy as np
 from ... import kernels
 from ...backend import namespace_of
 from ...errors import MfphysError
+from ...fileio import quote
 from ...layers import BOUNDS, PARAM_NAMES, Layer
 from .model import RnnParams, RnnSpec, clamp_masked
 
@@ -64,9 +65,9 @@ class OptConfig:
         for name in ("lr_m", "lr_xi", "lr_pi", "decay_on", "halve_on"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.name not in OPTIMIZERS:
-            raise MfphysError(f"unknown optimizer {self.name!r}: choose one of {', '.join(OPTIMIZERS)}")
+            raise MfphysError(f"unknown optimizer {quote(self.name)}: choose one of {', '.join(OPTIMIZERS)}")
         if self.decay not in DECAYS:
-            raise MfphysError(f"unknown decay {self.decay!r}: choose one of {', '.join(DECAYS)}")
+            raise MfphysError(f"unknown decay {quote(self.decay)}: choose one of {', '.join(DECAYS)}")
         for name in ("lr_m", "lr_xi", "lr_pi"):
             v = getattr(self, name)
             if len(v) != 3 or not all(math.isfinite(a) and a >= 0 for a in v):

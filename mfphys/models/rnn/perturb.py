@@ -30,8 +30,9 @@ import numpy as np
 from ... import __version__, order
 from ... import storage as store
 from ...backend import EVAL, get_backend, replica_rngs
+from ...checks import MAX_SAMPLES, check_int, is_int
 from ...errors import MfphysError
-from ...fileio import utc_now
+from ...fileio import quote, utc_now
 from ...layers import Layer
 from ...perturbation import (
     FRACTIONS,
@@ -54,12 +55,13 @@ DEFAULT_MATRIX = "recurrent"
 def check_arguments(matrix: str, samples: int, fractions, *, diagonal: bool = True) -> np.ndarray:
     """Validate the experiment's arguments (one clear line each); returns the fractions."""
     if matrix not in MATRICES:
-        raise MfphysError(f"--matrix must be one of {', '.join(MATRICES)}, got {matrix!r}")
+        raise MfphysError(f"--matrix must be one of {', '.join(MATRICES)}, got {quote(matrix)}")
     if not diagonal and matrix != "recurrent":
         raise MfphysError(f"--no-diagonal leaves out the recurrent self-connections: it needs --matrix recurrent, "
                           f"got --matrix {matrix}")
-    if samples < 1:
+    if is_int(samples) and samples < 1:
         raise MfphysError(f"--samples must be at least 1, got {samples}")
+    check_int("--samples", samples, low=1, high=MAX_SAMPLES)
     return check_fractions(fractions)
 
 
@@ -145,7 +147,7 @@ def perturb_run(run_path, *, matrix: str = DEFAULT_MATRIX, fractions=FRACTIONS, 
     t = store.run_tolerances(ds, tol=tol, xi_tol=xi_tol, exact=exact)
     cfg = rnn_store.config_from_attrs(ds.attrs, run_path)
     check_mode(cfg, run_path, allow_bp)
-    seed = cfg.seed if seed is None else int(seed)
+    seed = cfg.seed if seed is None else check_int("--seed", seed, low=0)
     params = rnn_store.params_from_dataset(ds)
     be = get_backend(backend, cfg.dtype)
     test = task_inputs(cfg, dataset=dataset, data_dir=data_dir)

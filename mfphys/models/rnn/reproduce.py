@@ -34,6 +34,7 @@ import xarray as xr
 from ... import __version__
 from ... import storage as store
 from ...errors import MfphysError
+from ...fileio import quote
 from ...stats import sample_std
 from .config import RnnConfig
 from .store import SAMPLED
@@ -95,9 +96,9 @@ class RnnProtocol:
         for name in ("seeds", "epochs", "ms_seeds", "samples"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
-                raise MfphysError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
+                raise MfphysError(f"--{name.replace('_', '-')} must be a positive integer, got {quote(v)}")
         if self.ms_epochs is not None and self.ms_epochs < 1:
-            raise MfphysError(f"ms_epochs must be a positive integer or None, got {self.ms_epochs!r}")
+            raise MfphysError(f"ms_epochs must be a positive integer or None, got {quote(self.ms_epochs)}")
         self.mnist_config("gbp")
         self.multisensory_config()
         return self

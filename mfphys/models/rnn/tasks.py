@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ...errors import MfphysError
+from ...fileio import quote
 from .config import MNIST_PIXELS, RnnConfig
 from .model import MatrixInit
 from .optim import OptConfig
@@ -106,7 +107,7 @@ def multisensory_trials(task: Multisensory, rngs, *, phase: str = "train", repea
     each replica's generator (one per replica in ``rngs``), so the trials are fixed by the seed.
     """
     if phase not in ("train", "test"):
-        raise MfphysError(f"phase must be train or test, got {phase!r}")
+        raise MfphysError(f"phase must be train or test, got {quote(phase)}")
     ep = task.epochs(phase)
     T = ep["steps"]
     conds = [(i, f) for i in range(len(task.modalities)) for f in task.freqs]
@@ -249,10 +250,10 @@ def mnist_protocol(base: RnnConfig, steps: int, n: int | None = None) -> RnnConf
     if base.task != "mnist":
         raise MfphysError(f"the {base.task} task is not read from MNIST images: it has no steps to choose")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1 or MNIST_PIXELS % steps:
-        raise MfphysError(f"steps must divide the {MNIST_PIXELS} pixels of an MNIST image, got {steps!r}")
+        raise MfphysError(f"steps must divide the {MNIST_PIXELS} pixels of an MNIST image, got {quote(steps)}")
     n = base.n if n is None else n
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise MfphysError(f"n (hidden units) must be an integer >= 1, got {n!r}")
+        raise MfphysError(f"n (hidden units) must be an integer >= 1, got {quote(n)}")
     if steps == base.steps and n == base.n:
         return base
     n_in, base_n_in = MNIST_PIXELS // steps, base.io[0]
@@ -265,5 +266,5 @@ def mnist_protocol(base: RnnConfig, steps: int, n: int | None = None) -> RnnConf
 def preset(name: str) -> RnnConfig:
     """A reference protocol by name (:data:`PRESETS`)."""
     if name not in PRESETS:
-        raise MfphysError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+        raise MfphysError(f"unknown preset {quote(name)}: choose one of {', '.join(PRESETS)}")
     return PRESETS[name]

@@ -31,6 +31,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ...backend import EVAL, INIT, NOISE, ORDER, generator_from_state, get_backend, replica_rngs
+from ...checks import check_dynamics_every
 from ...dynamics import DYNAMICS_EVERY, Dynamics, dynamics_due
 from ...errors import DivergenceError, MfphysError
 from ...layers import Layer, vote_counts
@@ -176,9 +177,7 @@ def running(config: RnnConfig):
 def prepare(config: RnnConfig, *, data_dir=None, dataset=None, dynamics_every: int = DYNAMICS_EVERY) -> RnnSetup:
     """Validate, pick the backend and put the task's data on it (nothing is trained)."""
     config.validate()
-    if not isinstance(dynamics_every, int) or isinstance(dynamics_every, bool) or dynamics_every < 0:
-        raise MfphysError(f"--dynamics-every must be an integer >= 0 (0 = log-spaced epochs only), "
-                          f"got {dynamics_every}")
+    check_dynamics_every(dynamics_every)
     be = get_backend(config.backend, config.dtype)
     if be.name != "numpy":  # before anything is put on the GPU (docs/gpu.md)
         from ... import budget
