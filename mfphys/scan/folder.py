@@ -122,6 +122,10 @@ def scan_status(folder: str | os.PathLike) -> dict:
     A cell counts as done as soon as its file exists (files are only ever written whole).
     """
     meta = read_scan_json(folder)
+    if "adaptive" in meta:  # its cells are the files it wrote, not a grid (docs/scans.md "Adaptive scans")
+        from .adaptive_view import adaptive_status
+
+        return adaptive_status(folder, meta)
     p = _Paths(Path(folder))
     try:
         names = set(os.listdir(p.cells))
