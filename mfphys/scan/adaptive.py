@@ -323,9 +323,10 @@ def target_value(ds, name: str, options: Mapping, model: str) -> float:
     def var(n):
         if n not in ds:
             have = sorted(k for k, v in ds.data_vars.items()
-                          if set(v.dims) <= {"replica", family.unit, "epoch"} and v.dtype.kind == "f")
+                          if set(v.dims) <= {"replica", family.unit, "epoch"} and v.dtype.kind == "f"
+                          and not k.endswith(("_live", "_exact", "_seconds", "_nodiag")))
             raise MfphysError(f"--target {name}: the cells record no {n!r}; e.g. "
-                              f"{', '.join([*DERIVED_TARGETS, *have][:20])}")
+                              f"{', '.join([*DERIVED_TARGETS, *have][:14])}, ...")
         return ds[n]
 
     if base in ("sampled_error", "gap") and family.sampled_accuracy is None:
