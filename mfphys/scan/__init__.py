@@ -53,7 +53,7 @@ _LAZY = {
     **dict.fromkeys(("ScanEvent", "ScanReport", "ScanPlan", "plan_scan", "run_scan"), "runner"),
     **dict.fromkeys(("Axis", "AdaptiveSpec", "AdaptiveReport", "adaptive_spec_from_options", "parse_axis",
                      "plan_adaptive", "run_adaptive_scan", "target_value"), "adaptive"),
-    **dict.fromkeys(("open_adaptive", "interpolate", "adaptive_status"), "adaptive_view"),
+    **dict.fromkeys(("open_adaptive", "interpolate", "adaptive_status", "gridded"), "adaptive_view"),
 }
 
 __all__ = [
@@ -65,7 +65,7 @@ __all__ = [
     "RENAMED", "cell_path", "network_mean", "open_scan", "select_layer",
     "ScanEvent", "ScanReport", "ScanPlan", "plan_scan", "run_scan",
     "Axis", "AdaptiveSpec", "AdaptiveReport", "adaptive_spec_from_options", "parse_axis", "plan_adaptive",
-    "run_adaptive_scan", "target_value", "open_adaptive", "interpolate", "adaptive_status",
+    "run_adaptive_scan", "target_value", "open_adaptive", "interpolate", "adaptive_status", "gridded",
 ]
 
 
@@ -83,7 +83,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from
         run_adaptive_scan,
         target_value,
     )
-    from .adaptive_view import adaptive_status, interpolate, open_adaptive
+    from .adaptive_view import adaptive_status, gridded, interpolate, open_adaptive
     from .folder import CELLS, KIND, SCAN_JSON, marker_alive, read_scan_json, scan_status
     from .runner import ScanEvent, ScanPlan, ScanReport, plan_scan, run_scan
     from .spec import (

@@ -264,3 +264,34 @@ def interpolate(ds, values, *, points: int = 64):
             arr = arr.swap_dims(combo=disc[0])
         return arr
     return xr.DataArray(out[0], dims=tuple(cont), coords=coords)
+
+
+def gridded(ds):
+    """An adaptive scan's cells (:func:`open_adaptive`) on the grid of the coordinates they have:
+    every distinct value of each axis is a row or column, each cell sits at its own place and
+    the places no cell has sampled are ``pending`` (NaN). The dataset then has the shape of a grid
+    scan's (:func:`mfphys.open_scan`), for views that draw grids (the TUI's heatmap shows an
+    adaptive scan filling in while it runs); its cell keys are the adaptive cells' keys."""
+    import xarray as xr
+
+    ad = json.loads(ds.attrs["adaptive"])
+    dims = [*ad.get("discrete", []), *ad["axes"]]
+    values = {d: np.unique(ds[d].values) for d in dims}
+    shape = tuple(len(values[d]) for d in dims)
+    index = tuple(np.searchsorted(values[d], ds[d].values) for d in dims)
+    data = {}
+    for name, var in ds.data_vars.items():
+        if "cell" not in var.dims:
+            continue
+        rest = [d for d in var.dims if d != "cell"]
+        arr = np.asarray(var.transpose("cell", *rest).values)
+        if name in ("status", "error"):
+            fill = np.full(shape + arr.shape[1:], "pending" if name == "status" else "", dtype=object)
+        else:
+            fill = np.full(shape + arr.shape[1:], np.nan)
+        fill[index] = arr
+        data[name] = xr.Variable(tuple(dims) + tuple(rest), fill.astype(str) if name in ("status", "error") else fill,
+                                 attrs=var.attrs)
+    coords = {d: values[d] for d in dims}
+    coords.update({k: v for k, v in ds.coords.items() if "cell" not in v.dims and k != "cell"})
+    return xr.Dataset(data, coords=coords, attrs=dict(ds.attrs))
