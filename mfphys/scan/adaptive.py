@@ -60,7 +60,12 @@ class Axis(NamedTuple):
         return min(max(u, self.bounds[0]), self.bounds[1])
 
     def from_learner(self, u: float) -> float:
-        return 10.0 ** u if self.scale == "log" else float(u)
+        """The value at a learner's coordinate: the bounds exactly, else to 10 significant digits
+        (so that a cell key reads 0.3, not 0.29999999999999993)."""
+        lo, hi = self.bounds
+        if u <= lo or u >= hi:
+            return self.lo if u <= lo else self.hi
+        return float(f"{(10.0 ** u if self.scale == 'log' else float(u)):.10g}")
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -241,11 +246,10 @@ class AdaptiveSpec:
                                         where=f"{where}: axis {k}"))
             axes_ = parsed
         axes_ = tuple(axes_)
-        options = {k: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
-                   for k, v in (discrete or {}).items()}
-        for k, v in (fixed or {}).items():
-            options[k] = ",".join(map(str, v)) if isinstance(v, (list, tuple)) and k != "decay_on" else \
-                (",".join(v) if isinstance(v, (list, tuple)) else str(v))
+        def text(v):  # as the command line gives it (a list of several values is a discrete axis)
+            return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+        options = {k: text(v) for k, v in {**(fixed or {}), **(discrete or {})}.items()}
         return _spec(axes_, options, target=target, name=name, model=model, where=where)
 
 

@@ -145,3 +145,16 @@ def test_cells_concentrate_where_the_target_changes(tmp_path):
     assert rise >= flat + 2, sorted(alpha)
     uniform = np.geomspace(0.5, 50, 12)
     assert rise > ((uniform >= 4) & (uniform <= 20)).sum()
+
+
+def test_two_continuous_axes_learn_on_a_plane_and_interpolate_on_it(tmp_path):
+    spec = teacher_spec(axes={"alpha": (1, 20), "lr": (0.01, 0.3)}, target="sparsity")
+    scan.run_adaptive_scan(spec, tmp_path / "plane", cells=6)
+    ds = scan.open_scan(tmp_path / "plane")
+    corners = {(a, lr) for a, lr in zip(ds.alpha.values, ds.lr.values)}
+    assert {(1.0, 0.01), (1.0, 0.3), (20.0, 0.01), (20.0, 0.3)} <= corners  # a Learner2D starts at the corners
+    assert "lr_schedule" in ds  # the per-epoch learning rate, renamed as in a grid that scans lr
+    grid = scan.interpolate(ds, ds.target.sel(target_name="sparsity", drop=True), points=5)
+    assert grid.dims == ("alpha", "lr") and grid.shape == (5, 5) and np.isfinite(grid.values).all()
+    assert grid.sel(alpha=1.0, lr=0.01).item() == pytest.approx(
+        ds.target.values[(ds.alpha.values == 1.0) & (ds.lr.values == 0.01), 0].item())
