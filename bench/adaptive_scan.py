@@ -10,6 +10,9 @@ position of the sparsity onset (the n_train where the whole network's sparsity c
 ``--level``) in decades. Small networks and few epochs, to fit a shared 2-core machine.
 
     MFPHYS_DATA_DIR=... python bench/adaptive_scan.py --out bench/out/adaptive
+    python bench/adaptive_scan.py --case teacher --lo 50 --hi 5000 --dense 28 --depths 1,2 --out bench/out/ad-teacher
+    python bench/adaptive_scan.py --case teacher-small --lo 10 --hi 1000 --dense 28 --depths 1,2 \
+        --out bench/out/ad-small
 """
 
 from __future__ import annotations
@@ -21,12 +24,24 @@ from pathlib import Path
 
 import numpy as np
 
-FIXED = {"dataset": "mnist", "width": 20, "epochs": 3, "batch_size": 100, "n_test": 2000, "eval_samples": 4,
-         "replicas": 1, "backend": "numpy"}
+#: the two cases: MNIST (depth x n_train) and the cheaper teacher-student one (depth x n_train = alpha N0)
+CASES = {
+    "mnist": {"dataset": "mnist", "width": 20, "epochs": 3, "batch_size": 100, "n_test": 2000, "eval_samples": 4,
+              "replicas": 1, "backend": "numpy"},
+    "teacher": {"dataset": "teacher", "input_dim": 100, "width": 30, "epochs": 5, "batch_size": 25,
+                "n_test": 2000, "eval_samples": 4, "replicas": 4, "backend": "numpy"},
+    # the set-up of tests/scan/test_adaptive.py: a flat region (no sparsity) and a sharp onset
+    "teacher-small": {"dataset": "teacher", "input_dim": 20, "width": 10, "epochs": 2, "batch_size": 10,
+                      "n_test": 1000, "eval_samples": 4, "replicas": 4, "backend": "numpy"},
+}
+FIXED = CASES["mnist"]
 
 
-def crossing(x, y, level):
-    """The first x (log10) where y rises through level, linearly between points; NaN if it never does."""
+def crossing(x, y, level, falling=False):
+    """The first x (log10) where y rises (``falling``: falls) through level, linearly between
+    points; NaN if it never does."""
+    if falling:
+        return crossing(x, -np.asarray(y), -level)
     above = np.nonzero(y >= level)[0]
     if not len(above) or above[0] == 0:
         return np.nan
@@ -49,13 +64,18 @@ def curves(ds, values, dim="n_train"):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("bench/out/adaptive"))
+    ap.add_argument("--case", choices=sorted(CASES), default="mnist")
     ap.add_argument("--depths", default="1,2,3,4")
     ap.add_argument("--lo", type=int, default=200)
     ap.add_argument("--hi", type=int, default=60000)
     ap.add_argument("--dense", type=int, default=22)
     ap.add_argument("--every", type=int, default=3, help="the uniform grid: every N-th dense n_train")
-    ap.add_argument("--level", type=float, default=0.1)
+    ap.add_argument("--level", type=float, default=0.1, help="the sparsity onset: where it rises through this")
+    ap.add_argument("--error-level", type=float, default=0.5,
+                    help="the learning onset: where the test error falls through this")
     args = ap.parse_args()
+    global FIXED
+    FIXED = CASES[args.case]
     from mfphys import scan
 
     depths = [int(d) for d in args.depths.split(",")]
@@ -87,18 +107,18 @@ def main():
         ref = ref_err if target == "test_error" else ref_sp
         row = {}
         for label, cur in (("adaptive", ada), ("uniform", uni)):
-            if target == "test_error":
-                errs = np.concatenate([np.interp(ref[d][0], *cur[d]) - ref[d][1] for d in depths])
-                row[label] = {"rms": float(np.sqrt(np.mean(errs ** 2))), "max": float(np.abs(errs).max()),
-                              "cells": {d: len(cur[d][0]) for d in depths}}
-            else:
-                pos = {d: crossing(*cur[d], args.level) - crossing(*ref[d], args.level) for d in depths}
-                vals = np.array([v for v in pos.values() if np.isfinite(v)])
-                row[label] = {"onset_error_decades": {d: round(float(v), 4) for d, v in pos.items()},
-                              "mean_abs_decades": float(np.abs(vals).mean()) if len(vals) else None,
-                              "cells": {d: len(cur[d][0]) for d in depths}}
-        row["reference_onset_n_train"] = {d: round(float(10 ** crossing(*ref[d], args.level))) for d in depths} \
-            if target == "sparsity" else None
+            level, falling = (args.error_level, True) if target == "test_error" else (args.level, False)
+            errs = np.concatenate([np.interp(ref[d][0], *cur[d]) - ref[d][1] for d in depths])
+            pos = {d: crossing(*cur[d], level, falling) - crossing(*ref[d], level, falling) for d in depths}
+            vals = np.array([v for v in pos.values() if np.isfinite(v)])
+            row[label] = {"rms": float(np.sqrt(np.mean(errs ** 2))), "max": float(np.abs(errs).max()),
+                          "onset_error_decades": {d: round(float(v), 4) for d, v in pos.items()},
+                          "mean_abs_decades": float(np.abs(vals).mean()) if len(vals) else None,
+                          "cells": {d: len(cur[d][0]) for d in depths}}
+        level, falling = (args.level, False) if target == "sparsity" else (args.error_level, True)
+        row["reference_onset_n_train"] = {d: (round(float(10 ** v)) if np.isfinite(v := crossing(*ref[d], level,
+                                                                                                 falling)) else None)
+                                          for d in depths}
         results[target] = row
     (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     print(json.dumps(results, indent=1, default=str))
@@ -128,7 +148,8 @@ def figure(out, depths, ref_err, ref_sp, args):
             ax.axhline(args.level, color="gray", lw=0.8, ls="--")
         ax.set_title(f"{target}: dots = adaptive cells, squares = uniform grid", fontsize=9)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"MNIST, width {FIXED['width']}, {FIXED['epochs']} epochs: adaptive vs uniform at "
+    fig.suptitle(f"{FIXED['dataset']}, width {FIXED['width']}, {FIXED['epochs']} epochs, {FIXED['replicas']} "
+                 f"replica(s): adaptive vs uniform at "
                  f"{len(depths) * len(ref_err[depths[0]][0][:: args.every])} cells each")
     fig.tight_layout()
     fig.savefig(out / "adaptive-vs-uniform.png", dpi=110)
