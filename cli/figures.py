@@ -246,3 +246,128 @@ def phase_figure(ds, variables, *, layer: Optional[int] = None, live: bool = Tru
 
 FIGURES = {"curves": curves, "distributions": distributions, "perturbation": perturbation, "entropy": entropy,
            "dynamics": dynamics}
+
+
+def adaptive_values(ds, var: str, *, layer: Optional[int] = None, live: bool = True, matrix: str = "recurrent",
+                    diagonal: bool = True):
+    """One number per cell of an adaptive scan (mean over replicas) and what it shows: the
+    reduction of :func:`phase_figure` (whole network, a layer or a matrix), plus the targets
+    ``test_error``, ``sampled_error`` and ``gap`` (sampled minus mean-field error) and
+    ``NAME:PART`` (one layer or matrix), as ``mfphys scan --target`` names them."""
+    from mfphys import registry
+    from mfphys.scan import network_mean, select_layer
+
+    name, _, part = var.partition(":")
+    sampled = registry.get(ds.attrs.get("model") or registry.DEFAULT).sampled_accuracy
+    if name == "sampled_error" and sampled in ds:
+        return 1.0 - ds[sampled].mean("replica"), ""
+    if name == "gap" and sampled in ds:
+        return (ds.test_acc.isel(epoch=-1) - ds[sampled]).mean("replica"), "sampled - mean-field error"
+    da, what = ds[name], ""
+    if "matrix" in da.dims:
+        pick = part or matrix
+        if not diagonal and pick == "recurrent" and f"{name}_nodiag" in ds:
+            da = ds[f"{name}_nodiag"]
+        da, what = da.sel(matrix=pick, drop=True), f"{pick} matrix"
+    elif "layer" in da.dims:
+        pick = int(part) if part else layer
+        if pick is None:
+            da, what = network_mean(ds, name, live=live), "whole network" + (", live inputs" if live else "")
+        else:
+            da, what = select_layer(ds, name, pick, live=live), (f"layer {pick}" if pick > 0 else "output layer"
+                                                                  if pick == -1 else f"layer {pick} from the output")
+    if "epoch" in da.dims:
+        da = da.isel(epoch=-1)
+    if "dyn_epoch" in da.dims:
+        da = da.isel(dyn_epoch=-1)
+    return (da.mean("replica") if "replica" in da.dims else da), what
+
+
+@_styled
+def adaptive_figure(ds, variables, *, layer: Optional[int] = None, live: bool = True, matrix: str = "recurrent",
+                    diagonal: bool = True, level: Optional[float] = None, points: int = 200):
+    """An adaptive scan's picture (docs/scans.md "Adaptive scans"): per variable, the value
+    interpolated between the sampled cells (:func:`mfphys.scan.interpolate`) with the cells drawn
+    over it as dots, so one sees where the learner spent them.
+
+    One continuous axis: a heatmap with one row per combination of the discrete axes (depth), or
+    a curve when there is one; two continuous axes: a heatmap over both. ``level``: the boundary
+    where the variable crosses it (a contour; on rows, a mark at each crossing)."""
+    from mfphys.order import display_name
+    from mfphys.scan import interpolate
+
+    ad = json.loads(ds.attrs["adaptive"])
+    cont = list(ad["axes"])
+    log = {n: ad["axes"][n]["scale"] == "log" for n in cont}
+    disc = [d for d in ad.get("discrete", []) if len(np.unique(ds[d].values)) > 1]
+    if len(cont) == 2 and disc:
+        from mfphys.errors import MfphysError
+
+        raise MfphysError(f"pick one value of {', '.join(disc)} with --sel {disc[0]}=... (two continuous axes "
+                          "are drawn for one combination at a time)")
+    n = len(variables)
+    cols = min(n, 2)
+    rows = (n + cols - 1) // cols
+    fig = Figure(figsize=(5.6 * cols, 4.0 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    done = (ds.status == "done").values
+    for ax, var in zip(axes.flat, variables):
+        values, what = adaptive_values(ds, var, layer=layer, live=live, matrix=matrix, diagonal=diagonal)
+        grid = interpolate(ds, values, points=points)
+        title = display_name(var.partition(":")[0]) + (f" ({what})" if what else "")
+        if len(cont) == 1 and not disc:
+            x = ds[cont[0]].values[done]
+            order = np.argsort(x)
+            ax.plot(grid[cont[0]].values, grid.values, color=COLORS["gbp"], lw=1.2, label="interpolated")
+            ax.plot(x[order], values.values[done][order], "o", ms=4, color="black", label="cells")
+            if level is not None:
+                ax.axhline(level, color="#d62728", lw=0.8, ls="--", label=f"level {level:g}")
+            ax.set_ylabel(display_name(var.partition(":")[0]))
+            ax.legend(fontsize=8)
+        elif len(cont) == 1:
+            combos = [tuple(grid[d].values[i].item() for d in disc) for i in range(grid.shape[0])]
+            labels = [",".join(map(str, c)) for c in combos]
+            xs = grid[cont[0]].values
+            im = ax.pcolormesh(xs, np.arange(len(labels)), grid.values, shading="nearest", cmap="viridis")
+            fig.colorbar(im, ax=ax)
+            for i, combo in enumerate(combos):
+                sel = done.copy()
+                for d, v in zip(disc, combo):
+                    sel &= ds[d].values == v
+                ax.plot(ds[cont[0]].values[sel], np.full(sel.sum(), i), "o", ms=3.5, mfc="white", mec="black",
+                        mew=0.6)
+                if level is not None:
+                    y = grid.values[i]
+                    cross = np.nonzero(np.diff(np.sign(y - level)) != 0)[0]
+                    for j in cross:  # the crossing between two grid points, linearly
+                        t = (level - y[j]) / (y[j + 1] - y[j])
+                        xc = np.exp(np.log(xs[j]) + t * np.log(xs[j + 1] / xs[j])) if log[cont[0]] else \
+                            xs[j] + t * (xs[j + 1] - xs[j])
+                        ax.plot([xc, xc], [i - 0.45, i + 0.45], color="#d62728", lw=2)
+            ax.set_yticks(range(len(labels)), labels)
+            ax.set_ylabel(", ".join(disc))
+            ax.grid(False)
+        else:
+            xs, ys = grid[cont[0]].values, grid[cont[1]].values
+            im = ax.pcolormesh(xs, ys, grid.values.T, shading="nearest", cmap="viridis")
+            fig.colorbar(im, ax=ax)
+            ax.plot(ds[cont[0]].values[done], ds[cont[1]].values[done], "o", ms=3.5, mfc="white", mec="black",
+                    mew=0.6)
+            if level is not None and np.isfinite(grid.values).any():
+                with np.errstate(invalid="ignore"):
+                    ax.contour(xs, ys, grid.values.T, levels=[level], colors="#d62728", linewidths=1.5)
+            if log[cont[1]]:
+                ax.set_yscale("log")
+            ax.set_ylabel(cont[1])
+            ax.grid(False)
+        if log[cont[0]]:
+            ax.set_xscale("log")
+        ax.set_xlabel(cont[0])
+        ax.set_title(title + (f", boundary at {level:g}" if level is not None else ""), fontsize=9)
+    f = json.loads(ds.attrs.get("fixed", "{}"))
+    fig.suptitle(f"adaptive scan {ds.attrs.get('name', '')}: {int(done.sum())} cells, {f.get('epochs', '')} epochs, "
+                 f"{ds.sizes['replica']} replica(s)")
+    fig.tight_layout()
+    return fig

@@ -54,6 +54,7 @@ RNN_SCAN_OPTIONS = families.adapter("rnn").SCAN_OPTIONS
 MODELS = ("ffn", "rnn")
 FFN = "Feed-forward options"
 RNN = "Recurrent options"
+ADAPTIVE = "Adaptive scans"
 
 
 def _check_family_options(ctx: typer.Context, family: str) -> None:
@@ -151,6 +152,20 @@ def scan(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars or summary"),
     dry_run: bool = typer.Option(False, "--dry-run", help="check the options, print the cells, memory, disk and a "
                                                          "time estimate from a short calibration, then stop"),
+    adaptive: bool = typer.Option(False, "--adaptive", help="sample continuous axes where --target changes most "
+                                                            "(python-adaptive) instead of a grid",
+                                  rich_help_panel=ADAPTIVE),
+    axis: List[str] = typer.Option([], "--axis", help="a continuous axis NAME=LOW:HIGH[:log|linear], e.g. "
+                                                      "n_train=500:60000:log or alpha=0.5:8 (teacher P/N0); "
+                                                      "repeatable", rich_help_panel=ADAPTIVE),
+    target: str = typer.Option("test_error", help="what to resolve: test_error, sampled_error, gap, sparsity, "
+                                                  "frac_vip, entropy, any scalar the cells record (NAME:LAYER for "
+                                                  "one layer); comma-separated for several",
+                               rich_help_panel=ADAPTIVE),
+    cells: Optional[int] = typer.Option(None, "--cells", help="budget: finished cells in the folder at the end",
+                                        rich_help_panel=ADAPTIVE),
+    loss_goal: Optional[float] = typer.Option(None, "--loss-goal", help="budget: stop once the learner's loss "
+                                                                        "is at most this", rich_help_panel=ADAPTIVE),
 ):
     """Train a grid of runs over --depth x --n-train (and any list-valued option) into one resumable scan folder.
 
@@ -162,6 +177,10 @@ def scan(
     from mfphys.checks import check_scan_options
 
     check_scan_options(workers=workers, blas_threads=blas_threads, connect_timeout=connect_timeout)
+    adaptive_given = sorted(given_options(ctx, ["axis", "target", "cells", "loss_goal"]))
+    if adaptive_given and not adaptive:
+        raise MfphysError(f"{', '.join(option_flag(o) for o in adaptive_given)}: options of an adaptive scan "
+                          "(add --adaptive)")
     if family is not None and family not in MODELS:
         known = f"{', '.join(MODELS)}" + ("" if set(families.names()) <= set(MODELS) else
                                           " (the others have no scans yet)")
@@ -176,6 +195,14 @@ def scan(
         raise MfphysError(f"--replicas must be positive, got {replicas}")
     if name is not None and out is not None:
         raise MfphysError("give --name (the folder runs/<name>) or --out (any folder), not both")
+    if adaptive:  # the options above, and the adaptive ones: cli/scan_adaptive.py
+        from . import scan_adaptive
+
+        return scan_adaptive.run(options=options, axis=axis, target=target, cells=cells, loss_goal=loss_goal,
+                                 config=config, name=name, out=out, family=family, workers=workers,
+                                 scheduler=scheduler, connect_timeout=connect_timeout, blas_threads=blas_threads,
+                                 retry_failed=retry_failed, reuse=reuse, data_dir=data_dir, quiet=quiet,
+                                 dry_run=dry_run, exit_failed=EXIT_FAILED_CELLS, print_plan=print_plan)
     spec = scan_mod.spec_from_options(options, config=config, name=name, model=family)
     folder = out if out is not None else Path("runs") / (spec.name or spec.default_name())
     if dry_run:
@@ -239,6 +266,8 @@ def scan_plot(
                                                     "input, recurrent or output \\[default: recurrent]"),
     diagonal: bool = typer.Option(True, "--diagonal/--no-diagonal", help="recurrent scans: count the recurrent "
                                                                           "matrix's diagonal (self-connections)"),
+    level: Optional[float] = typer.Option(None, help="adaptive scans: draw the boundary where the variable "
+                                                     "crosses this level (e.g. sparsity 0.05)"),
 ):
     """Draw a scan's phase-like picture: heatmaps over depth x n_train (mean over replicas).
 
@@ -251,6 +280,15 @@ def scan_plot(
     from . import figures
 
     ds = scan_mod.open_scan(folder)
+    if "adaptive" in ds.attrs:  # sampled cells over the interpolated picture: cli/scan_adaptive.py
+        from . import scan_adaptive
+
+        return scan_adaptive.plot(ds, folder, out=out, variables=variables if "variables" in given_options(ctx)
+                                  else None, layer=layer, all_inputs=all_inputs, matrix=matrix, diagonal=diagonal,
+                                  sel=sel, level=level)
+    if level is not None:
+        raise MfphysError("--level draws a boundary over an adaptive scan's interpolated picture; "
+                          f"{folder} is a grid scan")
     rnn = ds.attrs.get("model") == "rnn"
 
     given = given_options(ctx).__contains__

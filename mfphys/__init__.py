@@ -39,16 +39,17 @@ from .train import TrainConfig, TrainResult, train  # noqa: E402
 #: public name -> the module that defines it, loaded on first access
 _LAZY = {
     "open_run": "store", "open_runs": "store", "save_run": "store", "run_to_dataset": "store",
-    "ScanSpec": "scan", "open_scan": "scan", "run_scan": "scan",
+    "ScanSpec": "scan", "open_scan": "scan", "run_scan": "scan", "run_adaptive_scan": "scan",
 }
 
 __all__ = ["__version__", "families", "MfphysError", "DivergenceError", "TrainConfig", "TrainResult", "train",
-           "open_run", "open_runs", "save_run", "run_to_dataset", "ScanSpec", "open_scan", "run_scan"]
+           "open_run", "open_runs", "save_run", "run_to_dataset", "ScanSpec", "open_scan", "run_scan",
+           "run_adaptive_scan"]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from __getattr__
-    from .scan import ScanSpec, open_scan, run_scan
+    from .scan import ScanSpec, open_scan, run_adaptive_scan, run_scan
     from .store import open_run, open_runs, run_to_dataset, save_run

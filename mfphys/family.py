@@ -28,7 +28,7 @@ The parts, in the order a run meets them:
 - **budget**: :meth:`estimate` (memory and disk before anything is allocated),
   :meth:`calibrate` and :meth:`seconds` (time);
 - **scans**: :meth:`scan_axes` (its option schema, the always-scanned axes, defaults, one
-  cell's configuration and check);
+  cell's configuration and check); :meth:`adaptive_axes` (the continuous axes of an adaptive scan);
 - **perturbation**: :meth:`perturb_targets`, :meth:`perturb_run`;
 - **reproduce**: :meth:`experiments`;
 - **front ends**: :attr:`frontend`, the module of the CLI/TUI adapter (the library never
@@ -83,6 +83,41 @@ class ScanAxes(NamedTuple):
     added_later: Mapping[str, Any] = {}
 
 
+class AdaptiveAxis(NamedTuple):
+    """A continuous axis of an adaptive scan (docs/scans.md "Adaptive scans"): a number sampled
+    anywhere between two bounds, which sets one or more options of a cell.
+
+    ``sets``: the options a value of the axis sets (``n_train`` for the teacher-student
+    ``alpha = P/N0``); ``point(value, options)``: the cell nearest to ``value`` given the cell's
+    other options, as ``(coordinate, {option: value})`` (an integer option is rounded, the
+    recurrent step count goes to the nearest divisor of the image); ``scale``: the scale
+    (``log`` or ``linear``) used when the user names none.
+    """
+
+    sets: tuple[str, ...]
+    point: Callable[[float, Mapping], tuple[Any, dict]]
+    scale: str = "linear"
+
+
+def rounded_point(name: str) -> Callable[[float, Mapping], tuple[Any, dict]]:
+    """The :attr:`AdaptiveAxis.point` of an integer option: the nearest integer, at least 1."""
+
+    def point(value: float, options: Mapping) -> tuple[Any, dict]:
+        v = max(1, int(round(float(value))))
+        return v, {name: v}
+
+    return point
+
+
+def float_point(name: str) -> Callable[[float, Mapping], tuple[Any, dict]]:
+    """The :attr:`AdaptiveAxis.point` of a real option: the value itself."""
+
+    def point(value: float, options: Mapping) -> tuple[Any, dict]:
+        return float(value), {name: float(value)}
+
+    return point
+
+
 class Experiment(NamedTuple):
     """One experiment of ``mfphys reproduce``: its name, a one-line description, and the
     family's function that runs it (``run(folder, *, quick, data_dir, ...)`` -> dataset(s))."""
@@ -115,6 +150,9 @@ class ModelFamily(abc.ABC):
     frontend: ClassVar[str | None] = None
     #: whether its run files count layer 1 over live inputs too (the ``_live`` order parameters)
     live_inputs: ClassVar[bool] = False
+    #: the run variable of the sampled sub-networks' test accuracy (the adaptive target ``gap``:
+    #: sampled minus mean-field error); None: the family records none
+    sampled_accuracy: ClassVar[str | None] = None
     #: what :meth:`connections` counts, for the combined scan view's ``n_connections``
     connections_text: ClassVar[str] = "connections of the weight matrix"
 
@@ -273,6 +311,21 @@ class ModelFamily(abc.ABC):
     @abc.abstractmethod
     def scan_axes(self) -> ScanAxes:
         """The family's scan options and cell configurations."""
+
+    def adaptive_axes(self) -> Mapping[str, AdaptiveAxis]:
+        """The continuous axes an adaptive scan may sample (docs/scans.md "Adaptive scans"):
+        by default every scannable integer or real option (rounded or as is, linear scale);
+        a family adds derived axes and scales of its own."""
+        sa = self.scan_axes()
+        out = {}
+        for name, kind in sa.options.items():
+            if name in sa.not_scannable:
+                continue
+            if kind == "int":
+                out[name] = AdaptiveAxis((name,), rounded_point(name))
+            elif kind == "float":
+                out[name] = AdaptiveAxis((name,), float_point(name))
+        return out
 
     def scan_meta(self, fixed: Mapping) -> dict:
         """Extra keys of a scan's ``scan.json`` (besides grid, fixed, model, hash)."""

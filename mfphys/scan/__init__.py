@@ -27,7 +27,10 @@ workers need no shared file system.
 
 The modules, one concern each: :mod:`~mfphys.scan.spec` (options, grid, :class:`ScanSpec`),
 :mod:`~mfphys.scan.folder` (layout, markers, :func:`scan_status`), :mod:`~mfphys.scan.view`
-(:func:`open_scan`), :mod:`~mfphys.scan.runner` (:func:`run_scan`). Every public name is
+(:func:`open_scan`), :mod:`~mfphys.scan.runner` (:func:`run_scan`), and the adaptive scans
+(docs/scans.md "Adaptive scans"): :mod:`~mfphys.scan.adaptive` (:func:`run_adaptive_scan`, on
+python-adaptive's learners) and :mod:`~mfphys.scan.adaptive_view` (its cells along ``cell``,
+:func:`interpolate`). Every public name is
 importable from ``mfphys.scan``; each module is loaded on first use (PEP 562), so reading a
 scan's spec or progress does not import xarray, netCDF4 or Dask.
 """
@@ -48,6 +51,9 @@ _LAZY = {
     **dict.fromkeys(("SCAN_JSON", "CELLS", "KIND", "marker_alive", "read_scan_json", "scan_status"), "folder"),
     **dict.fromkeys(("RENAMED", "open_scan", "cell_path", "network_mean", "select_layer"), "view"),
     **dict.fromkeys(("ScanEvent", "ScanReport", "ScanPlan", "plan_scan", "run_scan"), "runner"),
+    **dict.fromkeys(("Axis", "AdaptiveSpec", "AdaptiveReport", "adaptive_spec_from_options", "parse_axis",
+                     "plan_adaptive", "run_adaptive_scan", "target_value"), "adaptive"),
+    **dict.fromkeys(("open_adaptive", "interpolate", "adaptive_status", "gridded"), "adaptive_view"),
 }
 
 __all__ = [
@@ -58,6 +64,8 @@ __all__ = [
     "CELLS", "KIND", "SCAN_JSON", "marker_alive", "read_scan_json", "scan_status",
     "RENAMED", "cell_path", "network_mean", "open_scan", "select_layer",
     "ScanEvent", "ScanReport", "ScanPlan", "plan_scan", "run_scan",
+    "Axis", "AdaptiveSpec", "AdaptiveReport", "adaptive_spec_from_options", "parse_axis", "plan_adaptive",
+    "run_adaptive_scan", "target_value", "open_adaptive", "interpolate", "adaptive_status", "gridded",
 ]
 
 
@@ -65,6 +73,17 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from __getattr__
+    from .adaptive import (
+        AdaptiveReport,
+        AdaptiveSpec,
+        Axis,
+        adaptive_spec_from_options,
+        parse_axis,
+        plan_adaptive,
+        run_adaptive_scan,
+        target_value,
+    )
+    from .adaptive_view import adaptive_status, gridded, interpolate, open_adaptive
     from .folder import CELLS, KIND, SCAN_JSON, marker_alive, read_scan_json, scan_status
     from .runner import ScanEvent, ScanPlan, ScanReport, plan_scan, run_scan
     from .spec import (

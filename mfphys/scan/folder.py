@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 from pathlib import Path
@@ -126,8 +127,15 @@ def check_scan_meta(meta: Mapping, where) -> None:
         raise MfphysError(f"{where} is damaged: the grid has no values for {', '.join(map(str, missing))}")
     if set(grid) != set(dims):
         raise MfphysError(f"{where} is damaged: its grid scans {clip(sorted(set(grid) - set(dims)))}, not in its dims")
-    options = registry.get(model).scan_axes().options
-    for key, values in [*((k, grid[k]) for k in dims), *((k, [v]) for k, v in fixed.items())]:
+    family = registry.get(model)
+    options = family.scan_axes().options
+    # an adaptive scan's grid holds its continuous axes' bounds, some of them derived axes
+    # (alpha = P / N0) that are no option of a cell: numbers, checked as such
+    derived = set(family.adaptive_axes()) - set(options) if isinstance(meta.get("adaptive"), Mapping) else set()
+    for key in derived & set(grid):
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in grid[key]):
+            raise MfphysError(f"{where} is damaged: the bounds of {clip(key)} are not finite numbers")
+    for key, values in [*((k, grid[k]) for k in dims if k not in derived), *((k, [v]) for k, v in fixed.items())]:
         if key not in options:
             raise MfphysError(f"{where} is damaged: {clip(key)} is not an option of a {registry.get(model).name} "
                               f"scan")
@@ -178,6 +186,10 @@ def scan_status(folder: str | os.PathLike) -> dict:
     A cell counts as done as soon as its file exists (files are only ever written whole).
     """
     meta = read_scan_json(folder)
+    if "adaptive" in meta:  # its cells are the files it wrote, not a grid (docs/scans.md "Adaptive scans")
+        from .adaptive_view import adaptive_status
+
+        return adaptive_status(folder, meta)
     p = _Paths(Path(folder))
     try:
         names = set(os.listdir(p.cells))

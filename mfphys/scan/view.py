@@ -72,6 +72,9 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     Cells that vanish or cannot be read while this runs count as pending; it never fails
     because a scan is being written.
 
+    An adaptive scan (:mod:`mfphys.scan.adaptive`) gives its cells along a ``cell`` dimension
+    instead of a grid (:func:`mfphys.scan.adaptive_view.open_adaptive`).
+
     A scan of a family whose weight matrices are named (the recurrent one) has ``matrix`` (input, recurrent,
     output) in place of ``layer``: its grid ``steps`` x ``n_train`` [x other options], then
     ``replica``, ``matrix``, ``epoch``; the per-matrix order parameters (``frac_uip``,
@@ -82,6 +85,10 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     """
     folder = Path(folder)
     meta = read_scan_json(folder)
+    if "adaptive" in meta:  # cells along `cell`, not a grid (docs/scans.md "Adaptive scans")
+        from .adaptive_view import open_adaptive
+
+        return open_adaptive(folder, meta)
     p = _Paths(folder)
     # a cell is done only if its file is of this cell's configuration (docs/guarantees.md)
     expected = {c.key: c.config_hash for c in scan_spec(meta, p.scan_json).cells()}

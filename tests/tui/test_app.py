@@ -348,3 +348,22 @@ async def test_live_inputs_by_default_and_layers_counted_from_the_output(runs_di
         assert heat.grid.layer == -2 and "output-1" in static_text(app, "#scan-head")
         await pilot.press("o")
         assert heat.grid.layer == 1
+
+
+@pilot_test
+async def test_an_adaptive_scan_opens_in_the_scan_view(tmp_path):
+    from mfphys.cli.tui.widgets import Heatmap
+
+    pytest.importorskip("adaptive")
+    spec = scan.AdaptiveSpec.build({"n_train": (20, 200)}, discrete={"depth": [1]},
+                                   fixed={"dataset": "teacher", "input_dim": 20, "width": 8, "epochs": 1,
+                                          "replicas": 1, "batch_size": 10, "n_test": 100, "backend": "numpy"})
+    scan.run_adaptive_scan(spec, tmp_path / "adaptive", cells=3)
+    app = app_for(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await select(app, pilot, "adaptive")
+        assert app.view_kind == "scan"
+        grid = app.query_one(Heatmap).grid
+        assert grid.mean.shape == (1, 3) and grid.cols.tolist() == [20, 63, 200]
+        assert "n_train" in screen_text(app)

@@ -130,3 +130,25 @@ def test_trajectories_of_a_row_or_column_end_at_the_heatmap(runs_dir):
     header, rows = trajectory_table(scan_trajectories(ds, "frac_vip", 1, cursor=(0, 0)))
     assert header == ["epoch", "n_train=200", "n_train=400"] and [r[0] for r in rows] == [0, 1, 2]
     assert scan_trajectories(ds, "frac_vip", 1, inputs="live").inputs == "live"
+
+
+def test_an_adaptive_scan_is_drawn_on_the_grid_of_its_cells(tmp_path):
+    """An adaptive scan's cells sit at their own coordinates; places no cell sampled are pending,
+    and the markers of running cells (scan_status) land on the cells they belong to."""
+    pytest.importorskip("adaptive")
+    spec = scan.AdaptiveSpec.build({"alpha": (1, 20)}, discrete={"depth": [1, 2]},
+                                   fixed={"dataset": "teacher", "input_dim": 20, "width": 8, "epochs": 1,
+                                          "replicas": 2, "batch_size": 10, "n_test": 100, "backend": "numpy"})
+    folder = tmp_path / "ad"
+    scan.run_adaptive_scan(spec, folder, cells=5)
+    ds = load_scan(folder)
+    grid = scan_grid(ds, "sparsity", NETWORK)
+    assert (grid.row_dim, grid.col_dim) == ("depth", "alpha")
+    assert grid.rows.tolist() == [1, 2] and grid.cols[0] == 1.0 and grid.cols[-1] == 20.0
+    assert (grid.status == "done").sum() == 5 and (grid.status == "pending").sum() == grid.status.size - 5
+    assert np.isfinite(grid.mean[grid.status == "done"]).all() and np.isnan(grid.mean[grid.status == "pending"]).all()
+    keys = cell_keys(ds)
+    cells = scan.scan_status(folder)["cells"]
+    assert {keys[i] for i in zip(*np.nonzero(grid.status == "done"))} == set(cells)
+    key = keys[0, 0]
+    assert overlay_status(ds, ((key, "running"),))[0, 0] == "running"

@@ -73,6 +73,8 @@ def load_scan(path: str | os.PathLike):
             raise MfphysError(f"cannot open scan {path}: {one_line(exc)}") from None
         if "status" not in ds:
             raise MfphysError(f"{path} is not a combined scan dataset (no 'status' variable)")
+        if "cell" in ds["status"].dims and "adaptive" in ds.attrs:  # an adaptive scan: its cells where they are
+            ds = scan.gridded(ds)
         return ds
 
     sig = file_signature(path) if path.is_file() else scan_signature(path, markers=False)

@@ -25,6 +25,7 @@ class FeedForward(ModelFamily):
     frontend = "mfphys.cli.families.ffn"
     live_inputs = True
     connections_text = "connections of the layer (N_l * N_{l-1})"
+    sampled_accuracy = "test_acc_sampled"
 
     @property
     def config_class(self) -> type:
@@ -192,6 +193,17 @@ class FeedForward(ModelFamily):
         return ScanAxes(scan.OPTIONS, scan.ALWAYS_SCANNED, scan.NOT_SCANNABLE, lambda given: dict(scan.DEFAULTS),
                         scan._ffn_config, scan._ffn_check,
                         lambda fixed: str(fixed.get("dataset", "mixed")), hash_key=False, added_later=ADDED_LATER)
+
+    def adaptive_axes(self) -> Mapping:
+        from ...family import AdaptiveAxis
+        from .scan import adaptive_alpha
+
+        out = dict(super().adaptive_axes())
+        for name in ("n_train", "width", "lr", "input_dim"):  # sizes and rates: their log is what varies
+            out[name] = out[name]._replace(scale="log")
+        # the teacher-student load alpha = P / N0 (docs/model.md section 2): sets n_train
+        out["alpha"] = AdaptiveAxis(("n_train",), adaptive_alpha, "log")
+        return out
 
     def scan_matrices(self, cells) -> list:
         return list(range(1, max(int(c["depth"]) for c in cells) + 2))

@@ -36,6 +36,14 @@ def layers_of(options: Mapping[str, Any]) -> tuple[int, ...]:
     return (int(options["input_dim"]),) + (int(options["width"]),) * int(options["depth"]) + (N_CLASSES,)
 
 
+def adaptive_alpha(value: float, options: Mapping) -> tuple[float, dict]:
+    """The cell nearest to the load ``alpha = P / N0`` (an adaptive scan's axis, docs/scans.md
+    "Adaptive scans"): ``n_train`` the nearest integer P, at least 1, and the alpha it really is."""
+    n0 = int(options.get("input_dim", ARCH_DEFAULTS["input_dim"]))
+    n_train = max(1, int(round(float(value) * n0)))
+    return n_train / n0, {"n_train": n_train}
+
+
 def _ffn_config(opts: Mapping) -> TrainConfig:
     train_opts = {k: v for k, v in opts.items() if k in _TRAIN_DEFAULTS}
     return TrainConfig(**train_opts, layers=layers_of(opts))

@@ -31,6 +31,7 @@ class Recurrent(ModelFamily):
     continue_ignores = ("epochs", "blas_threads")
     frontend = "mfphys.cli.families.rnn"
     connections_text = "connections of the matrix (N N_in, N^2, N_out N)"
+    sampled_accuracy = "test_acc_quenched"
 
     @property
     def config_class(self) -> type:
@@ -176,6 +177,17 @@ class Recurrent(ModelFamily):
 
         return ScanAxes(scan.RNN_OPTIONS, ("steps", "n_train"), ("replicas", "preset"), scan._rnn_defaults,
                         scan._rnn_config, scan._rnn_check, lambda fixed: "mnist-rnn")
+
+    def adaptive_axes(self) -> Mapping:
+        from ...family import AdaptiveAxis
+        from .scan import adaptive_steps
+
+        out = dict(super().adaptive_axes())
+        for name in ("n_train", "n", "lr"):
+            out[name] = out[name]._replace(scale="log")
+        # the temporal depth: only a divisor of the image's 784 pixels is a step count (docs/model-rnn.md section 7)
+        out["steps"] = AdaptiveAxis(("steps",), adaptive_steps, "log")
+        return out
 
     def scan_matrices(self, cells) -> list:
         from .model import MATRICES

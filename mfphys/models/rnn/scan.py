@@ -63,6 +63,19 @@ def _rnn_config(opts: Mapping):
     return with_n_train(cfg, int(opts["n_train"]))
 
 
+def adaptive_steps(value: float, options: Mapping) -> tuple[int, dict]:
+    """The step count nearest to ``value`` on a log scale among the divisors of the 784 pixels
+    (an adaptive scan's temporal-depth axis, docs/scans.md "Adaptive scans")."""
+    import math
+
+    from .config import MNIST_PIXELS
+
+    divisors = [d for d in range(1, MNIST_PIXELS + 1) if MNIST_PIXELS % d == 0]
+    target = math.log(max(float(value), 1.0))
+    steps = min(divisors, key=lambda d: (abs(math.log(d) - target), d))
+    return steps, {"steps": steps}
+
+
 def _rnn_check(config, opts: Mapping) -> None:
     config.validate()
 
