@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import shlex
 import signal
 import sys
@@ -134,6 +135,16 @@ def is_tty() -> bool:
 def command_line() -> str:
     """The command as the user typed it (``mfphys train --epochs 5``), for a file's ``history``."""
     return "mfphys " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def calibration_text() -> str:
+    """How a time estimate was made, and how the load of the machine enters it: the calibration
+    ran at the load average of now, and the run takes longer if the load rises (docs/cli.md "How long")."""
+    try:
+        load = f" at load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    except (AttributeError, OSError):
+        load = ""
+    return f"calibrated on this machine now{load}; more load, more time"
 
 
 def make_progress(*, transient: bool = False, quiet: bool = False) -> Progress:

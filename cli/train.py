@@ -21,6 +21,7 @@ from mfphys.train import DYNAMICS_EVERY, TrainConfig
 
 from . import families
 from .common import (
+    blas_limit,
     command_line,
     console,
     err_console,
@@ -205,10 +206,14 @@ def run(adapter, values: dict, given: set) -> None:
         return
     estimate = adapter.estimate(cfg)
     if values["dry_run"]:
-        from .tables import estimate_table
+        from .tables import estimate_table, time_line
 
         console.print(adapter.describe(cfg, values))
         estimate_table(estimate, out)
+        with blas_limit(values.get("blas_threads")):
+            line = time_line(cfg)
+        if line:
+            console.print(line, markup=False, highlight=False)
     out = check_writable(out)
     budget.check_memory(estimate, **({"hint": adapter.MEMORY_HINT} if adapter.MEMORY_HINT else {}))
     check_free_space(out, estimate.disk)

@@ -75,8 +75,9 @@ class MfphysTUI(App):
     BINDINGS = APP_KEYS
 
     def __init__(self, root: str | Path = "runs", *, export_dir: str | Path | None = None,
-                 interval: float = 2.5, select: str | Path | None = None):
+                 interval: float = 2.5, select: str | Path | None = None, columns: tuple = ()):
         super().__init__()
+        self.columns = tuple(columns)  # the runs table's extra columns (mfphys tui --columns)
         self.root = Path(root)
         self.select = Path(select) if select is not None else None  # the entry to show first
         self.export_dir = Path(export_dir) if export_dir is not None else self.root
@@ -107,7 +108,7 @@ class MfphysTUI(App):
                 yield RunView(id="run")
                 yield ScanView(id="scan")
                 yield PerturbationView(id="perturbation")
-                yield RunsTableView(id="table", folder_name=self.root.resolve().name or "runs")
+                yield RunsTableView(id="table", folder_name=self.root.resolve().name or "runs", columns=self.columns)
         yield Footer()
 
     def on_mount(self) -> None:
