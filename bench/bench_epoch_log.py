@@ -132,7 +132,7 @@ def lag(replicas: int, epochs: int, poll: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replicas", type=int, default=1)
-    ap.add_argument("--epochs", type=int, default=60, help="epochs of the watched run")
+    ap.add_argument("--epochs", type=int, default=25, help="epochs of the watched run")
     ap.add_argument("--repeat", type=int, default=51, help="repetitions of each timed line (median)")
     ap.add_argument("--poll", type=float, default=0.5, help="seconds between the watcher's reads")
     ap.add_argument("--json", type=Path)
@@ -140,6 +140,7 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     result = {"replicas": args.replicas, "loadavg": os.getloadavg()}
     result.update(cost(args.replicas, args.repeat))
+    print(json.dumps(result), flush=True)
     result.update(lag(args.replicas, args.epochs, args.poll))
     result["loadavg_after"] = os.getloadavg()
     for k, v in result.items():

@@ -17,7 +17,7 @@ from mfphys.fileio import make_folder
 from mfphys.stats import format_stat
 from mfphys.train import load_data
 
-from .common import console, counts_text, err_console, make_progress, user_errors
+from .common import calibration_text, console, counts_text, err_console, make_progress, user_errors
 
 #: mfphys.reproduce.EXPERIMENTS + "all" (a test checks they agree; importing that module here
 #: would load xarray for every `mfphys --help`)
@@ -158,7 +158,7 @@ def reproduce(
     # (the arrays stay cached in this process, so the runs below do not read the files again)
     load_data(protocol.train_config("gbp"), data_dir)
     folder = _start(out, "runs/paper", experiment, quick, f"{protocol.seeds} seeds, {protocol.epochs} epochs",
-                    protocol.estimate_seconds(todo), "on a 2-core CPU (much less on a GPU)")
+                    protocol.estimate_seconds(todo, calibrate=True), f"({calibration_text()})")
     t0 = time.perf_counter()
     written = []
     with make_progress() as progress:
@@ -276,8 +276,8 @@ def reproduce_rnn(experiment: str, *, quick: bool, out, seeds, epochs, backend: 
                       + (" (gBP and BPTT)" if "bp" in configs else ""))
     if "multisensory" in configs:
         trains.append(f"multisensory {protocol.ms_seeds} seeds")
-    folder = _start(out, "runs/rnn-paper", experiment, quick, ", ".join(trains), protocol.estimate_seconds(todo),
-                    "on an idle 2-core CPU")
+    folder = _start(out, "runs/rnn-paper", experiment, quick, ", ".join(trains),
+                    protocol.estimate_seconds(todo, calibrate=True), f"({calibration_text()})")
     t0 = time.perf_counter()
     runs, results, written = {}, {}, []
     labels = {"gbp": "train row-wise gBP", "bp": "train row-wise BPTT", "multisensory": "train multisensory"}

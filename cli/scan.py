@@ -85,7 +85,10 @@ def print_plan(plan, folder: Path) -> None:
     t.add_row("memory of the cells at once", f"{mib(plan.memory)} ({free(plan.free_memory)} available)")
     t.add_row("disk for the cell files", f"{mib(plan.disk)} ({free(plan.free_disk)} free)")
     if plan.seconds is not None:
-        t.add_row("estimated time", f"{plan.seconds / 60:.1f} min ({calibration_text()})")
+        from mfphys.budget import RUN_OVERHEAD_SECONDS, load_factor
+
+        seconds = plan.seconds + RUN_OVERHEAD_SECONDS * load_factor()  # start-up and files, at the load of now
+        t.add_row("estimated time", f"{seconds / 60:.1f} min ({calibration_text()})")
     console.print(t)
 
 

@@ -78,13 +78,19 @@ def time_line(config) -> str:
     into the whole run by its family (``ModelFamily.calibrate`` and ``seconds``); empty when the
     family cannot tell."""
     from mfphys import registry
+    from mfphys.budget import RUN_OVERHEAD_SECONDS, load_factor
+    from mfphys.errors import MfphysError
 
     from .common import calibration_text
 
     family = registry.of_config(config)
-    seconds = family.seconds(config, family.calibrate(config))
+    try:
+        seconds = family.seconds(config, family.calibrate(config))
+    except MfphysError:  # a configuration the calibration cannot time (it has no estimate then)
+        return ""
     if not math.isfinite(seconds):
         return ""
+    seconds += RUN_OVERHEAD_SECONDS * load_factor()
     shown = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
     return f"estimated time: {shown} ({calibration_text()})"
 

@@ -26,6 +26,7 @@ from .common import (
     console,
     err_console,
     given_options,
+    is_tty,
     make_progress,
     option_flag,
     stop_on_ctrl_c,
@@ -249,7 +250,9 @@ def train_with_progress(adapter, values: dict, cfg, plan, out: Path, policy, dat
             if not quiet:
                 what = {"new": "writing", "resume": f"resuming at epoch {done}:",
                         "extend": f"continuing from epoch {done}:"}[plan.action]
-                console.print(f"{what} {out}; watch it: mfphys tui {out.parent}")
+                # on a terminal the bar's own console prints above the bar (stdout would share its line)
+                (progress.console if is_tty() and not quiet else console).print(
+                    f"{what} {out}; watch it: mfphys tui {out.parent}")
 
         def on_epoch(rec):
             progress.update(task, completed=rec.epoch, status=adapter.epoch_status(rec))

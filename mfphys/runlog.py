@@ -128,18 +128,19 @@ def _extend(ds, dim: str, items: list[tuple[int, dict]], prefix: str = ""):
     old = np.asarray(ds[dim].values)
     new = [e for e, _ in items]
     ds = ds.reindex({dim: np.concatenate([old, np.asarray(new, dtype=old.dtype if old.size else np.int64)])})
+    variables = ds.variables  # Variable objects: cheap, unlike ds[name] (a DataArray each time)
+    filled: dict = {}  # variable -> its grown array, each written once (a Dataset assignment is not cheap)
     for i, (_, values) in enumerate(items, start=old.size):
         for name, value in values.items():
             var = prefix + name
-            if var not in ds or dim not in ds[var].dims:
+            if var not in ds.data_vars or dim not in variables[var].dims:
                 continue
-            data = np.array(ds[var].values)  # a copy: reindex may share the unchanged arrays
-            axis = ds[var].dims.index(dim)
-            target = np.moveaxis(data, axis, 0)
+            if var not in filled:
+                filled[var] = np.array(variables[var].values)  # a copy: reindex may share the unchanged arrays
+            target = np.moveaxis(filled[var], variables[var].dims.index(dim), 0)
             with contextlib.suppress(ValueError, TypeError):
                 target[i] = np.asarray(value, dtype=float)
-            ds[var] = (ds[var].dims, data, ds[var].attrs)
-    return ds
+    return ds.assign({var: (variables[var].dims, data, variables[var].attrs) for var, data in filled.items()})
 
 
 def fill_from_log(ds, path):

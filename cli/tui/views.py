@@ -443,17 +443,19 @@ class RunView(EntryView, VerticalScroll):
         series = []
         for (label, values), colour in zip(lines, LAYER_COLOURS * 4):
             series += self._series(run.dyn_epoch, values, label, colour, spread)
-        base = baseline_trajectory(run, param)
+        # the BP run's epochs up to the run's own: a longer baseline does not stretch the epoch axis
+        keep = run.baseline_dyn_epoch <= (run.dyn_epoch[-1] if run.dyn_epoch.size else 0)
+        bepoch = run.baseline_dyn_epoch[keep]
+        base = [(label, v[:, keep]) for label, v in baseline_trajectory(run, param)]
         values = np.concatenate([v.ravel() for _, v in base]) if base else np.zeros(0)
         values = values[np.isfinite(values)]
         if values.size and np.ptp(values) == 0:
             # BP has pi = Xi = 0: its order parameters are constants (frac_vip 1, the others 0); a
             # line at 1 would squash the gBP lines, so the legend gives the value instead
-            series.append(Series(f"BP = {short(values[0], 6)}", run.baseline_dyn_epoch,
-                                 np.full(run.baseline_dyn_epoch.size, np.nan), BP_COLOUR))
+            series.append(Series(f"BP = {short(values[0], 6)}", bepoch, np.full(bepoch.size, np.nan), BP_COLOUR))
         else:
             for k, (_, v) in enumerate(base):  # one legend entry for the BP run's layers
-                series += self._series(run.baseline_dyn_epoch, v, "BP" if k == 0 else "", BP_COLOUR, spread)
+                series += self._series(bepoch, v, "BP" if k == 0 else "", BP_COLOUR, spread)
         what = "replicas" if spread else "mean"
         plot.plot(series, title=f"{dyn_label(param)} vs epoch ({what}; p: next)", xlabel="epoch")
 
@@ -861,7 +863,9 @@ class RunsTableView(EntryView, Vertical):
 
     def action_toggle_along(self) -> None:
         """``c``: the extra columns on (the chosen ones, else tags and the settings that differ) or off."""
-        self.extra = () if self.extra else (self.chosen or None)
+        self.extra = () if self.extra != () else (self.chosen or None)  # None (the differing ones) is on too
+        if self.extra == () and self.sort[0] not in COLUMNS:
+            self.sort = ("name", False)  # sorted by a column no longer shown
         self.draw()
 
     def draw(self) -> None:
@@ -912,13 +916,14 @@ class RunsTableView(EntryView, Vertical):
         keep = table.cursor_path
         table.clear(columns=True)
         table.add_column("", key="mark")
-        table.sort_columns = COLUMNS + extra
-        for c in COLUMNS + extra:
+        shown = COLUMNS[:1] + extra + COLUMNS[1:]  # the chosen columns next to the name, in view at 80 columns
+        table.sort_columns = shown
+        for c in shown:
             label = c + ((" ↓" if reverse else " ↑") if c == column else "")
             table.add_column(Text(label, justify="right" if c in NUMERIC else "left"), key=c)
         for r in rows:
-            cells = [Text(v, justify="right") if c in NUMERIC else v
-                     for c, v in zip(COLUMNS + extra, row_cells(r, extra))]
+            by_column = dict(zip(COLUMNS + extra, row_cells(r, extra)))
+            cells = [Text(by_column[c], justify="right") if c in NUMERIC else by_column[c] for c in shown]
             table.add_row("●" if str(r.path) in marked else "", *cells, key=str(r.path))
         keys = [str(r.path) for r in rows]
         if keep in keys:

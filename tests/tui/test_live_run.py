@@ -164,7 +164,7 @@ async def test_scan_dynamics_view_of_a_row_or_column(runs_dir, tmp_path):
         await select(app, pilot, "scan")
         plot = app.query_one("#scan-dyn", LinePlot)
         assert not plot.display  # hidden until asked for
-        await pilot.press("p", "p", "p", "d")  # frac_vip, layer 1
+        await pilot.press("p", "p", "p", "l", "d")  # frac_vip: the whole network first, then layer 1
         assert plot.display
         assert [s.label for s in plot.series] == ["n_train=200", "400"]
         assert "frac_vip, layer 1 live, depth = 1" in plot.title
