@@ -211,14 +211,14 @@ def run(adapter, values: dict, given: set) -> None:
 
         console.print(adapter.describe(cfg, values))
         estimate_table(estimate, out)
-        with blas_limit(values.get("blas_threads")):
-            line = time_line(cfg)
-        if line:
-            console.print(line, markup=False, highlight=False)
     out = check_writable(out)
     budget.check_memory(estimate, **({"hint": adapter.MEMORY_HINT} if adapter.MEMORY_HINT else {}))
     check_free_space(out, estimate.disk)
     if values["dry_run"]:
+        with blas_limit(values.get("blas_threads")):  # timed only once it is known to fit
+            line = time_line(cfg)
+        if line:
+            console.print(line, markup=False, highlight=False)
         return
     data = adapter.load_data(cfg, values["data_dir"])  # a data problem is one error line, before any progress bar
     result = train_with_progress(adapter, values, cfg, plan, out, policy, data)
