@@ -702,7 +702,7 @@ class ScanView(EntryView, Vertical):
             text.append("  " + str(grid.error[i, j]), style="red")
         elif grid.n[i, j] > 0:
             vals = grid.values[i, j]
-            text.append(f"   {grid.param} = {format_stat(vals)}  (std {short(grid.spread[i, j], 8)}, "
+            text.append(f"   {grid.param} = {format_stat(vals)}  (± standard error; std {short(grid.spread[i, j], 8)}, "
                         f"{int(grid.n[i, j])} replica(s))\nreplicas: ")
             text.append(" ".join(short(v, 7) for v in vals), style="dim")
         elif status == "done":
