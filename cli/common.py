@@ -176,6 +176,16 @@ def command_line() -> str:
     return "mfphys " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+def calibration_text() -> str:
+    """How a time estimate was made, and how the load of the machine enters it: the calibration
+    ran at the load average of now, and the run takes longer if the load rises (docs/cli.md "How long")."""
+    try:
+        load = f" at load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    except (AttributeError, OSError):
+        load = ""
+    return f"calibrated on this machine now{load}; more load, more time"
+
+
 def make_progress(*, transient: bool = False, quiet: bool = False) -> Progress:
     """The one progress-bar layout of every long loop: description, bar, n/N, status, time, eta.
 

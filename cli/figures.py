@@ -208,15 +208,16 @@ def phase_figure(ds, variables, *, layer: Optional[int] = None, live: bool = Tru
             da = da.sel(matrix=matrix, drop=True)
             what = f"{matrix} matrix" + (", no diagonal" if not diagonal and matrix == "recurrent" else "")
         elif "layer" in da.dims:
-            live_text = ", live inputs" if live and f"{var}_live" in ds else ""
+            # worded as the scan table and the TUI word it (docs/order-parameters.md)
+            live_text = ", layer 1 over live inputs" if live and f"{var}_live" in ds else ""
             if layer is None:
                 da, what = network_mean(ds, var, live=live), "whole network" + live_text
             else:
                 da = select_layer(ds, var, layer, live=live)
                 what = (f"layer {layer}" if layer > 0 else "output layer" if layer == -1
                         else f"layer {layer} from the output")
-                if layer == 1:
-                    what += live_text
+                if layer == 1 and live_text:
+                    what += " over live inputs"
         if "epoch" in da.dims:
             da = da.isel(epoch=-1)
         z = da.mean("replica", skipna=False).transpose(rows_dim, "n_train").values if "replica" in da.dims else \

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import typer
 
 from . import data_files as data_cmd
@@ -28,6 +30,22 @@ app.command("tui")(tui_cmd.tui)
 app.command("reproduce")(reproduce_cmd.reproduce)
 
 
+def unwrap(text: str | None) -> str | None:
+    """A docstring for ``--help``: single line breaks inside a paragraph joined, so that the
+    terminal wraps each paragraph to its own width (typer keeps them, which at 80 columns
+    breaks lines twice); indented lines (examples) and blank lines stay as they are."""
+    if not text:
+        return text
+    out: list[str] = []
+    for line in inspect.cleandoc(text).split("\n"):
+        joinable = out and out[-1] and line and not line[0].isspace() and not out[-1][0].isspace()
+        if joinable:
+            out[-1] += " " + line
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
 @app.command()
 def version():
     """Print the package version and the backend that --backend auto would pick."""
@@ -36,6 +54,17 @@ def version():
 
     ok, why = gpu_status()
     typer.echo(f"mfphys {__version__}; GPU: {'yes' if ok else 'no'} ({why})")
+
+
+def _unwrap_help(typer_app) -> None:
+    for info in typer_app.registered_commands:
+        if info.help is None and info.callback is not None:
+            info.help = unwrap(info.callback.__doc__)
+    for group in typer_app.registered_groups:
+        _unwrap_help(group.typer_instance)
+
+
+_unwrap_help(app)
 
 
 def main():  # console-script entry point

@@ -112,7 +112,7 @@ def perturb_table(pds) -> Table:
     a = pds.attrs
     what = f"the {a['matrix']} matrix" if "matrix" in a else f"layer {a['layer']}"
     sampled = "quenched networks" if "matrix" in a else "sampled sub-networks"
-    t = Table(title=f"targeted perturbation of {what}: test error (%), mean ± error over "
+    t = Table(title=f"targeted perturbation of {what}: test error (%), mean ± standard error over "
                     f"{pds.sizes['replica']} replica(s), {pds.sizes['sample']} {sampled} each",
               caption="vip: very important connections removed; variable: the same number of variable "
                       "connections removed (control); mf: noise-free mean-field network")

@@ -17,7 +17,7 @@ from mfphys.fileio import make_folder, quote
 from mfphys.stats import format_stat
 from mfphys.train import load_data
 
-from .common import console, counts_text, err_console, make_progress, user_errors
+from .common import calibration_text, console, counts_text, err_console, make_progress, user_errors
 
 #: mfphys.reproduce.EXPERIMENTS + "all" (a test checks they agree; importing that module here
 #: would load xarray for every `mfphys --help`)
@@ -49,7 +49,7 @@ def _scan_bar(progress, label):
 
 
 def accuracy_table(cds) -> Table:
-    t = Table(title="1. learning curves: test error (%), mean ± error over seeds")
+    t = Table(title="1. learning curves: test error (%), mean ± standard error over seeds")
     last = min(10, cds.sizes["epoch"])
     for c in ("mode", "last epoch", f"mean of last {last} epochs", "sampled sub-networks (end)"):
         t.add_column(c, justify="right")
@@ -62,7 +62,7 @@ def accuracy_table(cds) -> Table:
 
 
 def categories_table(dds) -> Table:
-    t = Table(title="2. connection categories per layer (gBP), mean ± error over seeds")
+    t = Table(title="2. connection categories per layer (gBP), mean ± standard error over seeds")
     cols = ("frac_vip", "frac_uip", "frac_variable", "frac_vip_exact", "frac_uip_exact", "mean_xi")
     t.add_column("layer", justify="right")
     for c in cols:
@@ -84,7 +84,7 @@ def perturbation_table(pds) -> Table:
 
 
 def entropy_table(eds) -> Table:
-    t = Table(title=f"4. entropy per connection (nats), {eds.attrs['architecture']}, mean ± error over seeds")
+    t = Table(title=f"4. entropy per connection (nats), {eds.attrs['architecture']}, mean ± standard error over seeds")
     t.add_column("n_train", justify="right")
     for l in eds.layer.values:
         t.add_column(f"layer {l}", justify="right")
@@ -94,8 +94,8 @@ def entropy_table(eds) -> Table:
 
 
 def dynamics_table(yds) -> Table:
-    t = Table(title="5. connection categories and entropy per layer while learning (gBP), mean ± error over seeds; "
-                    "layer 1 over live inputs")
+    t = Table(title="5. connection categories and entropy per layer while learning (gBP), mean ± standard error "
+                    "over seeds; layer 1 over live inputs")
     epochs = [int(e) for e in yds.dyn_epoch.values]
     shown = sorted({e for e in (0, 1, 5, 20) if e in epochs} | {epochs[-1]})
     t.add_column("quantity")
@@ -144,7 +144,7 @@ def reproduce(
     seeds: Optional[int] = typer.Option(None, help="independent seeds (default 3, 2 with --quick; the recurrent "
                                                    "experiments: of both tasks)"),
     epochs: Optional[int] = typer.Option(None, help="training epochs (default 100, 6 with --quick; the recurrent "
-                                                    "experiments: row-wise MNIST, default 25, 3 with --quick)"),
+                                                    "experiments: row-wise MNIST, default 25, 5 with --quick)"),
     backend: str = typer.Option("auto", help="auto, numpy or cupy"),
     workers: Optional[int] = typer.Option(None, help="run the entropy scan's cells on a local Dask cluster"),
     data_dir: Optional[Path] = typer.Option(None, help="folder with the MNIST IDX files"),
@@ -173,7 +173,7 @@ def reproduce(
     # (the arrays stay cached in this process, so the runs below do not read the files again)
     load_data(protocol.train_config("gbp"), data_dir)
     folder = _start(out, "runs/paper", experiment, quick, f"{protocol.seeds} seeds, {protocol.epochs} epochs",
-                    protocol.estimate_seconds(todo), "on a 2-core CPU (much less on a GPU)",
+                    protocol.estimate_seconds(todo, calibrate=True), f"({calibration_text()})",
                     [protocol.train_config(m) for m in (("gbp", "bp") if "curves" in todo else ("gbp",))
                      if set(rep.GBP_EXPERIMENTS) & set(todo)])
     t0 = time.perf_counter()
@@ -224,7 +224,7 @@ MODE_LABELS = {"mf": "noise-free mean field", "noisy": "noisy mean field", "quen
 
 def rnn_curves_table(cds) -> Table:
     t = Table(title=f"row-wise MNIST {cds.attrs['architecture']}, {cds.sizes['epoch']} epochs: test accuracy at "
-                    "the end, mean ± error over seeds")
+                    "the end, mean ± standard error over seeds")
     t.add_column("evaluation")
     for mode in cds.mode.values:
         t.add_column({"gbp": "gBP (ensemble)", "bp": "BPTT baseline"}[str(mode)], justify="right")
@@ -238,7 +238,7 @@ def rnn_curves_table(cds) -> Table:
 
 def psychometric_table(pds) -> Table:
     stops = ", ".join(str(int(e)) for e in pds.stop_epoch.values)
-    t = Table(title=f"multisensory integration: psychometric accuracy per modality, mean ± error over seeds "
+    t = Table(title=f"multisensory integration: psychometric accuracy per modality, mean ± standard error over seeds "
                     f"(stop epochs {stops})")
     t.add_column("evaluation")
     names = {"v": "visual", "a": "auditory", "va": "both"}
@@ -252,7 +252,7 @@ def psychometric_table(pds) -> Table:
 
 def rnn_perturbation_table(qds) -> Table:
     t = Table(title=f"perturbation of the {qds.attrs.get('matrix', 'recurrent')} matrix: test error (%), "
-                    "mean ± error over seeds")
+                    "mean ± standard error over seeds")
     for c in ("fraction", "removed", "VIP removed, mean field", "variable removed, mean field",
               "VIP removed, quenched", "variable removed, quenched"):
         t.add_column(c, justify="right")
@@ -286,9 +286,15 @@ def reproduce_rnn(experiment: str, *, quick: bool, out, seeds, epochs, backend: 
     if "gbp" in configs:  # MNIST: a data problem is one error line, before any other output
         cfg = configs["gbp"]
         dataset = load_dataset("mnist", n_train=cfg.n_train, n_test=cfg.n_test, data_dir=data_dir)
-    folder = _start(out, "runs/rnn-paper", experiment, quick,
-                    f"row-wise MNIST {protocol.seeds} seeds x {protocol.epochs} epochs, multisensory "
-                    f"{protocol.ms_seeds} seeds", protocol.estimate_seconds(todo), "on an idle 2-core CPU",
+    # name only the runs this experiment trains (the psychometric curves need no row-wise MNIST)
+    trains = []
+    if "gbp" in configs:
+        trains.append(f"row-wise MNIST {protocol.seeds} seeds x {protocol.epochs} epochs"
+                      + (" (gBP and BPTT)" if "bp" in configs else ""))
+    if "multisensory" in configs:
+        trains.append(f"multisensory {protocol.ms_seeds} seeds")
+    folder = _start(out, "runs/rnn-paper", experiment, quick, ", ".join(trains),
+                    protocol.estimate_seconds(todo, calibrate=True), f"({calibration_text()})",
                     list(configs.values()))
     t0 = time.perf_counter()
     runs, results, written = {}, {}, []

@@ -21,6 +21,7 @@ from mfphys.train import TrainConfig
 
 from . import families
 from .common import (
+    calibration_text,
     command_line,
     console,
     counts_text,
@@ -29,6 +30,7 @@ from .common import (
     given_values,
     make_progress,
     option_flag,
+    stop_on_ctrl_c,
     user_errors,
 )
 
@@ -84,7 +86,10 @@ def print_plan(plan, folder: Path) -> None:
     t.add_row("memory of the cells at once", f"{mib(plan.memory)} ({free(plan.free_memory)} available)")
     t.add_row("disk for the cell files", f"{mib(plan.disk)} ({free(plan.free_disk)} free)")
     if plan.seconds is not None:
-        t.add_row("estimated time", f"{plan.seconds / 60:.1f} min (from a calibration of each cell shape)")
+        from mfphys.budget import RUN_OVERHEAD_SECONDS, load_factor
+
+        seconds = plan.seconds + RUN_OVERHEAD_SECONDS * load_factor()  # start-up and files, at the load of now
+        t.add_row("estimated time", f"{seconds / 60:.1f} min ({calibration_text()})")
     console.print(t)
 
 
@@ -206,7 +211,8 @@ def scan(
     spec = scan_mod.spec_from_options(options, config=config, name=name, model=family)
     folder = out if out is not None else Path("runs") / (spec.name or spec.default_name())
     if dry_run:
-        print_plan(scan_mod.plan_scan(spec, folder, workers=workers, calibrate=True), folder)
+        print_plan(scan_mod.plan_scan(spec, folder, workers=workers, calibrate=True, blas_threads=blas_threads),
+                   folder)
         return
     command = command_line()
     adapter = families.adapter(spec.model)
@@ -215,25 +221,43 @@ def scan(
     progress = make_progress(quiet=quiet)
     cells_task = progress.add_task(folder.name, total=len(spec.cells()), status="")
     cell_task = progress.add_task("", total=1, status="", visible=False)
+    last: dict = {}
+    # cells trained in this process stop after the epoch in progress on the first Ctrl-C, with a
+    # checkpoint the next run resumes from; on Dask the first Ctrl-C stops at once
+    in_process = workers is None and scheduler is None
     with contextlib.ExitStack() as stack:
+        stop = stack.enter_context(stop_on_ctrl_c("stopping after this epoch of the cell in progress "
+                                                  "(Ctrl-C again to stop at once)")) if in_process else None
 
         def on_event(ev: scan_mod.ScanEvent):
             if ev.kind == "begin":
                 stack.enter_context(progress)
             c = ev.counts
+            last.update(counts=dict(c), cell=ev.cell if ev.cell is not None else last.get("cell"))
             progress.update(cells_task, completed=c["done"] + c["failed"], status=counts_text(c))
             if ev.kind == "cell_start":
+                if stop is not None and stop():
+                    raise KeyboardInterrupt
                 progress.reset(cell_task, total=ev.cell.config.epochs, description=f"  {ev.cell.key}",
                                status="loading data", visible=True)
             elif ev.kind == "epoch":
                 progress.update(cell_task, advance=1, status=adapter.epoch_status(ev.record))
+                if stop is not None and stop():
+                    from mfphys.runfile import StopAfterEpoch
+
+                    raise StopAfterEpoch
             elif ev.kind in ("cell_done", "cell_failed", "end"):
                 progress.update(cell_task, visible=False)
 
-        report = scan_mod.run_scan(spec, folder, workers=workers, scheduler=scheduler, callback=on_event,
-                                   data_dir=data_dir, retry_failed=retry_failed, command=command,
-                                   connect_timeout=connect_timeout, blas_threads=blas_threads, reuse=reuse,
-                                   pack=pack)
+        try:
+            report = scan_mod.run_scan(spec, folder, workers=workers, scheduler=scheduler, callback=on_event,
+                                       data_dir=data_dir, retry_failed=retry_failed, command=command,
+                                       connect_timeout=connect_timeout, blas_threads=blas_threads, reuse=reuse,
+                                       pack=pack)
+        except KeyboardInterrupt as exc:
+            progress.stop()
+            err_console.print(interrupted_text(folder, last, exc, command), markup=False)
+            raise typer.Exit(130) from None
     if not quiet:
         ds = scan_mod.open_scan(folder)
         console.print(adapter.scan_summary(ds))
@@ -244,6 +268,24 @@ def scan(
         for key, error in report.failed_cells:
             err_console.print(f"cell {key} failed: {error}", markup=False)
         raise typer.Exit(EXIT_FAILED_CELLS)
+
+
+def interrupted_text(folder: Path, last: dict, exc: BaseException, command: str) -> str:
+    """What a Ctrl-C on a scan says: the cells done, what the cell in progress kept, and the
+    command (as typed, so it works from the same folder) that continues the scan."""
+    from mfphys.runfile import Interrupted
+
+    c = last.get("counts") or {}
+    text = "interrupted"
+    if c:
+        text += f": {c.get('done', 0)} of {c.get('total', '?')} cells done"
+        text += f", {c['failed']} failed" if c.get("failed") else ""
+    cell = last.get("cell")
+    if isinstance(exc, Interrupted) and cell is not None:
+        text += f"; cell {cell.key} keeps its checkpoint after epoch {exc.epoch} of {exc.epochs}"
+    elif cell is not None and (folder / "cells" / f"{cell.key}.partial.nc").exists():
+        text += f"; cell {cell.key} resumes from its last checkpoint"
+    return text + f"; continue with: {command}"
 
 
 #: what ``scan-plot`` shows by default: the phase-like picture of docs/scans.md

@@ -36,7 +36,7 @@ def order_table(path, ds, reports, tol, *, rows=None, label=None, kind: str = ""
     rows, label = rows or TABLE_ROWS, label or layer_label
     R = ds.sizes["replica"]
     t = Table(title=f"{path}: {kind}{ds.attrs.get('mode', '?')} {ds.attrs.get('dataset', '?')} "
-                    f"{ds.attrs.get('architecture', '?')}, {R} replica(s); mean ± error over replicas",
+                    f"{ds.attrs.get('architecture', '?')}, {R} replica(s); mean ± standard error over replicas",
               caption=f"vip: pi <= tol and Xi <= xi_tol; uip: pi >= 1 - tol (= sparsity); variable: the rest; "
                       f"tol = {tol['tol']:g}, xi_tol = {tol['xi_tol']:g}, xi_zero = {tol['xi_zero']:g}; "
                       "_exact: tol = xi_tol = 0; entropy in nats; frac_point: Xi <= xi_zero",
@@ -85,6 +85,28 @@ def estimate_table(estimate, out: Path) -> None:
     console.print(f"run file: {out}, about {mib(estimate.disk)} ({'unknown' if free is None else mib(free)} free)")
 
 
+def time_line(config) -> str:
+    """``estimated time: 1.9 min (calibrated ...)``: a few steps of ``config`` timed now, turned
+    into the whole run by its family (``ModelFamily.calibrate`` and ``seconds``); empty when the
+    family cannot tell."""
+    from mfphys import registry
+    from mfphys.budget import RUN_OVERHEAD_SECONDS, load_factor
+    from mfphys.errors import MfphysError
+
+    from .common import calibration_text
+
+    family = registry.of_config(config)
+    try:
+        seconds = family.seconds(config, family.calibrate(config))
+    except MfphysError:  # a configuration the calibration cannot time (it has no estimate then)
+        return ""
+    if not math.isfinite(seconds):
+        return ""
+    seconds += RUN_OVERHEAD_SECONDS * load_factor()
+    shown = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+    return f"estimated time: {shown} ({calibration_text()})"
+
+
 def cells_table(ds, order_text: str, names, values) -> Table:
     """The table of both summaries: the cell's coordinates, status, ``values(sel)`` (test error,
     sampled error, one column per name in ``names``) and its training time."""
@@ -92,7 +114,7 @@ def cells_table(ds, order_text: str, names, values) -> Table:
 
     dims = list(ds.status.dims)
     t = Table(title=f"scan {ds.attrs['name']}  ({ds.sizes['replica']} replica(s) per cell; order parameters: "
-                    f"{order_text})")
+                    f"{order_text}; ± standard error over replicas)")
     for d in dims:
         t.add_column(d, justify="right")
     for c in ("status", "test error", "sampled error", *(display_name(n) for n in names), "seconds"):

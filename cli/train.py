@@ -22,10 +22,12 @@ from mfphys.train import DYNAMICS_EVERY, TrainConfig
 
 from . import families
 from .common import (
+    blas_limit,
     command_line,
     console,
     err_console,
     given_options,
+    is_tty,
     make_progress,
     option_flag,
     stop_on_ctrl_c,
@@ -216,7 +218,7 @@ def _run_claimed(adapter, values: dict, cfg, out: Path, resume, policy) -> None:
         return
     estimate = adapter.estimate(cfg)
     if values["dry_run"]:
-        from .tables import estimate_table
+        from .tables import estimate_table, time_line
 
         console.print(adapter.describe(cfg, values))
         estimate_table(estimate, out)
@@ -224,6 +226,10 @@ def _run_claimed(adapter, values: dict, cfg, out: Path, resume, policy) -> None:
     budget.check_memory(estimate, **({"hint": adapter.MEMORY_HINT} if adapter.MEMORY_HINT else {}))
     check_free_space(out, estimate.disk)
     if values["dry_run"]:
+        with blas_limit(values.get("blas_threads")):  # timed only once it is known to fit
+            line = time_line(cfg)
+        if line:
+            console.print(line, markup=False, highlight=False)
         return
     data = adapter.load_data(cfg, values["data_dir"])  # a data problem is one error line, before any progress bar
     result = train_with_progress(adapter, values, cfg, plan, out, policy, data)
@@ -255,7 +261,9 @@ def train_with_progress(adapter, values: dict, cfg, plan, out: Path, policy, dat
             if not quiet:
                 what = {"new": "writing", "resume": f"resuming at epoch {done}:",
                         "extend": f"continuing from epoch {done}:"}[plan.action]
-                console.print(f"{what} {out}; watch it: mfphys tui {out.parent}")
+                # on a terminal the bar's own console prints above the bar (stdout would share its line)
+                (progress.console if is_tty() and not quiet else console).print(
+                    f"{what} {out}; watch it: mfphys tui {out.parent}")
 
         def on_epoch(rec):
             progress.update(task, completed=rec.epoch, status=adapter.epoch_status(rec))

@@ -75,6 +75,21 @@ def available_memory() -> int | None:
     return avail
 
 
+#: seconds of a ``train`` command besides its epochs on an idle 2-core CPU: start-up, loading
+#: the data, the final order parameters and writing the file (bench/README.md "Estimates")
+RUN_OVERHEAD_SECONDS = 4.0
+
+
+def load_factor() -> float:
+    """How much slower than idle the machine runs now: the load average over the cores, at least
+    1. A time estimate calibrates its training steps at the load of the moment already; what it
+    measures only idle (start-up, files) is scaled by this (docs/cli.md "How long")."""
+    try:
+        return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    except (AttributeError, OSError):
+        return 1.0
+
+
 def device_memory(backend) -> int | None:
     """Free memory of the GPU a CuPy backend computes on (None for NumPy)."""
     if getattr(backend, "name", "numpy") != "cupy":

@@ -20,7 +20,7 @@ The parts, in the order a run meets them:
 - **training steps** (a run is steps on a state, docs/design.md): :meth:`prepare`,
   :meth:`init_state`, :meth:`resume_state`, :meth:`train_epoch`, :meth:`finished`,
   :meth:`finish`, :meth:`current_result`, :meth:`running`; :meth:`train` is those steps in
-  memory;
+  memory; :meth:`epoch_log`, one epoch's line of the scalar log beside a run file;
 - **run file schema** in and out: :meth:`run_to_dataset`, :meth:`checkpoint_to_dataset`,
   :meth:`state_from_dataset`, :meth:`params_from_dataset`, :meth:`check_parameters`;
 - **order parameters per weight matrix**: :attr:`unit` (the dimension that indexes them in run
@@ -207,6 +207,20 @@ class ModelFamily(abc.ABC):
     def running(self, config):
         """The context the steps run in (floating-point error handling, BLAS threads)."""
         return contextlib.nullcontext()
+
+    def epoch_log(self, setup, state) -> dict:
+        """The line of the epoch log (:mod:`mfphys.runlog`) after ``state.epoch``: ``values``,
+        the run file's per-epoch variables at that epoch (each as the variable without its
+        ``epoch`` dimension), and ``dyn``, the order parameters when they were recorded after
+        that epoch (as ``dyn_<name>`` without ``dyn_epoch``). This default reads a state with a
+        ``history`` of arrays whose last axis is the epoch (docs/design.md "Model families")
+        and :class:`mfphys.dynamics.Dynamics`; a family with another state overrides it."""
+        e = state.epoch
+        record = {"epoch": e, "values": {k: v[..., e - 1] for k, v in state.history.items()}}
+        dyn = getattr(state, "dynamics", None)
+        if dyn is not None and dyn.epochs and dyn.epochs[-1] == e:
+            record["dyn"] = dict(dyn.samples[-1])
+        return record
 
     def over(self, attrs) -> bool:
         """Whether a finished run file ended before its ``epochs`` for good (nothing to continue)."""

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from . import registry, store
+from . import registry, runlog, store
 from ._compat import legacy_getattr
 from .dynamics import DYNAMICS_EVERY
 from .errors import MfphysError
@@ -92,6 +92,13 @@ class Interrupted(KeyboardInterrupt):
         what = "during the final evaluation, after" if evaluating else "after"
         super().__init__(f"interrupted {what} epoch {epoch} of {epochs}")
         self.path, self.epoch, self.epochs, self.evaluating = Path(path), epoch, epochs, evaluating
+
+
+class StopAfterEpoch(KeyboardInterrupt):
+    """Raised by a progress callback of :func:`train_run` to stop after the epoch it reports, as
+    ``stop()`` does: the epoch is written (status ``interrupted``) and :class:`Interrupted`
+    raised. A front end whose callback is the only hook it has into the loop (a scan's cells)
+    stops this way on the first Ctrl-C; elsewhere it is an interrupt like any other."""
 
 
 def writer_info() -> dict:
@@ -249,7 +256,7 @@ def train_run(plan: Plan, *, policy: CheckpointPolicy = CheckpointPolicy(),
               callback: Callable | None = None,
               stop: Callable[[], bool] | None = None, on_start: Callable | None = None,
               command: str | None = None, attrs: dict | None = None, initial_checkpoint: bool = True,
-              write_done: bool = True):
+              write_done: bool = True, epoch_log: bool = True):
     """Train ``plan`` (not "done") into its file and return the finished result (of the
     configuration's family: a feed-forward ``TrainResult``, a recurrent ``RnnResult``, ...).
 
@@ -261,7 +268,8 @@ def train_run(plan: Plan, *, policy: CheckpointPolicy = CheckpointPolicy(),
     an epoch marks the last checkpoint ``interrupted``; a run that fails (divergence) removes
     a file it created, or marks the one it resumed ``interrupted``. ``attrs`` are added to
     every write (a scan cell's ``config_hash``); ``on_start(state)`` is called once the first
-    file is written.
+    file is written. ``epoch_log``: append every epoch's scalars to ``<path>.log.jsonl``
+    (:mod:`mfphys.runlog`; cut back to the resumed epoch at the start, removed at the end).
     """
     if plan.action == "done":
         raise MfphysError(f"{plan.path} is done: nothing to train")
@@ -278,13 +286,15 @@ def train_run(plan: Plan, *, policy: CheckpointPolicy = CheckpointPolicy(),
     history = f"{old['history']}\n{line}" if old.get("history") else line
     writer = writer_info()
     wrote = False
+    created = old.get("created", now)
+    log = runlog.EpochLog(path, created) if epoch_log else None
 
     def write(state, status, result=None):
         nonlocal wrote
         res = result if result is not None else family.current_result(setup, state)
         ds = family.checkpoint_to_dataset(res, status=status, writer=writer, segments=segments,
                                          dynamics_every=setup.dynamics_every, command=command,
-                                         created=old.get("created", now), history=history, attrs=attrs)
+                                         created=created, history=history, attrs=attrs)
         store.write_atomic(ds, path)
         wrote = True
 
@@ -298,14 +308,22 @@ def train_run(plan: Plan, *, policy: CheckpointPolicy = CheckpointPolicy(),
         try:
             if initial_checkpoint:
                 write(state, "running")
+            if log is not None:
+                log.start(state.epoch)
             if on_start is not None:
                 on_start(state)
             last_epoch, last_time, cost = state.epoch, time.monotonic(), 0.0
             while not family.finished(setup, state):
                 state, record = family.train_epoch(setup, state)
+                if log is not None:
+                    log.append(family.epoch_log(setup, state))
+                asked = False
                 if callback is not None:
-                    callback(record)
-                if stop is not None and stop():
+                    try:
+                        callback(record)
+                    except StopAfterEpoch:
+                        asked = True
+                if asked or (stop is not None and stop()):
                     write(state, "interrupted")
                     raise Interrupted(path, state.epoch, config.epochs)
                 t = time.monotonic()
@@ -328,11 +346,15 @@ def train_run(plan: Plan, *, policy: CheckpointPolicy = CheckpointPolicy(),
             elif wrote:
                 with contextlib.suppress(Exception):
                     mark(path, "interrupted")
+            if log is not None and not path.exists():
+                log.remove()  # no run file for it to complete
             if wrote and evaluating and isinstance(exc, KeyboardInterrupt):
                 raise Interrupted(path, state.epoch, config.epochs, evaluating=True) from None
             raise
         if write_done:
             write(state, "done", result)
+        if log is not None:
+            log.remove()  # the finished file (or the caller's) holds every epoch
         return result
 
 

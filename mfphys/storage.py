@@ -304,11 +304,19 @@ def read_attrs(path: str | os.PathLike) -> dict:
         raise MfphysError(f"cannot read {path}: not a readable netCDF file ({type(exc).__name__}: {exc})") from None
 
 
-def open_run(path: str | os.PathLike) -> xr.Dataset:
-    """Open an mfphys run file as an in-memory ``xarray.Dataset`` (public schema, docs/file-format.md)."""
+def open_run(path: str | os.PathLike, *, log: bool = True) -> xr.Dataset:
+    """Open an mfphys run file as an in-memory ``xarray.Dataset`` (public schema, docs/file-format.md).
+
+    ``log``: a run that is training (or was killed) has its per-epoch values after the last
+    checkpoint filled in from its epoch log (:func:`mfphys.runlog.fill_from_log`: flagged by
+    the coordinate ``from_log``); ``log=False`` gives the last checkpoint alone."""
     ds = read_dataset(path)
     if KIND_ATTR not in ds.attrs:
         raise MfphysError(f"{path} is a netCDF file but not an mfphys file (no '{KIND_ATTR}' attribute)")
+    if log and ds.attrs.get(KIND_ATTR) == "run" and run_status(ds.attrs) != "done":
+        from .runlog import fill_from_log
+
+        ds = fill_from_log(ds, path)
     return ds
 
 

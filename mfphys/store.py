@@ -151,7 +151,10 @@ def open_runs(paths, dim: str = "run", *, params: bool = True) -> xr.Dataset:
     else its file name without ``.nc`` (the file names when names repeat), with the extra
     coordinate ``file`` (the path) and one coordinate per configuration field whose value
     differs between the runs (e.g. ``seed``, ``lr``; ``layers`` as ``784,100,10`` text).
-    Runs of different lengths are aligned on ``epoch`` (and ``replica``, ``draw``), NaN-padded.
+    Runs of different lengths are aligned on ``epoch`` (and ``replica``, ``draw``), NaN-padded;
+    the coordinate ``last_epoch`` (``dim``) holds each run's last epoch, so that
+    ``runs.test_acc.sel(epoch=runs.last_epoch)`` is every run's last value (where
+    ``isel(epoch=-1)`` would be NaN for a shorter run).
     A run variable named like such a field is renamed (:data:`RUNS_RENAMED`: the per-epoch
     ``lr`` becomes ``lr_schedule``). The histograms' bin edges differ from run to run: they
     become the variables ``pi_edges``, ``m_edges``, ``xi_edges`` (``dim``, ``*_edge``).
@@ -189,13 +192,19 @@ def open_runs(paths, dim: str = "run", *, params: bool = True) -> xr.Dataset:
         if not params:
             ds = ds.drop_vars([k for k in ds.data_vars if k.split("_")[0] in ("pi", "m", "xi")
                                and k.split("_")[-1].isdigit()] + ["dead_inputs"], errors="ignore")
+        # an epoch log's flags (docs/file-format.md "The epoch log") differ from run to run: stacked as variables
+        ds = ds.reset_coords([c for c in ("from_log", "dyn_from_log") if c in ds.coords])
         edges = [e for e in _HIST_EDGES if e in ds.coords]
         ds = ds.assign({f"{e}s": (e, ds[e].values, ds[e].attrs) for e in edges}).drop_vars(edges)
         ds = ds.rename({k: RUNS_RENAMED.get(k, k + "_run") for k in ds.data_vars if k in differ})
         parts.append(ds)
     out = xr.concat(parts, dim=dim, data_vars="all", coords="minimal", join="outer", compat="override",
                     combine_attrs="override")
+    last = [int(ds["epoch"].values.max()) if ds.sizes.get("epoch") else 0 for ds in runs]
     out = out.assign_coords({dim: names, "file": (dim, [str(f) for f in files]),
+                             "last_epoch": (dim, np.asarray(last, dtype=np.int64),
+                                            {"long_name": "the last epoch each run has (runs.x.sel(epoch="
+                                                          "runs.last_epoch): every run's last value)", "units": "1"}),
                              **{k: (dim, _coordinate(v)) for k, v in differ.items()}})
     shared = {k: v for k, v in runs[0].attrs.items()
               if k not in _PER_RUN_ATTRS and all(k in r.attrs and str(r.attrs[k]) == str(v) for r in runs)}

@@ -198,32 +198,39 @@ def write_checkpoint(path: Path, cfg, epochs: int, *, status: str = "running", w
     return ds
 
 
-#: a run trained by ``mfphys.runfile.train_run`` in another process, one checkpoint per epoch,
-#: each epoch held back until the test creates ``<gate>/go-<epoch>`` (see start_paced_run)
+#: a run trained by ``mfphys.runfile.train_run`` in another process, a checkpoint every
+#: ``every`` epochs (0: none between the start and the end), each epoch held back until the test
+#: creates ``<gate>/go-<epoch>`` (see start_paced_run)
 _PACED_RUN = """
 import sys, time
 from pathlib import Path
 from mfphys import runfile
 from tests.helpers import tiny_config
 
-path, gate, epochs = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+path, gate, epochs, every = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+config = tiny_config(epochs=epochs)
+family = runfile.family_of(config)
+train_epoch = family.train_epoch
 
-def wait(record):
-    while not (gate / f"go-{record.epoch}").exists():
+def paced(setup, state):
+    while not (gate / f"go-{state.epoch + 1}").exists():
         time.sleep(0.01)
+    return train_epoch(setup, state)
 
-plan = runfile.plan_run(path, tiny_config(epochs=epochs))
-runfile.train_run(plan, policy=runfile.CheckpointPolicy(every=1, seconds=0), callback=wait)
+family.train_epoch = paced
+plan = runfile.plan_run(path, config)
+runfile.train_run(plan, policy=runfile.CheckpointPolicy(every=every, seconds=0))
 """
 
 
-def start_paced_run(path: Path, gate: Path, epochs: int) -> subprocess.Popen:
+def start_paced_run(path: Path, gate: Path, epochs: int, every: int = 1) -> subprocess.Popen:
     """``mfphys.runfile.train_run`` of a tiny run into ``path`` in a subprocess: the file is written
-    at the start (0 epochs, status running), then after each epoch k once the test creates
-    ``gate / f"go-{k}"`` (a checkpoint per epoch), and last with status done."""
+    at the start (0 epochs, status running), epoch k trains once the test creates
+    ``gate / f"go-{k}"`` (then its line of the epoch log and, every ``every`` epochs, a
+    checkpoint are written), and last the file with status done."""
     gate.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-c", _PACED_RUN, str(path), str(gate), str(epochs)],
+    return subprocess.Popen([sys.executable, "-c", _PACED_RUN, str(path), str(gate), str(epochs), str(every)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
 
 

@@ -203,6 +203,11 @@ def test_open_runs_stacks_runs_differing_in_seed_and_lr(run_files):
         np.testing.assert_array_equal(ds.m_edges.sel(run=label).values, one.m_edge.values)
         np.testing.assert_array_equal(ds.lr_schedule.sel(run=label).values[:E], one.lr.values)
     assert np.isnan(ds.test_acc.sel(run="run-b").values[:, 2]).all()  # the 2-epoch run, NaN-padded
+    # every run's last value, the shorter one's included (docs/file-format.md "Several runs")
+    assert list(ds.last_epoch.values) == [3, 2, 3]
+    last = ds.test_acc.sel(epoch=ds.last_epoch)
+    assert last.dims == ("run", "replica") and np.isfinite(last).all()
+    np.testing.assert_array_equal(last.sel(run="run-b").values, open_run(d / "b.nc").test_acc.values[:, -1])
     assert ds.sel(run="run-b").seed == 3 and "lr" not in ds.data_vars  # lr is a coordinate now
     assert ds.attrs["architecture"] == "12-8-10" and "config" not in ds.attrs and store.KIND_ATTR not in ds.attrs
     assert ds.groupby("lr").mean().sizes["lr"] == 3  # ordinary xarray from here on

@@ -198,7 +198,7 @@ def order(run, ds, tol: dict, *, diagonal: bool, as_json: bool, as_csv: bool, na
 
 
 def scan_summary(ds) -> Table:
-    """One row per cell: status, errors (mean ± error over replicas), network order parameters, time.
+    """One row per cell: status, errors (mean ± standard error over replicas), network order parameters, time.
 
     The order parameters are averaged over the whole network with layer 1 over live inputs
     (docs/order-parameters.md); ``frac_uip`` is the same set as ``sparsity`` (one column).

@@ -152,7 +152,7 @@ def column_label(matrix: str, connections: str) -> str:
 
 
 def accuracy_lines(ds) -> list[str]:
-    """The accuracies of every evaluation mode (docs/model-rnn.md section 5), mean ± error over replicas."""
+    """The accuracies of every evaluation mode (docs/model-rnn.md section 5), mean ± standard error over replicas."""
     out = []
     modes = [m for m in ("mf", "noisy", "quenched", "annealed") if f"test_acc_{m}" in ds]
     if modes:
@@ -206,7 +206,7 @@ def order(run, ds, tol: dict, *, diagonal: bool, as_json: bool, as_csv: bool, na
 
 
 def scan_summary(ds):
-    """One row per cell of a recurrent scan: status, test errors (mean ± error over replicas), the
+    """One row per cell of a recurrent scan: status, test errors (mean ± standard error over replicas), the
     recurrent matrix's order parameters (all its connections, diagonal included), time."""
     from ..tables import cells_table
 

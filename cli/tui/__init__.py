@@ -43,6 +43,9 @@ def tui(
                                                        "or scan folder to open (its folder is listed)"),
     export_dir: Optional[Path] = typer.Option(None, help="where `e` writes CSV/PNG exports (default: RUNS_DIR)"),
     interval: float = typer.Option(2.5, help="seconds between refreshes of the folder (0: only on `r`)"),
+    columns: Optional[str] = typer.Option(None, help="extra columns of the runs table (`t`), comma-separated: "
+                                                     "configuration fields and tags, note (e.g. lr,seed,tags); "
+                                                     "`c` there shows and hides them"),
 ):
     """Browse and monitor runs and scans in a terminal UI (q quits, ? lists the keys)."""
     from mfphys.errors import MfphysError
@@ -52,4 +55,5 @@ def tui(
         raise MfphysError(f"--interval must be >= 0, got {interval}")
     from .app import MfphysTUI
 
-    MfphysTUI(root, export_dir=export_dir, interval=interval, select=select).run()
+    chosen = tuple(c.strip() for c in columns.split(",") if c.strip()) if columns else ()
+    MfphysTUI(root, export_dir=export_dir, interval=interval, select=select, columns=chosen).run()

@@ -31,7 +31,7 @@ from mfphys.errors import MfphysError
 from .keys import APP_KEYS
 from .models.cache import CACHE
 from .models.format import one_line
-from .models.listing import Entry, filter_entries, find_baseline, list_entries
+from .models.listing import KINDS, Entry, filter_entries, find_baseline, list_entries
 from .models.run import PerturbationSummary, RunSummary, load_perturbation, load_run
 from .models.runs_table import read_numbers, run_rows
 from .models.scan_grid import ScanPayload, load_scan
@@ -60,7 +60,7 @@ class MfphysTUI(App):
     TITLE = "mfphys"
     ENABLE_COMMAND_PALETTE = False
     CSS = """
-    #sidebar { width: 46; border-right: solid $primary-darken-2; }
+    #sidebar { width: 46; max-width: 40%; border-right: solid $primary-darken-2; }
     #filter { margin: 0 0; }
     #entries { height: 1fr; border: none; }
     #entries > .option-list--option { padding: 0 0 0 1; }
@@ -68,15 +68,16 @@ class MfphysTUI(App):
     #main { width: 1fr; }
     /* the runs table takes the whole width: the filter box above it, the list hidden */
     #body.-table { layout: vertical; }
-    #body.-table #sidebar { width: 1fr; height: auto; border-right: none; }
+    #body.-table #sidebar { width: 1fr; max-width: 100%; height: auto; border-right: none; }
     #body.-table #entries, #body.-table #count { display: none; }
     #body.-table #main { height: 1fr; }
     """
     BINDINGS = APP_KEYS
 
     def __init__(self, root: str | Path = "runs", *, export_dir: str | Path | None = None,
-                 interval: float = 2.5, select: str | Path | None = None):
+                 interval: float = 2.5, select: str | Path | None = None, columns: tuple = ()):
         super().__init__()
+        self.columns = tuple(columns)  # the runs table's extra columns (mfphys tui --columns)
         self.root = Path(root)
         self.select = Path(select) if select is not None else None  # the entry to show first
         self.export_dir = Path(export_dir) if export_dir is not None else self.root
@@ -107,7 +108,7 @@ class MfphysTUI(App):
                 yield RunView(id="run")
                 yield ScanView(id="scan")
                 yield PerturbationView(id="perturbation")
-                yield RunsTableView(id="table", folder_name=self.root.resolve().name or "runs")
+                yield RunsTableView(id="table", folder_name=self.root.resolve().name or "runs", columns=self.columns)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -239,9 +240,13 @@ class MfphysTUI(App):
         count = f"{len(self.shown_entries)} of {len(self.entries)} entries"
         if text:
             count += f" match '{text}'"
-        n_err = sum(1 for e in self.entries if e.error)
+        # mfphys files of other kinds (a reproduction's datasets) are not errors: they are named apart
+        other = sum(1 for e in self.entries if e.kind not in KINDS and e.error.startswith("an mfphys "))
+        n_err = sum(1 for e in self.entries if e.error) - other
         if n_err:
             count += f", {n_err} with errors"
+        if other:
+            count += f", {other} other mfphys file{'s' * (other > 1)}"
         if self.table_mode:
             count += "; showing: runs table"
         elif self.loaded is not None and self.loaded.entry.path not in {e.path for e in self.shown_entries}:

@@ -88,6 +88,41 @@ def write_png(path: Path, fig) -> Path:
     return _atomic_bytes(Path(path), buf.getvalue())
 
 
+#: how a baseline is drawn in the exported figures: a colour and a line style of its own, so it
+#: is never mistaken for one of the run's layers or curves
+BASELINE_STYLE = dict(color="0.45", ls="--", lw=1.2)
+
+
+def _keep_axis_for_data(ax, data: list, baseline: list, label: str) -> bool:
+    """Keep the y axis on the run's own values when a baseline lies far outside them (a BP run's
+    constant VIP fraction of 1, say): the axis is not stretched to it, and its value is written
+    in the legend instead (returns True then)."""
+    data = np.concatenate([np.ravel(d) for d in data]) if data else np.zeros(0)
+    base = np.concatenate([np.ravel(b) for b in baseline]) if baseline else np.zeros(0)
+    data, base = data[np.isfinite(data)], base[np.isfinite(base)]
+    if not data.size or not base.size:
+        return False
+    lo, hi = float(data.min()), float(data.max())
+    span = max(hi - lo, 1e-12)
+    if base.min() > hi + 0.5 * span or base.max() < lo - 0.5 * span:
+        ax.set_ylim(lo - 0.1 * span, hi + 0.1 * span)
+        where = "above" if base.min() > hi else "below"
+        ax.plot([], [], **BASELINE_STYLE, label=f"{label}: {float(np.median(base)):.3g} ({where} the axis)")
+        return True
+    return False
+
+
+def _log_if_decades(ax, values, ratio: float = 100.0) -> bool:
+    """A log y scale where the positive values span more than ``ratio`` (a loss whose first
+    epochs dwarf the rest, a histogram's tails); whether it was set."""
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size and v.max() / v.min() > ratio:
+        ax.set_yscale("log")
+        return True
+    return False
+
+
 def _figure(ncols: int, size):
     # the object-oriented API (no pyplot): no global state, safe in the app's worker thread
     from matplotlib.figure import Figure
@@ -317,7 +352,8 @@ def _export_rnn(entry_name: str, run: RunSummary, folder: Path, base: str) -> li
             ax.set_ylim(-0.02, 1.02)
             ax.legend(fontsize=7)
         axes[0].set_ylabel("P(choose high)")
-        fig.suptitle(f"{entry_name}: psychometric curves (mean ± sem, {run.replicas} replicas)", fontsize=9)
+        fig.suptitle(f"{entry_name}: psychometric curves (mean; error bars: standard error over {run.replicas} "
+                     "replicas)", fontsize=9)
         out.append(write_png(folder / f"{base}-psychometric.png", fig))
     return out
 
@@ -343,34 +379,48 @@ def export_run(entry_name: str, run: RunSummary, layer_index: int, folder: Path,
         out.append(write_csv(folder / f"{base}-dynamics.csv", *dynamics_table(run)))
         param = dyn_param if dyn_param in run.dyn else dyn_params(run)[0]
         fig, (ax,) = _figure(1, (6, 3.4))
+        shown = []
         for label, values in trajectory(run, param, inputs, diagonal):
             m, e = curve_stats(values)
+            shown.append(m)
             ax.errorbar(run.dyn_epoch, m, yerr=e, marker="o", ms=3, label=label if rnn else f"layer {label[1:]}")
-        for k, (_, values) in enumerate(baseline_trajectory(run, param)):
-            ax.plot(run.baseline_dyn_epoch, curve_stats(values)[0], color="#ff8c00", lw=1,
-                    label="BP baseline" if k == 0 else None)
+        bp_means = []
+        last = run.dyn_epoch[-1] if run.dyn_epoch.size else None
+        for _, values in baseline_trajectory(run, param):
+            keep = run.baseline_dyn_epoch <= last if last is not None else slice(None)  # the run's epochs only
+            bm = curve_stats(values)[0][keep]
+            bp_means.append(bm)
+            ax.plot(run.baseline_dyn_epoch[keep], bm, **BASELINE_STYLE)
+        if bp_means and not _keep_axis_for_data(ax, shown, bp_means, "BP baseline"):
+            ax.plot([], [], **BASELINE_STYLE, label="BP baseline")
         ax.set_xlabel("epoch")
         ax.set_ylabel(dyn_label(param))
         ax.legend(fontsize=7)
-        ax.set_title(f"{entry_name}: {dyn_label(param)} while training (mean ± sem, {run.replicas} replicas)",
-                     fontsize=9)
+        ax.set_title(f"{entry_name}: {dyn_label(param)} while training (mean; error bars: standard error over "
+                     f"{run.replicas} replicas)", fontsize=9)
         out.append(write_png(folder / f"{base}-dynamics-{param}.png", fig))
     out += _export_rnn(entry_name, run, folder, base) if rnn else []
     fig, axes = _figure(2, (9, 3.2))
     loss_unit = "" if rnn and run.task == "multisensory" else " (nats)"  # a masked squared error
     for ax, k, label in zip(axes, ("train_loss", "test_acc"), (f"train loss{loss_unit}", "test accuracy")):
         m, e = curve_stats(run.curves[k])
-        ax.errorbar(run.epoch, m, yerr=e, label=f"{run.mode or 'run'} (mean ± sem, {run.replicas} replicas)")
+        ax.errorbar(run.epoch, m, yerr=e, label=f"{run.mode or 'run'}")
+        values = [m]
         if k in run.baseline and run.baseline_name not in {n for n, _ in overlays}:
             bm, be = curve_stats(run.baseline[k])
-            ax.errorbar(run.baseline_epoch, bm, yerr=be, label="BP baseline")
+            ax.errorbar(run.baseline_epoch, bm, yerr=be, label="BP baseline", **BASELINE_STYLE)
+            values.append(bm)
         for name, numbers in overlays:
             om, oe = curve_stats(numbers.curves[k])
             ax.errorbar(numbers.epoch, om, yerr=oe, label=name)
+            values.append(om)
+        if k == "train_loss":
+            _log_if_decades(ax, np.concatenate([np.ravel(v) for v in values]), ratio=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
-    fig.suptitle(entry_name, fontsize=9)
+    fig.suptitle(f"{entry_name}: mean over replicas; error bars: standard error over {run.replicas} replicas",
+                 fontsize=9)
     out.append(write_png(folder / f"{base}-curves.png", fig))
     if run.hist and run.layers.size:
         out.append(write_csv(folder / f"{base}-hist-{part}.csv", *hist_table(run, layer_index)))
@@ -378,7 +428,8 @@ def export_run(entry_name: str, run: RunSummary, layer_index: int, folder: Path,
         fig, axes = _figure(len(names), (3 * len(names), 2.8))
         for ax, n in zip(axes, names):
             e, c = hist_counts(run, n, layer_index)
-            ax.stairs(c, e, fill=True)
+            log = _log_if_decades(ax, c)  # the tails, next to a peak of most connections
+            ax.stairs(c, e, fill=True, baseline=0.5 if log else 0)
             ax.set_xlabel({"xi": "Xi"}.get(n, n))
             ax.set_ylabel(f"connections ({run.replicas} replicas)")
         fig.suptitle(f"{entry_name}: {layer} matrix" if rnn else f"{entry_name}: layer {layer}", fontsize=9)
@@ -400,7 +451,7 @@ def export_perturbation(entry_name: str, p: PerturbationSummary, folder: Path) -
     ax.set_xlabel("fraction removed")
     ax.set_ylabel("test error (%)")
     ax.legend(fontsize=7)
-    ax.set_title(entry_name, fontsize=9)
+    ax.set_title(f"{entry_name}: mean; error bars: standard error over replicas", fontsize=9)
     out.append(write_png(folder / f"{stem}.png", fig))
     return out
 

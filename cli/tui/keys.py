@@ -26,8 +26,8 @@ APP_KEYS = [
     Binding("q", "quit", "quit", tooltip="quit"),
     Binding("question_mark", "help", "help", key_display="?", tooltip="this help screen"),
     Binding("slash", "filter", "filter", key_display="/", priority=True,
-            tooltip="filter box (words match name, kind, status, dataset, architecture, date, rnn, preset); "
-                    "while it has the focus, every letter is text"),
+            tooltip="filter box (words match name, kind, status, dataset, architecture, date, tags, note; "
+                    "tag:NAME a tag, lr=0.05 a setting); while it has the focus, every letter is text"),
     Binding("escape", "clear_filter", "clear filter", show=False, key_display="esc",
             tooltip="clear the filter, from anywhere (the focus leaves the filter box for the list)"),
     Binding("t", "table", "runs",
@@ -52,7 +52,8 @@ APP_KEYS = [
             tooltip="scan: show / hide the parameter against epoch, one line per cell of the cursor's row "
                     "(or column)"),
     Binding("c", view("toggle_along"), "row/col", show=False,
-            tooltip="scan, with d: the lines of the cursor's row (one per column) or of its column"),
+            tooltip="scan, with d: the lines of the cursor's row (one per column) or of its column; runs "
+                    "table: show / hide the columns of tags and of the settings that differ (or --columns)"),
     Binding("s", view("toggle_spread"), "spread",
             tooltip="scan: mean vs std over replicas; run: mean curve vs every replica's curve "
                     "(each view keeps its own choice, shown in its header)"),

@@ -26,7 +26,7 @@ from mfphys.stats import format_stat, replica_stats
 from .export import export_perturbation, export_run, export_runs_table, export_scan
 from .families import panels_for
 from .keys import VIEW_ACTIONS
-from .models.format import duration, middle_ellipsis, one_line, plain, short
+from .models.format import duration, middle_ellipsis, one_line, plain, shell_path, short
 from .models.listing import Entry
 from .models.run import (
     HIST_NAMES,
@@ -45,7 +45,7 @@ from .models.run import (
     psychometric_modes,
     trajectory,
 )
-from .models.runs_table import COLUMNS, NUMERIC, RunRow, row_cells, sort_rows
+from .models.runs_table import COLUMNS, NUMERIC, RunRow, differing_columns, row_cells, sort_rows
 from .models.scan_grid import (
     NETWORK,
     Grid,
@@ -380,10 +380,12 @@ class RunView(EntryView, VerticalScroll):
         self._trajectories(run, dyn_param, inputs, spread, diagonal)
         header, rows = layer_table(run, inputs, diagonal)
         _fill_table(self.query_one("#run-order", DataTable), header, rows)
-        self.query_one("#order-note", Static).update(Text(family.order_note(run, inputs, diagonal), style="dim"))
+        note = family.order_note(run, inputs, diagonal)
+        self.query_one("#order-note", Static).update(
+            Text("±: standard error over replicas" + (f"; {note}" if note else ""), style="dim"))
         what = "all connections"
         if entry.partial or not run.epoch.size:  # a checkpoint: the parameters after its last epoch
-            what = f"after epoch {int(run.epoch[-1]) if run.epoch.size else 0}"
+            what = f"after epoch {int(run.epoch[-1]) - run.logged if run.epoch.size else 0}"
         if run.part_dim == "matrix" and run.layers.size:
             part = f"[b]histograms, {escape(part_name(run, layer_index))}[/b] ({layer_index + 1} of {run.layers.size})"
         else:
@@ -441,17 +443,19 @@ class RunView(EntryView, VerticalScroll):
         series = []
         for (label, values), colour in zip(lines, LAYER_COLOURS * 4):
             series += self._series(run.dyn_epoch, values, label, colour, spread)
-        base = baseline_trajectory(run, param)
+        # the BP run's epochs up to the run's own: a longer baseline does not stretch the epoch axis
+        keep = run.baseline_dyn_epoch <= (run.dyn_epoch[-1] if run.dyn_epoch.size else 0)
+        bepoch = run.baseline_dyn_epoch[keep]
+        base = [(label, v[:, keep]) for label, v in baseline_trajectory(run, param)]
         values = np.concatenate([v.ravel() for _, v in base]) if base else np.zeros(0)
         values = values[np.isfinite(values)]
         if values.size and np.ptp(values) == 0:
             # BP has pi = Xi = 0: its order parameters are constants (frac_vip 1, the others 0); a
             # line at 1 would squash the gBP lines, so the legend gives the value instead
-            series.append(Series(f"BP = {short(values[0], 6)}", run.baseline_dyn_epoch,
-                                 np.full(run.baseline_dyn_epoch.size, np.nan), BP_COLOUR))
+            series.append(Series(f"BP = {short(values[0], 6)}", bepoch, np.full(bepoch.size, np.nan), BP_COLOUR))
         else:
             for k, (_, v) in enumerate(base):  # one legend entry for the BP run's layers
-                series += self._series(run.baseline_dyn_epoch, v, "BP" if k == 0 else "", BP_COLOUR, spread)
+                series += self._series(bepoch, v, "BP" if k == 0 else "", BP_COLOUR, spread)
         what = "replicas" if spread else "mean"
         plot.plot(series, title=f"{dyn_label(param)} vs epoch ({what}; p: next)", xlabel="epoch")
 
@@ -481,7 +485,10 @@ def progress_line(entry: Entry, run: RunSummary) -> Text:
     else:
         why = "its writer is gone" if entry.status == "stopped" else "stopped by Ctrl-C or a failure"
         line.append(f"  {entry.status}", style="bold #ff8700")
-        line.append(f": {why}; continue it with mfphys train --resume {entry.path.name}", style="dim")
+        line.append(f": {why}; continue it with mfphys train --resume {shell_path(entry.path)}", style="dim")
+    if run.logged:
+        line.append(f"  (curves to epoch {done}; parameters as of epoch {done - run.logged}, "
+                    "the last checkpoint)", style="dim")
     return line
 
 
@@ -542,7 +549,8 @@ class ScanView(EntryView, Vertical):
             self.param = p.params[0]
         layers = p.layers_for(self.from_output)
         if layers and self.part not in layers:
-            self.part = layers[0]
+            # first shown: the whole network, as scan-plot draws it; else the first layer
+            self.part = NETWORK if self.part is None and NETWORK in layers else layers[0]
         return p.grid(self.param, self.part, inputs=self.inputs, cell_status=self.entry.cell_status,
                       diagonal=self.diagonal)
 
@@ -585,7 +593,8 @@ class ScanView(EntryView, Vertical):
     def action_toggle_output(self) -> None:
         self.from_output = not self.from_output
         if self.part != NETWORK:
-            self.part = None  # the first of the other count: layer 1, or the output layer
+            layers = self.payload.layers_for(self.from_output)
+            self.part = layers[0] if layers else None  # the first of the other count: layer 1, or the output layer
         self.redraw()
 
     def action_toggle_inputs(self) -> None:
@@ -693,7 +702,7 @@ class ScanView(EntryView, Vertical):
             text.append("  " + str(grid.error[i, j]), style="red")
         elif grid.n[i, j] > 0:
             vals = grid.values[i, j]
-            text.append(f"   {grid.param} = {format_stat(vals)}  (std {short(grid.spread[i, j], 8)}, "
+            text.append(f"   {grid.param} = {format_stat(vals)}  (± standard error; std {short(grid.spread[i, j], 8)}, "
                         f"{int(grid.n[i, j])} replica(s))\nreplicas: ")
             text.append(" ".join(short(v, 7) for v in vals), style="dim")
         elif status == "done":
@@ -785,15 +794,18 @@ class RunsTable(DataTable):
             super().__init__()
             self.column = column
 
+    #: every column shown: :data:`COLUMNS` and the extra ones (tags, settings), set by the view
+    sort_columns: tuple = COLUMNS
+
     def action_sort(self, index: int) -> None:
-        if 0 <= index < len(COLUMNS):
-            self.post_message(self.SortRequested(COLUMNS[index]))
+        if 0 <= index < len(self.sort_columns):
+            self.post_message(self.SortRequested(self.sort_columns[index]))
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         event.stop()
         index = event.column_index - 1  # column 0 holds the marks
-        if 0 <= index < len(COLUMNS):
-            self.post_message(self.SortRequested(COLUMNS[index]))
+        if 0 <= index < len(self.sort_columns):
+            self.post_message(self.SortRequested(self.sort_columns[index]))
 
     @property
     def cursor_path(self) -> str | None:
@@ -811,6 +823,9 @@ class RunsTableView(EntryView, Vertical):
     """
 
     sort = var(("name", False))
+    #: the extra columns: () none; None: tags and the settings that differ between the runs shown
+    #: (``c``); or the columns ``mfphys tui --columns`` chose
+    extra = var(())
 
     DEFAULT_CSS = """
     RunsTableView { padding: 0 1; }
@@ -819,9 +834,11 @@ class RunsTableView(EntryView, Vertical):
     RunsTableView #table-note { height: auto; border-top: solid $primary-darken-2; }
     """
 
-    def __init__(self, *, folder_name: str = "runs", **kw):
+    def __init__(self, *, folder_name: str = "runs", columns: tuple = (), **kw):
         super().__init__(**kw)
         self.folder_name = folder_name  # the export's name
+        self.chosen = tuple(columns)  # mfphys tui --columns: the extra columns c switches on and off
+        self.set_reactive(RunsTableView.extra, self.chosen)
         self.rows: list[RunRow] = []
         # what the app showed last: the paths the filter lets through, the marked runs, the filter, reading
         self._paths: frozenset = frozenset()
@@ -839,6 +856,17 @@ class RunsTableView(EntryView, Vertical):
     def shown_rows(self) -> list[RunRow]:
         column, reverse = self.sort
         return sort_rows([r for r in self.rows if r.path in self._paths], column, reverse)
+
+    def extra_columns(self, rows) -> tuple:
+        """The extra columns shown now (:attr:`extra`; None: those that tell ``rows`` apart)."""
+        return differing_columns(rows) if self.extra is None else tuple(self.extra)
+
+    def action_toggle_along(self) -> None:
+        """``c``: the extra columns on (the chosen ones, else tags and the settings that differ) or off."""
+        self.extra = () if self.extra != () else (self.chosen or None)  # None (the differing ones) is on too
+        if self.extra == () and self.sort[0] not in COLUMNS:
+            self.sort = ("name", False)  # sorted by a column no longer shown
+        self.draw()
 
     def draw(self) -> None:
         column, reverse = self.sort
@@ -870,8 +898,9 @@ class RunsTableView(EntryView, Vertical):
         Nothing is redrawn when nothing shown changed (the live refresh calls this every few
         seconds), so the cursor and the scroll position stay."""
         marked = {str(p) for p in marked}
-        key = (tuple((str(r.path), *row_cells(r), r.error) for r in rows), frozenset(marked), column, reverse,
-               filter_text, loading)
+        extra = self.extra_columns(rows)
+        key = (tuple((str(r.path), *row_cells(r, extra), r.error) for r in rows), frozenset(marked), column, reverse,
+               filter_text, loading, extra)
         if getattr(self, "_shown_key", None) == key:
             return
         self._shown_key = key
@@ -881,17 +910,20 @@ class RunsTableView(EntryView, Vertical):
         if loading:
             head.append("  reading ...", style="dim")
         head.append("\n1-9 or a click on a header: sort by that column (again: the other way) · space: mark for "
-                    "the curve overlay · enter: open the run · t: back", style="dim")
+                    "the curve overlay · enter: open the run · c: settings columns · t: back", style="dim")
         self.query_one("#table-head", Static).update(head)
         table = self.query_one(RunsTable)
         keep = table.cursor_path
         table.clear(columns=True)
         table.add_column("", key="mark")
-        for c in COLUMNS:
+        shown = COLUMNS[:1] + extra + COLUMNS[1:]  # the chosen columns next to the name, in view at 80 columns
+        table.sort_columns = shown
+        for c in shown:
             label = c + ((" ↓" if reverse else " ↑") if c == column else "")
             table.add_column(Text(label, justify="right" if c in NUMERIC else "left"), key=c)
         for r in rows:
-            cells = [Text(v, justify="right") if c in NUMERIC else v for c, v in zip(COLUMNS, row_cells(r))]
+            by_column = dict(zip(COLUMNS + extra, row_cells(r, extra)))
+            cells = [Text(by_column[c], justify="right") if c in NUMERIC else by_column[c] for c in shown]
             table.add_row("●" if str(r.path) in marked else "", *cells, key=str(r.path))
         keys = [str(r.path) for r in rows]
         if keep in keys:

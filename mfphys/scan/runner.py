@@ -272,12 +272,23 @@ class ScanPlan(NamedTuple):
     free_disk: int | None
 
 
+def _blas_limit(threads: int | None):
+    """At most ``threads`` BLAS threads inside the ``with`` block (nothing without threadpoolctl)."""
+    if threads:
+        with contextlib.suppress(ImportError):
+            from threadpoolctl import threadpool_limits
+
+            return threadpool_limits(threads)
+    return contextlib.nullcontext()
+
+
 def plan_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None = None,
-              calibrate: bool = False) -> ScanPlan:
+              calibrate: bool = False, blas_threads: int | None = 1) -> ScanPlan:
     """The cells of ``spec`` not done in ``folder`` yet, and what they need: memory (the largest
     cells, ``workers`` of them at once), disk (every cell file) and, with ``calibrate``, the time
-    from a short calibration of each distinct cell shape (the family's :meth:`~mfphys.family.ModelFamily.calibrate`).
-    Reads file names only; writes nothing."""
+    from a short calibration of each distinct cell shape (the family's :meth:`~mfphys.family.ModelFamily.calibrate`),
+    timed with the BLAS threads the cells get (``blas_threads``: on a shared machine two threads
+    can be several times slower than one). Reads file names only; writes nothing."""
     from .. import budget
     from ..fileio import free_bytes
     from .folder import scan_status
@@ -300,7 +311,8 @@ def plan_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None 
             family = registry.get(c.model)
             key = family.calibration_key(c.config)
             if key not in steps:
-                steps[key] = family.calibrate(c.config)
+                with _blas_limit(blas_threads):
+                    steps[key] = family.calibrate(c.config)
             total += family.seconds(c.config, steps[key])
         seconds = total / parallel
     return ScanPlan(len(cells), len(cells) - len(todo), todo, parallel, memory, sum(e.disk for e in ests), seconds,

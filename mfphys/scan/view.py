@@ -213,14 +213,16 @@ def _order_variable(ds: xr.Dataset, name: str, live: bool) -> xr.DataArray:
     return ds[name]
 
 
-def network_mean(ds: xr.Dataset, name: str, *, live: bool = False) -> xr.DataArray:
+def network_mean(ds: xr.Dataset, name: str, *, live: bool = True) -> xr.DataArray:
     """A per-layer order parameter averaged over the whole network, weighted by connections.
 
-    E.g. ``network_mean(open_scan(f), "sparsity")`` is the fraction of *all* connections that
-    are absent; layers that do not exist (NaN) drop out. With ``live``, layer 1 counts only the
-    connections from inputs that vary over the training set (the ``<name>_live`` numbers,
-    weighted by ``n_connections_live``): the numbers docs/order-parameters.md says scans and
-    plots should show, since a dead input's connections keep their initial values.
+    E.g. ``network_mean(open_scan(f), "sparsity")`` is the fraction of the connections that are
+    absent; layers that do not exist (NaN) drop out. With ``live`` (the default, as in
+    ``scan-plot``, the scan table and the TUI), layer 1 counts only the connections from inputs
+    that vary over the training set (the ``<name>_live`` numbers, weighted by
+    ``n_connections_live``): the numbers docs/order-parameters.md says scans and plots should
+    show, since a dead input's connections keep their initial values. ``live=False``: over all
+    connections, dead inputs' included.
     Other dimensions are kept: ``network_mean(ds, "dyn_frac_vip", live=True)`` is the fraction
     against ``dyn_epoch`` (docs/file-format.md "Dynamics").
     """
@@ -233,7 +235,7 @@ def network_mean(ds: xr.Dataset, name: str, *, live: bool = False) -> xr.DataArr
     return xr.apply_ufunc(weighted_mean, values, weights, input_core_dims=[["layer"], ["layer"]])
 
 
-def select_layer(ds: xr.Dataset, name: str, layer: int, *, live: bool = False) -> xr.DataArray:
+def select_layer(ds: xr.Dataset, name: str, layer: int, *, live: bool = True) -> xr.DataArray:
     """One layer of a per-layer variable in every cell, counted from the input or from the output.
 
     ``layer >= 1`` is that layer (1 = from the inputs); ``layer <= -1`` counts from the output

@@ -33,7 +33,7 @@ def run(cli, *args):
 def test_the_rnn_group_writes_every_dataset_and_figure(tiny_quick, folder, mnist_dir, cli):
     res = run(cli, "rnn", "--quick", "--backend", "numpy", "--data-dir", mnist_dir, "--out", folder)
     assert res.exit_code == 0, res.output
-    assert "on an idle 2-core CPU" in res.stderr
+    assert "calibrated on this machine now at load average" in res.stderr
     for name in ("row-wise MNIST", "psychometric accuracy", "perturbation of the recurrent matrix"):
         assert name in res.stdout
     for name in rep.EXPERIMENTS:

@@ -84,6 +84,11 @@ def test_killed_scan_resumes_without_touching_finished_cells(tmp_path, sig, cli)
         store.open_run(cells / name)
     if sig == signal.SIGINT:
         assert b"interrupted" in err and not list(cells.glob("*.running"))  # Ctrl-C cleans up its marker
+        text = err.decode()
+        assert f"{len(finished)} of 9 cells done" in text and "continue with: mfphys scan " in text, text
+        if "keeps its checkpoint" in text:  # (unless the signal landed between two cells)
+            partial = list(cells.glob("*.partial.nc"))
+            assert len(partial) == 1 and store.read_attrs(partial[0])["status"] == "interrupted"
 
     result = cli("scan", *ARGS, "--epochs", "200", "--out", str(folder), "-q")  # the same command again
     assert result.exit_code == 0, result.output
@@ -223,7 +228,8 @@ def test_phase_figure_titles_say_what_is_shown(cli_scan):
 
     ds = scan.open_scan(cli_scan[0])
     titles = [ax.get_title() for ax in phase_figure(ds, ["frac_uip", "entropy"]).axes if ax.get_title()]
-    assert titles == ["frac_uip (= sparsity) (whole network, live inputs)", "entropy (whole network, live inputs)"]
+    assert titles == ["frac_uip (= sparsity) (whole network, layer 1 over live inputs)",
+                      "entropy (whole network, layer 1 over live inputs)"]
     titles = [ax.get_title() for ax in phase_figure(ds, ["entropy"], layer=-1, live=False).axes if ax.get_title()]
     assert titles == ["entropy (output layer)"]
 

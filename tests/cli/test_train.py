@@ -225,9 +225,11 @@ def test_sigkill_at_a_random_epoch_then_the_same_command_resumes_bit_identically
     wait_for_checkpoint(out, target, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed = open_run(out)  # the last checkpoint is whole
+    killed = open_run(out, log=False)  # the last checkpoint is whole
     n = int(killed.attrs["epochs_done"])
     assert killed.attrs["status"] == "running" and target <= n < LONG and killed.sizes["epoch"] == n, target
+    # the epoch log may hold the epoch in which the kill came (docs/file-format.md "The epoch log")
+    assert n <= open_run(out).sizes["epoch"] <= n + 1
     again = start_mfphys(*args)  # the same command again continues the run
     assert again.wait(timeout=300) == 0, again.stderr.read()
     done = open_run(out)

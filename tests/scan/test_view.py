@@ -95,8 +95,13 @@ def test_network_mean_live_counts_live_connections_of_layer_1(fresh_scan):
     np.testing.assert_array_equal(cell.n_connections.values[:2], [16 * 20, 16 * 10])
     want = (0.5 * 16 * 15 + run.sparsity.sel(layer=2).values * 160) / (16 * 15 + 160)
     np.testing.assert_allclose(scan.network_mean(ds, "sparsity", live=True).sel(depth=1, n_train=400).values, want)
-    np.testing.assert_allclose(scan.network_mean(ds, "sparsity").sel(depth=1, n_train=400).values,
+    np.testing.assert_allclose(scan.network_mean(ds, "sparsity", live=False).sel(depth=1, n_train=400).values,
                                (run.sparsity.values * [320, 160]).sum(axis=1) / 480)
+    # one default everywhere (scan-plot, the scan table, the TUI): live inputs
+    np.testing.assert_array_equal(scan.network_mean(ds, "sparsity").values,
+                                  scan.network_mean(ds, "sparsity", live=True).values)
+    np.testing.assert_array_equal(scan.select_layer(ds, "sparsity", 1).values,
+                                  scan.select_layer(ds, "sparsity", 1, live=True).values)
 
 
 def test_corrupt_or_vanishing_cell(fresh_scan, monkeypatch):

@@ -98,9 +98,11 @@ async def test_scan_keys_cycle_parameter_layer_values_and_spread(runs_dir):
         assert heat.grid.param == params[1]
         await pilot.press("P", "P")
         assert heat.grid.param == params[-1]
-        await pilot.press("p", "p", "p")  # -> sparsity, per layer
-        assert heat.grid.param == "sparsity" and heat.grid.layer == 1
-        assert "layer 1" in static_text(app, "#scan-head")
+        await pilot.press("p", "p", "p")  # -> sparsity, per layer: the whole network first, as scan-plot
+        assert heat.grid.param == "sparsity" and heat.grid.layer == NETWORK
+        assert "whole network" in static_text(app, "#scan-head")
+        await pilot.press("l")
+        assert heat.grid.layer == 1 and "layer 1" in static_text(app, "#scan-head")
         await pilot.press("l")
         assert heat.grid.layer == 2
         await pilot.press("L", "L")
@@ -148,7 +150,7 @@ async def test_export_key_writes_csv_and_png(runs_dir, tmp_path):
     app = app_for(runs_dir, export_dir=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await select(app, pilot, "scan")
-        await pilot.press("p", "p", "l", "e")  # sparsity, layer 2
+        await pilot.press("p", "p", "l", "l", "e")  # sparsity: the whole network, layer 1, layer 2
         await settle(app, pilot)
         assert sorted(p.name for p in app.last_export) == ["scan-scan-sparsity-layer2.csv",
                                                            "scan-scan-sparsity-layer2.png"]
@@ -211,6 +213,21 @@ async def test_help_screen_lists_every_key(runs_dir):
         assert not isinstance(app.screen, HelpScreen)
         await pilot.press("q")
     assert app.return_code == 0
+
+
+@pilot_test
+async def test_reproduction_files_are_not_counted_as_errors(tmp_path):
+    import numpy as np
+    import xarray as xr
+
+    from mfphys import store
+
+    for name, kind in (("curves", "reproduction"), ("dynamics", "reproduction"), ("odd", "someday")):
+        xr.Dataset({"t": ("x", np.arange(3.0))}, attrs={store.KIND_ATTR: kind}).to_netcdf(tmp_path / f"{name}.nc")
+    app = app_for(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert "3 of 3 entries, 1 with errors, 2 other mfphys files" in static_text(app, "#count")
 
 
 @pilot_test
@@ -336,8 +353,7 @@ async def test_live_inputs_by_default_and_layers_counted_from_the_output(runs_di
         heat = app.query_one(Heatmap)
         while heat.grid.param != "entropy":
             await pilot.press("p")
-        await pilot.press("L")  # whole network
-        assert heat.grid.layer == NETWORK and heat.grid.inputs == "live"
+        assert heat.grid.layer == NETWORK and heat.grid.inputs == "live"  # the whole network first
         head = static_text(app, "#scan-head")
         assert "whole network" in head and "layer 1 over the inputs that vary" in head
         await pilot.press("i")

@@ -176,3 +176,43 @@ async def test_the_live_refresh_keeps_the_runs_tables_cursor(runs_dir):
         assert table.cursor_row == 1
         await pilot.pause(1.0)  # several refreshes: the folder is listed and the rows read again
         assert table.cursor_row == 1 and app.view_kind == "table"
+
+
+@pilot_test
+async def test_runs_table_shows_tags_and_the_settings_that_differ_and_sorts_by_them(tmp_path):
+    """``c`` adds the columns of tags and of the settings that differ (next to the name), and a
+    digit sorts by them; ``mfphys tui --columns`` chooses them."""
+    from mfphys.cli.tui.views import RunsTableView
+    from mfphys.train import train
+    from tests.helpers import tiny_config
+
+    for name, lr, tags in (("a", 0.2, ["x"]), ("b", 0.05, []), ("c", 0.1, ["y", "z"])):
+        ds = store.run_to_dataset(train(tiny_config(lr=lr, epochs=1)), name=name, tags=tags)
+        store.write_atomic(ds, tmp_path / f"{name}.nc")
+
+    def header(app) -> str:
+        return next(line for line in screen_text(app).splitlines() if "dataset" in line and "architecture" in line)
+
+    app = app_for(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("t")
+        await settle(app, pilot)
+        assert "tags" not in header(app)
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert header(app).index("name") < header(app).index("tags") < header(app).index("lr") < header(app).index(
+            "dataset")
+        await pilot.press("3")  # name, tags, lr: the third column, sorted as numbers
+        assert app.query_one(RunsTableView).sort == ("lr", False) and _table_names(app) == ["b", "c", "a"]
+        await pilot.press("3")
+        assert _table_names(app) == ["a", "c", "b"]
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert "tags" not in header(app)
+    app = app_for(tmp_path, columns=("seed", "note"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("t", "c", "c")  # off and on again: the chosen columns
+        await settle(app, pilot)
+        assert "seed" in header(app) and "note" in header(app) and "tags" not in header(app)

@@ -54,4 +54,4 @@ async def test_a_third_family_opens_through_the_generic_panels(rnn_dir, tmp_path
         assert "histograms, recurrent matrix (2 of 3)" in static_text(app, "#hist-head")
         await select(app, pilot, "toy-layer")
         assert _columns(app, "#run-order")[1:] == ["layer 1", "layer 2"]  # no live-inputs choice: all inputs
-        assert static_text(app, "#order-note") == ""
+        assert static_text(app, "#order-note") == "±: standard error over replicas"  # no family note of its own

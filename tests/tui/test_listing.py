@@ -170,3 +170,28 @@ def test_duration(seconds, text):
     from mfphys.cli.tui.models.format import duration
 
     assert duration(seconds) == text
+
+
+def test_filter_finds_runs_by_tags_notes_and_settings(tmp_path):
+    """``tag:NAME``, ``key=value`` (numbers as numbers), ``key>value``, and plain words in the tags
+    and the note (docs/tui.md "Finding runs by their settings")."""
+    from mfphys import store
+    from mfphys.train import train
+    from tests.helpers import SCAN_FIXED, tiny_config, write_scan
+
+    for name, lr, tags, note in (("a", 0.05, ["demo"], "first try"), ("b", 0.1, ["paper", "R3"], None)):
+        ds = store.run_to_dataset(train(tiny_config(lr=lr, epochs=1)), name=name, tags=tags, note=note)
+        store.write_atomic(ds, tmp_path / f"{name}.nc")
+    write_scan(tmp_path / "s", depth=(1, 2), n_train=(200,))
+    entries = list_entries(tmp_path)
+
+    def names(text):
+        return [e.name for e in filter_entries(entries, text)]
+
+    assert names("tag:demo") == ["a"] and names("tag:r3") == ["b"] and names("tag:dem") == []
+    # (the scan trains at lr 0.1 too)
+    assert names("lr=0.05") == ["a"] and names("lr=0.050") == ["a"] and names("lr>0.07") == ["b", "s"]
+    assert names("lr=0.05 tag:paper") == [] and names("first") == ["a"] and names("paper") == ["b"]
+    assert names("epochs=1") == ["a", "b"] and names("layers=20,16,10") == ["a", "b"]
+    assert names("depth=2") == ["s"] and names(f"width={SCAN_FIXED['width']}") == ["s"]
+    assert names("nosuchsetting=1") == []

@@ -92,6 +92,46 @@ async def test_a_run_file_rewritten_under_the_app(tmp_path, monkeypatch):
 
 
 @pilot_test
+async def test_epochs_between_checkpoints_come_from_the_epoch_log(tmp_path):
+    """A run with no checkpoint between its start and its end (docs/file-format.md "The epoch
+    log"): the listing and the curves follow every epoch all the same, and the run view says the
+    parameters are those of the last checkpoint."""
+    from mfphys.cli.tui.widgets import LinePlot
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    path = root / "live.nc"
+    proc = start_paced_run(path, tmp_path / "gate", EPOCHS, every=0)
+    try:
+        wait_for_checkpoint(path, 0, proc)
+        app = app_for(root, interval=0.1)
+        async with app.run_test(size=SIZE) as pilot:
+
+            def process_ok():
+                assert proc.poll() in (None, 0), proc.stderr.read()
+
+            await settle(app, pilot)
+            for epoch in range(1, EPOCHS):
+                (tmp_path / "gate" / f"go-{epoch}").touch()
+                await wait_until(pilot, lambda e=epoch: app.shown_entries[0].status_text.startswith(
+                    f"running {e}/{EPOCHS}"), f"running {epoch}/{EPOCHS}", check=process_ok)
+                await wait_until(pilot, lambda e=epoch: app.loaded is not None and app.loaded.payload.epoch.size == e,
+                                 f"the curves of epoch {epoch}", check=process_ok)
+                await settle(app, pilot)
+                assert [s.x.tolist() for s in app.query_one("#plot-loss", LinePlot).series] == [
+                    list(range(1, epoch + 1))]
+                head = static_text(app, "#run-head")
+                assert f"epoch {epoch} of {EPOCHS}" in head and "parameters as of epoch 0" in head
+            assert store.read_attrs(path)["epochs_done"] == 0  # no checkpoint was written meanwhile
+            (tmp_path / "gate" / f"go-{EPOCHS}").touch()
+        assert proc.wait(30) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pilot_test
 async def test_the_run_views_trajectories_follow_p_and_the_inputs(runs_dir):
     from mfphys.cli.tui.views import RunView
     from mfphys.cli.tui.widgets import LinePlot
@@ -124,7 +164,7 @@ async def test_scan_dynamics_view_of_a_row_or_column(runs_dir, tmp_path):
         await select(app, pilot, "scan")
         plot = app.query_one("#scan-dyn", LinePlot)
         assert not plot.display  # hidden until asked for
-        await pilot.press("p", "p", "p", "d")  # frac_vip, layer 1
+        await pilot.press("p", "p", "p", "l", "d")  # frac_vip: the whole network first, then layer 1
         assert plot.display
         assert [s.label for s in plot.series] == ["n_train=200", "400"]
         assert "frac_vip, layer 1 live, depth = 1" in plot.title

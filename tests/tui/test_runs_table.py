@@ -86,3 +86,15 @@ def test_a_run_file_without_epochs_has_a_row(tmp_path):
     write_checkpoint(tmp_path / "new.nc", tiny_config(epochs=4), 0)
     (row,) = run_rows(list_entries(tmp_path))
     assert row.error == "" and row.epochs == 0 and math.isnan(row.accuracy) and 0 <= row.vip <= 1
+
+
+def test_extra_columns_show_tags_and_the_settings_that_differ():
+    from mfphys.cli.tui.models.runs_table import differing_columns
+
+    rows = [RunRow(path=f"{n}.nc", name=n, tags=t, settings=(("lr", lr), ("seed", "0"), ("layers", "20,16,10")))
+            for n, t, lr in (("a", ("demo",), "0.05"), ("b", (), "0.1"), ("c", ("x", "y"), "0.2"))]
+    assert differing_columns(rows) == ("tags", "lr")  # seed and layers are the same in every run
+    assert [r.name for r in sort_rows(rows, "lr", reverse=True)] == ["c", "b", "a"]  # as numbers
+    assert [r.name for r in sort_rows(rows, "tags")] == ["b", "a", "c"]
+    assert row_cells(rows[2], ("tags", "lr", "seed"))[-3:] == ["x,y", "0.2", "0"]
+    assert differing_columns(rows[:1]) == ("tags",)

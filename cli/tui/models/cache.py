@@ -49,6 +49,14 @@ def file_signature(path: Path) -> tuple:
     return (st.st_mtime_ns, st.st_size)
 
 
+def run_signature(path: Path) -> tuple:
+    """:func:`file_signature` of a run file and of its epoch log (:mod:`mfphys.runlog`): a run
+    that trains changes with every epoch, not only at its checkpoints."""
+    from mfphys.runlog import log_path
+
+    return file_signature(path) + file_signature(log_path(path))
+
+
 def scan_signature(folder: Path, *, markers: bool = True) -> tuple:
     """The (name, mtime_ns, size) of ``scan.json`` and of the files in ``cells/``: cheap, no reads.
 

@@ -81,3 +81,17 @@ def middle_ellipsis(text: str, width: int) -> str:
     tail = (width - 1) // 2 + 2  # a little more of the end: the time stamp
     head = width - 1 - tail
     return text[:head] + "…" + text[len(text) - tail:]
+
+
+def shell_path(path) -> str:
+    """A path to paste into a command typed in the current folder: relative to it when the
+    path is under it (``runs/a.nc``), else absolute; quoted for the shell when it needs it."""
+    import shlex
+    from pathlib import Path
+
+    full = Path(path).absolute()
+    try:
+        text = str(full.relative_to(Path.cwd()))
+    except ValueError:
+        text = str(full)
+    return shlex.quote(text)

@@ -20,7 +20,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mfphys import store
@@ -28,7 +28,7 @@ from mfphys.describe import scan_architecture, scan_state
 from mfphys.errors import MfphysError
 from mfphys.model import architecture
 
-from .cache import CACHE, file_signature, scan_signature
+from .cache import CACHE, run_signature, scan_signature
 from .format import duration, one_line, short_date
 
 #: the kinds the TUI shows (``mfphys.store.KINDS`` less the reproduction results)
@@ -66,6 +66,11 @@ class Entry:
     task: str = ""
     preset: str = ""
     matrix: str = ""
+    # what the filter finds a run or scan by besides its name: its tags and note (``mfphys train
+    # --tag/--note``) and its settings (a run's configuration, a scan's fixed options and grid)
+    tags: tuple = ()
+    note: str = ""
+    settings: tuple = field(default=(), repr=False)  # ((key, value as text), ...)
 
     @property
     def ok(self) -> bool:
@@ -115,7 +120,7 @@ class Entry:
 
 
 def _file_entry(path: Path, name: str) -> Entry:
-    sig = file_signature(path)
+    sig = run_signature(path)
     try:
         attrs = store.read_attrs(path)
     except MfphysError as exc:
@@ -132,6 +137,7 @@ def _file_entry(path: Path, name: str) -> Entry:
         dataset, arch = _perturbation_source(attrs, dataset, arch)
     entry = Entry(path, name, kind, "done", dataset, arch, short_date(attrs.get("created")),
                   str(attrs.get("mode", "")), str(attrs.get("name", "")).strip(), signature=sig,
+                  tags=_tags(attrs), note=str(attrs.get("note", "") or ""), settings=_settings(attrs.get("config")),
                   **_model_fields(attrs, kind))
     if kind != "run":
         return entry
@@ -139,9 +145,55 @@ def _file_entry(path: Path, name: str) -> Entry:
     # attributes say how far it is (docs/file-format.md, "Status, partial files, checkpoints")
     done, total = _int(attrs.get("epochs_done")), _config_epochs(attrs)
     status = store.run_status(attrs)
+    if status != "done":
+        # the epoch log says how far it is between checkpoints (docs/file-format.md "The epoch log")
+        from mfphys.runlog import last_record
+
+        last = last_record(path, attrs.get("created"))
+        if last is not None and done is not None and last["epoch"] > done:
+            attrs = {**attrs, "updated": _iso(last.get("at")) or attrs.get("updated")}
+            done = last["epoch"]
     return dataclasses.replace(entry, status=status, epochs_done=done, epochs=total,
                                eta_at=_eta_at(attrs, done, total) if status == "running" else None,
                                writer=str(attrs.get("writer", "")) if status == "running" else "")
+
+
+def _iso(seconds) -> str | None:
+    """Unix seconds as the ISO time the file's ``updated`` attribute holds."""
+    try:
+        return datetime.fromtimestamp(float(seconds), UTC).isoformat()
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _tags(attrs) -> tuple:
+    """A file's ``tags`` attribute (a JSON list) as a tuple of strings; () when absent or damaged."""
+    try:
+        tags = json.loads(attrs.get("tags", "[]"))
+    except (TypeError, ValueError):
+        return ()
+    return tuple(str(t) for t in tags) if isinstance(tags, list) else ()
+
+
+def _setting_text(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(_setting_text(v) for v in value)
+    return json.dumps(value) if isinstance(value, bool) or value is None else str(value)
+
+
+def _settings(config, *more: dict) -> tuple:
+    """``((key, text), ...)`` of a configuration (JSON text or a dict) and any further dicts:
+    what ``key=value`` in the filter compares with."""
+    out: dict = {}
+    for part in (config, *more):
+        if isinstance(part, str):
+            try:
+                part = json.loads(part)
+            except ValueError:
+                continue
+        if isinstance(part, dict):
+            out.update({str(k): _setting_text(v) for k, v in part.items()})
+    return tuple(sorted(out.items()))
 
 
 def _model_fields(attrs, kind: str) -> dict:
@@ -251,7 +303,7 @@ def _scan_entry(folder: Path, name: str) -> Entry:
         rnn = dict(model=str(meta["model"]))
     dataset = str(fixed.get("dataset", "")) or (rnn.get("task") or "")
     return Entry(folder, name, "scan", scan_state(counts), dataset, scan_architecture(meta),
-                 short_date(meta.get("created")), cells=cells, signature=sig,
+                 short_date(meta.get("created")), cells=cells, signature=sig, settings=_settings(fixed, grid),
                  cell_status=tuple(counts.get("cells", {}).items()),
                  data_signature=scan_signature(folder, markers=False), **rnn)
 
@@ -288,7 +340,7 @@ def list_entries(root: str | os.PathLike) -> list[Entry]:
                 elif depth < MAX_DEPTH:
                     walk(p, name + "/", depth + 1)
             elif p.suffix == ".nc":
-                out.append(_writer_gone(CACHE.get(("file-entry", p), file_signature(p),
+                out.append(_writer_gone(CACHE.get(("file-entry", p), run_signature(p),
                                                   lambda p=p, n=name: _file_entry(p, n.removesuffix(".nc")))))
 
     walk(root, "", 1)
@@ -296,17 +348,53 @@ def list_entries(root: str | os.PathLike) -> list[Entry]:
 
 
 def filter_entries(entries, text: str) -> list[Entry]:
-    """Entries whose name (file or own), kind, status, dataset, architecture, date or error contain every
-    word of ``text``."""
+    """Entries that match every word of ``text`` (docs/tui.md "Finding runs"):
+
+    - ``key=value`` (``lr=0.05``, ``epochs=100``, ``depth=1,2``): a setting of the run's
+      configuration (a scan's fixed options and grid) equal to ``value``; numbers compare as
+      numbers, so ``lr=0.050`` finds ``0.05``; ``key>value`` and ``key<value`` compare numbers;
+    - ``tag:NAME``: a run with that tag (``mfphys train --tag``);
+    - any other word: contained in the name (file or own), kind, status, dataset, architecture,
+      date, mode, tags, note or error.
+    """
     words = text.lower().split()
     if not words:
         return list(entries)
 
     def hay(e: Entry) -> str:
         return " ".join((e.name, e.label, e.kind, e.status, e.status_text, e.dataset, e.architecture, e.date,
-                         e.mode, e.model, e.task, e.preset, e.matrix, e.error)).lower()
+                         e.mode, e.model, e.task, e.preset, e.matrix, e.error, *e.tags, e.note)).lower()
 
-    return [e for e in entries if all(w in hay(e) for w in words)]
+    def matches(e: Entry, word: str) -> bool:
+        if word.startswith("tag:"):
+            return word[4:] in (t.lower() for t in e.tags)
+        for op in ("=", ">", "<"):
+            key, sep, want = word.partition(op)
+            if sep and key and want and not any(c in key for c in "=<>"):
+                have = {k.lower(): v.lower() for k, v in e.settings}
+                if key not in have:
+                    return False
+                return _compare(have[key], op, want)
+        return word in hay(e)
+
+    return [e for e in entries if all(matches(e, w) for w in words)]
+
+
+def _compare(have: str, op: str, want: str) -> bool:
+    """``have op want`` for a setting: numbers as numbers (each of a list, for ``=``), else text."""
+    try:
+        h, w = float(have), float(want)
+    except ValueError:
+        if op != "=":
+            return False
+        parts, wants = have.split(","), want.split(",")
+        if len(wants) == 1 and len(parts) > 1:  # a scan's grid: one of its values
+            return any(_compare(p, "=", want) for p in parts)
+        try:
+            return [float(p) for p in parts] == [float(x) for x in wants]
+        except ValueError:
+            return have == want
+    return h == w if op == "=" else h > w if op == ">" else h < w
 
 
 def find_baseline(entry: Entry, entries) -> Entry | None:

@@ -29,7 +29,7 @@ from mfphys.fileio import quote
 from mfphys.live import LIVE_SUFFIX
 from mfphys.stats import format_stat, replica_stats
 
-from .cache import CACHE, file_signature
+from .cache import CACHE, file_signature, run_signature
 from .format import mean_sem_rows, short_date
 
 #: the per-layer order parameters read from a run file (docs/model.md section 6)
@@ -85,6 +85,9 @@ class RunSummary:
     final: dict  # test_acc (last epoch; NaN before the first), test_acc_sampled, test_acc_vote: (R,)
     epochs_total: int | None = None  # the configured epochs (more than epoch.size while it trains)
     dyn_epoch: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    # the last epochs read from the run's epoch log (after its last checkpoint, whose parameters,
+    # order parameters and histograms the view shows): docs/file-format.md "The epoch log"
+    logged: int = 0
     dyn: dict = field(default_factory=dict)  # DYN_PARAMS present: (R, T, L)
     dyn_live: dict = field(default_factory=dict)  # their ``_live`` variants: (R, T, L)
     # the model family (cli/tui/families): "ffn", "rnn" (docs/model-rnn.md), or another's name
@@ -202,7 +205,15 @@ def _run_parts(path: Path) -> dict:
                 layers=np.asarray(ds[part].values) if part in ds.coords else np.zeros(0, int),
                 order=order, order_live=order_live, hist=hist, final=final,
                 live_inputs=(int(live.sum()), int(live.size)) if live is not None else None,
-                epochs_total=_configured_epochs(a), dyn_epoch=dyn_epoch, dyn=dyn, dyn_live=dyn_live, **extra)
+                epochs_total=_configured_epochs(a), dyn_epoch=dyn_epoch, dyn=dyn, dyn_live=dyn_live,
+                logged=_int_attr(a.get("log_epochs")), **extra)
+
+
+def _int_attr(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _dynamics(ds, part: str = "layer", suffix: str = LIVE_SUFFIX) -> tuple[dict, dict, np.ndarray]:
@@ -238,12 +249,12 @@ def load_run(path: str | os.PathLike, *, name: str = "", baseline: str | os.Path
     be read is left out.
     """
     path = Path(path)
-    parts = CACHE.get(("run", path), file_signature(path), lambda: _run_parts(path))
+    parts = CACHE.get(("run", path), run_signature(path), lambda: _run_parts(path))
     base, base_name, base_epoch, base_dyn, base_dyn_epoch = {}, "", np.zeros(0), {}, np.zeros(0, int)
     if baseline is not None:
         bpath = Path(baseline)
         try:
-            b = CACHE.get(("run", bpath), file_signature(bpath), lambda: _run_parts(bpath))
+            b = CACHE.get(("run", bpath), run_signature(bpath), lambda: _run_parts(bpath))
         except MfphysError:
             b = None
         if b is not None:
@@ -288,7 +299,7 @@ def layer_heading(run: RunSummary, index: int, inputs: str = "live", diagonal: b
 
 def layer_table(run: RunSummary, inputs: str = "live", diagonal: bool = True) -> tuple[list[str], list[list[str]]]:
     """Per-layer order parameters as text, one row per parameter and one column per layer,
-    ``mean ± error`` over replicas (``mfphys.stats.format_stat``); layer 1 over live inputs
+    ``mean ± standard error`` over replicas (``mfphys.stats.format_stat``); layer 1 over live inputs
     (``inputs="live"``, when the file has them) or over all inputs (``"all"``). A recurrent run:
     one column per matrix, the recurrent one without its diagonal when ``diagonal`` is False."""
     header = ["order parameter"] + [layer_heading(run, i, inputs, diagonal) for i in range(run.layers.size)]

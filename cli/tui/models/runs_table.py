@@ -27,7 +27,7 @@ from mfphys.fileio import quote
 from mfphys.live import layer_connections, live_name, network_mean
 
 from ..families import panels_for
-from .cache import CACHE, file_signature
+from .cache import CACHE, run_signature
 from .format import middle_ellipsis, one_line, short
 from .listing import Entry
 
@@ -112,7 +112,7 @@ def _read_numbers(path: Path) -> RunNumbers:
 def read_numbers(path: str | os.PathLike) -> RunNumbers:
     """The :class:`RunNumbers` of a run file, cached by its (mtime, size); MfphysError on a problem."""
     path = Path(path)
-    return CACHE.get(("run-numbers", path), file_signature(path), lambda: _read_numbers(path))
+    return CACHE.get(("run-numbers", path), run_signature(path), lambda: _read_numbers(path))
 
 
 @dataclass(frozen=True)
@@ -130,10 +130,43 @@ class RunRow:
     vip: float = math.nan  # fraction of very important connections, same average
     date: str = ""
     error: str = ""
+    tags: tuple = ()
+    note: str = ""
+    settings: tuple = ()  # ((configuration field, value as text), ...): the extra columns' values
 
     def value(self, column: str):
-        """The row's value in ``column`` (a name of :data:`COLUMNS`), for sorting."""
-        return getattr(self, "vip" if column == "VIP" else column)
+        """The row's value in ``column`` (a name of :data:`COLUMNS`, ``tags``, ``note`` or a
+        configuration field), for sorting."""
+        if column in COLUMNS:
+            return getattr(self, "vip" if column == "VIP" else column)
+        if column == "tags":
+            return ",".join(self.tags)
+        if column == "note":
+            return self.note
+        return dict(self.settings).get(column, "")
+
+
+def differing_columns(rows) -> tuple[str, ...]:
+    """The extra columns worth showing for ``rows``: ``tags`` when a run has any, then every
+    configuration field whose value differs between the runs (the fixed columns' aside)."""
+    shown = {"dataset", "mode", "epochs", "layers", "name"}
+    values: dict = {}
+    for r in rows:
+        for k, v in r.settings:
+            values.setdefault(k, set()).add(v)
+    for r in rows:  # a field a run does not have differs too
+        for k in values:
+            if k not in dict(r.settings):
+                values[k].add("")
+    out = ["tags"] if any(r.tags for r in rows) else []
+    return tuple(out + sorted(k for k, v in values.items() if len(v) > 1 and k not in shown))
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _mean(v: np.ndarray) -> float:
@@ -145,7 +178,7 @@ def _mean(v: np.ndarray) -> float:
 def run_row(entry: Entry) -> RunRow:
     """The row of one run entry (its file's small variables are read, or taken from the cache)."""
     row = dict(path=entry.path, name=entry.title, dataset=entry.dataset, architecture=entry.architecture,
-               mode=entry.mode, date=entry.date)
+               mode=entry.mode, date=entry.date, tags=entry.tags, note=entry.note, settings=entry.settings)
     if entry.error:
         return RunRow(**row, error=entry.error)
     try:
@@ -170,9 +203,18 @@ def run_rows(entries) -> list[RunRow]:
 
 
 def sort_rows(rows, column: str, reverse: bool = False) -> list[RunRow]:
-    """``rows`` sorted by ``column``; text ignores case, and a missing number sorts last either way."""
+    """``rows`` sorted by ``column`` (one of :data:`COLUMNS`, or an extra column: ``tags``,
+    ``note``, a configuration field); text ignores case, a column of numbers sorts as numbers,
+    and a missing number sorts last either way."""
     if column not in COLUMNS:
-        raise ValueError(f"no column {column!r}")
+        if column not in ("tags", "note") and not any(column in dict(r.settings) for r in rows):
+            raise ValueError(f"no column {column!r}")
+        texts = [str(r.value(column)) for r in rows]
+        if any(texts) and all(np.isfinite(_number(t)) for t in texts if t):
+            have = [r for r, t in zip(rows, texts) if t]
+            missing = [r for r, t in zip(rows, texts) if not t]
+            return sorted(have, key=lambda r: (_number(r.value(column)), r.name), reverse=reverse) + missing
+        return sorted(rows, key=lambda r: (str(r.value(column)).lower(), r.name), reverse=reverse)
     if column in NUMERIC:
         have = [r for r in rows if np.isfinite(r.value(column))]
         missing = [r for r in rows if not np.isfinite(r.value(column))]
@@ -184,12 +226,12 @@ def sort_rows(rows, column: str, reverse: bool = False) -> list[RunRow]:
 NAME_WIDTH = 28
 
 
-def row_cells(row: RunRow) -> list[str]:
-    """The row as the table's text cells, in :data:`COLUMNS` order."""
+def row_cells(row: RunRow, extra: tuple = ()) -> list[str]:
+    """The row as the table's text cells, in :data:`COLUMNS` order, then the ``extra`` columns."""
     def num(v, width=6):
         return short(v, width) if np.isfinite(v) else "-"
 
     epochs = str(int(row.epochs)) if np.isfinite(row.epochs) else "-"
     return [middle_ellipsis(row.name, NAME_WIDTH), row.dataset, row.architecture,
             row.mode or ("error" if row.error else ""), epochs, num(row.accuracy), num(row.sparsity), num(row.vip),
-            row.date]
+            row.date] + [middle_ellipsis(str(row.value(c)), 24) for c in extra]

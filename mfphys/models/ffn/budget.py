@@ -121,7 +121,18 @@ def step_seconds(config, *, steps: int = 4) -> float:
     return statistics.median(times)
 
 
+#: the cost of a forward pass over ``batch_size`` test patterns, in training steps (a step is a
+#: forward pass, the backward pass and Adam); measured on MNIST (bench/README.md "Estimates")
+FORWARD_SHARE = 1 / 6
+
+
 def train_seconds(config, step: float) -> float:
-    """Estimated seconds of a whole run from the time of one step: the steps of every epoch, plus
-    about 15 % for the per-epoch test evaluation and the sampled evaluation (measured on MNIST)."""
-    return 1.15 * config.epochs * math.ceil(config.n_train / config.batch_size) * step
+    """Estimated seconds of a whole run from the time of one step: the steps of every epoch, the
+    noise-free test evaluation after each epoch and the sampled evaluation of ``eval_samples``
+    networks at the end, each a forward pass over the test set (:data:`FORWARD_SHARE` of a step
+    per ``batch_size`` test patterns). A small training set with a large test set spends most of
+    its time in the evaluations, so they are counted by the test set's size, not as a share."""
+    steps = math.ceil(config.n_train / config.batch_size)
+    n_test = config.n_test if config.n_test is not None else 10_000
+    forward = FORWARD_SHARE * n_test / config.batch_size
+    return step * (config.epochs * (steps + forward) + config.eval_samples * forward)

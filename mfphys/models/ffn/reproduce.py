@@ -51,6 +51,9 @@ DYNAMICS_PARAMS = ("frac_vip", "frac_uip", "frac_variable", "entropy")
 #: from the full `mfphys reproduce all` (docs/reproduction.md); used only to announce the
 #: expected duration
 CPU_SECONDS_PER_REPLICA_EPOCH_10K = 0.2
+#: seconds of a reproduction besides training and evaluation: start-up, loading MNIST, the
+#: figures and the files (measured on the 2-core CPU, bench/README.md "Estimates")
+OVERHEAD_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -90,19 +93,51 @@ class Protocol:
     def entropy_layers(self) -> tuple:
         return (self.layers[0],) + (self.entropy_width,) * self.entropy_depth + (self.layers[-1],)
 
-    def estimate_seconds(self, experiments=EXPERIMENTS) -> float:
-        """Rough CPU duration, from the per-epoch cost measured in bench/ (scaled by FLOPs)."""
+    def estimate_seconds(self, experiments=EXPERIMENTS, *, calibrate: bool = False) -> float:
+        """Expected duration of ``experiments``: the runs they train (the gBP run; the BP run only
+        for the curves; the entropy scan's cells), with their evaluations
+        (:func:`mfphys.models.ffn.budget.train_seconds`), the perturbation's evaluation passes,
+        and :data:`OVERHEAD_SECONDS` for start-up, figures and files.
 
-        def cost(layers, n_train):
-            flops = sum(a * b for a, b in zip(layers[:-1], layers[1:]))
-            ref = 784 * 100 + 100 * 100 + 100 * 10
-            return CPU_SECONDS_PER_REPLICA_EPOCH_10K * flops / ref * n_train / 10_000 * self.seeds * self.epochs
+        ``calibrate``: a few training steps of each shape are timed on this machine now (what
+        ``mfphys reproduce`` announces; the load of the moment enters through them); else the
+        per-epoch cost measured on the idle 2-core CPU (:data:`CPU_SECONDS_PER_REPLICA_EPOCH_10K`,
+        scaled by FLOPs)."""
+        from .budget import FORWARD_SHARE, step_seconds, train_seconds
 
-        total = 0.0
+        steps: dict = {}
+
+        def step(cfg) -> float:
+            key = (cfg.layers, cfg.batch_size, cfg.replicas, cfg.mode)
+            if key not in steps:
+                if calibrate:
+                    steps[key] = step_seconds(cfg)
+                else:  # the measured epoch (evaluation included, hence / 1.3) spread over its steps
+                    flops = sum(a * b for a, b in zip(cfg.layers[:-1], cfg.layers[1:]))
+                    ref = 784 * 100 + 100 * 100 + 100 * 10
+                    steps[key] = (CPU_SECONDS_PER_REPLICA_EPOCH_10K * flops / ref * cfg.batch_size / 10_000
+                                  * cfg.replicas / 1.3 * (1 / 3 if cfg.mode == "bp" else 1))
+            return steps[key]
+
+        from ...budget import load_factor
+
+        total = OVERHEAD_SECONDS * (load_factor() if calibrate else 1.0)
+        gbp = self.train_config("gbp")
         if set(GBP_EXPERIMENTS) & set(experiments):
-            total += cost(self.layers, self.n_train) * 4 / 3  # gBP + BP (BP costs about a third)
+            total += train_seconds(gbp, step(gbp))
+        if "curves" in experiments:
+            bp = self.train_config("bp")
+            total += train_seconds(bp, step(bp))
+        if "perturbation" in experiments:
+            # (2 F + 1) evaluations of ``samples`` sampled networks per seed, each a forward pass
+            # over the test set (a step holds all seeds: the seeds cancel)
+            n_test = self.n_test if self.n_test is not None else 10_000
+            total += (step(gbp) * FORWARD_SHARE * n_test / self.batch_size
+                      * (2 * len(self.fractions) + 1) * self.samples)
         if "entropy" in experiments:
-            total += sum(cost(self.entropy_layers(), n) for n in self.entropy_sizes)
+            for n in self.entropy_sizes:
+                cfg = dataclasses.replace(gbp, layers=self.entropy_layers(), n_train=n)
+                total += train_seconds(cfg, step(cfg))
         return total
 
     def to_json(self) -> str:

@@ -126,10 +126,19 @@ class RnnProtocol:
         roles = [r for r in RUN_FILES if any(r in NEEDS[e] for e in experiments)]
         return {r: self.multisensory_config() if r == "multisensory" else self.mnist_config(r) for r in roles}
 
-    def estimate_seconds(self, experiments=EXPERIMENTS) -> float:
-        """Rough duration on an otherwise idle 2-core CPU (a busy machine takes several times longer)."""
+    def estimate_seconds(self, experiments=EXPERIMENTS, *, calibrate: bool = False) -> float:
+        """Expected duration of the runs ``experiments`` train and of the perturbation's passes:
+        from the costs measured on an otherwise idle 2-core CPU (:data:`CPU_SECONDS`), or, with
+        ``calibrate``, the row-wise MNIST runs from a few of their steps timed on this machine now
+        (the load of the moment enters through them; a busy machine takes several times longer)."""
         total = 0.0
         for role, cfg in self.configs(experiments).items():
+            if calibrate and role != "multisensory":
+                from ...registry import of_config
+
+                family = of_config(cfg)
+                total += family.seconds(cfg, family.calibrate(cfg))
+                continue
             per = CPU_SECONDS[role]
             if role != "multisensory":
                 per *= (cfg.batches_per_epoch or 200) / 200
