@@ -108,11 +108,13 @@ def dynamics_table(yds) -> Table:
     return t
 
 
-def _start(out, default: str, experiment: str, quick: bool, what: str, est: float, where: str,
+def _start(out, default: str, experiment: str, quick: bool, what: str, est, where: str,
            configs=()) -> Path:
     """Check the memory and disk the runs ``configs`` need, then make the output folder and
     announce the job and its expected duration (one stderr line): a job that cannot fit is
-    refused before anything is announced, started or created, as ``mfphys train`` does."""
+    refused before anything is announced, started or created, as ``mfphys train`` does.
+    ``est``: the seconds, or a function that measures them (it calibrates, so it runs only
+    once the job is known to fit)."""
     from mfphys import budget
     from mfphys.fileio import check_free_space, check_name_length
 
@@ -126,6 +128,7 @@ def _start(out, default: str, experiment: str, quick: bool, what: str, est: floa
         disk += estimate.disk
     if configs:
         check_free_space(folder / "run.nc", disk)
+    est = est() if callable(est) else est
     make_folder(folder)
     duration = f"{est:.0f} s" if est < 90 else f"{est / 60:.0f} min"
     err_console.print(f"mfphys reproduce {experiment}{' --quick' if quick else ''}: {what}; expected duration "
@@ -173,7 +176,7 @@ def reproduce(
     # (the arrays stay cached in this process, so the runs below do not read the files again)
     load_data(protocol.train_config("gbp"), data_dir)
     folder = _start(out, "runs/paper", experiment, quick, f"{protocol.seeds} seeds, {protocol.epochs} epochs",
-                    protocol.estimate_seconds(todo, calibrate=True), f"({calibration_text()})",
+                    lambda: protocol.estimate_seconds(todo, calibrate=True), f"({calibration_text()})",
                     [protocol.train_config(m) for m in (("gbp", "bp") if "curves" in todo else ("gbp",))
                      if set(rep.GBP_EXPERIMENTS) & set(todo)])
     t0 = time.perf_counter()
@@ -294,7 +297,7 @@ def reproduce_rnn(experiment: str, *, quick: bool, out, seeds, epochs, backend: 
     if "multisensory" in configs:
         trains.append(f"multisensory {protocol.ms_seeds} seeds")
     folder = _start(out, "runs/rnn-paper", experiment, quick, ", ".join(trains),
-                    protocol.estimate_seconds(todo, calibrate=True), f"({calibration_text()})",
+                    lambda: protocol.estimate_seconds(todo, calibrate=True), f"({calibration_text()})",
                     list(configs.values()))
     t0 = time.perf_counter()
     runs, results, written = {}, {}, []

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from ...budget import BASE, WEIGHT_ARRAYS_BP, WEIGHT_ARRAYS_GBP, Estimate
+from ...budget import BASE, WEIGHT_ARRAYS_BP, WEIGHT_ARRAYS_GBP, Estimate, check_memory
 
 #: unit-shaped (R, B, N_l) arrays of one step: mu, var, h, the noise, the activation, its
 #: derivative, a**2, delta and the backward temporaries
@@ -91,6 +91,8 @@ def step_seconds(config, *, steps: int = 4) -> float:
     from ...backend import get_backend
     from . import model, optim
 
+    # the calibration allocates the run's parameters: a run that cannot fit is refused first
+    check_memory(train_estimate(config))
     be = get_backend(config.backend, config.dtype)
     xp, dt = be.xp, be.dtype
     R, B, bp = config.replicas, config.batch_size, config.mode == "bp"

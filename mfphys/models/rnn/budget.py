@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ...budget import BASE, WEIGHT_ARRAYS_BP, WEIGHT_ARRAYS_GBP, Estimate
+from ...budget import BASE, WEIGHT_ARRAYS_BP, WEIGHT_ARRAYS_GBP, Estimate, check_memory
 
 #: (R, B, n)-shaped arrays per step kept for backprop through time (states, field means and
 #: variances, noise, derivatives; docs/model-rnn.md section 4): measured with tracemalloc, a
@@ -94,6 +94,8 @@ def rnn_step_seconds(config, *, steps: int = 3) -> RnnTimes:
     ``config.blas_threads`` BLAS threads as :func:`mfphys.rnn.train_rnn` runs."""
     import contextlib
 
+    # the calibration allocates the run's parameters: a run that cannot fit is refused first
+    check_memory(rnn_estimate(config))
     limits = contextlib.nullcontext()
     if config.blas_threads is not None:
         from threadpoolctl import threadpool_limits
