@@ -129,13 +129,16 @@ def check_scan_meta(meta: Mapping, where) -> None:
         raise MfphysError(f"{where} is damaged: its grid scans {clip(sorted(set(grid) - set(dims)))}, not in its dims")
     family = registry.get(model)
     options = family.scan_axes().options
-    # an adaptive scan's grid holds its continuous axes' bounds, some of them derived axes
-    # (alpha = P / N0) that are no option of a cell: numbers, checked as such
-    derived = set(family.adaptive_axes()) - set(options) if isinstance(meta.get("adaptive"), Mapping) else set()
-    for key in derived & set(grid):
+    # an adaptive scan's grid holds its continuous axes' bounds (real numbers, also of integer
+    # options), some of them derived axes (alpha = P / N0) that are no option of a cell
+    adaptive = meta.get("adaptive")
+    continuous = set(adaptive.get("axes") or {}) if isinstance(adaptive, Mapping) else set()
+    for key in continuous & set(grid):
+        if key not in family.adaptive_axes():
+            raise MfphysError(f"{where} is damaged: {clip(key)} is not a continuous axis of a {family.name} scan")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in grid[key]):
             raise MfphysError(f"{where} is damaged: the bounds of {clip(key)} are not finite numbers")
-    for key, values in [*((k, grid[k]) for k in dims if k not in derived), *((k, [v]) for k, v in fixed.items())]:
+    for key, values in [*((k, grid[k]) for k in dims if k not in continuous), *((k, [v]) for k, v in fixed.items())]:
         if key not in options:
             raise MfphysError(f"{where} is damaged: {clip(key)} is not an option of a {registry.get(model).name} "
                               f"scan")
