@@ -47,7 +47,7 @@ _LAZY = {
                     "spec"),
     **dict.fromkeys(("SCAN_JSON", "CELLS", "KIND", "marker_alive", "read_scan_json", "scan_status"), "folder"),
     **dict.fromkeys(("RENAMED", "open_scan", "cell_path", "network_mean", "select_layer"), "view"),
-    **dict.fromkeys(("ScanEvent", "ScanReport", "ScanPlan", "plan_scan", "run_scan"), "runner"),
+    **dict.fromkeys(("ScanEvent", "ScanReport", "ScanPlan", "ClusterSpec", "plan_scan", "run_scan"), "runner"),
 }
 
 __all__ = [
@@ -57,7 +57,7 @@ __all__ = [
     "config_model",
     "CELLS", "KIND", "SCAN_JSON", "marker_alive", "read_scan_json", "scan_status",
     "RENAMED", "cell_path", "network_mean", "open_scan", "select_layer",
-    "ScanEvent", "ScanReport", "ScanPlan", "plan_scan", "run_scan",
+    "ScanEvent", "ScanReport", "ScanPlan", "ClusterSpec", "plan_scan", "run_scan",
 ]
 
 
@@ -66,7 +66,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from __getattr__
     from .folder import CELLS, KIND, SCAN_JSON, marker_alive, read_scan_json, scan_status
-    from .runner import ScanEvent, ScanPlan, ScanReport, plan_scan, run_scan
+    from .runner import ClusterSpec, ScanEvent, ScanPlan, ScanReport, plan_scan, run_scan
     from .spec import (
         ALWAYS_SCANNED,
         ARCH_DEFAULTS,
