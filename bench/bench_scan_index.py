@@ -21,7 +21,9 @@ files in the page cache, as on a machine that just wrote them):
 * ``tui``: the TUI started on the folder's parent (``App.run_test``), from start to the first
   heatmap of the scan drawn (``Heatmap.grid`` set), the index present.
 
-Prints one line per measurement and the load average; ``--json`` writes them to a file.
+Prints one line per measurement, with the process's CPU time (user + system, all threads: close
+to the wall time on a quiet machine, and much less sensitive to other jobs) and the load
+average; ``--json`` writes them to a file.
 """
 
 from __future__ import annotations
@@ -106,10 +108,11 @@ import sys, time, json
 t0 = time.perf_counter()
 from mfphys import scan
 ds = scan.open_scan(sys.argv[1], index=sys.argv[2] == "1")
-t1 = time.perf_counter()
+t1, c1 = time.perf_counter(), time.process_time()
 ds2 = scan.open_scan(sys.argv[1], index=sys.argv[2] == "1")
-t2 = time.perf_counter()
-print(json.dumps({"first": t1 - t0, "second": t2 - t1, "done": int((ds.status == "done").sum())}))
+t2, c2 = time.perf_counter(), time.process_time()
+print(json.dumps({"first": t1 - t0, "second": t2 - t1, "cpu_first": c1, "cpu_second": c2 - c1,
+                  "done": int((ds.status == "done").sum())}))
 """
 
 TUI = """
@@ -136,7 +139,7 @@ async def main():
         return heats[0].grid.mean.shape
 
 shape = asyncio.run(main())
-print(json.dumps({"first": time.perf_counter() - t0, "shape": list(shape)}))
+print(json.dumps({"first": time.perf_counter() - t0, "cpu_first": time.process_time(), "shape": list(shape)}))
 """
 
 
@@ -167,22 +170,27 @@ def main() -> None:
         scale = args.cells / args.sample
         r = run(OPEN, sample, 0)
         results["no_index_cold_sample"], results["no_index_warm_sample"] = r["first"], r["second"]
-        print(f"no index:  cold {r['first']:.2f} s, warm {r['second']:.2f} s for {r['done']} cells "
-              f"(x {scale:g}: {r['first'] * scale:.0f} s, {r['second'] * scale:.0f} s)", flush=True)
+        print(f"no index:  cold {r['first']:.2f} s (cpu {r['cpu_first']:.2f} s), warm {r['second']:.2f} s for "
+              f"{r['done']} cells (x {scale:g}: {r['first'] * scale:.0f} s, cpu {r['cpu_first'] * scale:.0f} s)",
+              flush=True)
         (sample / "cells.index").unlink(missing_ok=True)
         r = run(OPEN, sample, 1)
         results["rebuild_sample"] = r["first"]
-        print(f"rebuild:   {r['first']:.2f} s for {r['done']} cells, index written (x {scale:g}: "
-              f"{r['first'] * scale:.0f} s)", flush=True)
+        print(f"rebuild:   {r['first']:.2f} s (cpu {r['cpu_first']:.2f} s) for {r['done']} cells, index written "
+              f"(x {scale:g}: {r['first'] * scale:.0f} s, cpu {r['cpu_first'] * scale:.0f} s)", flush=True)
     for _ in range(3):
         r = run(OPEN, args.folder, 1)
         results.setdefault("index_cold", []).append(r["first"])
         results.setdefault("index_warm", []).append(r["second"])
-        print(f"index:     cold {r['first']:.2f} s, warm {r['second']:.2f} s ({r['done']} cells done)", flush=True)
+        results.setdefault("index_cold_cpu", []).append(r["cpu_first"])
+        print(f"index:     cold {r['first']:.2f} s (cpu {r['cpu_first']:.2f} s), warm {r['second']:.2f} s "
+              f"(cpu {r['cpu_second']:.2f} s) ({r['done']} cells done)", flush=True)
     for _ in range(2):
         r = run(TUI, args.folder)
         results.setdefault("tui_first_picture", []).append(r["first"])
-        print(f"tui:       first picture {r['first']:.2f} s (heatmap {r['shape']})", flush=True)
+        results.setdefault("tui_first_picture_cpu", []).append(r["cpu_first"])
+        print(f"tui:       first picture {r['first']:.2f} s (cpu {r['cpu_first']:.2f} s, heatmap {r['shape']})",
+              flush=True)
     results["load_after"] = os.getloadavg()
     print(f"load average before {results['load_before']}, after {results['load_after']}")
     if args.json:

@@ -293,7 +293,15 @@ def _connect(workers: int | None, scheduler: str | None, timeout: float, cluster
     # (measured: +30-100% system time in training). Keep the first, drop the second.
     environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
                if k != "MALLOC_TRIM_THRESHOLD_"}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+    settings = {"distributed.nanny.pre-spawn-environ": environ}
+    if sys.platform == "linux":
+        # workers forked from this process start with mfphys imported and the data loaded (the
+        # preflight's in-process cache) instead of a fresh interpreter importing everything and
+        # reading the data again: the fixed cost of a local cluster drops from seconds per worker
+        # to a fraction of a second (bench/bench_workers.py; docs/scans.md, "Parallel and
+        # distributed runs"). BLAS threads are set per cell (threadpoolctl), not by environment.
+        settings["distributed.worker.multiprocessing-method"] = "fork"
+    with dask.config.set(settings):
         # dashboard on a free port: the default 8787 may be taken by another scan's cluster
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR)

@@ -96,35 +96,31 @@ def open_scan(folder: str | os.PathLike, *, index: bool = True) -> xr.Dataset:
     R = int(fixed["replicas"])
     family = registry.of_scan(meta)
 
-    def opt(coords, k):
-        return dict(coords).get(k, fixed.get(k))
-
-    cells = _grid_cells(meta)
-    E = max(int(opt(c, "epochs")) for _, c, _ in cells)
+    cells, options_of, part_values, n_conn, E = _static(json.dumps(meta, sort_keys=True))
+    n_conn = n_conn.copy()
     part = family.unit
-    part_values = family.scan_matrices([{**fixed, **dict(c)} for _, c, _ in cells])
     L = len(part_values)
     sizes = {"replica": R, part: L, "epoch": E}
     names, stats = _listing(p.cells)
+    states = [_cell_status(p, key, names) for _, _, key in cells]
+    # the same folder as last time (cell files, statuses, failures, index): the same view
+    signature = (index, json.dumps(meta, sort_keys=True), stats, states,
+                 [_stat(p.failed(key)) for (_, _, key), st in zip(cells, states) if st == "failed"])
+    hit = _VIEWS.get(str(folder.resolve()))
+    if hit is not None and hit[0] == signature and hit[1] == (_stat(p.index) if index else None):
+        return hit[2].copy(deep=True)  # the caller's own arrays: the kept view stays as built
     entries, size, damaged = scan_index.read(p.index) if index else ({}, 0, 0)
 
     n = len(cells)
     status = np.full(n, "pending", dtype=object)
     error = np.full(n, "", dtype=object)
-    n_conn = np.full((n, L), np.nan)
     n_conn_live = np.full((n, L), np.nan)
     seconds = np.full(n, np.nan)
     done: list[tuple[int, scan_index.Entry]] = []
     fresh: list[bytes] = []  # records of cells read from their files, for the index
-    conn_of: dict = {}  # connection counts per distinct options (a scan has few architectures)
     for row, (_, coords, key) in enumerate(cells):
-        options = {**fixed, **dict(coords)}
-        ckey = json.dumps(options, sort_keys=True, default=str)
-        if ckey not in conn_of:
-            conn_of[ckey] = family.connections(options)
-        conn = conn_of[ckey]
-        n_conn[row][: len(conn)] = conn
-        st = _cell_status(p, key, names)
+        options = options_of[row]
+        st = states[row]
         if st == "failed":
             info = read_json(p.failed(key)) or {}
             error[row] = str(info.get("error", "failed (no readable record)"))
@@ -181,7 +177,39 @@ def open_scan(folder: str | os.PathLike, *, index: bool = True) -> xr.Dataset:
                  "fixed": json.dumps(fixed), "scan_hash": meta.get("scan_hash", ""),
                  "mfphys_version": meta.get("mfphys_version", ""), "created": meta.get("created", ""),
                  "folder": str(folder), "model": family.name}
-    return out
+    if len(_VIEWS) >= 4:
+        _VIEWS.pop(next(iter(_VIEWS)))
+    _VIEWS[str(folder.resolve())] = (signature, _stat(p.index) if index else None, out)
+    return out.copy(deep=True)
+
+
+#: the last view of each folder, with the signature it was built for (see :func:`open_scan`)
+_VIEWS: dict = {}
+
+
+def _stat(path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _static(meta_json: str) -> tuple:
+    """What a scan.json alone decides, built once per scan and process: the cells ``(index,
+    coords, key)``, each cell's options, the parts (layers or matrices) and the connection counts
+    ``(cells, parts)`` and the most epochs of a cell."""
+    meta = json.loads(meta_json)
+    family = registry.of_scan(meta)
+    cells = _grid_cells(meta)
+    options_of = [{**meta["fixed"], **dict(c)} for _, c, _ in cells]
+    part_values = family.scan_matrices(options_of)
+    n_conn = np.full((len(cells), len(part_values)), np.nan)
+    for row, options in enumerate(options_of):
+        conn = family.connections(options)
+        n_conn[row][: len(conn)] = conn
+    return cells, options_of, part_values, n_conn, max(int(o["epochs"]) for o in options_of)
 
 
 def _listing(cells: Path) -> tuple[set, dict]:

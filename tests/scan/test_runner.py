@@ -135,7 +135,7 @@ def test_unreachable_scheduler_writes_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("kw, message", [({"workers": 0}, "--workers must be >= 1"),
-                                         ({"workers": 2, "scheduler": "tcp://x:1"}, "not both")])
+                                         ({"workers": 2, "scheduler": "tcp://x:1"}, "give one of --workers")])
 def test_bad_cluster_options(tmp_path, kw, message):
     with pytest.raises(MfphysError, match=message):
         scan.run_scan(tiny_spec(), tmp_path / "s", **kw)
