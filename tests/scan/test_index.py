@@ -228,3 +228,13 @@ def test_attributes_of_any_netcdf_type_survive():
     assert type(got["scale"]) is np.float32 and got["n"] == 3 and got["list"] == [1, 2]
     assert list(layout.dyn_epoch) == [0, 2]
     assert json.loads(json.dumps(entries_["k"].cell)) == {"key": "k"}
+
+
+def test_warm_open_returns_its_own_copy_and_sees_changes(fresh_scan):
+    first = scan.open_scan(fresh_scan)
+    first["sparsity"].values[...] = -1.0  # the caller's arrays: the next open is not affected
+    again = scan.open_scan(fresh_scan)
+    assert (again.sparsity.values != -1.0).any()
+    xr.testing.assert_identical(again, scan.open_scan(fresh_scan, index=False))
+    (fresh_scan / "cells" / f"{KEY}.nc").unlink()  # a change of the folder is seen at once
+    assert scan.open_scan(fresh_scan).status.sel(depth=2, n_train=400) == "pending"
