@@ -244,7 +244,7 @@ def _batch_options(spec: ClusterSpec, memory: int) -> tuple[type, dict]:
     kwargs: dict[str, Any] = {"cores": spec.cores, "processes": spec.cores,  # one single-threaded worker per core
                               "memory": spec.memory or f"{max(1, -(-2 * memory * spec.cores // 2**30))}GiB",
                               "job_extra_directives": list(spec.job_extra), "silence_logs": "error",
-                              # dashboard on a free port: the default 8787 may be taken by another scan's
+                              # dashboard on a free port: 8787 may be taken by another scan's cluster
                               "scheduler_options": {"dashboard_address": ":0"}}
     if spec.walltime:
         kwargs["walltime"] = spec.walltime
