@@ -1,32 +1,84 @@
 #!/usr/bin/env bash
-# One-shot GPU check for a GPU machine without network access (see bench/README.md): the GPU tests, the GPU
-# benchmark (with the device host's NumPy as its same-machine baseline) and the paper's
-# default run on CuPy. Installs nothing from the network: netCDF4/cftime come as wheels in
-# .whl/ (optional) and MNIST from .gpu/mnist (both git-ignored, carried by the device tool).
+# The GPU check, one call on a GPU machine without network access (bench/README.md, docs/gpu.md): from a
+# fresh copy of the repository with .gpu/mnist and .whl/ prepared by bench/prepare_gpu.sh, it
+# installs mfphys (no network), runs both families' gpu tests, the benchmarks at R = 1, 8, 64, 256
+# (feed-forward epoch, recurrent row-wise and pixel-wise steps) with their host-sync counts, and the
+# paper's default run (plus a short recurrent run) through the `mfphys` command. A few minutes on an
+# H100. Everything lands in $OUT: log.txt, bench_gpu.json, tests.txt.
+#
+#     OUT=/some/dir bash bench/gpu_check.sh [--fake] [--small]
+#
+# --fake: against the CuPy emulation of tests/fake_cupy (a CPU machine: checks this script);
+# --small: tiny shapes and few replicas (with --fake: about two minutes on 2 cores).
 set -u
+cd "$(dirname "$0")/.."
+FAKE=0; SMALL=0
+for a in "$@"; do
+  case $a in
+    --fake) FAKE=1 ;;
+    --small) SMALL=1 ;;
+    *) echo "error: unknown argument $a (usage: OUT=DIR bash bench/gpu_check.sh [--fake] [--small])" >&2; exit 2 ;;
+  esac
+done
 OUT=${OUT:-/tmp/mfphys-gpu}; mkdir -p "$OUT"
-LOG="$OUT/log.txt"
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD MFPHYS_DATA_DIR=${MFPHYS_DATA_DIR:-$PWD/.gpu/mnist}
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=$PWD:/tmp/site
+PY=${PYTHON:-python3}
+RUNS=${RUNS:-/tmp/mfphys-gpu-runs}; rm -rf "$RUNS"; mkdir -p "$RUNS"
+SITE=${SITE:-/tmp/mfphys-site}; mkdir -p "$SITE"
+export PYTHONUNBUFFERED=1 MFPHYS_DATA_DIR=${MFPHYS_DATA_DIR:-$PWD/.gpu/mnist}
+if [ $FAKE = 1 ]; then
+  export MFPHYS_FAKE_CUPY=1 PYTHONPATH=$PWD/tests/fake_cupy${PYTHONPATH:+:$PYTHONPATH}
 fi
 {
-  date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-  python3 -c "import cupy, numpy, xarray; print('cupy', cupy.__version__, 'numpy', numpy.__version__, 'xarray', xarray.__version__)"
-  python3 -c "import mfphys.backend as b; print('gpu_status', b.gpu_status())"
-  echo "== tests (gpu tests included; slow deselected)"
-  timeout 240 python3 -m pytest tests/test_model.py tests/test_train.py tests/test_optim.py tests/test_store.py \
-    -q -p no:cacheprovider -o addopts="" -m "not slow" -ra 2>&1 | tail -25
-  echo "== benchmark: cupy"
-  timeout 150 python3 bench/bench_train.py --backend cupy --replicas 1,8,64 --epochs 6 --json "$OUT/bench_cupy.json"
-  echo "== benchmark: numpy on the same machine's CPU"
-  timeout 90 python3 bench/bench_train.py --backend numpy --replicas 1,8 --epochs 4 --json "$OUT/bench_numpy.json"
-  echo "== paper default (784-100-100-10, 10k MNIST, 100 epochs), 3 seeds, on the GPU"
-  for mode in gbp bp; do
-    t0=$SECONDS
-    timeout 120 python3 -m mfphys train --backend cupy --mode $mode --replicas 3 \
-      --out "$OUT/${mode}_gpu.nc" 2>&1 | tail -14
-    echo "$mode: $((SECONDS - t0)) s wall, data loading and start-up included"
-  done
-} 2>&1 | tee "$LOG"
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "(no nvidia-smi)"
+  echo "== install (no network)"
+  # only the prepared wheels whose distribution is missing here (the image's NumPy/CuPy stay)
+  missing=$($PY - <<'PYEOF'
+import glob, importlib.metadata as md
+for f in sorted(glob.glob(".whl/*.whl")):
+    name = f.split("/")[-1].split("-")[0]
+    try:
+        md.distribution(name)
+    except md.PackageNotFoundError:
+        print(f)
+PYEOF
+)
+  if [ -n "$missing" ]; then
+    echo "installing into $SITE:" $missing
+    $PY -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" $missing
+    export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
+  fi
+  # mfphys itself: the installed package maps cli/ to mfphys.cli (pyproject.toml). Built with the
+  # prepared setuptools wheel, else with the image's setuptools; where neither can (an old
+  # setuptools without `wheel`), the same layout is assembled by hand
+  if ! $PY -m pip install -q --no-index --find-links .whl --no-deps -e . 2>"$OUT/install.err" \
+     && ! $PY -m pip install -q --no-index --no-deps --no-build-isolation -e . 2>>"$OUT/install.err"; then
+    echo "pip install -e . failed ($(tail -1 "$OUT/install.err")): assembling mfphys + cli by hand"
+    rm -rf /tmp/mfphys-src && mkdir -p /tmp/mfphys-src && cp -r mfphys /tmp/mfphys-src/ && cp -r cli /tmp/mfphys-src/mfphys/cli
+    export PYTHONPATH=/tmp/mfphys-src${PYTHONPATH:+:$PYTHONPATH}
+  fi
+  $PY -c "import sys, numpy, cupy, mfphys, mfphys.cli.main, mfphys.backend as b
+print('python', sys.version.split()[0], 'numpy', numpy.__version__, 'cupy', cupy.__version__, 'mfphys', mfphys.__version__)
+print('gpu_status', b.gpu_status())" || { echo "FAILED: mfphys or CuPy cannot be imported"; exit 1; }
+  echo "== gpu tests of both families"
+  timeout 420 $PY -m pytest -m gpu -q -p no:cacheprovider -ra --durations=5 2>&1 | tee "$OUT/tests.txt" | tail -30
+  echo "== benchmarks (host syncs per epoch counted)"
+  if [ $SMALL = 1 ]; then
+    timeout 300 $PY bench/bench_gpu.py --small --replicas 1,8 --row-batches 2 --pixel-batches 1 --ffn-epochs 2 \
+      --json "$OUT/bench_gpu.json"
+  else
+    timeout 420 $PY bench/bench_gpu.py --replicas 1,8,64,256 --json "$OUT/bench_gpu.json"
+  fi
+  echo "== the paper's default run on the GPU (784-100-100-10, 10k MNIST, 100 epochs, 3 replicas)"
+  extra=(); rnn=(); [ $SMALL = 1 ] && extra=(--epochs 2 --n-train 500 --n-test 200 --eval-samples 2) \
+    && rnn=(--n-train 256 --n-test 100 --eval-samples 1)
+  t0=$SECONDS
+  timeout 240 $PY -m mfphys train --backend cupy --replicas 3 "${extra[@]}" --out "$RUNS/paper_gbp.nc" 2>&1 | tail -14
+  echo "paper run: $((SECONDS - t0)) s wall, data loading and start-up included"
+  echo "== a short recurrent run through the command (row-wise, 2 epochs, 2 replicas)"
+  t0=$SECONDS
+  timeout 240 $PY -m mfphys train --family rnn --preset row_mnist --backend cupy --epochs 2 -R 2 "${rnn[@]}" \
+    --out "$RUNS/rnn_row.nc" 2>&1 | tail -12
+  echo "recurrent run: $((SECONDS - t0)) s wall"
+  date -u
+} 2>&1 | tee "$OUT/log.txt"

@@ -171,6 +171,9 @@ def scan(
     blas_threads: int = typer.Option(1, help="BLAS threads per cell; 1 makes the numbers independent of "
                                              "where a cell ran (use --workers for speed)"),
     retry_failed: bool = typer.Option(True, help="train cells that failed before again"),
+    pack: bool = typer.Option(False, "--pack/--no-pack", help="train cells that differ only in seed, lr, weight "
+                              "decay or initial scales as one batched run per group, the same numbers and files "
+                              "as alone (docs/scans.md, \"Packed cells\")"),
     reuse: List[Path] = typer.Option([], help="another scan folder whose finished cells (same key and "
                                               "configuration) are copied instead of trained; repeatable"),
     data_dir: Optional[Path] = typer.Option(None, help="folder with the IDX files (else $MFPHYS_DATA_DIR, cache)"),
@@ -191,6 +194,8 @@ def scan(
                                           " (the others have no scans yet)")
         raise MfphysError(f"unknown --family {family!r}: choose one of {known}")
     resolved = family or (scan_mod.config_model(config) if config is not None else None) or "ffn"
+    if not families.adapter(resolved).SCAN_OPTIONS:  # a family from another package without its own adapter
+        raise families.adapter(resolved).no_command_line(resolved, "scan it")
     _check_family_options(ctx, resolved)
     # only the options given on the command line: the others come from --config, else the defaults
     options = given_values(ctx, families.adapter(resolved).SCAN_OPTIONS)
@@ -230,7 +235,7 @@ def scan(
         report = scan_mod.run_scan(spec, folder, workers=workers, scheduler=scheduler, callback=on_event,
                                    data_dir=data_dir, retry_failed=retry_failed, command=command,
                                    connect_timeout=connect_timeout, blas_threads=blas_threads, reuse=reuse,
-                                   cluster=batch)
+                                   cluster=batch, pack=pack)
     if not quiet:
         ds = scan_mod.open_scan(folder)
         console.print(adapter.scan_summary(ds))

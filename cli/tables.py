@@ -55,6 +55,18 @@ def json_number(x):
     return x if math.isfinite(x) else None
 
 
+def json_values(values: dict, names) -> dict:
+    """``mfphys order --json``: each order parameter's mean and error over replicas, and the replicas' values."""
+    from mfphys.stats import mean_err
+
+    out = {}
+    for k in names:
+        mean, err = mean_err(values[k])
+        out[k] = {"mean": json_number(mean), "err": json_number(err),
+                  "replicas": [json_number(x) for x in np.asarray(values[k], dtype=float)]}
+    return out
+
+
 def estimate_table(estimate, out: Path) -> None:
     """The memory by part against what is free now, and the run file's size against free disk."""
     from mfphys.budget import available_memory

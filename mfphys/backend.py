@@ -130,6 +130,13 @@ def get_backend(name: str = "auto", dtype: str = "float32") -> Backend:
     return Backend("numpy", np, np.dtype(dtype))
 
 
+def to_host(a) -> np.ndarray:
+    """Any array as a NumPy array: a CuPy array through ``.get()`` (CuPy refuses ``np.asarray``)."""
+    if type(a).__module__.split(".")[0] == "cupy":
+        return a.get()
+    return np.asarray(a)
+
+
 def namespace_of(*arrays) -> Any:
     """The array namespace shared by ``arrays``; a clear error when NumPy and CuPy are mixed."""
     kinds = {type(a).__module__.split(".")[0] for a in arrays if hasattr(a, "shape")}

@@ -96,6 +96,32 @@ def check_memory(estimate: Estimate, *, available: int | None = None, what: str 
                           f"{hint} (mfphys train --dry-run shows the estimate)")
 
 
+#: the parts of an :class:`Estimate` that a run computing on a GPU holds in GPU memory (by the
+#: start of their names; the rest - the loaded data set, the history, the run file's copies, the
+#: process - stays on the host)
+DEVICE_PARTS = ("weights and optimizer state", "data", "largest temporary")
+
+
+def device_estimate(estimate: Estimate) -> int:
+    """Bytes of ``estimate`` held on the GPU when the run computes there (:data:`DEVICE_PARTS`)."""
+    return int(sum(v for k, v in estimate.memory.items() if k.startswith(DEVICE_PARTS)))
+
+
+def check_device_memory(estimate: Estimate, backend, *, free: int | None = None, what: str = "this run",
+                        hint: str = "use fewer --replicas, a smaller --batch-size or --n-train, or --backend numpy"
+                        ) -> None:
+    """Refuse, in one line, a run whose GPU part (:func:`device_estimate`) does not fit in the
+    free memory of the GPU it computes on (``free``: default :func:`device_memory`; nothing to
+    check on NumPy), instead of a CuPy OutOfMemoryError in the middle of the run."""
+    free = device_memory(backend) if free is None else free
+    if free is None:
+        return
+    need = device_estimate(estimate)
+    if need > MARGIN * free:
+        raise MfphysError(f"not enough GPU memory: {what} needs about {mib(need)} on the GPU, but {mib(free)} is "
+                          f"free; {hint} (mfphys train --dry-run shows the estimate)")
+
+
 def check_count(name: str, n: float, limit: int) -> None:
     """Refuse a count (epochs, fractions, draws, ...) far beyond anything that could run."""
     if not math.isfinite(n) or n > limit:

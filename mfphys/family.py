@@ -174,6 +174,23 @@ class ModelFamily(abc.ABC):
         """Whether a finished run file ended before its ``epochs`` for good (nothing to continue)."""
         return False
 
+    # -- packed cells (docs/scans.md, "Packed cells") ---------------------------------------------
+
+    def pack_key(self, config):
+        """Configurations with the same key (not None) may train as one batched run,
+        :meth:`train_packed`; None (the default) trains this configuration alone."""
+        return None
+
+    def packed_estimate(self, configs):
+        """Memory and disk (:meth:`estimate`) of ``configs`` (one :meth:`pack_key`) trained as one run."""
+        return self.estimate(configs[0])
+
+    def train_packed(self, configs, *, data_dir=None) -> list:
+        """One result per configuration of ``configs`` (one :meth:`pack_key`) trained as one batched
+        run, each the numbers :meth:`train` gives that configuration alone. Raises when any of
+        them fails (a divergence): the caller then trains them one by one."""
+        return [self.train(c, data_dir=data_dir) for c in configs]
+
     def train(self, config, *, data_dir=None, dataset=None, callback=None):
         """The whole run in memory: the steps above, one after the other."""
         setup = self.prepare(config, data_dir=data_dir, dataset=dataset)
@@ -224,8 +241,9 @@ class ModelFamily(abc.ABC):
 
     @abc.abstractmethod
     def order_reports(self, ds, tolerances: Mapping) -> list:
-        """Per weight matrix ``(label, {order parameter: values over replicas})`` of a run file,
-        recomputed from its parameters at ``tolerances`` (``mfphys order``)."""
+        """Per weight matrix ``(label, inputs, {order parameter: values over replicas})`` of a run
+        file, recomputed from its parameters at ``tolerances`` (``mfphys order``); ``inputs`` is
+        ``"all"``, or the name of a subset of the matrix's connections (``"live"`` inputs)."""
 
     # -- budget ------------------------------------------------------------------------------------
 

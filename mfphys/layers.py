@@ -100,6 +100,30 @@ def sample_weights(params: Params, rngs, n_draws: int, xp=np):
     return tuple(out)
 
 
+def sample_weights_on_device(params: Params, rngs, n_draws: int):
+    """:func:`sample_weights` drawn where ``params`` live, from one device generator per replica
+    (``Backend.device_rng``: ``random_sample`` and ``standard_normal`` with a ``dtype``), in the
+    parameters' dtype: no host draw and no copy (docs/gpu.md). Other numbers than the host
+    draws of the same seeds, from the same law."""
+    from .backend import namespace_of
+
+    out = []
+    for layer in params:
+        pi, m, xi = layer
+        xp = namespace_of(m)
+        shape = (n_draws,) + tuple(pi.shape[1:])
+        ws = []
+        for r, rng in enumerate(rngs):
+            present = rng.random_sample(shape, dtype=m.dtype) >= pi[r]
+            w = rng.standard_normal(shape, dtype=m.dtype)
+            w *= xp.sqrt(xi[r])
+            w += m[r]
+            w *= present
+            ws.append(w)
+        out.append(xp.stack(ws))
+    return tuple(out)
+
+
 def vote_counts(logits):
     """Votes of the K sub-networks for each class: (R, K, P, C) -> (R, P, C) integer counts.
 

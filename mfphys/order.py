@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from .backend import namespace_of
+from .backend import namespace_of, to_host
 from .errors import MfphysError
 from .model import moments
 
@@ -135,6 +135,8 @@ def histogram(values, edges):
     """
     xp = namespace_of(values)
     v = values.reshape(values.shape[0], -1)
+    if xp is not np:  # the edges where the values are: CuPy's searchsorted takes no host array
+        edges = xp.asarray(edges)
     idx = xp.clip(xp.searchsorted(edges, v, side="right") - 1, 0, len(edges) - 2)
     out = xp.zeros((v.shape[0], len(edges) - 1), dtype=np.int64)
     for r in range(v.shape[0]):
@@ -261,9 +263,10 @@ def resolve_tolerances(stored=None, *, tol=None, xi_tol=None, xi_zero=None, exac
 
 def histogram_snapshot(layers) -> dict:
     """The histograms of pi, m, Xi of every layer (or matrix) at once, as a training run records
-    them at its snapshot epochs: ``hist_<k>`` (R, layer, bins) and their ``<k>_edges``."""
+    them at its snapshot epochs: ``hist_<k>`` (R, layer, bins) and their ``<k>_edges``, host
+    arrays whichever backend ``layers`` live on (what a run file stores)."""
     edges = histogram_edges(layers)
-    hists = {f"hist_{k}": np.stack([histogram(getattr(layer, k), e) for layer in layers], axis=1)
+    hists = {f"hist_{k}": np.stack([to_host(histogram(getattr(layer, k), e)) for layer in layers], axis=1)
              for k, e in edges.items()}
     hists.update({f"{k}_edges": e for k, e in edges.items()})
     return hists

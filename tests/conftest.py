@@ -3,6 +3,8 @@
 - ``slow``: long runs, deselected by default (``pytest -m slow`` runs them);
 - ``gpu``: need CuPy on a working GPU; they are skipped, with the reason, when none works,
   so the default suite passes on a CPU-only machine and runs them where a GPU exists.
+  ``MFPHYS_FAKE_CUPY=1 python -m pytest -m gpu`` (or ``--fake-cupy``) runs them on a CPU
+  against the CuPy emulation of ``tests/fake_cupy`` (tests/README.md); never without asking.
 """
 
 from __future__ import annotations
@@ -14,7 +16,24 @@ import pytest
 
 from mfphys.backend import gpu_status
 
+from . import fake_cupy
 from .helpers import mnist_path
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fake-cupy", action="store_true", default=False,
+                     help="run the gpu tests against the CuPy emulation of tests/fake_cupy (as MFPHYS_FAKE_CUPY=1)")
+
+
+def pytest_configure(config):
+    if config.getoption("--fake-cupy") or fake_cupy.requested():
+        fake_cupy.activate()
+
+
+def pytest_report_header(config):
+    if fake_cupy.active():
+        return "cupy: the CuPy emulation of tests/fake_cupy (NumPy on the CPU; tests/README.md)"
+    return None
 
 
 @pytest.fixture(scope="session")

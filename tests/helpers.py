@@ -458,7 +458,7 @@ def type_fast(app, text: str) -> None:
     names = {" ": "space", "/": "slash", "?": "question_mark"}
     press_fast(app, *(names.get(ch, ch) for ch in text))
 
-# --- the recurrent model (tests/rnn/) -------------------------------------------------------------
+# --- the recurrent model (tests/models/rnn/) -------------------------------------------------------------
 
 
 def rnn_spec(**kw):
@@ -505,3 +505,31 @@ class StopAt:
 
     def __call__(self):
         return self.epoch >= self.n
+
+
+def on_emulation() -> bool:
+    """Whether ``cupy`` is the CuPy emulation of tests/fake_cupy (``MFPHYS_FAKE_CUPY=1``)."""
+    import importlib
+
+    return bool(getattr(importlib.import_module("cupy"), "_FAKE", False))
+
+
+def counted_syncs():
+    """``with counted_syncs() as c:`` -> ``c.syncs`` and ``c.copies``, lists of ``(what, "file:line")``:
+    the host synchronisations and host-to-device copies inside the block. Only the CuPy emulation
+    counts them (a test asking on a real GPU is skipped; it uses :func:`no_syncs` there)."""
+    import cupy
+
+    if not getattr(cupy, "_FAKE", False):
+        pytest.skip("counting host syncs needs the CuPy emulation (MFPHYS_FAKE_CUPY=1)")
+    return cupy.count()
+
+
+def no_syncs():
+    """A block in which a host synchronisation raises (``cupyx.allow_synchronize(False)``, on a
+    real GPU and on the emulation; CuPy's own detection, which misses syncs outside CuPy)."""
+    import cupyx
+
+    if not hasattr(cupyx, "allow_synchronize"):
+        pytest.skip("this CuPy has no cupyx.allow_synchronize")
+    return cupyx.allow_synchronize(False)

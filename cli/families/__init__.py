@@ -27,7 +27,8 @@ is a module with:
   (the lines under its table).
 
 The built-in families' adapters are ``mfphys.cli.families.<name>``; another package's family
-names its adapter module in its ``frontend`` attribute (:class:`mfphys.family.ModelFamily`).
+names its adapter module in its ``frontend`` attribute (:class:`mfphys.family.ModelFamily`), or
+gets :mod:`.generic` (``order`` and ``perturb``; ``train`` and ``scan`` refused in one line).
 """
 
 from __future__ import annotations
@@ -51,9 +52,7 @@ def adapter(name: str) -> ModuleType:
     if not registry.is_family(name):
         raise MfphysError(f"unknown --family {name!r}: choose one of {', '.join(registry.names())}")
     frontend = registry.get(name).frontend
-    if not frontend:
-        raise MfphysError(f"the model family {name!r} has no command-line adapter (its frontend is not set)")
-    return importlib.import_module(frontend)
+    return importlib.import_module(frontend or f"{__name__}.generic")
 
 
 def owner(option: str) -> str | None:

@@ -154,14 +154,12 @@ def order(run, ds, tol: dict, *, diagonal: bool, as_json: bool, as_csv: bool, na
     import json
     import sys
 
-    import numpy as np
     import typer
 
     from mfphys import order as order_mod
     from mfphys import store
-    from mfphys.stats import mean_err
 
-    from ..tables import json_number, order_table
+    from ..tables import json_values, order_table
 
     if not diagonal:
         raise MfphysError(f"--no-diagonal is for recurrent runs; {run} is a feed-forward run (no recurrent matrix)")
@@ -178,10 +176,7 @@ def order(run, ds, tol: dict, *, diagonal: bool, as_json: bool, as_csv: bool, na
         out = {"file": str(run), "tolerances": tol, "replicas": int(ds.sizes["replica"]),
                "dead_inputs": None if live is None else int((~live).sum()),
                "columns": [{"layer": layer, "inputs": inputs,
-                            "values": {k: {"mean": json_number(mean_err(v[k])[0]),
-                                           "err": json_number(mean_err(v[k])[1]),
-                                           "replicas": [json_number(x) for x in np.asarray(v[k], dtype=float)]}
-                                       for k in names}}
+                            "values": json_values(v, names)}
                            for layer, inputs, v in reports]}
         typer.echo(json.dumps(out, indent=1))
         return

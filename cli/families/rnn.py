@@ -174,12 +174,9 @@ def order(run, ds, tol: dict, *, diagonal: bool, as_json: bool, as_csv: bool, na
     import json
     import sys
 
-    import numpy as np
     import typer
 
-    from mfphys.stats import mean_err
-
-    from ..tables import TABLE_ROWS, json_number, order_table
+    from ..tables import TABLE_ROWS, json_values, order_table
 
     reports = _reports(ds, tol, diagonal=diagonal)
     R = int(ds.sizes["replica"])
@@ -193,10 +190,7 @@ def order(run, ds, tol: dict, *, diagonal: bool, as_json: bool, as_csv: bool, na
     if as_json:
         out = {"file": str(run), "model": "rnn", "tolerances": tol, "replicas": R, "diagonal": diagonal,
                "columns": [{"matrix": matrix, "connections": c,
-                            "values": {k: {"mean": json_number(mean_err(v[k])[0]),
-                                           "err": json_number(mean_err(v[k])[1]),
-                                           "replicas": [json_number(x) for x in np.asarray(v[k], dtype=float)]}
-                                       for k in names}}
+                            "values": json_values(v, names)}
                            for matrix, c, v in reports]}
         typer.echo(json.dumps(out, indent=1))
         return

@@ -381,8 +381,8 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
              data_dir=None, retry_failed: bool = True, command: str | None = None,
              connect_timeout: float = 5.0, blas_threads: int | None = 1,
              reuse: Sequence[str | os.PathLike] = (),
-             checkpoint: CheckpointPolicy | None = CheckpointPolicy(),
-             cluster: ClusterSpec | None = None) -> ScanReport:
+             checkpoint: CheckpointPolicy | None = CheckpointPolicy(), pack: bool = False,
+             pack_replicas: int | None = None, cluster: ClusterSpec | None = None) -> ScanReport:
     """Train every cell of ``spec`` that is not done yet into ``folder``; see :mod:`mfphys.scan`.
 
     ``workers``: run cells on a local Dask cluster of that many single-threaded processes;
@@ -398,6 +398,12 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
     are copied instead of trained (to grow a scan by a row or a column).
     ``checkpoint``: when a cell rewrites its checkpoint ``cells/<key>.partial.nc`` while it
     trains (None: never); a rerun resumes a half-trained cell from it (docs/scans.md).
+    ``pack``: train cells that their family can batch together (the same arrays, e.g. cells
+    that differ in their seed only) as one computation each group, at most ``pack_replicas``
+    replicas (default :data:`PACK_REPLICAS`) and what fits in memory per group
+    (:func:`_packed_groups`); the cells' files and numbers are those of the cells trained alone.
+    On Dask each group is one task, the groups first; a packed group keeps no checkpoints: a
+    scan stopped during one trains its cells again (docs/scans.md, "Packed cells").
     Bad input (a folder that is not this scan's, missing data, an unreachable scheduler)
     raises :class:`MfphysError` before anything is written. Failed cells do not raise: see
     the returned :class:`ScanReport`.
@@ -503,7 +509,13 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
                 p.running(cell.key).unlink()
 
         if client is None:
+            packs = _packed_groups(todo, p, pack_replicas or PACK_REPLICAS) if pack else []
+            for group in packs:
+                _run_pack(group, p, owner, data_dir, blas_threads, counts, emit, finish, skipped_claimed)
+            packed = {c.key for group in packs for c in group}
             for cell in todo:
+                if cell.key in packed:
+                    continue
                 if not claim_cell(p, cell.key, owner):  # another scan process trains it
                     counts["pending"] -= 1
                     skipped_claimed.append(cell.key)
@@ -522,8 +534,13 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
                     with contextlib.suppress(FileNotFoundError):
                         p.running(cell.key).unlink()
         else:
-            _run_dask(client, todo, p, owner, data_dir, blas_threads, counts, emit, finish, skipped_claimed,
-                      checkpoint)
+            packs = _packed_groups(todo, p, pack_replicas or PACK_REPLICAS) if pack else []
+            if packs:
+                _run_dask_packs(client, packs, p, owner, data_dir, blas_threads, counts, emit, finish,
+                                skipped_claimed)
+            packed = {c.key for group in packs for c in group}
+            _run_dask(client, [c for c in todo if c.key not in packed], p, owner, data_dir, blas_threads, counts,
+                      emit, finish, skipped_claimed, checkpoint)
         emit(ScanEvent("end", None, dict(counts)))
     except BaseException:
         if created and not p.scan_json.exists():  # nothing of the scan landed: leave no folder behind
@@ -545,6 +562,135 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
                 dask_cluster.close()
     return ScanReport(p.folder, len(cells), counts["done"], counts["failed"], len(todo), len(done) - len(copies),
                       len(copies), time.perf_counter() - t0, tuple(failures))
+
+
+#: the most replicas a packed group trains at once (all its cells' replicas together)
+PACK_REPLICAS = 64
+
+
+def _packed_groups(todo: Sequence[Cell], p: _Paths, max_replicas: int) -> list[list[Cell]]:
+    """The groups of two or more cells to train as one batched run each: cells whose family gives
+    them the same :meth:`~mfphys.family.ModelFamily.pack_key`, in scan order, each group at most
+    ``max_replicas`` replicas and small enough that its batched run fits in the memory available
+    (the family's :meth:`~mfphys.family.ModelFamily.packed_estimate`, :data:`mfphys.budget.MARGIN`).
+    A cell with a checkpoint left by a stopped scan resumes from it alone."""
+    from .. import budget
+
+    by_key: dict = {}
+    for cell in todo:
+        if p.partial(cell.key).exists():
+            continue
+        key = registry.get(cell.model).pack_key(cell.config)
+        if key is not None:
+            by_key.setdefault((cell.model, key), []).append(cell)
+    free = budget.available_memory()
+    groups = []
+    for (model, _), cells in by_key.items():
+        family = registry.get(model)
+        size = len(cells)
+
+        def fits(group, family=family):
+            if sum(c.config.replicas for c in group) > max_replicas:
+                return False
+            return free is None or family.packed_estimate([c.config for c in group]).peak <= budget.MARGIN * free
+
+        while size > 1 and not fits(cells[:size]):
+            size -= 1
+        groups += [cells[i:i + size] for i in range(0, len(cells), size) if len(cells[i:i + size]) > 1]
+    return groups
+
+
+def _run_pack(group: list[Cell], p: _Paths, owner, data_dir, blas_threads, counts, emit, finish, skipped) -> None:
+    """Claim the cells of a packed group, train them as one run and write each cell as it would be
+    written trained alone (the claims go whatever happens)."""
+    claimed = []
+    for cell in group:
+        if claim_cell(p, cell.key, owner):
+            claimed.append(cell)
+        else:  # another scan process trains it
+            counts["pending"] -= 1
+            skipped.append(cell.key)
+            emit(ScanEvent("tick", None, dict(counts)))
+    try:
+        counts["running"] = len(claimed)
+        for cell in claimed:
+            emit(ScanEvent("cell_start", cell, dict(counts)))
+        outcomes = _train_pack(claimed, data_dir, [str(p.running(c.key)) for c in claimed], owner, blas_threads)
+        for cell, (outcome, payload, where) in zip(claimed, outcomes):
+            counts["running"] -= 1
+            finish(cell, outcome, payload, where)
+    finally:
+        for cell in claimed:
+            with contextlib.suppress(FileNotFoundError):
+                p.running(cell.key).unlink()
+
+
+def _train_pack(cells: list[Cell], data_dir, markers, owner: dict, blas_threads: int | None) -> list:
+    """Train packed cells as one run: one ("done", result, where) per cell. When the packed run
+    fails (one cell diverges, say), every cell is trained alone instead, so each cell ends as it
+    would have without packing."""
+    if len(cells) == 1:
+        return [_train_cell(cells[0], data_dir, markers[0], owner, blas_threads)]
+    where = f"{socket.gethostname()}:{os.getpid()}"
+    for marker in markers:
+        if not Path(marker).parent.is_dir():  # a worker without the shared folder
+            continue
+        with contextlib.suppress(MfphysError):
+            write_json_atomic({"pid": os.getpid(), "host": socket.gethostname(), "started": utc_now(), **owner},
+                               Path(marker))
+    limits = contextlib.nullcontext()
+    if blas_threads:  # as in _train_cell: the thread count is part of the numbers
+        with contextlib.suppress(ImportError):
+            from threadpoolctl import threadpool_limits
+
+            limits = threadpool_limits(blas_threads)
+    try:
+        with limits:
+            results = registry.get(cells[0].model).train_packed([c.config for c in cells], data_dir=data_dir)
+        return [("done", r, where) for r in results]
+    except Exception:
+        return [_train_cell(c, data_dir, None, owner, blas_threads) for c in cells]
+
+
+def _run_dask_packs(client, packs, p: _Paths, owner, data_dir, blas_threads, counts, emit, finish, skipped) -> None:
+    """Claim the cells of every packed group and train each group as one Dask task, biggest first;
+    write each cell here as its group's results arrive."""
+    from dask.distributed import wait
+
+    tag = uuid.uuid4().hex[:8]
+    futures = {}
+    for group in sorted(packs, key=lambda g: sum(_cost(c) for c in g), reverse=True):
+        claimed = []
+        for cell in group:
+            if claim_cell(p, cell.key, owner):
+                claimed.append(cell)
+            else:  # another scan process trains it
+                counts["pending"] -= 1
+                skipped.append(cell.key)
+        if not claimed:
+            continue
+        f = client.submit(_train_pack, claimed, data_dir, [str(p.running(c.key)) for c in claimed], owner,
+                          blas_threads, key=f"mfphys-pack-{claimed[0].key}-{tag}",
+                          priority=int(sum(_cost(c) for c in claimed)), pure=False)
+        futures[f] = claimed
+    pending = set(futures)
+    while pending:
+        try:
+            finished, pending = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            finished = set()
+        for f in finished:
+            cells = futures.pop(f)
+            if f.status == "finished":
+                outcomes = f.result()
+            else:  # the task itself crashed (a worker killed by the OOM killer, say)
+                outcomes = [("failed", _error_record(f.exception(), c), "dask") for c in cells]
+            for cell, (outcome, payload, where) in zip(cells, outcomes):
+                finish(cell, outcome, payload, where)
+            f.release()
+        counts["running"] = sum(1 for f, cells in futures.items() for c in cells
+                                if f.status == "pending" and "started" in (read_json(p.running(c.key)) or {}))
+        emit(ScanEvent("tick", None, dict(counts)))
 
 
 def _run_dask(client, todo, p: _Paths, owner, data_dir, blas_threads, counts, emit, finish, skipped,

@@ -43,10 +43,12 @@ def test_another_package_s_family_is_served_by_its_frontend_module(monkeypatch):
     assert families.adapter("toy") is families.adapter("ffn")
 
 
-def test_a_family_without_a_frontend_is_one_clear_error(monkeypatch):
+def test_a_family_without_a_frontend_gets_the_generic_adapter(monkeypatch):
     _register(monkeypatch, "toy", None)
-    with pytest.raises(MfphysError, match="the model family 'toy' has no command-line adapter"):
-        families.adapter("toy")
+    generic = families.adapter("toy")
+    assert generic.__name__ == "mfphys.cli.families.generic" and generic.SCAN_OPTIONS == ()
+    with pytest.raises(MfphysError, match="the model family 'toy' has no command-line options"):
+        generic.resolve({"family": "toy"}, set())
 
 
 def test_an_unknown_family_is_one_clear_error():

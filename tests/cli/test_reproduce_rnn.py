@@ -96,7 +96,7 @@ def test_cli_choices_match_the_library():
 @pytest.mark.slow
 def test_the_quick_version_shows_the_results(tmp_path, mnist_dir, cli):
     """The real ``--quick`` (about 35 s on the 2-core CPU; the full-length trainings are the slow
-    tests of tests/rnn/test_train.py): the orderings of docs/reproduction.md section 6 in small."""
+    tests of tests/models/rnn/test_train.py): the orderings of docs/reproduction.md section 6 in small."""
     res = run(cli, "rnn", "--quick", "--backend", "numpy", "--data-dir", mnist_dir, "--out", tmp_path)
     assert res.exit_code == 0, res.output
     c = xr.open_dataset(tmp_path / "rnn-curves.nc")

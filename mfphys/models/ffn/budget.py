@@ -99,10 +99,17 @@ def step_seconds(config, *, steps: int = 4) -> float:
     state = optim.adam_init(params, trainable=("m",) if bp else optim.PARAM_NAMES)
     x = be.asarray(rng.random((R, B, config.layers[0]), dtype=np.float32))
     y = xp.asarray(rng.integers(0, config.layers[-1], (R, B)))
+    # the noise of the path that runs: drawn on the device unless host_noise (mfphys.train)
+    device_rng = be.device_rng(0) if be.name != "numpy" and not config.host_noise else None
     times = []
     for i in range(steps + 1):
         t0 = time.perf_counter()
-        eps = None if bp else [xp.asarray(rng.standard_normal((R, B, n), dtype=dt)) for n in config.layers[1:]]
+        if bp:
+            eps = None
+        elif device_rng is not None:
+            eps = [device_rng.standard_normal((R, B, n), dtype=dt) for n in config.layers[1:]]
+        else:
+            eps = [xp.asarray(rng.standard_normal((R, B, n), dtype=dt)) for n in config.layers[1:]]
         _, grads, _ = model.loss_and_grad(params, x, y, eps, activation=config.activation, bp=bp,
                                           x2=None if bp else x * x)
         params, state = optim.adam_update(grads, state, params, lr=config.lr)

@@ -88,6 +88,22 @@ class FeedForward(ModelFamily):
 
         return train(config, data_dir=data_dir, dataset=dataset, callback=callback)
 
+    def pack_key(self, config):
+        from .train import pack_key
+
+        return pack_key(config)
+
+    def packed_estimate(self, configs):
+        from .budget import train_estimate
+        from .train import packed_config
+
+        return train_estimate(packed_config(configs))
+
+    def train_packed(self, configs, *, data_dir=None) -> list:
+        from .train import train_packed
+
+        return train_packed(configs, data_dir=data_dir)
+
     def load_data(self, config, data_dir=None):
         from .train import load_data
 

@@ -137,15 +137,21 @@ def forward(params: Params, x, eps, *, activation: str = "relu", bp: bool = Fals
     for l, layer in enumerate(params):
         mu_hat, var_hat = scaled_moments(layer, bp=bp)
         G = a @ _t(mu_hat)
+        nxt = None
         if bp or eps is None:
             h, w = G, None
             if not bp:  # noise-free gBP evaluation still needs nothing from var
                 var_hat = None
+        elif l < L - 1 and activation == "relu":
+            # as below, with the layer's output and its square in the same pass
+            h, w, *nxt = kernels.noisy_relu(G, a2 @ _t(var_hat), eps[l])
         else:
             # h = G + s eps, and w = eps / s masked to 0 where s = 0 (docs/model.md sections 2-3)
             h, w = kernels.noisy_preactivation(G, a2 @ _t(var_hat), eps[l])
         caches.append(Forward(a, a2, mu_hat, var_hat, w, h))
-        if l < L - 1:
+        if nxt is not None:
+            a, a2 = nxt
+        elif l < L - 1:
             a = f(xp, h)
             a2 = None if (bp or eps is None) else a * a
     return h, caches
@@ -164,21 +170,25 @@ def backward(params: Params, caches, delta, *, activation: str = "relu", bp: boo
         layer, c = params[l], caches[l]
         n = layer.m.shape[-1]
         # g_mu = (1/sqrt n) delta^T a ; g_var = (1/n) (delta eps / 2s)^T a^2   (section 3)
-        g_mu = _t(delta * (1 / math.sqrt(n))) @ c.a
         if bp:
             dw = None
+            g_mu = _t(delta * (1 / math.sqrt(n))) @ c.a
             grads[l] = Layer(None, g_mu, None)
         else:
-            dw = delta * c.w  # delta * eps / s
-            g_var = _t(dw * (0.5 / n)) @ c.a2
+            d_mu, dw, dw_var = kernels.scaled_deltas(delta, c.w, 1 / math.sqrt(n), 0.5 / n)  # dw = delta eps / s
+            g_mu = _t(d_mu) @ c.a
+            g_var = _t(dw_var) @ c.a2
             # chain rule through mu(m, pi) and var(m, pi, Xi)   (section 3)
             grads[l] = Layer(*kernels.chain_rule(*layer, g_mu, g_var))
         if l > 0:
             # dLoss/da = (1/sqrt n) delta mu + (1/n) (delta eps / s) var * a   (section 3)
             da = delta @ c.mu_hat
+            prev = caches[l - 1]
+            if not bp and activation == "relu":
+                delta = kernels.relu_delta(da, dw @ c.var_hat, c.a, prev.h)
+                continue
             if not bp:
                 da += (dw @ c.var_hat) * c.a
-            prev = caches[l - 1]
             delta = da * fprime(xp, prev.h, c.a)
     return tuple(grads)
 

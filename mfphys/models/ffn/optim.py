@@ -84,3 +84,23 @@ def adam_update(grads, state: AdamState, params, *, lr: float, cfg: AdamConfig =
                               b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, wd=cfg.weight_decay if k in cfg.decay_on else 0.0,
                               **BOUNDS[k])
     return params, AdamState(count, state.mu, state.nu)
+
+
+def adam_update_groups(grads, state: AdamState, params, *, groups, lrs, cfgs):
+    """:func:`adam_update` for packed configurations (``mfphys.train.train_packed``): replicas
+    ``a:b`` of ``groups[i]`` take learning rate ``lrs[i]`` and decay ``cfgs[i]``, each slice updated
+    exactly as :func:`adam_update` updates a run of its own (one step counter: packed runs take
+    their steps together)."""
+    count = state.count + 1
+    for (a, b), lr, cfg in zip(groups, lrs, cfgs):
+        c1 = 1 - cfg.b1**count
+        c2 = 1 - cfg.b2**count
+        for layer, g, mu, nu in zip(params, grads, state.mu, state.nu):
+            for k in PARAM_NAMES:
+                gk = getattr(g, k)
+                if gk is None:
+                    continue
+                kernels.adam_leaf(getattr(layer, k)[a:b], gk[a:b], getattr(mu, k)[a:b], getattr(nu, k)[a:b], lr=lr,
+                                  c1=c1, c2=c2, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+                                  wd=cfg.weight_decay if k in cfg.decay_on else 0.0, **BOUNDS[k])
+    return params, AdamState(count, state.mu, state.nu)

@@ -21,6 +21,7 @@ from ...backend import BACKENDS, DTYPES, EVAL, INIT, NOISE, ORDER, generator_fro
 from ...dynamics import DYNAMICS_EVERY, Dynamics, dynamics_due
 from ...errors import DivergenceError, MfphysError
 from ...fileio import config_differences, dataclass_from_json  # noqa: F401 (re-exported)
+from ...layers import sample_weights_on_device
 from . import model, optim
 
 MODES = ("gbp", "bp")
@@ -227,6 +228,11 @@ class TrainSetup:
     dynamics_every: int = DYNAMICS_EVERY
     seconds: float = 0.0  # loading and moving the data
     device_noise: list | None = None
+    #: packed cells (:func:`train_packed`): every replica's own seed (None: ``seed + r``) and
+    #: the replicas of each packed cell as (start, stop); its order parameters are its own
+    seeds: tuple | None = None
+    groups: tuple | None = None
+    packed: tuple | None = None  # the packed configurations, one per group
 
     @property
     def trainable(self) -> tuple:
@@ -313,19 +319,23 @@ def prepare(config: TrainConfig, *, data_dir=None, dataset=None, dynamics_every:
     if not _is_int(dynamics_every) or dynamics_every < 0:
         raise MfphysError(f"--dynamics-every must be an integer >= 0 (0 = log-spaced epochs only), "
                           f"got {dynamics_every}")
-    budget.check_memory(budget.train_estimate(config))  # before anything is allocated or generated
+    estimate = budget.train_estimate(config)
+    budget.check_memory(estimate)  # before anything is allocated or generated
     be = get_backend(config.backend, config.dtype)
+    budget.check_device_memory(estimate, be)
     t0 = time.perf_counter()
     ds = dataset if dataset is not None else load_data(config, data_dir)
     bp = config.mode == "bp"
     x_train = be.asarray(ds.x_train)
     if config.batch_size > x_train.shape[0]:
         raise MfphysError(f"--batch-size {config.batch_size} is larger than the {x_train.shape[0]} training patterns")
-    adam_cfg = optim.AdamConfig(config.adam_b1, config.adam_b2, config.adam_eps, config.weight_decay,
-                                config.decay_on)
     return TrainSetup(config, be, ds, x_train, None if bp else x_train * x_train,  # a**2 of the input layer, once
-                      be.xp.asarray(ds.y_train), be.asarray(ds.x_test), be.xp.asarray(ds.y_test), adam_cfg,
-                      dead_inputs(ds.x_train), int(dynamics_every), time.perf_counter() - t0)
+                      be.xp.asarray(ds.y_train), be.asarray(ds.x_test), be.xp.asarray(ds.y_test),
+                      _adam_config(config), dead_inputs(ds.x_train), int(dynamics_every), time.perf_counter() - t0)
+
+
+def _adam_config(config: TrainConfig) -> optim.AdamConfig:
+    return optim.AdamConfig(config.adam_b1, config.adam_b2, config.adam_eps, config.weight_decay, config.decay_on)
 
 
 def _device_noise(setup: TrainSetup) -> bool:
@@ -337,18 +347,33 @@ def init_state(setup: TrainSetup) -> TrainState:
     moments, fresh ``ORDER`` and ``NOISE`` streams, an empty history, epoch 0's order parameters."""
     config, be = setup.config, setup.be
     R, E = config.replicas, config.epochs
-    host_params = model.init_params(config.layers, replica_rngs(config.seed, R, INIT), m_std=config.init_m_std,
-                                    xi_scale=config.init_xi, bp=config.mode == "bp", dtype=be.dtype)
+    if setup.packed is None:
+        host_params = model.init_params(config.layers, _rngs(setup, INIT), m_std=config.init_m_std,
+                                        xi_scale=config.init_xi, bp=config.mode == "bp", dtype=be.dtype)
+    else:  # each packed configuration's own initial scales
+        inits = _rngs(setup, INIT)
+        parts = [model.init_params(config.layers, inits[a:b], m_std=c.init_m_std, xi_scale=c.init_xi,
+                                   bp=config.mode == "bp", dtype=be.dtype)
+                 for c, (a, b) in zip(setup.packed, setup.groups)]
+        host_params = tuple(model.Layer(*(np.concatenate(vs) for vs in zip(*layers))) for layers in zip(*parts))
     params = tuple(model.Layer(*(be.asarray(v) for v in layer)) for layer in host_params)
-    noise = replica_rngs(config.seed, R, NOISE)
+    noise = _rngs(setup, NOISE)
     if _device_noise(setup):  # the device streams are seeded from the host ones
         setup.device_noise = [be.device_rng(int(g.integers(2**32))) for g in noise]
-    rng = {"order": [g.bit_generator.state for g in replica_rngs(config.seed, R, ORDER)],
+    rng = {"order": [g.bit_generator.state for g in _rngs(setup, ORDER)],
            "noise": [g.bit_generator.state for g in noise]}
     history = {**{k: np.zeros((R, E)) for k in CURVES}, **{k: np.zeros(E) for k in SERIES}}
-    state = TrainState(0, params, optim.adam_init(params, trainable=setup.trainable), rng, history, Dynamics(),
+    dynamics = Dynamics() if setup.groups is None else tuple(Dynamics() for _ in setup.groups)
+    state = TrainState(0, params, optim.adam_init(params, trainable=setup.trainable), rng, history, dynamics,
                        setup.seconds)
     return _record_dynamics(setup, state)
+
+
+def _rngs(setup: TrainSetup, stream: int) -> list[np.random.Generator]:
+    """Every replica's generator of one stream: ``seed + r``'s, or a packed replica's own seed's."""
+    if setup.seeds is None:
+        return replica_rngs(setup.config.seed, setup.config.replicas, stream)
+    return [replica_rngs(s, 1, stream)[0] for s in setup.seeds]
 
 
 def train_epoch(setup: TrainSetup, state: TrainState) -> tuple[TrainState, EpochRecord]:
@@ -398,7 +423,12 @@ def train_epoch(setup: TrainSetup, state: TrainState) -> tuple[TrainState, Epoch
         x2b = None if bp else x2_train[idx]
         loss, grads, logits = model.loss_and_grad(params, xb, yb, draw_noise(idx.shape[1]),
                                                   activation=config.activation, bp=bp, x2=x2b)
-        params, adam = optim.adam_update(grads, adam, params, lr=lr, cfg=setup.adam_cfg)
+        if setup.packed is None:
+            params, adam = optim.adam_update(grads, adam, params, lr=lr, cfg=setup.adam_cfg)
+        else:  # each packed configuration's own learning rate and decay
+            params, adam = optim.adam_update_groups(grads, adam, params, groups=setup.groups,
+                                                    lrs=[c.lr_at(epoch) for c in setup.packed],
+                                                    cfgs=[_adam_config(c) for c in setup.packed])
         loss_sum += loss * idx.shape[1]
         correct += (logits.argmax(axis=-1) == yb).sum(axis=-1)
     hist, e = state.history, epoch - 1
@@ -431,18 +461,33 @@ def _record_dynamics(setup: TrainSetup, state: TrainState) -> TrainState:
     from ... import order
 
     config, epoch, dyn = setup.config, state.epoch, state.dynamics
-    sample = dynamics_due(epoch, config.epochs, setup.dynamics_every) and epoch not in dyn.epochs
-    snap = epoch in order.snapshot_epochs(config.epochs) and epoch not in dyn.snap_epochs
+    first = dyn if setup.groups is None else dyn[0]  # packed cells record at the same epochs
+    sample = dynamics_due(epoch, config.epochs, setup.dynamics_every) and epoch not in first.epochs
+    snap = epoch in order.snapshot_epochs(config.epochs) and epoch not in first.snap_epochs
     if not (sample or snap):
         return state
     t0 = time.perf_counter()
     host = tuple(model.Layer(*(setup.be.to_numpy(v) for v in layer)) for layer in state.params)
-    if sample:
-        values = order.training_order(host, live_inputs=~setup.dead_inputs)
-        dyn = dyn._replace(epochs=dyn.epochs + (epoch,), samples=dyn.samples + (values,))
-    if snap:
-        dyn = dyn._replace(snap_epochs=dyn.snap_epochs + (epoch,), snaps=dyn.snaps + (order.histogram_snapshot(host),))
+
+    def record(dyn, host):
+        if sample:
+            values = order.training_order(host, live_inputs=~setup.dead_inputs)
+            dyn = dyn._replace(epochs=dyn.epochs + (epoch,), samples=dyn.samples + (values,))
+        if snap:
+            dyn = dyn._replace(snap_epochs=dyn.snap_epochs + (epoch,),
+                               snaps=dyn.snaps + (order.histogram_snapshot(host),))
+        return dyn
+
+    if setup.groups is None:
+        dyn = record(dyn, host)
+    else:  # each packed cell's own numbers (its histograms have its own bin edges)
+        dyn = tuple(record(d, _replica_slice(host, a, b)) for d, (a, b) in zip(dyn, setup.groups))
     return state._replace(dynamics=dyn, seconds=state.seconds + time.perf_counter() - t0)
+
+
+def _replica_slice(params, a: int, b: int) -> tuple:
+    """Replicas ``a:b`` of every parameter array (copies)."""
+    return tuple(model.Layer(*(v[a:b].copy() for v in layer)) for layer in params)
 
 
 def to_host(be, state: TrainState) -> TrainState:
@@ -506,8 +551,8 @@ def finish(setup: TrainSetup, state: TrainState, *, keep_state: bool = False) ->
         raise DivergenceError("training diverged: parameters are not finite at the end; try a smaller --lr")
     t0 = time.perf_counter()
     sampled, voted = evaluate_sampled(host, setup.data.x_test, setup.data.y_test, n_draws=config.eval_samples,
-                                      rngs=replica_rngs(config.seed, config.replicas, EVAL),
-                                      activation=config.activation, be=be)
+                                      rngs=_rngs(setup, EVAL),
+                                      activation=config.activation, be=be, device_draws=not config.host_noise)
     t_eval = time.perf_counter() - t0
     final = to_host(be, state) if keep_state else None
     return TrainResult(config, host, state.history, sampled, voted, dataset_summary(setup.data), setup.dead_inputs,
@@ -521,25 +566,94 @@ def finish(setup: TrainSetup, state: TrainState, *, keep_state: bool = False) ->
 DRAW_BLOCK = 16
 
 
-def evaluate_sampled(params, x, y, *, n_draws: int, rngs, activation: str, be=None):
+def evaluate_sampled(params, x, y, *, n_draws: int, rngs, activation: str, be=None, device_draws: bool = False):
     """Accuracy of ``n_draws`` sampled sub-networks per replica (R, K) and of their vote (R,).
 
     ``params`` are host arrays; weights are drawn on the host (backend-independent), in
-    blocks of :data:`DRAW_BLOCK` draws, and the forward passes run on ``be``.
+    blocks of :data:`DRAW_BLOCK` draws, and the forward passes run on ``be``. With
+    ``device_draws`` on a GPU they are drawn there instead, from CuPy generators seeded from
+    ``rngs`` (no host draw copied per block; other numbers from the same law: docs/gpu.md).
     """
     R = params[0].m.shape[0]
     if n_draws == 0:
         return np.zeros((R, 0)), np.full(R, np.nan)
     be = be or get_backend("numpy", str(params[0].m.dtype))
     xd, yd = be.asarray(x), be.xp.asarray(y)
+    on_device = device_draws and be.name != "numpy"
+    if on_device:
+        params = tuple(model.Layer(*(be.asarray(v, dtype=v.dtype) for v in layer)) for layer in params)
+        rngs = [be.device_rng(int(g.integers(2**32))) for g in rngs]
     acc = np.zeros((R, n_draws))
     votes = 0
     for k0 in range(0, n_draws, DRAW_BLOCK):
         k = min(DRAW_BLOCK, n_draws - k0)
-        ws = model.sample_weights(params, rngs, k, xp=be.xp)
+        if on_device:
+            ws = sample_weights_on_device(params, rngs, k)
+        else:
+            ws = model.sample_weights(params, rngs, k, xp=be.xp)
         logits = model.predict_sampled(ws, xd, activation=activation)  # (R, k, P, C)
         acc[:, k0:k0 + k] = be.to_numpy((logits.argmax(axis=-1) == yd).sum(axis=-1)) / len(y)
         votes = votes + model.vote_counts(logits)
         del ws, logits
     vote = be.to_numpy((votes.argmax(axis=-1) == yd).sum(axis=-1)) / len(y)
     return acc, vote
+
+
+# --- packed cells (docs/scans.md, "Packed cells") ------------------------------------------------
+
+
+def pack_key(config: TrainConfig) -> str:
+    """Configurations with the same key train as one batched run (:func:`train_packed`): all
+    but :data:`PACKABLE` agree (the seed only picks each replica's random streams, the replicas
+    of every configuration go side by side, the rest are numbers each replica uses alone)."""
+    return dataclasses.replace(config, **PACKABLE).to_json()
+
+
+#: what packed configurations may differ in (with the neutral value :func:`pack_key` puts in):
+#: the arrays' shapes, the data and the step count of an epoch are the same for all of them
+PACKABLE = {"seed": 0, "replicas": 1, "lr": 1.0, "weight_decay": 0.0, "init_m_std": 0.0, "init_xi": 0.0}
+
+
+def packed_config(configs) -> TrainConfig:
+    """The configuration of the batched run of ``configs`` (one :func:`pack_key`): their replicas side by side
+    (its own seed, learning rate, decay and scales stand for nothing: each replica takes its configuration's)."""
+    return dataclasses.replace(configs[0], seed=0, replicas=sum(c.replicas for c in configs))
+
+
+def train_packed(configs, *, data_dir=None, dataset=None, dynamics_every: int = DYNAMICS_EVERY) -> list[TrainResult]:
+    """Train ``configs`` (one :func:`pack_key`) as one run with their replicas side by side and
+    return one :class:`TrainResult` per configuration, the numbers of each the same as
+    ``train(config)`` gives alone.
+
+    Each packed replica keeps its own configuration's streams (``INIT``, ``ORDER``, ``NOISE``,
+    ``EVAL`` of ``seed + r``), initial scales, learning rate and decay, and every computation
+    of a step is per replica (the products are one matrix product per replica, the rest
+    element-wise or reduced over a replica's own axes), so on NumPy the numbers are bit for
+    bit those of the configuration trained alone (``tests/scan/test_packed.py``). Each
+    result's times are its replicas' share of the pack's.
+    A divergence anywhere raises for the whole pack; the caller then trains the configurations
+    one by one.
+    """
+    configs = list(configs)
+    keys = {pack_key(c) for c in configs}
+    if len(keys) != 1:
+        raise MfphysError(f"train_packed needs configurations that differ only in {', '.join(PACKABLE)}")
+    packed = packed_config(configs)
+    with quiet_fp():
+        setup = prepare(packed, data_dir=data_dir, dataset=dataset, dynamics_every=dynamics_every)
+        setup.seeds = tuple(c.seed + r for c in configs for r in range(c.replicas))
+        ends = np.cumsum([0] + [c.replicas for c in configs]).tolist()
+        setup.groups = tuple(zip(ends[:-1], ends[1:]))
+        setup.packed = tuple(configs)
+        state = init_state(setup)
+        while state.epoch < packed.epochs:
+            state, _ = train_epoch(setup, state)
+        res = finish(setup, state)
+    out = []
+    for c, (a, b), dyn in zip(configs, setup.groups, res.dynamics):
+        history = {k: (v[a:b].copy() if k in CURVES else v.copy()) for k, v in res.history.items()}
+        history["lr"] = np.array([c.lr_at(e) for e in range(1, packed.epochs + 1)], dtype=history["lr"].dtype)
+        out.append(TrainResult(c, _replica_slice(res.params, a, b), history, res.sampled_acc[a:b].copy(),
+                               res.vote_acc[a:b].copy(), res.data, res.dead_inputs, res.backend,
+                               {k: v * (b - a) / packed.replicas for k, v in res.timings.items()}, dyn, None))
+    return out

@@ -127,7 +127,10 @@ def _rnn_calibrate(config, steps: int) -> RnnTimes:
     rng = np.random.default_rng(0)
     x = be.asarray(rng.random((R, B, T, n_in), dtype=np.float32))
     y = xp.asarray(rng.integers(0, n_out, (R, B)))
+    # the noise of the path that runs: drawn on the device unless host_noise (mfphys.rnn.train)
     nrngs = [np.random.default_rng(r) for r in range(R)]
+    if be.name != "numpy" and not config.host_noise:
+        nrngs = noise.device_rngs(nrngs, be)
     times = []
     for i in range(steps + 1):
         t0 = time.perf_counter()
@@ -145,7 +148,7 @@ def _rnn_calibrate(config, steps: int) -> RnnTimes:
         if mode in ("quenched", "annealed") and config.eval_samples == 0:
             continue
         evaluate.outputs(params, xt, spec, mode=mode, rngs=[np.random.default_rng(r) for r in range(R)],
-                         samples=config.eval_samples, bp=bp)
+                         samples=config.eval_samples, bp=bp, device_draws=not config.host_noise)
     be.synchronize()
     return RnnTimes(statistics.median(times), time.perf_counter() - t0, chunk)
 

@@ -12,8 +12,12 @@ mode            network
 ==============  ==================================================================================
 
 For a BPTT-baseline network (``pi = Xi = 0``) all four are the same deterministic network,
-up to the private noise. Sampled weights are drawn on the host from each replica's generator
-(``mfphys.model.sample_weights``), so the draws do not depend on the backend.
+up to the private noise. By default sampled weights and noise are drawn on the host from each
+replica's generator (``mfphys.model.sample_weights``), so the draws do not depend on the
+backend (the reference). With ``device_draws`` on a GPU they are drawn on the device, from
+CuPy generators seeded from those host generators: the annealed mode redraws every matrix at
+every step and the noisy mode's noise for a chunk of long sequences is hundreds of MB per
+replica, which the host cannot feed (docs/gpu.md).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import math
 import numpy as np
 
 from ...backend import namespace_of
-from ...layers import sample_weights
+from ...layers import sample_weights, sample_weights_on_device
 from . import noise as noise_mod
 from .model import RnnParams, RnnSpec, forward
 
@@ -31,18 +35,22 @@ EVAL_MODES = ("mean", "noisy", "quenched", "annealed")
 
 
 def outputs(params: RnnParams, x, spec: RnnSpec, *, mode: str = "mean", rngs=None, samples: int = 1,
-            bp: bool = False, chunk: int = 1000):
+            bp: bool = False, chunk: int = 1000, device_draws: bool = False):
     """Outputs of the ensemble on inputs ``x`` (P, T, N_in) or (R, P, T, N_in), in chunks of patterns.
 
     ``"mean"`` and ``"noisy"`` give (R, P, N_out) (last-step readout) or (R, P, T, N_out);
     the sampled modes put the ``samples`` networks after the replica axis, (R, K, P, ...).
-    ``rngs``: one NumPy generator per replica for the noise and the weight draws.
+    ``rngs``: one NumPy generator per replica for the noise and the weight draws; with
+    ``device_draws`` on CuPy, the draws come from device generators seeded from them.
     """
     if mode not in EVAL_MODES:
         raise ValueError(f"unknown evaluation mode {mode!r}: one of {', '.join(EVAL_MODES)}")
     xp = namespace_of(x, params.recurrent.m)
-    host = None
-    if mode in ("quenched", "annealed"):
+    on_device = device_draws and xp is not np
+    if on_device and rngs is not None and mode != "mean":
+        rngs = noise_mod.on_device(rngs, xp)
+    host = params if on_device else None
+    if mode in ("quenched", "annealed") and not on_device:
         host = RnnParams(*(type(l)(*(_host(v) for v in l)) for l in params))
     out = []
     P = x.shape[-3]
@@ -70,8 +78,11 @@ def sampled_outputs(host_params: RnnParams, x, spec: RnnSpec, *, rngs, samples: 
 
     ``h_t = (1 - alpha) h_{t-1} + alpha (c_r W_r r_{t-1} + c_i W_i x_t) + sigma_rec sqrt(2 alpha) xi_t``,
     ``y = c_o W_o r`` with weights ``W`` drawn once (quenched) or at every step (annealed).
+    ``host_params`` are host arrays and ``rngs`` NumPy generators (the reference), or both on
+    the device (device arrays and CuPy generators, :func:`outputs` with ``device_draws``).
     """
     xp = namespace_of(x)
+    device = not isinstance(rngs[0], np.random.Generator)
     dt = host_params.recurrent.m.dtype
     R, K = host_params.recurrent.m.shape[0], samples
     B, T = x.shape[-3], x.shape[-2]
@@ -79,8 +90,9 @@ def sampled_outputs(host_params: RnnParams, x, spec: RnnSpec, *, rngs, samples: 
     xs = xp.swapaxes(x, -2, -3)[..., None, :, :, :] if x.ndim == 4 else xp.swapaxes(x, -2, -3)  # (R,1,T,B,F)/(T,B,F)
 
     def draw(which):
-        return [w * c for w, c in zip(sample_weights([host_params[i] for i in which], rngs, K, xp=xp),
-                                      [(c_in, c_rec, c_out)[i] for i in which])]
+        layers = [host_params[i] for i in which]
+        ws = sample_weights_on_device(layers, rngs, K) if device else sample_weights(layers, rngs, K, xp=xp)
+        return [w * c for w, c in zip(ws, [(c_in, c_rec, c_out)[i] for i in which])]
 
     W_in, W_rec, W_out = draw((0, 1, 2))
     h = xp.full((R, K, B, spec.n), spec.h0, dtype=dt)
@@ -95,7 +107,9 @@ def sampled_outputs(host_params: RnnParams, x, spec: RnnSpec, *, rngs, samples: 
         h *= 1 - spec.alpha
         u *= spec.alpha
         h += u
-        if priv_scale > 0:
+        if priv_scale > 0 and device:
+            h += priv_scale * xp.stack([g.standard_normal((K, B, spec.n), dtype=dt) for g in rngs])
+        elif priv_scale > 0:
             h += priv_scale * xp.asarray(np.stack([noise_mod.standard_normal(g, np.empty((K, B, spec.n), dt))
                                                    for g in rngs]))
         r = xp.maximum(h, 0)

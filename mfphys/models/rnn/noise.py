@@ -46,6 +46,12 @@ def device_rngs(host_rngs, be):
     return [be.device_rng(int(g.integers(2**32))) for g in host_rngs]
 
 
+def on_device(host_rngs, xp):
+    """CuPy generators seeded from the host generators ``host_rngs`` (one draw of each), for
+    draws made where the arrays are (:func:`device_rngs` without a Backend)."""
+    return [xp.random.RandomState(int(g.integers(2**32))) for g in host_rngs]
+
+
 def _fill(rngs, shape, xp, dtype):
     R = len(rngs)
     if isinstance(rngs[0], np.random.Generator):

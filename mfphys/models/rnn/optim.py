@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
+
 from ... import kernels
 from ...backend import namespace_of
 from ...errors import MfphysError
@@ -143,13 +145,53 @@ def spectral_norm(g):
     return xp.linalg.svd(g, compute_uv=False)[..., 0]
 
 
+#: squarings of ``g^T g`` in :func:`spectral_norm_estimate`: components of eigenvalues below
+#: ``(1 - d) lambda_max`` are damped by ``(1 - d)^(2^SQUARINGS)``
+SQUARINGS = 12
+
+
+def spectral_norm_estimate(g, squarings: int = SQUARINGS):
+    """Largest singular value of each matrix of ``g`` (R, a, b) -> (R,), in float64, without a host sync.
+
+    On a GPU the exact :func:`spectral_norm` is a per-matrix cuSOLVER loop for matrices over
+    32 x 32, and deciding when it is needed is a host round trip. Here: ``A = g^T g`` (the smaller
+    side), squared ``squarings`` times (each rescaled by its trace), so that ``A^(2^k)`` is
+    nearly the projector on the top eigenvector; its largest column ``v`` gives the Rayleigh
+    quotient ``||g v|| / ||v||``, which never exceeds ``||g||_2`` and reaches it to rounding
+    unless the top singular values are within a fraction ``~2^-k`` of each other (then it is
+    off by at most that fraction of their gap). Batched products only: a fixed number of kernels.
+    """
+    xp = namespace_of(g)
+    g = g.astype(xp.float64)
+    if g.shape[-2] < g.shape[-1]:
+        g = xp.swapaxes(g, -1, -2)  # (R, a, b) with b <= a: A is b x b
+    A = xp.matmul(xp.swapaxes(g, -1, -2), g)
+    for _ in range(squarings):
+        tr = xp.trace(A, axis1=-2, axis2=-1)
+        A = A / xp.where(tr > 0, tr, 1)[:, None, None]
+        A = xp.matmul(A, A)
+    col = xp.argmax((A * A).sum(axis=-2), axis=-1)  # the largest column of A^(2^k)
+    v = xp.take_along_axis(A, col[:, None, None], axis=-1)  # (R, b, 1)
+    gv = xp.matmul(g, v)
+    num, den = (gv * gv).sum(axis=(-2, -1)), (v * v).sum(axis=(-2, -1))
+    return xp.sqrt(num / xp.where(den > 0, den, 1))
+
+
 def clip_spectral(g, bound: float):
     """Scale each matrix of ``g`` (R, a, b) in place so that its spectral norm is at most ``bound``.
 
-    The Frobenius norm bounds the spectral norm from above, so the singular values are computed
-    only where the Frobenius norm reaches the bound (rare: it keeps the step cheap).
+    NumPy: the exact norm (the reference, replayed against the reference code). The Frobenius
+    norm bounds the spectral norm from above, so the singular values are computed only where
+    the Frobenius norm reaches the bound (rare: it keeps the step cheap). On a GPU: the batched
+    :func:`spectral_norm_estimate` for every matrix and a select, so that the step never waits
+    for the device (docs/model-rnn.md section 6, "Gradient clipping").
     """
     xp = namespace_of(g)
+    if xp is not np:
+        sigma = spectral_norm_estimate(g)
+        scale = xp.where(sigma >= bound, bound / xp.where(sigma > 0, sigma, 1), 1).astype(g.dtype)
+        g *= scale[:, None, None]
+        return g
     fro = xp.sqrt((g * g).sum(axis=(-2, -1)))
     big = fro >= bound
     if not bool(big.any()):
@@ -158,6 +200,22 @@ def clip_spectral(g, bound: float):
     scale = xp.where(sigma >= bound, bound / xp.where(sigma > 0, sigma, 1), 1).astype(g.dtype)
     g *= scale[:, None, None]
     return g
+
+
+def clip_spectral_together(gs, bounds) -> None:
+    """:func:`clip_spectral` of several same-shaped gradients (the kinds of one matrix) in place,
+    with one batched :func:`spectral_norm_estimate` on a GPU: a third of the kernel launches of
+    clipping them one by one. On NumPy each is clipped exactly, one by one."""
+    xp = namespace_of(*gs)
+    if xp is np or len({g.shape for g in gs}) > 1:
+        for g, bound in zip(gs, bounds):
+            clip_spectral(g, bound)
+        return
+    R = gs[0].shape[0]
+    sigma = spectral_norm_estimate(xp.concatenate(gs, axis=0))
+    for i, (g, bound) in enumerate(zip(gs, bounds)):
+        s = sigma[i * R:(i + 1) * R]
+        g *= xp.where(s >= bound, bound / xp.where(s > 0, s, 1), 1).astype(g.dtype)[:, None, None]
 
 
 def rmsprop_leaf(theta, g, nu, *, lr, b2, eps, lo=-math.inf, hi=math.inf):
@@ -185,6 +243,9 @@ def opt_update(grads: RnnParams, state: OptState, params: RnnParams, *, cfg: Opt
     count = state.count + 1
     c1, c2 = 1 - cfg.b1**count, 1 - cfg.b2**count
     for layer, g, mu, nu, per in zip(params, grads, state.mu, state.nu, settings):
+        clipped = [k for k in PARAM_NAMES if getattr(g, k) is not None and per[k].clip is not None]
+        if clipped:  # the kinds are independent: clipping them first, together, changes nothing
+            clip_spectral_together([getattr(g, k) for k in clipped], [per[k].clip for k in clipped])
         for kind in PARAM_NAMES:
             gk = getattr(g, kind)
             if gk is None:
@@ -192,8 +253,6 @@ def opt_update(grads: RnnParams, state: OptState, params: RnnParams, *, cfg: Opt
             s = per[kind]
             theta = getattr(layer, kind)
             lr = s.lr * (1.0 if lr_scale is None else lr_scale[kind])
-            if s.clip is not None:
-                clip_spectral(gk, s.clip)
             if cfg.decay == "l2" and s.decay:
                 gk += s.decay * theta
             if cfg.name == "adam":

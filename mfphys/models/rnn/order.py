@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import order
+from ...backend import to_host
 from .model import MATRICES
 
 #: the label of the entries that leave out the recurrent diagonal
@@ -48,14 +49,15 @@ def matrix_order(params, *, tol: float = order.TOL, xi_tol: float = order.XI_TOL
 
     Every :func:`matrix_reports` name, and ``<name>_nodiag`` with the recurrent column over the
     off-diagonal connections (the input and output columns unchanged), as the feed-forward
-    ``<name>_live`` variables treat layer 1 (docs/file-format.md).
+    ``<name>_live`` variables treat layer 1 (docs/file-format.md). Host arrays, whichever
+    backend ``params`` live on.
     """
     reports = matrix_reports(params, tol=tol, xi_tol=xi_tol, xi_zero=xi_zero)
     full = [v for _, c, v in reports if c == "all"]
     nodiag = next(v for _, c, v in reports if c == NODIAG)
-    out = {k: np.stack([np.asarray(v[k]) for v in full], axis=-1) for k in full[0]}
+    out = {k: np.stack([to_host(v[k]) for v in full], axis=-1) for k in full[0]}
     for k in full[0]:
-        cols = [np.asarray(v[k]) for v in full]
-        cols[RECURRENT] = np.asarray(nodiag[k])
+        cols = [to_host(v[k]) for v in full]
+        cols[RECURRENT] = to_host(nodiag[k])
         out[f"{k}_{NODIAG}"] = np.stack(cols, axis=-1)
     return out

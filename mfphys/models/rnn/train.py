@@ -180,6 +180,11 @@ def prepare(config: RnnConfig, *, data_dir=None, dataset=None, dynamics_every: i
         raise MfphysError(f"--dynamics-every must be an integer >= 0 (0 = log-spaced epochs only), "
                           f"got {dynamics_every}")
     be = get_backend(config.backend, config.dtype)
+    if be.name != "numpy":  # before anything is put on the GPU (docs/gpu.md)
+        from ... import budget
+        from .budget import rnn_estimate
+
+        budget.check_device_memory(rnn_estimate(config), be)
     t0 = time.perf_counter()
     spec = config.spec()
     mask = tasks.input_mask(config)
@@ -435,7 +440,8 @@ def _evaluate_mnist(config: RnnConfig, params, data, be) -> dict:
     for mode in evaluate.EVAL_MODES:
         if mode in ("quenched", "annealed") and K == 0:
             continue
-        out = evaluate.outputs(params, x, spec, mode=mode, rngs=rngs, samples=K, bp=bp)
+        out = evaluate.outputs(params, x, spec, mode=mode, rngs=rngs, samples=K, bp=bp,
+                               device_draws=not config.host_noise)
         res[f"acc_{mode}"] = be.to_numpy(evaluate.accuracy(out, y))
         if mode == "quenched":
             res["acc_quenched_vote"] = be.to_numpy((vote_counts(out).argmax(axis=-1) == y).mean(axis=-1))
@@ -469,7 +475,8 @@ def _evaluate_multisensory(config: RnnConfig, params, data, be) -> dict:
     for mode in evaluate.EVAL_MODES:
         if mode in ("quenched", "annealed") and K == 0:
             continue
-        out = be.to_numpy(evaluate.outputs(params, x, spec, mode=mode, rngs=rngs, samples=K, bp=bp))
+        out = be.to_numpy(evaluate.outputs(params, x, spec, mode=mode, rngs=rngs, samples=K, bp=bp,
+                                           device_draws=not config.host_noise))
         p_high = tasks.psychometric(out[..., -1, :], trials, task)
         res[f"p_high_{mode}"] = p_high
         res[f"psychometric_acc_{mode}"] = tasks.psychometric_accuracy(p_high, task)

@@ -21,6 +21,7 @@ from mfphys.rnn.optim import (
     opt_update,
     rmsprop_leaf,
     spectral_norm,
+    spectral_norm_estimate,
     tensor_settings,
 )
 from tests.helpers import rnn_params, rnn_spec
@@ -43,6 +44,29 @@ def test_spectral_norm_and_clip_against_numpy():
     assert np.all(spectral_norm(clipped) <= bound * (1 + 1e-12))
     small = g * 1e-3  # Frobenius norm below the bound: untouched
     np.testing.assert_array_equal(clip_spectral(small.copy(), bound), small)
+
+
+@pytest.mark.parametrize("shape", [(16, 100, 100), (16, 100, 28), (16, 10, 100), (4, 100, 1)])
+def test_sync_free_spectral_norm_is_the_exact_norm(shape):
+    """The device path's estimate (docs/model-rnn.md section 6) against the SVD in float64, at the
+    shapes of the MNIST presets, and a rank-one, an all-equal and a zero spectrum."""
+    rng = np.random.default_rng(3)
+    g = rng.normal(size=shape)
+    np.testing.assert_allclose(spectral_norm_estimate(g), spectral_norm(g), rtol=1e-10)
+    tiny = (g * 1e-25).astype(np.float32)  # float32 gradients are estimated in float64: no underflow
+    np.testing.assert_allclose(spectral_norm_estimate(tiny), spectral_norm(tiny.astype(np.float64)), rtol=1e-10)
+    rank1 = rng.normal(size=(3, 20, 1)) * rng.normal(size=(3, 1, 30))
+    np.testing.assert_allclose(spectral_norm_estimate(rank1), spectral_norm(rank1), rtol=1e-12)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 40, 40)))
+    np.testing.assert_allclose(spectral_norm_estimate(2.5 * q), 2.5, rtol=1e-12)
+    np.testing.assert_array_equal(spectral_norm_estimate(np.zeros((2, 5, 3))), 0)
+    # the top pair 1e-3 apart: the estimate is a lower bound, within a small fraction of the gap
+    u, _ = np.linalg.qr(rng.normal(size=(50, 50)))
+    v, _ = np.linalg.qr(rng.normal(size=(50, 50)))
+    s = np.linspace(1, 0.1, 50)
+    s[1] = 1 - 1e-3
+    est = spectral_norm_estimate(((u * s) @ v.T)[None])[0]
+    assert 1 - 1e-4 < est <= 1 + 1e-12
 
 
 def test_rmsprop_leaf_is_the_reference_step():

@@ -1,0 +1,1 @@
+"""The toy model family package (see family.py)."""
