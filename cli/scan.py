@@ -57,6 +57,9 @@ MODELS = ("ffn", "rnn")
 FFN = "Feed-forward options"
 RNN = "Recurrent options"
 ADAPTIVE = "Adaptive scans"
+CLUSTER = "Batch clusters (--cluster; docs/scans.md)"
+#: the options of --cluster, by parameter name
+CLUSTER_OPTIONS = ("jobs", "cores", "memory", "walltime", "queue", "account", "job_extra")
 
 
 def _check_family_options(ctx: typer.Context, family: str) -> None:
@@ -91,6 +94,19 @@ def print_plan(plan, folder: Path) -> None:
         seconds = plan.seconds + RUN_OVERHEAD_SECONDS * load_factor()  # start-up and files, at the load of now
         t.add_row("estimated time", f"{seconds / 60:.1f} min ({calibration_text()})")
     console.print(t)
+
+
+def _cluster_spec(ctx: typer.Context, kind: str | None, **options):
+    """The ``mfphys.scan.ClusterSpec`` of ``--cluster`` and its options, or None; its options
+    without ``--cluster`` are refused in one line."""
+    if kind is None:
+        given = [option_flag(k) for k in CLUSTER_OPTIONS if k in given_options(ctx)]
+        if given:
+            raise MfphysError(f"{', '.join(given)}: give --cluster slurm|pbs|sge too (batch jobs)")
+        return None
+    from mfphys.scan import ClusterSpec
+
+    return ClusterSpec(kind.lower(), **options)
 
 
 @user_errors
@@ -145,6 +161,19 @@ def scan(
     scheduler: Optional[str] = typer.Option(None, help="run cells on the Dask cluster at this address "
                                                        "(tcp://host:8786)"),
     connect_timeout: float = typer.Option(5.0, help="seconds to wait for --scheduler"),
+    cluster: Optional[str] = typer.Option(None, help="run cells on Dask workers in batch jobs of this scheduler: "
+                                                     "slurm, pbs or sge (needs mfphys\\[cluster], and the scan "
+                                                     "folder and data folder on a shared file system)",
+                                          rich_help_panel=CLUSTER),
+    jobs: int = typer.Option(1, help="batch jobs to submit", rich_help_panel=CLUSTER),
+    cores: int = typer.Option(1, help="cores per job (one single-threaded worker each)", rich_help_panel=CLUSTER),
+    memory: Optional[str] = typer.Option(None, help="memory per job, e.g. 16GB \\[default: twice the largest "
+                                                    "cell's estimate per core]", rich_help_panel=CLUSTER),
+    walltime: Optional[str] = typer.Option(None, help="time limit per job, e.g. 02:00:00", rich_help_panel=CLUSTER),
+    queue: Optional[str] = typer.Option(None, help="queue (SLURM partition)", rich_help_panel=CLUSTER),
+    account: Optional[str] = typer.Option(None, help="account to charge (SGE: project)", rich_help_panel=CLUSTER),
+    job_extra: List[str] = typer.Option([], help="a line for the job script's header, e.g. --qos=normal; "
+                                                 "repeatable", rich_help_panel=CLUSTER),
     blas_threads: int = typer.Option(1, help="BLAS threads per cell; 1 makes the numbers independent of "
                                              "where a cell ran (use --workers for speed)"),
     retry_failed: bool = typer.Option(True, help="train cells that failed before again"),
@@ -216,6 +245,8 @@ def scan(
         return
     command = command_line()
     adapter = families.adapter(spec.model)
+    batch = _cluster_spec(ctx, cluster, jobs=jobs, cores=cores, memory=memory, walltime=walltime, queue=queue,
+                          account=account, job_extra=tuple(job_extra))
 
     # the bars appear once the checks have passed (event "begin"): bad input gives one line only
     progress = make_progress(quiet=quiet)
@@ -253,7 +284,7 @@ def scan(
             report = scan_mod.run_scan(spec, folder, workers=workers, scheduler=scheduler, callback=on_event,
                                        data_dir=data_dir, retry_failed=retry_failed, command=command,
                                        connect_timeout=connect_timeout, blas_threads=blas_threads, reuse=reuse,
-                                       pack=pack)
+                                       cluster=batch, pack=pack)
         except KeyboardInterrupt as exc:
             progress.stop()
             err_console.print(interrupted_text(folder, last, exc, command), markup=False)

@@ -94,7 +94,7 @@ def test_python_dash_m(argv, tmp_path):
 
 #: what the command line must not load to print its help or version: they alone take longer than the
 #: whole start (xarray and pandas about 0.3 s, Dask, matplotlib and Textual each about as much)
-HEAVY = ("xarray", "pandas", "netCDF4", "dask", "distributed", "matplotlib", "textual")
+HEAVY = ("xarray", "pandas", "netCDF4", "dask", "distributed", "dask_jobqueue", "matplotlib", "textual")
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["version"], ["train", "--help"], ["scan", "--help"],

@@ -50,7 +50,7 @@ _LAZY = {
                     "spec"),
     **dict.fromkeys(("SCAN_JSON", "CELLS", "KIND", "marker_alive", "read_scan_json", "scan_status"), "folder"),
     **dict.fromkeys(("RENAMED", "open_scan", "cell_path", "network_mean", "select_layer"), "view"),
-    **dict.fromkeys(("ScanEvent", "ScanReport", "ScanPlan", "plan_scan", "run_scan"), "runner"),
+    **dict.fromkeys(("ScanEvent", "ScanReport", "ScanPlan", "ClusterSpec", "plan_scan", "run_scan"), "runner"),
     **dict.fromkeys(("Axis", "AdaptiveSpec", "AdaptiveReport", "adaptive_spec_from_options", "parse_axis",
                      "plan_adaptive", "run_adaptive_scan", "target_value"), "adaptive"),
     **dict.fromkeys(("open_adaptive", "interpolate", "adaptive_status", "gridded"), "adaptive_view"),
@@ -63,7 +63,7 @@ __all__ = [
     "config_model",
     "CELLS", "KIND", "SCAN_JSON", "marker_alive", "read_scan_json", "scan_status",
     "RENAMED", "cell_path", "network_mean", "open_scan", "select_layer",
-    "ScanEvent", "ScanReport", "ScanPlan", "plan_scan", "run_scan",
+    "ScanEvent", "ScanReport", "ScanPlan", "ClusterSpec", "plan_scan", "run_scan",
     "Axis", "AdaptiveSpec", "AdaptiveReport", "adaptive_spec_from_options", "parse_axis", "plan_adaptive",
     "run_adaptive_scan", "target_value", "open_adaptive", "interpolate", "adaptive_status", "gridded",
 ]
@@ -85,7 +85,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from
     )
     from .adaptive_view import adaptive_status, gridded, interpolate, open_adaptive
     from .folder import CELLS, KIND, SCAN_JSON, marker_alive, read_scan_json, scan_status
-    from .runner import ScanEvent, ScanPlan, ScanReport, plan_scan, run_scan
+    from .runner import ClusterSpec, ScanEvent, ScanPlan, ScanReport, plan_scan, run_scan
     from .spec import (
         ALWAYS_SCANNED,
         ARCH_DEFAULTS,

@@ -25,6 +25,8 @@ CELLS = "cells"
 KIND = "scan"
 #: the folder's lock file: held (an OS lock, ``flock``) by the one process scanning the folder
 LOCK = ".lock"
+#: the scan index beside the cells (:mod:`mfphys.scan.index`; named here so reading needs no NumPy)
+INDEX = "cells.index"
 #: the keys every scan.json has (a damaged or hand-edited one is refused with what is missing)
 REQUIRED = {"dims": list, "grid": dict, "fixed": dict, "scan_hash": str}
 #: the largest scan.json read (a grid of thousands of values is far smaller) and the longest name
@@ -61,6 +63,11 @@ class _Paths(NamedTuple):
 
     def failed(self, key: str) -> Path:
         return self.folder / CELLS / f"{key}.failed.json"
+
+    @property
+    def index(self) -> Path:
+        """The scan index: every finished cell's combinable summary (:mod:`mfphys.scan.index`)."""
+        return self.folder / INDEX
 
     @property
     def lock(self) -> Path:

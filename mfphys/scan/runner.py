@@ -13,6 +13,7 @@ import contextlib
 import gc
 import json
 import os
+import shlex
 import shutil
 import socket
 import sys
@@ -179,12 +180,96 @@ def _train_checkpointed(cell: Cell, partial: Path, data_dir, checkpoint: Checkpo
                      attrs={"config_hash": cell.config_hash, "scan_cell": json.dumps(dict(cell.coords))})
 
 
-def _connect(workers: int | None, scheduler: str | None, timeout: float):
-    """A dask.distributed Client (and the LocalCluster we own, or None)."""
+def _index_cell(p: _Paths, ds, cell: Cell) -> None:
+    """Add a cell just written to the scan index (docs/scans.md, "The scan index"). The index is a
+    cache of the cell files: if this fails, the next reader reads the cell's file instead."""
+    from . import index
+    from .view import cell_record
+
+    with contextlib.suppress(OSError, MfphysError, ValueError, TypeError):
+        st = os.stat(p.nc(cell.key))
+        index.append(p.index, [cell_record(ds, cell.key, cell.coords, (st.st_mtime_ns, st.st_size))])
+
+
+class ClusterSpec(NamedTuple):
+    """A batch-scheduler cluster for a scan's cells (``mfphys scan --cluster``, docs/scans.md,
+    "Clusters: SLURM, PBS, SGE"): ``jobs`` batch jobs of ``cores`` cores each, every core one
+    single-threaded Dask worker, started through dask-jobqueue.
+
+    ``memory`` per job (e.g. "16GB"; None: twice the largest cell's estimate per core),
+    ``walltime`` ("02:00:00"), ``queue`` (partition), ``account`` (SGE: project), ``job_extra``:
+    lines added to the job script's header (``--qos=normal`` for SLURM, ``-l mem=4gb`` for PBS).
+    The scan folder and the data folder must be on a file system the compute nodes share.
+    """
+
+    kind: str  # slurm, pbs or sge
+    jobs: int = 1
+    cores: int = 1
+    memory: str | None = None
+    walltime: str | None = None
+    queue: str | None = None
+    account: str | None = None
+    job_extra: tuple = ()
+
+
+#: --cluster kinds: the dask-jobqueue class and the command that submits a job
+CLUSTERS = {"slurm": ("SLURMCluster", "sbatch"), "pbs": ("PBSCluster", "qsub"), "sge": ("SGECluster", "qsub")}
+
+
+def _batch_cluster(spec: ClusterSpec, memory: int):
+    """A dask-jobqueue cluster of ``spec`` with its jobs submitted (``memory``: the default per
+    job, bytes). Imported only here: dask-jobqueue is an optional extra (``mfphys[cluster]``)."""
+    cls, kwargs = _batch_options(spec, memory)
+    try:
+        cluster = cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise MfphysError(f"--cluster {spec.kind}: {exc}") from None
+    cluster.scale(jobs=spec.jobs)
+    return cluster
+
+
+def _batch_options(spec: ClusterSpec, memory: int) -> tuple[type, dict]:
+    """The dask-jobqueue class and keyword arguments of ``spec``; one clear error where it cannot run here."""
+    if spec.kind not in CLUSTERS:
+        raise MfphysError(f"--cluster {spec.kind!r}: choose one of {', '.join(CLUSTERS)}")
+    if spec.jobs < 1 or spec.cores < 1:
+        raise MfphysError(f"--jobs and --cores must be >= 1, got {spec.jobs} and {spec.cores}")
+    name, submit = CLUSTERS[spec.kind]
+    if shutil.which(submit) is None:
+        raise MfphysError(f"--cluster {spec.kind}: {submit} is not on this machine's PATH; run the scan on a "
+                          f"machine that submits {spec.kind.upper()} jobs (a login node)")
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise MfphysError("--cluster needs dask-jobqueue: pip install 'mfphys[cluster]'") from None
+    kwargs: dict[str, Any] = {"cores": spec.cores, "processes": spec.cores,  # one single-threaded worker per core
+                              "memory": spec.memory or f"{max(1, -(-2 * memory * spec.cores // 2**30))}GiB",
+                              "job_extra_directives": list(spec.job_extra), "silence_logs": "error",
+                              # dashboard on a free port: 8787 may be taken by another scan's cluster
+                              "scheduler_options": {"dashboard_address": ":0"}}
+    if spec.walltime:
+        kwargs["walltime"] = spec.walltime
+    if spec.queue:
+        kwargs["queue"] = spec.queue
+    if spec.account:
+        kwargs["project" if spec.kind == "sge" else "account"] = spec.account
+    from ..data import ENV_VAR
+
+    if os.environ.get(ENV_VAR):  # PBS and SGE jobs do not inherit the submitting shell's environment
+        kwargs["job_script_prologue"] = [f"export {ENV_VAR}={shlex.quote(os.environ[ENV_VAR])}"]
+    return getattr(dask_jobqueue, name), kwargs
+
+
+def _connect(workers: int | None, scheduler: str | None, timeout: float, cluster: ClusterSpec | None = None,
+             memory: int = 0):
+    """A dask.distributed Client (and the LocalCluster or batch cluster we own, or None)."""
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
         raise MfphysError("--workers/--scheduler need dask.distributed: pip install 'mfphys[dist]'") from None
+    if cluster is not None:
+        batch = _batch_cluster(cluster, memory)
+        return Client(batch), batch
     if scheduler:
         # a Client that failed to connect complains from its __del__ when collected: keep that
         # traceback off the user's terminal, the one line below says it all
@@ -209,7 +294,15 @@ def _connect(workers: int | None, scheduler: str | None, timeout: float):
     # (measured: +30-100% system time in training). Keep the first, drop the second.
     environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
                if k != "MALLOC_TRIM_THRESHOLD_"}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), _workers_ignore_ctrl_c():
+    settings = {"distributed.nanny.pre-spawn-environ": environ}
+    if sys.platform == "linux":
+        # workers forked from this process start with mfphys imported and the data loaded (the
+        # preflight's in-process cache) instead of a fresh interpreter importing everything and
+        # reading the data again: the fixed cost of a local cluster drops from seconds per worker
+        # to a fraction of a second (bench/bench_workers.py; docs/scans.md, "Parallel and
+        # distributed runs"). BLAS threads are set per cell (threadpoolctl), not by environment.
+        settings["distributed.worker.multiprocessing-method"] = "fork"
+    with dask.config.set(settings), _workers_ignore_ctrl_c():
         # dashboard on a free port: the default 8787 may be taken by another scan's cluster; the
         # library's own logs only above ERROR: what fails in a cell is reported by the scan itself,
         # and a Ctrl-C must not end in the workers' complaints about the scheduler they lost
@@ -339,11 +432,13 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
              connect_timeout: float = 5.0, blas_threads: int | None = 1,
              reuse: Sequence[str | os.PathLike] = (),
              checkpoint: CheckpointPolicy | None = CheckpointPolicy(), pack: bool = False,
-             pack_replicas: int | None = None) -> ScanReport:
+             pack_replicas: int | None = None, cluster: ClusterSpec | None = None) -> ScanReport:
     """Train every cell of ``spec`` that is not done yet into ``folder``; see :mod:`mfphys.scan`.
 
     ``workers``: run cells on a local Dask cluster of that many single-threaded processes;
-    ``scheduler``: on the existing Dask cluster at that address; neither: here, one by one.
+    ``scheduler``: on the existing Dask cluster at that address; ``cluster``: on Dask workers in
+    batch jobs this call submits (SLURM, PBS or SGE, :class:`ClusterSpec`) and cancels when it
+    ends; none of them: here, one by one.
     ``retry_failed``: train cells recorded as failed again (default) or leave them failed.
     ``blas_threads``: BLAS threads per cell, wherever it runs (None: the library's default).
     OpenBLAS's results depend on its thread count, so the default 1 is what makes a cell's
@@ -364,8 +459,9 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
     the returned :class:`ScanReport`.
     """
     t0 = time.perf_counter()
-    if workers is not None and scheduler is not None:
-        raise MfphysError("give --workers (a local Dask cluster) or --scheduler (an existing one), not both")
+    if sum(x is not None for x in (workers, scheduler, cluster)) > 1:
+        raise MfphysError("give one of --workers (a local Dask cluster), --scheduler (an existing one) or "
+                          "--cluster (batch jobs)")
     check_scan_options(workers=workers, blas_threads=blas_threads, connect_timeout=connect_timeout)
     p = _Paths(Path(folder))
     name = spec.name or p.folder.name
@@ -393,13 +489,15 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
 
     done, failed_old, todo, copies = classify(meta)
     skipped_claimed = []
-    _check_budget(plan_scan(spec, p.folder, workers=workers), p.folder, remote=scheduler is not None)
+    plan = plan_scan(spec, p.folder, workers=workers)
+    _check_budget(plan, p.folder, remote=scheduler is not None or cluster is not None)
     if todo and scheduler is None:
         _preflight(todo, data_dir)
 
-    client = cluster = None
-    if todo and (workers is not None or scheduler is not None):
-        client, cluster = _connect(workers, scheduler, connect_timeout)
+    client = dask_cluster = None
+    if todo and (workers is not None or scheduler is not None or cluster is not None):
+        client, dask_cluster = _connect(workers, scheduler, connect_timeout, cluster,
+                                        memory=plan.memory // max(plan.parallel, 1))
     owner = _owner()
     created = not p.folder.exists()
     lock = FolderLock(p, owner)
@@ -440,6 +538,8 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
                     store.write_atomic(ds, p.nc(cell.key))
                 except MfphysError as exc:  # a full disk, say: this cell failed, the scan goes on
                     outcome, payload = "failed", _error_record(exc, cell)
+                else:
+                    _index_cell(p, ds, cell)
             if outcome == "done":
                 for done_with in (p.failed(cell.key), p.partial(cell.key)):
                     with contextlib.suppress(FileNotFoundError):
@@ -504,7 +604,7 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
             _remove_own_markers(p, owner)
         lock.__exit__()
         if client is not None:
-            _close_dask(client, cluster, quick=isinstance(sys.exc_info()[1], KeyboardInterrupt))
+            _close_dask(client, dask_cluster, quick=isinstance(sys.exc_info()[1], KeyboardInterrupt))
     return ScanReport(p.folder, len(cells), counts["done"], counts["failed"], len(todo), len(done) - len(copies),
                       len(copies), time.perf_counter() - t0, tuple(failures))
 

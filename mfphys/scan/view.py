@@ -20,6 +20,7 @@ import xarray as xr
 from .. import registry, store
 from ..errors import MfphysError
 from ..fileio import read_json
+from . import index as scan_index
 from .folder import KIND, _cell_status, _grid_cells, _Paths, read_scan_json, scan_spec
 from .spec import cell_key
 
@@ -52,7 +53,7 @@ def _cell_summary(path: str, mtime_ns: int, size: int) -> xr.Dataset:
         raise MfphysError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
 
 
-def open_scan(folder: str | os.PathLike) -> xr.Dataset:
+def open_scan(folder: str | os.PathLike, *, index: bool = True) -> xr.Dataset:
     """One in-memory ``xarray.Dataset`` of a whole scan (docs/scans.md, "Reading a scan from Python").
 
     Dimensions: the scanned options in grid order (e.g. ``depth``, ``n_train``), then
@@ -70,7 +71,13 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
     named like a scanned option is renamed (the per-epoch ``lr`` becomes ``lr_schedule`` when
     lr is scanned).
     Cells that vanish or cannot be read while this runs count as pending; it never fails
-    because a scan is being written.
+    because a scan is being written. A cell file that is not this scan's (other coordinates,
+    or neither the scan's ``scan_hash`` nor the cell's expected ``config_hash``) is left out.
+
+    ``index``: read the finished cells' numbers from the scan index ``cells.index`` where its
+    entries are current, reading (and adding to the index) only the cells it lacks
+    (docs/scans.md, "The scan index"); False reads every cell file and leaves the index alone.
+    The result is the same either way.
 
     An adaptive scan (:mod:`mfphys.scan.adaptive`) gives its cells along a ``cell`` dimension
     instead of a grid (:func:`mfphys.scan.adaptive_view.open_adaptive`).
@@ -90,111 +97,287 @@ def open_scan(folder: str | os.PathLike) -> xr.Dataset:
 
         return open_adaptive(folder, meta)
     p = _Paths(folder)
-    # a cell is done only if its file is of this cell's configuration (docs/guarantees.md)
-    expected = {c.key: c.config_hash for c in scan_spec(meta, p.scan_json).cells()}
+    # every value of scan.json makes a configuration (else one line); a cell is done only if its
+    # file is of this cell's configuration (_belongs; docs/guarantees.md)
+    _check_spec(json.dumps(meta, sort_keys=True), str(p.scan_json))
     dims = tuple(meta["dims"])
     grid, fixed = meta["grid"], meta["fixed"]
     shape = tuple(len(grid[k]) for k in dims)
     R = int(fixed["replicas"])
     family = registry.of_scan(meta)
 
-    def opt(coords, k):
-        return dict(coords).get(k, fixed.get(k))
-
-    cells = _grid_cells(meta)
-    E = max(int(opt(c, "epochs")) for _, c, _ in cells)
+    cells, options_of, part_values, n_conn, E = _static(json.dumps(meta, sort_keys=True))
+    n_conn = n_conn.copy()
     part = family.unit
-    part_values = family.scan_matrices([{**fixed, **dict(c)} for _, c, _ in cells])
     L = len(part_values)
     sizes = {"replica": R, part: L, "epoch": E}
-    try:
-        names = set(os.listdir(p.cells))
-    except OSError:
-        names = set()
+    names, stats = _listing(p.cells)
+    states = [_cell_status(p, key, names) for _, _, key in cells]
+    # the same folder as last time (cell files, statuses, failures, index): the same view
+    signature = (index, json.dumps(meta, sort_keys=True), stats, states,
+                 [_stat(p.failed(key)) for (_, _, key), st in zip(cells, states) if st == "failed"])
+    hit = _VIEWS.get(str(folder.resolve()))
+    if hit is not None and hit[0] == signature and hit[1] == (_stat(p.index) if index else None):
+        return hit[2].copy(deep=True)  # the caller's own arrays: the kept view stays as built
+    entries, size, damaged = scan_index.read(p.index) if index else ({}, 0, 0)
 
-    status = np.full(shape, "pending", dtype=object)
-    error = np.full(shape, "", dtype=object)
-    n_conn = np.full(shape + (L,), np.nan)
-    n_conn_live = np.full(shape + (L,), np.nan)
-    seconds = np.full(shape, np.nan)
-    test_error = np.full(shape + (R,), np.nan)
-    arrays: dict[str, tuple[tuple, np.ndarray, dict]] = {}
-    done: list[tuple[tuple, xr.Dataset]] = []
-    for index, coords, key in cells:
-        options = {**fixed, **dict(coords)}
-        conn = family.connections(options)
-        n_conn[index][: len(conn)] = conn
-        st = _cell_status(p, key, names)
+    n = len(cells)
+    status = np.full(n, "pending", dtype=object)
+    error = np.full(n, "", dtype=object)
+    n_conn_live = np.full((n, L), np.nan)
+    seconds = np.full(n, np.nan)
+    done: list[tuple[int, scan_index.Entry]] = []
+    fresh: list[bytes] = []  # records of cells read from their files, for the index
+    for row, (_, coords, key) in enumerate(cells):
+        options = options_of[row]
+        st = states[row]
         if st == "failed":
             info = read_json(p.failed(key)) or {}
-            error[index] = str(info.get("error", "failed (no readable record)"))
+            error[row] = str(info.get("error", "failed (no readable record)"))
         if st != "done":
-            status[index] = st
+            status[row] = st
             continue
-        try:
-            info = os.stat(p.nc(key))
-            ds = _cell_summary(str(p.nc(key)), info.st_mtime_ns, info.st_size)
-        except (OSError, MfphysError):  # vanished or not readable: treat as not done
-            continue
-        if ds.attrs.get("config_hash") != expected[key]:
-            # another scan's cell (or another configuration's): reported, never combined
-            status[index] = "failed"
-            error[index] = (f"cells/{key}.nc was made by another configuration: not combined; move it away and "
-                            f"run the scan again to train this cell")
-            continue
-        with contextlib.suppress(TypeError, ValueError):
-            if json.loads(ds.attrs.get("scan_cell", "null")) != dict(coords):
+        entry = entries.get(key)
+        stat = stats.get(key)
+        if entry is None or stat is None or (entry.cell.get("mtime_ns"), entry.cell.get("size")) != stat \
+                or not _belongs(meta, key, coords, entry.cell.get("coords"), entry.cell.get("scan_hash"),
+                                entry.cell.get("config_hash")):
+            entry = _entry_from_file(p, meta, key, coords, stat)
+            if entry == FOREIGN:  # another scan's cell (or another configuration's): reported, never combined
+                status[row] = "failed"
+                error[row] = (f"cells/{key}.nc was made by another configuration: not combined; move it away and "
+                              f"run the scan again to train this cell")
                 continue
-        status[index] = "done"
-        n_conn_live[index] = n_conn[index]
-        live = family.live_connections(options, int(ds.attrs.get("n_dead_inputs", 0)))
+            if entry is None:  # vanished or not readable: treat as not done
+                continue
+            fresh.append(entry[1])
+            entry = entry[0]
+        status[row] = "done"
+        n_conn_live[row] = n_conn[row]
+        live = family.live_connections(options, int(entry.cell.get("n_dead_inputs") or 0))
         if live is not None:
-            n_conn_live[index][: len(live)] = live
-        done.append((index, ds))
-        if "test_acc" in ds:
-            test_error[index] = 1.0 - ds["test_acc"].isel(epoch=-1).values
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            seconds[index] = json.loads(ds.attrs.get("timings", "{}"))["train_seconds"]
+            n_conn_live[row][: len(live)] = live
+        done.append((row, entry))
+        if entry.cell.get("train_seconds") is not None:
+            seconds[row] = entry.cell["train_seconds"]
+    if index and fresh:
+        _update_index(p, fresh, entries, {e.cell["key"] for _, e in done}, damaged > size // 2)
 
-    # the order parameters recorded during training: every cell's samples on the union of their epochs
-    dyn_epochs = np.unique(np.concatenate([np.zeros(0, dtype=np.int64)] + [
-        ds["dyn_epoch"].values for _, ds in done if "dyn_epoch" in ds.coords])).astype(np.int64)
-    sizes["dyn_epoch"] = len(dyn_epochs)
-    for index, ds in done:
-        for name, var in ds.data_vars.items():
-            if not _combinable(var.dims):
-                continue
-            if name not in arrays:
-                arrays[name] = (var.dims, np.full(shape + tuple(sizes[d] for d in var.dims), np.nan),
-                                dict(var.attrs))
-            target = arrays[name][1][index]
-            where = tuple(np.searchsorted(dyn_epochs, ds["dyn_epoch"].values) if d == "dyn_epoch" else slice(0, n)
-                          for d, n in zip(var.dims, var.shape))
-            target[where] = var.values  # one index array among slices: NumPy keeps the axis order
+    arrays, dyn_epochs, test_error = _stack(done, n, sizes, R)
+
+    def shape_of(arr):  # (cells, ...) -> (grid..., ...)
+        return arr.reshape(shape + arr.shape[1:])
 
     coords_out = {k: np.asarray(grid[k]) for k in dims}
     coords_out.update({"replica": np.arange(R), part: np.asarray(part_values), "epoch": np.arange(1, E + 1)})
     if len(dyn_epochs):
         coords_out["dyn_epoch"] = dyn_epochs
     # a run variable named like a scanned option (the per-epoch `lr` when lr is scanned) is renamed
-    data = {(RENAMED.get(name, name + "_cell") if name in dims else name): (dims + vd, arr, attrs)
+    data = {(RENAMED.get(name, name + "_cell") if name in dims else name): (dims + vd, shape_of(arr), attrs)
             for name, (vd, arr, attrs) in arrays.items()}
-    data["test_error"] = (dims + ("replica",), test_error,
+    data["test_error"] = (dims + ("replica",), shape_of(test_error),
                           {"long_name": "test error 1 - test_acc at the cell's last epoch", "units": "1"})
-    data["train_seconds"] = (dims, seconds, {"long_name": "wall-clock training time of the cell", "units": "s"})
-    data["n_connections"] = (dims + (part,), n_conn, {"long_name": family.connections_text, "units": "1"})
+    data["train_seconds"] = (dims, shape_of(seconds), {"long_name": "wall-clock training time of the cell",
+                                                       "units": "s"})
+    data["n_connections"] = (dims + (part,), shape_of(n_conn), {"long_name": family.connections_text, "units": "1"})
     if family.live_inputs:
-        data["n_connections_live"] = (dims + (part,), n_conn_live,
+        data["n_connections_live"] = (dims + (part,), shape_of(n_conn_live),
                                       {"long_name": f"{family.connections_text}, layer 1 from live inputs only "
                                                     "(NaN until the cell is done)", "units": "1"})
-    data["status"] = (dims, status.astype("U7"), {"long_name": "cell status: pending, running, done or failed"})
-    data["error"] = (dims, error.astype(str), {"long_name": "error of a failed cell ('' when none)"})
+    data["status"] = (dims, shape_of(status.astype("U7")),
+                      {"long_name": "cell status: pending, running, done or failed"})
+    data["error"] = (dims, shape_of(error.astype(str)), {"long_name": "error of a failed cell ('' when none)"})
     out = xr.Dataset({k: xr.Variable(d, v, attrs=a) for k, (d, v, a) in data.items()}, coords=coords_out)
     out.attrs = {store.KIND_ATTR: KIND, "name": meta.get("name", folder.name), "grid": json.dumps(grid),
                  "fixed": json.dumps(fixed), "scan_hash": meta.get("scan_hash", ""),
                  "mfphys_version": meta.get("mfphys_version", ""), "created": meta.get("created", ""),
                  "folder": str(folder), "model": family.name}
-    return out
+    if len(_VIEWS) >= 4:
+        _VIEWS.pop(next(iter(_VIEWS)))
+    _VIEWS[str(folder.resolve())] = (signature, _stat(p.index) if index else None, out)
+    return out.copy(deep=True)
+
+
+#: the last view of each folder, with the signature it was built for (see :func:`open_scan`)
+_VIEWS: dict = {}
+
+
+def _stat(path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _static(meta_json: str) -> tuple:
+    """What a scan.json alone decides, built once per scan and process: the cells ``(index,
+    coords, key)``, each cell's options, the parts (layers or matrices) and the connection counts
+    ``(cells, parts)`` and the most epochs of a cell."""
+    meta = json.loads(meta_json)
+    family = registry.of_scan(meta)
+    cells = _grid_cells(meta)
+    options_of = [{**meta["fixed"], **dict(c)} for _, c, _ in cells]
+    part_values = family.scan_matrices(options_of)
+    n_conn = np.full((len(cells), len(part_values)), np.nan)
+    for row, options in enumerate(options_of):
+        conn = family.connections(options)
+        n_conn[row][: len(conn)] = conn
+    return cells, options_of, part_values, n_conn, max(int(o["epochs"]) for o in options_of)
+
+
+def _listing(cells: Path) -> tuple[set, dict]:
+    """The names in ``cells/`` and the ``(mtime_ns, size)`` of each cell file by key (one scandir)."""
+    names, stats = set(), {}
+    try:
+        with os.scandir(cells) as it:
+            for e in it:
+                names.add(e.name)
+                if e.name.endswith(".nc") and not e.name.endswith(".partial.nc") and not e.name.startswith("."):
+                    with contextlib.suppress(OSError):
+                        st = e.stat()
+                        stats[e.name[:-3]] = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        pass
+    return names, stats
+
+
+def _belongs(meta, key: str, coords, cell_coords, scan_hash, cell_config_hash) -> bool:
+    """Whether a cell file (or its index entry) is this scan's cell ``key``: its coordinates, and
+    the scan's ``scan_hash`` (written by this scan) or the configuration hash the cell must have
+    (a cell copied from another scan with ``reuse``)."""
+    if cell_coords != dict(coords):
+        return False
+    if scan_hash is not None and scan_hash == meta.get("scan_hash"):
+        return True
+    return cell_config_hash is not None and cell_config_hash == _expected_hashes(meta).get(key)
+
+
+@functools.lru_cache(maxsize=8)
+def _check_spec(text: str, where: str) -> None:
+    """Refuse, in one line, a scan.json whose values make no configuration (once per scan and process)."""
+    scan_spec(json.loads(text), where).cells()
+
+
+#: what :func:`_entry_from_file` says of a cell file of another configuration or scan
+FOREIGN = "foreign"
+
+
+def _file_belongs(attrs, meta, key: str, coords) -> bool:
+    try:
+        cell_coords = json.loads(attrs["scan_cell"])
+    except (KeyError, ValueError, TypeError):
+        return False
+    return _belongs(meta, key, coords, cell_coords, attrs.get("scan_hash"), attrs.get("config_hash"))
+
+
+@functools.lru_cache(maxsize=8)
+def _expected_hashes_of(text: str) -> dict:
+    from .spec import ScanSpec
+
+    meta = json.loads(text)
+    try:
+        spec = ScanSpec.build(meta["grid"], meta["fixed"], model=meta.get("model"))
+        return {c.key: c.config_hash for c in spec.cells()}
+    except MfphysError:
+        return {}
+
+
+def _expected_hashes(meta) -> dict:
+    """The ``config_hash`` of every cell of a scan.json's grid (built once per scan and process)."""
+    return _expected_hashes_of(json.dumps({k: meta.get(k) for k in ("grid", "fixed", "model")}, sort_keys=True))
+
+
+def _combined_vars(ds: xr.Dataset) -> list[tuple]:
+    return [(name, var.dims, var.values, var.attrs) for name, var in ds.data_vars.items() if _combinable(var.dims)]
+
+
+def cell_record(ds: xr.Dataset, key: str, coords, stat: tuple[int, int]) -> bytes | None:
+    """The index record (:mod:`mfphys.scan.index`) of a cell's dataset, whose file has
+    ``stat`` = ``(mtime_ns, size)``: its combinable variables and the per-cell numbers the view
+    needs. None when the cell cannot be indexed (it is then read from its file)."""
+    seconds = None
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        seconds = float(json.loads(ds.attrs.get("timings", "{}"))["train_seconds"])
+    dead = ds.attrs.get("n_dead_inputs")
+    if dead is None and "dead_inputs" in ds and ds["dead_inputs"].ndim == 1:  # for layer 1's live connections
+        dead = ds["dead_inputs"].values.sum()
+    cell = {"key": key, "coords": dict(coords), "mtime_ns": int(stat[0]), "size": int(stat[1]),
+            "train_seconds": seconds, "n_dead_inputs": None if dead is None else int(dead),
+            "config_hash": ds.attrs.get("config_hash"), "scan_hash": ds.attrs.get("scan_hash")}
+    dyn = ds["dyn_epoch"].values if "dyn_epoch" in ds.coords else None
+    return scan_index.encode(cell, _combined_vars(ds), dyn)
+
+
+def _entry_from_file(p: _Paths, meta, key: str, coords, stat):
+    """A done cell read from its file: (its decoded index entry, its record); None when it vanished
+    or cannot be read, :data:`FOREIGN` when it is not this scan's cell."""
+    try:
+        if stat is None:
+            info = os.stat(p.nc(key))
+            stat = (info.st_mtime_ns, info.st_size)
+        ds = _cell_summary(str(p.nc(key)), *stat)
+    except (OSError, MfphysError):
+        return None
+    if not _file_belongs(ds.attrs, meta, key, coords):
+        return FOREIGN
+    record = cell_record(ds, key, coords, stat)
+    if record is None:
+        return None
+    entries: dict = {}
+    scan_index._parse(memoryview(record), 0, entries)
+    return entries[key], record
+
+
+def _update_index(p: _Paths, fresh: list[bytes], entries: dict, live: set, damaged: bool) -> None:
+    """Add the records of cells read from their files to the index; rewrite it whole when most of
+    it is dead (entries of cells written again or gone, damaged bytes). A folder we cannot write
+    in keeps its index as it is."""
+    with contextlib.suppress(OSError, MfphysError):
+        scan_index.append(p.index, fresh)
+        if damaged or len(entries) > 2 * len(live) + 64:
+            scan_index.rewrite(p.index, live)
+
+
+def _stack(done: list, n: int, sizes: dict, R: int):
+    """The combined arrays of the done cells' index entries, ``(n cells, *sizes)`` per variable:
+    ``{name: (dims, array, attrs)}`` (in the order of their first cell in the grid), the union
+    of the cells' ``dyn_epoch`` and ``test_error`` ``(n, R)``.
+
+    Cells of one layout (the same variables and shapes) are decoded as one array."""
+    groups: dict[bytes, list] = {}
+    for row, entry in done:
+        groups.setdefault(entry.layout, []).append((row, entry))
+    layouts = {raw: scan_index.layout(raw) for raw in groups}
+    dyn_epochs = np.unique(np.concatenate([np.zeros(0, dtype=np.int64)] + [
+        lay.dyn_epoch for lay in layouts.values() if lay.dyn_epoch is not None])).astype(np.int64)
+    sizes = {**sizes, "dyn_epoch": len(dyn_epochs)}
+    first: dict[str, tuple] = {}  # name -> (first row, place in its layout, dims, attrs)
+    for raw, members in groups.items():
+        row0 = members[0][0]
+        for k, (name, vdims, _, _, attrs, _, _) in enumerate(layouts[raw].vars):
+            if _combinable(vdims) and (name not in first or (row0, k) < first[name][:2]):
+                first[name] = (row0, k, vdims, attrs)
+    arrays = {name: (vdims, np.full((n,) + tuple(sizes[d] for d in vdims), np.nan), dict(attrs))
+              for name, (_, _, vdims, attrs) in sorted(first.items(), key=lambda kv: kv[1][:2])}
+    test_error = np.full((n, R), np.nan)
+    for raw, members in groups.items():
+        lay = layouts[raw]
+        rows = np.asarray([row for row, _ in members], dtype=np.int64)
+        blob = np.frombuffer(b"".join(e.data for _, e in members), dtype=np.uint8).reshape(len(members), -1)
+        where_dyn = (np.searchsorted(dyn_epochs, lay.dyn_epoch) if lay.dyn_epoch is not None
+                     else np.zeros(0, dtype=np.int64))
+        for name, vdims, dtype, vshape, _, offset, nbytes in lay.vars:
+            if name not in arrays:
+                continue
+            values = np.ascontiguousarray(blob[:, offset:offset + nbytes]).view(dtype).reshape((len(rows),) + vshape)
+            target = arrays[name][1]
+            axes = [where_dyn if d == "dyn_epoch" else np.arange(k) for d, k in zip(vdims, vshape)]
+            target[np.ix_(rows, *axes)] = values
+            if name == "test_acc" and "epoch" in vdims:
+                test_error[rows] = 1.0 - np.take(values, -1, axis=1 + vdims.index("epoch")).reshape(len(rows), -1)
+    return arrays, dyn_epochs, test_error
 
 
 def cell_path(folder: str | os.PathLike, **coords) -> Path:

@@ -253,9 +253,10 @@ def cell_keys(ds) -> np.ndarray:
 
     dims = list(ds["status"].dims)
     shape = ds["status"].shape
+    values = [ds[d].values.tolist() for d in dims]  # once per dimension: ds[d] builds a DataArray
     keys = np.empty(shape, dtype=object)
     for index in np.ndindex(*shape):
-        keys[index] = cell_key([(d, ds[d].values[i].item()) for d, i in zip(dims, index)])
+        keys[index] = cell_key([(d, v[i]) for d, v, i in zip(dims, values, index)])
     return keys
 
 
