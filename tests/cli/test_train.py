@@ -367,9 +367,9 @@ def test_each_family_has_its_help_panel(command, cli):
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
     panels = [line.strip("╭─ ").split(" ─")[0] for line in lines if line.startswith("╭─")]
-    # scan: the options of an adaptive scan (--adaptive, docs/scans.md) in a panel of their own, last
+    # scan: the batch-cluster options and those of an adaptive scan (docs/scans.md) in panels of their own, last
     assert panels == ["Options", "Feed-forward options", "Recurrent options"] + (
-        ["Adaptive scans"] if command == "scan" else []), panels
+        ["Batch clusters (--cluster; docs/scans.md)", "Adaptive scans"] if command == "scan" else []), panels
     family = next(line for line in lines if line.startswith("│ --family"))
     assert "--model" in family, family  # the alias is the same option, on the same line
     preset = next(i for i, line in enumerate(lines) if " --preset " in line)
