@@ -53,7 +53,7 @@ DYNAMICS_PARAMS = ("frac_vip", "frac_uip", "frac_variable", "entropy")
 CPU_SECONDS_PER_REPLICA_EPOCH_10K = 0.2
 #: seconds of a reproduction besides training and evaluation: start-up, loading MNIST, the
 #: figures and the files (measured on the 2-core CPU, bench/README.md "Estimates")
-OVERHEAD_SECONDS = 10.0
+OVERHEAD_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
