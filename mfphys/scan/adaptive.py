@@ -23,6 +23,7 @@ import itertools
 import json
 import math
 import os
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -557,6 +558,7 @@ def run_adaptive_scan(spec: AdaptiveSpec, folder: str | os.PathLike, *, cells: i
         ScanEvent,
         _cell_dataset,
         _check_budget,
+        _close_dask,
         _connect,
         _error_record,
         _preflight,
@@ -759,10 +761,8 @@ def run_adaptive_scan(spec: AdaptiveSpec, folder: str | os.PathLike, *, cells: i
         with contextlib.suppress(OSError):
             _remove_own_markers(p, owner)
         lock.__exit__()
-        if client is not None:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+        if client is not None:  # after a Ctrl-C without waiting long for the cells in flight, as a grid scan
+            _close_dask(client, cluster, quick=isinstance(sys.exc_info()[1], KeyboardInterrupt))
     loss = float("inf")
     with contextlib.suppress(ValueError, IndexError):
         loss = float(learner.loss())
