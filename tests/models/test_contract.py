@@ -20,7 +20,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -28,7 +27,17 @@ import pytest
 
 from mfphys import registry, scan, storage, store
 from mfphys.runfile import CheckpointPolicy, plan_run, train_run
-from tests.helpers import REPO, SCAN_FIXED, SIZE, app_for, assert_same_run, pilot_test, select, tiny_config
+from tests.helpers import (
+    REPO,
+    SCAN_FIXED,
+    SIZE,
+    app_for,
+    assert_same_run,
+    pilot_test,
+    select,
+    tiny_config,
+    wait_for_checkpoint,
+)
 
 from .toy import toy_env, toy_installed
 
@@ -152,11 +161,7 @@ def test_resume_after_a_kill_is_bit_identical(name, case, references, tmp_path):
     try:
         for k in (1, 2):
             (gate / f"go-{k}").touch()
-        deadline = time.monotonic() + 120
-        while not (path.exists() and int(storage.read_attrs(path).get("epochs_done", -1)) >= 2):
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, "no checkpoint of epoch 2"
-            time.sleep(0.01)
+        wait_for_checkpoint(path, 2, proc)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
