@@ -188,6 +188,22 @@ class EntryView:
         self.post_message(ExportRequested(write))
 
 
+class ConnectionChoices:
+    """The shared choices of which connections a run or scan view counts (a mixin after
+    :class:`EntryView`): layer 1 over live or all inputs (``i``), the recurrent matrix with or
+    without its diagonal; only these views have the keys."""
+
+    def action_toggle_inputs(self) -> None:
+        self.inputs = "all" if self.inputs == "live" else "live"
+        self.share("inputs")
+        self.redraw()
+
+    def action_toggle_diagonal(self) -> None:
+        self.diagonal = not self.diagonal
+        self.share("diagonal")
+        self.redraw()
+
+
 class MessageView(EntryView, VerticalScroll):
     """A message in the main pane: the selected file's error, an empty folder, a hint."""
 
@@ -202,7 +218,7 @@ class MessageView(EntryView, VerticalScroll):
         self.query_one("#message-text", Static).update(text)
 
 
-class RunView(EntryView, VerticalScroll):
+class RunView(EntryView, ConnectionChoices, VerticalScroll):
     """Learning curves (with the BP baseline), per-layer order parameters, pi/m/Xi histograms.
 
     Its choices: the histograms' layer (``layer_index``; a recurrent run's matrix), the curves
@@ -299,16 +315,6 @@ class RunView(EntryView, VerticalScroll):
 
     def action_toggle_spread(self) -> None:
         self.curves = "replicas" if self.curves == "mean" else "mean"
-        self.redraw()
-
-    def action_toggle_inputs(self) -> None:
-        self.inputs = "all" if self.inputs == "live" else "live"
-        self.share("inputs")
-        self.redraw()
-
-    def action_toggle_diagonal(self) -> None:
-        self.diagonal = not self.diagonal
-        self.share("diagonal")
         self.redraw()
 
     def action_export(self) -> None:
@@ -492,7 +498,7 @@ def progress_line(entry: Entry, run: RunSummary) -> Text:
     return line
 
 
-class ScanView(EntryView, Vertical):
+class ScanView(EntryView, ConnectionChoices, Vertical):
     """Heatmap of one order parameter over the scanned grid, for one layer; below it, on demand,
     the parameter against epoch for the cells of the cursor's row or column; the cell under the
     cursor at the bottom.
@@ -595,16 +601,6 @@ class ScanView(EntryView, Vertical):
         if self.part != NETWORK:
             layers = self.payload.layers_for(self.from_output)
             self.part = layers[0] if layers else None  # the first of the other count: layer 1, or the output layer
-        self.redraw()
-
-    def action_toggle_inputs(self) -> None:
-        self.inputs = "all" if self.inputs == "live" else "live"
-        self.share("inputs")
-        self.redraw()
-
-    def action_toggle_diagonal(self) -> None:
-        self.diagonal = not self.diagonal
-        self.share("diagonal")
         self.redraw()
 
     def action_toggle_values(self) -> None:
