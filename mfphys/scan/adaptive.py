@@ -560,6 +560,7 @@ def run_adaptive_scan(spec: AdaptiveSpec, folder: str | os.PathLike, *, cells: i
         _check_budget,
         _close_dask,
         _connect,
+        _discard_new_folder,
         _error_record,
         _preflight,
         _train_cell,
@@ -751,11 +752,7 @@ def run_adaptive_scan(spec: AdaptiveSpec, folder: str | os.PathLike, *, cells: i
         emit(ScanEvent("end", None, dict(counts)))
     except BaseException:
         if created and not p.scan_json.exists():
-            lock.__exit__()
-            with contextlib.suppress(OSError):
-                p.lock.unlink()
-                for sub in (p.cells, p.folder):
-                    sub.rmdir()
+            _discard_new_folder(p, lock)
         raise
     finally:
         with contextlib.suppress(OSError):

@@ -330,6 +330,15 @@ def _workers_ignore_ctrl_c():
         signal.signal(signal.SIGINT, previous)
 
 
+def _discard_new_folder(p: _Paths, lock) -> None:
+    """Nothing of a scan this process began landed (no scan.json): leave no folder behind."""
+    lock.__exit__()
+    with contextlib.suppress(OSError):
+        p.lock.unlink()
+        for sub in (p.cells, p.folder):
+            sub.rmdir()
+
+
 def _close_dask(client, cluster, *, quick: bool) -> None:
     """Close the client and the cluster we own; after a Ctrl-C without waiting long for the cells
     the workers were training (their checkpoints are on disk; the rerun resumes them)."""
@@ -590,12 +599,8 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
                       emit, finish, skipped_claimed, checkpoint)
         emit(ScanEvent("end", None, dict(counts)))
     except BaseException:
-        if created and not p.scan_json.exists():  # nothing of the scan landed: leave no folder behind
-            lock.__exit__()
-            with contextlib.suppress(OSError):
-                p.lock.unlink()
-                for sub in (p.cells, p.folder):
-                    sub.rmdir()
+        if created and not p.scan_json.exists():
+            _discard_new_folder(p, lock)
         raise
     finally:
         # this process's claims go whatever stopped it: also one that an interrupt caught between
