@@ -177,9 +177,10 @@ def scan(
     blas_threads: int = typer.Option(1, help="BLAS threads per cell; 1 makes the numbers independent of "
                                              "where a cell ran (use --workers for speed)"),
     retry_failed: bool = typer.Option(True, help="train cells that failed before again"),
-    pack: bool = typer.Option(False, "--pack/--no-pack", help="train cells that differ only in seed, lr, weight "
-                              "decay or initial scales as one batched run per group, the same numbers and files "
-                              "as alone (docs/scans.md, \"Packed cells\")"),
+    pack: bool = typer.Option(True, "--pack/--no-pack", help="train cells that differ only in seed, lr, weight "
+                              "decay or initial scales as one batched run per group (checkpointed, resumable), "
+                              "the same numbers and files as alone; --no-pack trains every cell on its own "
+                              "(docs/scans.md, \"Packed cells\")"),
     reuse: List[Path] = typer.Option([], help="another scan folder whose finished cells (same key and "
                                               "configuration) are copied instead of trained; repeatable"),
     data_dir: Optional[Path] = typer.Option(None, help="folder with the IDX files (else $MFPHYS_DATA_DIR, cache)"),
@@ -314,6 +315,8 @@ def interrupted_text(folder: Path, last: dict, exc: BaseException, command: str)
     cell = last.get("cell")
     if isinstance(exc, Interrupted) and cell is not None:
         text += f"; cell {cell.key} keeps its checkpoint after epoch {exc.epoch} of {exc.epochs}"
+        if c.get("running", 0) > 1:  # a packed group: every cell of it checkpointed together
+            text += f", as do the {c['running'] - 1} other cells packed with it"
     elif cell is not None and (folder / "cells" / f"{cell.key}.partial.nc").exists():
         text += f"; cell {cell.key} resumes from its last checkpoint"
     return text + f"; continue with: {command}"

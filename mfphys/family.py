@@ -227,21 +227,55 @@ class ModelFamily(abc.ABC):
         return False
 
     # -- packed cells (docs/scans.md, "Packed cells") ---------------------------------------------
+    #
+    # Configurations of one pack key train as one run with their replicas side by side: the
+    # steps above on the setup of :meth:`prepare_packed`, which :meth:`unpack` splits into one
+    # result per configuration and :meth:`join_states` joins back from their checkpoints
+    # (:func:`mfphys.runfile.train_runs`). A family that packs implements all four.
 
     def pack_key(self, config):
-        """Configurations with the same key (not None) may train as one batched run,
-        :meth:`train_packed`; None (the default) trains this configuration alone."""
+        """Configurations with the same key (not None) may train as one batched run
+        (:meth:`prepare_packed`); None (the default) trains this configuration alone."""
         return None
 
     def packed_estimate(self, configs):
         """Memory and disk (:meth:`estimate`) of ``configs`` (one :meth:`pack_key`) trained as one run."""
         return self.estimate(configs[0])
 
+    def prepare_packed(self, configs, *, data_dir=None, dynamics_every: int | None = None):
+        """The setup of ``configs`` (one :meth:`pack_key`) trained as one run: :meth:`init_state`,
+        :meth:`train_epoch` ... on it train every configuration at once, each with the numbers
+        it has alone."""
+        raise NotImplementedError(f"the {self.title} family does not pack configurations")
+
+    def join_states(self, setup, states):
+        """The host state of a packed run (``setup`` of :meth:`prepare_packed`) from each
+        configuration's own host state, all after the same epoch (their checkpoints)."""
+        raise NotImplementedError(f"the {self.title} family does not pack configurations")
+
+    def unpack(self, setup, result) -> list:
+        """One result per packed configuration (finished, or a checkpoint's part with its state)
+        from the packed run's (:meth:`finish`, :meth:`current_result`)."""
+        raise NotImplementedError(f"the {self.title} family does not pack configurations")
+
+    def packed_epoch_logs(self, setup, state) -> list[dict]:
+        """Each packed configuration's line of the epoch log (:meth:`epoch_log`) after ``state.epoch``."""
+        raise NotImplementedError(f"the {self.title} family does not pack configurations")
+
     def train_packed(self, configs, *, data_dir=None) -> list:
         """One result per configuration of ``configs`` (one :meth:`pack_key`) trained as one batched
         run, each the numbers :meth:`train` gives that configuration alone. Raises when any of
-        them fails (a divergence): the caller then trains them one by one."""
-        return [self.train(c, data_dir=data_dir) for c in configs]
+        them fails (a divergence): the caller then trains them one by one. Without a pack key
+        the configurations train one after the other."""
+        configs = list(configs)
+        if self.pack_key(configs[0]) is None:
+            return [self.train(c, data_dir=data_dir) for c in configs]
+        setup = self.prepare_packed(configs, data_dir=data_dir)
+        with self.running(setup.config if hasattr(setup, "config") else configs[0]):
+            state = self.init_state(setup)
+            while not self.finished(setup, state):
+                state, _ = self.train_epoch(setup, state)
+            return self.unpack(setup, self.finish(setup, state))
 
     def train(self, config, *, data_dir=None, dataset=None, callback=None):
         """The whole run in memory: the steps above, one after the other."""

@@ -271,52 +271,113 @@ def train_run(plan: Plan, *, policy: CheckpointPolicy = CheckpointPolicy(),
     file is written. ``epoch_log``: append every epoch's scalars to ``<path>.log.jsonl``
     (:mod:`mfphys.runlog`; cut back to the resumed epoch at the start, removed at the end).
     """
-    if plan.action == "done":
-        raise MfphysError(f"{plan.path} is done: nothing to train")
-    policy = policy.validate()
-    path, config = plan.path, plan.config
-    family = family_of(config)
-    now = utc_now()
-    old = plan.attrs or {}
-    segments = _segments(old) + [{"action": plan.action, "from_epoch": plan.state.epoch if plan.state else 0,
-                                  "epochs": config.epochs, "started": now, "command": command or "mfphys.train"}]
-    what = {"new": "", "resume": f" (resumed at epoch {segments[-1]['from_epoch']})",
-            "extend": f" (continued from {segments[-1]['from_epoch']} to {config.epochs} epochs)"}[plan.action]
-    line = f"{now} {command or 'mfphys.train'}{what}"
-    history = f"{old['history']}\n{line}" if old.get("history") else line
-    writer = writer_info()
-    wrote = False
-    created = old.get("created", now)
-    log = runlog.EpochLog(path, created) if epoch_log else None
+    return train_runs([plan], policy=policy, dynamics_every=dynamics_every, data_dir=data_dir, dataset=dataset,
+                      callback=callback, stop=stop, on_start=on_start, command=command, attrs=[attrs],
+                      initial_checkpoint=initial_checkpoint, write_done=write_done, epoch_log=epoch_log)[0]
 
-    def write(state, status, result=None):
-        nonlocal wrote
-        res = result if result is not None else family.current_result(setup, state)
-        ds = family.checkpoint_to_dataset(res, status=status, writer=writer, segments=segments,
-                                         dynamics_every=setup.dynamics_every, command=command,
-                                         created=created, history=history, attrs=attrs)
-        store.write_atomic(ds, path)
-        wrote = True
 
-    with claim_file(path), family.running(config):
-        if plan.stamp is not None and file_stamp(path) != plan.stamp:
-            raise MfphysError(f"{path} changed since this command looked at it (another process wrote it); "
-                              f"nothing was written: run the command again")
-        setup = family.prepare(config, data_dir=data_dir, dataset=dataset, dynamics_every=dynamics_every)
+class _Steps(NamedTuple):
+    """The family steps :func:`train_runs` drives: one plan's own, or several plans packed into
+    one run (docs/scans.md "Packed cells"); ``split`` makes the packed run's result (or
+    epoch-log line) one per plan."""
+
+    setup: object
+    state: object
+    results: Callable  # result -> [result per plan]
+    logs: Callable  # (setup, state) -> [epoch-log line per plan]
+
+
+def _steps(family, plans, data_dir, dataset, dynamics_every) -> _Steps:
+    if len(plans) == 1:
+        plan = plans[0]
+        setup = family.prepare(plan.config, data_dir=data_dir, dataset=dataset, dynamics_every=dynamics_every)
         state = family.init_state(setup) if plan.state is None else family.resume_state(setup, plan.state)
+        return _Steps(setup, state, lambda result: [result], lambda setup, state: [family.epoch_log(setup, state)])
+    setup = family.prepare_packed([p.config for p in plans], data_dir=data_dir, dynamics_every=dynamics_every)
+    if all(p.state is None for p in plans):
+        state = family.init_state(setup)
+    elif any(p.state is None for p in plans):
+        raise MfphysError("packed runs start together or resume together: give every plan a state or none")
+    else:
+        state = family.resume_state(setup, family.join_states(setup, [p.state for p in plans]))
+    return _Steps(setup, state, lambda result: family.unpack(setup, result), family.packed_epoch_logs)
+
+
+def train_runs(plans, *, policy: CheckpointPolicy = CheckpointPolicy(),
+               dynamics_every: int = DYNAMICS_EVERY, data_dir=None, dataset=None,
+               callback: Callable | None = None,
+               stop: Callable[[], bool] | None = None, on_start: Callable | None = None,
+               command: str | None = None, attrs=None, initial_checkpoint: bool = True,
+               write_done: bool = True, epoch_log: bool = True) -> list:
+    """:func:`train_run` for several plans trained as one packed run (docs/scans.md "Packed
+    cells"): configurations of one family and one :meth:`~mfphys.family.ModelFamily.pack_key`,
+    all new or all resumed from checkpoints after the same epoch. Each plan's file is written,
+    claimed, checkpointed, marked and removed as :func:`train_run` does it for a run alone, with
+    that configuration's own numbers (the family's :meth:`~mfphys.family.ModelFamily.unpack`);
+    one result per plan. ``attrs``: one dict (or None) per plan. ``callback`` sees the packed
+    run's records; ``on_start`` and ``dataset`` are for a single plan. :class:`Interrupted`
+    names the first plan's file.
+    """
+    plans = list(plans)
+    if not plans or any(p.action == "done" for p in plans):
+        done = next((p for p in plans if p.action == "done"), None)
+        raise MfphysError(f"{done.path} is done: nothing to train" if done else "no run to train")
+    policy = policy.validate()
+    family = family_of(plans[0].config)
+    if len(plans) > 1 and (dataset is not None or on_start is not None):
+        raise MfphysError("a packed run loads its own data and has no on_start")
+    attrs = list(attrs) if attrs is not None else [None] * len(plans)
+    config = plans[0].config
+    now = utc_now()
+    writer = writer_info()
+    files = []  # per plan: segments, history line, created, epoch log, written?
+    for plan in plans:
+        old = plan.attrs or {}
+        segments = _segments(old) + [{"action": plan.action, "from_epoch": plan.state.epoch if plan.state else 0,
+                                      "epochs": plan.config.epochs, "started": now,
+                                      "command": command or "mfphys.train"}]
+        what = {"new": "", "resume": f" (resumed at epoch {segments[-1]['from_epoch']})",
+                "extend": f" (continued from {segments[-1]['from_epoch']} to {plan.config.epochs} epochs)"}[plan.action]
+        line = f"{now} {command or 'mfphys.train'}{what}"
+        created = old.get("created", now)
+        files.append({"segments": segments, "history": f"{old['history']}\n{line}" if old.get("history") else line,
+                      "created": created, "log": runlog.EpochLog(plan.path, created) if epoch_log else None,
+                      "wrote": False})
+
+    def write(state, status, results=None):
+        results = results if results is not None else steps.results(family.current_result(steps.setup, state))
+        for plan, f, res, extra in zip(plans, files, results, attrs):
+            ds = family.checkpoint_to_dataset(res, status=status, writer=writer, segments=f["segments"],
+                                             dynamics_every=steps.setup.dynamics_every, command=command,
+                                             created=f["created"], history=f["history"], attrs=extra)
+            store.write_atomic(ds, plan.path)
+            f["wrote"] = True
+
+    with contextlib.ExitStack() as claims:
+        for plan in plans:
+            claims.enter_context(claim_file(plan.path))
+        claims.enter_context(family.running(config))
+        for plan in plans:
+            if plan.stamp is not None and file_stamp(plan.path) != plan.stamp:
+                raise MfphysError(f"{plan.path} changed since this command looked at it (another process wrote "
+                                  f"it); nothing was written: run the command again")
+        steps = _steps(family, plans, data_dir, dataset, dynamics_every)
+        setup, state = steps.setup, steps.state
         evaluating = False
         try:
             if initial_checkpoint:
                 write(state, "running")
-            if log is not None:
-                log.start(state.epoch)
+            for f in files:
+                if f["log"] is not None:
+                    f["log"].start(state.epoch)
             if on_start is not None:
                 on_start(state)
             last_epoch, last_time, cost = state.epoch, time.monotonic(), 0.0
             while not family.finished(setup, state):
                 state, record = family.train_epoch(setup, state)
-                if log is not None:
-                    log.append(family.epoch_log(setup, state))
+                if epoch_log:
+                    for f, line in zip(files, steps.logs(setup, state)):
+                        f["log"].append(line)
                 asked = False
                 if callback is not None:
                     try:
@@ -325,37 +386,39 @@ def train_run(plan: Plan, *, policy: CheckpointPolicy = CheckpointPolicy(),
                         asked = True
                 if asked or (stop is not None and stop()):
                     write(state, "interrupted")
-                    raise Interrupted(path, state.epoch, config.epochs)
+                    raise Interrupted(plans[0].path, state.epoch, config.epochs)
                 t = time.monotonic()
                 if not family.finished(setup, state) and policy.due(state.epoch - last_epoch, t - last_time, cost):
                     write(state, "running")
                     last_epoch, last_time = state.epoch, time.monotonic()
                     cost = last_time - t
-            if write_done and (state.epoch != last_epoch or not wrote):
+            if write_done and (state.epoch != last_epoch or not all(f["wrote"] for f in files)):
                 # every epoch on disk before the final evaluation starts: a Ctrl-C (or a kill)
                 # during it keeps the training, and --resume only evaluates (docs/file-format.md)
                 write(state, "running")
             evaluating = True
-            result = family.finish(setup, state, keep_state=write_done)
+            results = steps.results(family.finish(setup, state, keep_state=write_done))
         except Interrupted:
             raise
         except BaseException as exc:
-            if wrote and plan.action == "new" and not isinstance(exc, KeyboardInterrupt):
-                with contextlib.suppress(OSError):
-                    path.unlink()  # a failed new run leaves nothing behind, as before checkpoints
-            elif wrote:
-                with contextlib.suppress(Exception):
-                    mark(path, "interrupted")
-            if log is not None and not path.exists():
-                log.remove()  # no run file for it to complete
-            if wrote and evaluating and isinstance(exc, KeyboardInterrupt):
-                raise Interrupted(path, state.epoch, config.epochs, evaluating=True) from None
+            for plan, f in zip(plans, files):
+                if f["wrote"] and plan.action == "new" and not isinstance(exc, KeyboardInterrupt):
+                    with contextlib.suppress(OSError):
+                        plan.path.unlink()  # a failed new run leaves nothing behind, as before checkpoints
+                elif f["wrote"]:
+                    with contextlib.suppress(Exception):
+                        mark(plan.path, "interrupted")
+                if f["log"] is not None and not plan.path.exists():
+                    f["log"].remove()  # no run file for it to complete
+            if any(f["wrote"] for f in files) and evaluating and isinstance(exc, KeyboardInterrupt):
+                raise Interrupted(plans[0].path, state.epoch, config.epochs, evaluating=True) from None
             raise
         if write_done:
-            write(state, "done", result)
-        if log is not None:
-            log.remove()  # the finished file (or the caller's) holds every epoch
-        return result
+            write(state, "done", results)
+        for f in files:
+            if f["log"] is not None:
+                f["log"].remove()  # the finished file (or the caller's) holds every epoch
+        return results
 
 
 def mark(path, status: str) -> None:

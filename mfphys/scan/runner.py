@@ -27,7 +27,7 @@ from .. import __version__, registry, store
 from ..checks import check_scan_options
 from ..errors import MfphysError
 from ..fileio import atomic_file, make_folder, read_json, utc_now, write_json_atomic
-from ..runfile import CheckpointPolicy, Plan, train_run
+from ..runfile import CheckpointPolicy, Plan, train_run, train_runs
 from .folder import (
     KIND,
     FolderLock,
@@ -159,10 +159,9 @@ def _cell_dataset(cell: Cell, result, *, command: str | None, fixed: dict):
     return family.run_to_dataset(result, command=command, **family.cell_options(fixed))
 
 
-def _train_checkpointed(cell: Cell, partial: Path, data_dir, checkpoint: CheckpointPolicy, callback):
-    """Train a cell with checkpoints in ``partial``, from its last checkpoint when there is one of
-    this cell's configuration (another file there is stale: it is replaced). Either model family:
-    :mod:`mfphys.runfile` trains a recurrent configuration with the recurrent steps."""
+def _cell_plan(cell: Cell, partial: Path) -> Plan:
+    """What training ``cell`` into its checkpoint ``partial`` means: resume from it when it is
+    one of this cell's configuration, else start anew (another file there is stale: removed)."""
     state, attrs = None, {}
     if partial.exists():
         try:
@@ -174,10 +173,24 @@ def _train_checkpointed(cell: Cell, partial: Path, data_dir, checkpoint: Checkpo
         if state is None:
             attrs = {}
             partial.unlink(missing_ok=True)
-    plan = Plan("new" if state is None else "resume", partial, cell.config, state, attrs)
-    return train_run(plan, policy=checkpoint, data_dir=data_dir, callback=callback, initial_checkpoint=False,
-                     write_done=False, command="mfphys scan (checkpoint of a cell)",
-                     attrs={"config_hash": cell.config_hash, "scan_cell": json.dumps(dict(cell.coords))})
+    return Plan("new" if state is None else "resume", partial, cell.config, state, attrs)
+
+
+def _checkpoint_attrs(cell: Cell) -> dict:
+    return {"config_hash": cell.config_hash, "scan_cell": json.dumps(dict(cell.coords))}
+
+
+#: the command a cell's checkpoint records
+CHECKPOINT_COMMAND = "mfphys scan (checkpoint of a cell)"
+
+
+def _train_checkpointed(cell: Cell, partial: Path, data_dir, checkpoint: CheckpointPolicy, callback):
+    """Train a cell with checkpoints in ``partial``, from its last checkpoint when there is one of
+    this cell's configuration (:func:`_cell_plan`). Either model family:
+    :mod:`mfphys.runfile` trains a recurrent configuration with the recurrent steps."""
+    return train_run(_cell_plan(cell, partial), policy=checkpoint, data_dir=data_dir, callback=callback,
+                     initial_checkpoint=False, write_done=False, command=CHECKPOINT_COMMAND,
+                     attrs=_checkpoint_attrs(cell))
 
 
 def _index_cell(p: _Paths, ds, cell: Cell) -> None:
@@ -440,7 +453,7 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
              data_dir=None, retry_failed: bool = True, command: str | None = None,
              connect_timeout: float = 5.0, blas_threads: int | None = 1,
              reuse: Sequence[str | os.PathLike] = (),
-             checkpoint: CheckpointPolicy | None = CheckpointPolicy(), pack: bool = False,
+             checkpoint: CheckpointPolicy | None = CheckpointPolicy(), pack: bool = True,
              pack_replicas: int | None = None, cluster: ClusterSpec | None = None) -> ScanReport:
     """Train every cell of ``spec`` that is not done yet into ``folder``; see :mod:`mfphys.scan`.
 
@@ -457,12 +470,13 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
     are copied instead of trained (to grow a scan by a row or a column).
     ``checkpoint``: when a cell rewrites its checkpoint ``cells/<key>.partial.nc`` while it
     trains (None: never); a rerun resumes a half-trained cell from it (docs/scans.md).
-    ``pack``: train cells that their family can batch together (the same arrays, e.g. cells
-    that differ in their seed only) as one computation each group, at most ``pack_replicas``
-    replicas (default :data:`PACK_REPLICAS`) and what fits in memory per group
-    (:func:`_packed_groups`); the cells' files and numbers are those of the cells trained alone.
-    On Dask each group is one task, the groups first; a packed group keeps no checkpoints: a
-    scan stopped during one trains its cells again (docs/scans.md, "Packed cells").
+    ``pack`` (default): train cells that their family can batch together (the same arrays, e.g.
+    cells that differ in their seed only) as one computation each group, at most
+    ``pack_replicas`` replicas (default :data:`PACK_REPLICAS`) and what fits in memory per group,
+    GPU memory included (:func:`_packed_groups`); the cells' files, checkpoints and numbers are
+    those of the cells trained alone, and a scan stopped in the middle of a group resumes every
+    cell of it from its checkpoint (docs/scans.md, "Packed cells"). On Dask each group is one
+    task, the groups first.
     Bad input (a folder that is not this scan's, missing data, an unreachable scheduler)
     raises :class:`MfphysError` before anything is written. Failed cells do not raise: see
     the returned :class:`ScanReport`.
@@ -567,7 +581,7 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
         if client is None:
             packs = _packed_groups(todo, p, pack_replicas or PACK_REPLICAS) if pack else []
             for group in packs:
-                _run_pack(group, p, owner, data_dir, blas_threads, counts, emit, finish, skipped_claimed)
+                _run_pack(group, p, owner, data_dir, blas_threads, counts, emit, finish, skipped_claimed, checkpoint)
             packed = {c.key for group in packs for c in group}
             for cell in todo:
                 if cell.key in packed:
@@ -593,7 +607,7 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
             packs = _packed_groups(todo, p, pack_replicas or PACK_REPLICAS) if pack else []
             if packs:
                 _run_dask_packs(client, packs, p, owner, data_dir, blas_threads, counts, emit, finish,
-                                skipped_claimed)
+                                skipped_claimed, checkpoint)
             packed = {c.key for group in packs for c in group}
             _run_dask(client, [c for c in todo if c.key not in packed], p, owner, data_dir, blas_threads, counts,
                       emit, finish, skipped_claimed, checkpoint)
@@ -618,31 +632,55 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
 PACK_REPLICAS = 64
 
 
-def _packed_groups(todo: Sequence[Cell], p: _Paths, max_replicas: int) -> list[list[Cell]]:
+def _checkpoint_epoch(p: _Paths, cell: Cell) -> int:
+    """The epoch a cell's checkpoint (``cells/<key>.partial.nc``) holds, 0 without a usable one."""
+    partial = p.partial(cell.key)
+    if not partial.exists():
+        return 0
+    try:
+        attrs = store.read_attrs(partial)
+    except MfphysError:
+        return 0
+    if attrs.get("config_hash") != cell.config_hash:
+        return 0
+    try:
+        return int(attrs.get("epochs_done", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _packed_groups(todo: Sequence[Cell], p: _Paths, max_replicas: int, *,
+                   device_free: int | None = None) -> list[list[Cell]]:
     """The groups of two or more cells to train as one batched run each: cells whose family gives
-    them the same :meth:`~mfphys.family.ModelFamily.pack_key`, in scan order, each group at most
+    them the same :meth:`~mfphys.family.ModelFamily.pack_key` and whose checkpoints (left by a
+    stopped scan) are after the same epoch (none: 0), in scan order, each group at most
     ``max_replicas`` replicas and small enough that its batched run fits in the memory available
-    (the family's :meth:`~mfphys.family.ModelFamily.packed_estimate`, :data:`mfphys.budget.MARGIN`).
-    A cell with a checkpoint left by a stopped scan resumes from it alone."""
+    (the family's :meth:`~mfphys.family.ModelFamily.packed_estimate`, :data:`mfphys.budget.MARGIN`),
+    the GPU's included (``device_free``: the free GPU memory; default that of a CuPy backend
+    when the cells compute on one, :func:`_device_free`)."""
     from .. import budget
 
     by_key: dict = {}
     for cell in todo:
-        if p.partial(cell.key).exists():
-            continue
         key = registry.get(cell.model).pack_key(cell.config)
         if key is not None:
-            by_key.setdefault((cell.model, key), []).append(cell)
+            by_key.setdefault((cell.model, key, _checkpoint_epoch(p, cell)), []).append(cell)
     free = budget.available_memory()
     groups = []
-    for (model, _), cells in by_key.items():
+    for (model, _, _), cells in by_key.items():
+        if len(cells) < 2:
+            continue
         family = registry.get(model)
+        gpu = device_free if device_free is not None else _device_free(cells[0].config)
         size = len(cells)
 
-        def fits(group, family=family):
+        def fits(group, family=family, gpu=gpu):
             if sum(c.config.replicas for c in group) > max_replicas:
                 return False
-            return free is None or family.packed_estimate([c.config for c in group]).peak <= budget.MARGIN * free
+            estimate = family.packed_estimate([c.config for c in group])
+            if gpu is not None and budget.device_estimate(estimate) > budget.MARGIN * gpu:
+                return False
+            return free is None or estimate.peak <= budget.MARGIN * free
 
         while size > 1 and not fits(cells[:size]):
             size -= 1
@@ -650,9 +688,25 @@ def _packed_groups(todo: Sequence[Cell], p: _Paths, max_replicas: int) -> list[l
     return groups
 
 
-def _run_pack(group: list[Cell], p: _Paths, owner, data_dir, blas_threads, counts, emit, finish, skipped) -> None:
-    """Claim the cells of a packed group, train them as one run and write each cell as it would be
-    written trained alone (the claims go whatever happens)."""
+def _device_free(config) -> int | None:
+    """Free memory of the GPU a configuration computes on (None: it computes on the CPU)."""
+    from .. import budget
+    from ..backend import get_backend
+
+    backend = getattr(config, "backend", "numpy")
+    if backend == "numpy":
+        return None
+    try:
+        return budget.device_memory(get_backend(backend, getattr(config, "dtype", "float32")))
+    except Exception:  # no GPU after all (auto on a CPU machine): host memory only
+        return None
+
+
+def _run_pack(group: list[Cell], p: _Paths, owner, data_dir, blas_threads, counts, emit, finish, skipped,
+              checkpoint: CheckpointPolicy | None = None) -> None:
+    """Claim the cells of a packed group, train them as one run (checkpointed as each cell is
+    alone) and write each cell as it would be written trained alone (the claims go whatever
+    happens). The group's epochs are reported as the first cell's."""
     claimed = []
     for cell in group:
         if claim_cell(p, cell.key, owner):
@@ -661,11 +715,15 @@ def _run_pack(group: list[Cell], p: _Paths, owner, data_dir, blas_threads, count
             counts["pending"] -= 1
             skipped.append(cell.key)
             emit(ScanEvent("tick", None, dict(counts)))
+    if not claimed:
+        return
     try:
         counts["running"] = len(claimed)
         for cell in claimed:
             emit(ScanEvent("cell_start", cell, dict(counts)))
-        outcomes = _train_pack(claimed, data_dir, [str(p.running(c.key)) for c in claimed], owner, blas_threads)
+        outcomes = _train_pack(claimed, data_dir, [str(p.running(c.key)) for c in claimed], owner, blas_threads,
+                               partials=[str(p.partial(c.key)) for c in claimed], checkpoint=checkpoint,
+                               callback=lambda rec: emit(ScanEvent("epoch", claimed[0], dict(counts), rec)))
         for cell, (outcome, payload, where) in zip(claimed, outcomes):
             counts["running"] -= 1
             finish(cell, outcome, payload, where)
@@ -675,12 +733,16 @@ def _run_pack(group: list[Cell], p: _Paths, owner, data_dir, blas_threads, count
                 p.running(cell.key).unlink()
 
 
-def _train_pack(cells: list[Cell], data_dir, markers, owner: dict, blas_threads: int | None) -> list:
-    """Train packed cells as one run: one ("done", result, where) per cell. When the packed run
-    fails (one cell diverges, say), every cell is trained alone instead, so each cell ends as it
-    would have without packing."""
+def _train_pack(cells: list[Cell], data_dir, markers, owner: dict, blas_threads: int | None, *,
+                partials=None, checkpoint: CheckpointPolicy | None = None, callback=None) -> list:
+    """Train packed cells as one run: one ("done", result, where) per cell, checkpointed in
+    ``partials`` as each cell is trained alone (and resumed from them, all after the same epoch)
+    when this process sees the scan folder. When the packed run fails (one cell diverges, say),
+    every cell is trained alone instead, from its own checkpoint, so each cell ends as it would
+    have without packing."""
     if len(cells) == 1:
-        return [_train_cell(cells[0], data_dir, markers[0], owner, blas_threads)]
+        return [_train_cell(cells[0], data_dir, markers[0], owner, blas_threads, callback,
+                            None if partials is None else partials[0], checkpoint)]
     where = f"{socket.gethostname()}:{os.getpid()}"
     for marker in markers:
         if not Path(marker).parent.is_dir():  # a worker without the shared folder
@@ -694,15 +756,28 @@ def _train_pack(cells: list[Cell], data_dir, markers, owner: dict, blas_threads:
             from threadpoolctl import threadpool_limits
 
             limits = threadpool_limits(blas_threads)
+    alone = [None] * len(cells) if partials is None else partials
     try:
         with limits:
-            results = registry.get(cells[0].model).train_packed([c.config for c in cells], data_dir=data_dir)
+            family = registry.get(cells[0].model)
+            if checkpoint is None or partials is None or not Path(partials[0]).parent.is_dir():
+                results = family.train_packed([c.config for c in cells], data_dir=data_dir)
+            else:
+                plans = [_cell_plan(c, Path(f)) for c, f in zip(cells, partials)]
+                if len({pl.state.epoch if pl.state is not None else 0 for pl in plans}) != 1 or \
+                        len({pl.action for pl in plans}) != 1:
+                    raise MfphysError("the cells' checkpoints are after different epochs")
+                results = train_runs(plans, policy=checkpoint, data_dir=data_dir, callback=callback,
+                                     initial_checkpoint=False, write_done=False, command=CHECKPOINT_COMMAND,
+                                     attrs=[_checkpoint_attrs(c) for c in cells])
         return [("done", r, where) for r in results]
     except Exception:
-        return [_train_cell(c, data_dir, None, owner, blas_threads) for c in cells]
+        return [_train_cell(c, data_dir, None, owner, blas_threads, callback, f, checkpoint)
+                for c, f in zip(cells, alone)]
 
 
-def _run_dask_packs(client, packs, p: _Paths, owner, data_dir, blas_threads, counts, emit, finish, skipped) -> None:
+def _run_dask_packs(client, packs, p: _Paths, owner, data_dir, blas_threads, counts, emit, finish, skipped,
+                    checkpoint=None) -> None:
     """Claim the cells of every packed group and train each group as one Dask task, biggest first;
     write each cell here as its group's results arrive."""
     from dask.distributed import wait
@@ -720,7 +795,8 @@ def _run_dask_packs(client, packs, p: _Paths, owner, data_dir, blas_threads, cou
         if not claimed:
             continue
         f = client.submit(_train_pack, claimed, data_dir, [str(p.running(c.key)) for c in claimed], owner,
-                          blas_threads, key=f"mfphys-pack-{claimed[0].key}-{tag}",
+                          blas_threads, partials=[str(p.partial(c.key)) for c in claimed], checkpoint=checkpoint,
+                          key=f"mfphys-pack-{claimed[0].key}-{tag}",
                           priority=int(sum(_cost(c) for c in claimed)), pure=False)
         futures[f] = claimed
     pending = set(futures)

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 
 import numpy as np
 import pytest
 
-from mfphys import registry, scan, store
+from mfphys import registry, runfile, scan, store
+from mfphys.runfile import CheckpointPolicy, Interrupted, StopAfterEpoch
 from mfphys.scan import runner
-from tests.helpers import TIMING_VARIABLES, assert_same_run, tiny_spec
+from tests.helpers import TIMING_VARIABLES, assert_same_run, start_python, tiny_spec, wait_for_checkpoint
 
 SEEDS = dict(depth="1", n_train="200,400", seed="0,2,5")
 
@@ -88,7 +90,7 @@ def test_a_pack_gives_each_configuration_its_own_run():
                 np.testing.assert_array_equal(s1[k], s2[k], err_msg=k)
 
 
-def test_groups_respect_the_replica_limit_and_skip_checkpointed_cells(tmp_path):
+def test_groups_respect_the_replica_limit_memory_and_checkpoint_epochs(tmp_path, monkeypatch):
     spec = tiny_spec(depth="1", n_train="200", seed="0,2,5,7,9")  # 5 cells of 2 replicas
     cells = spec.cells()
     p = runner._Paths(tmp_path)
@@ -96,8 +98,22 @@ def test_groups_respect_the_replica_limit_and_skip_checkpointed_cells(tmp_path):
     assert [len(g) for g in runner._packed_groups(cells, p, 64)] == [5]
     assert [len(g) for g in runner._packed_groups(cells, p, 4)] == [2, 2]  # the fifth alone
     assert runner._packed_groups(cells, p, 2) == []
-    p.partial(cells[0].key).write_bytes(b"")  # a stopped scan's checkpoint: resumed alone
-    assert [[c.key for c in g] for g in runner._packed_groups(cells, p, 64)] == [[c.key for c in cells[1:]]]
+    assert runner._packed_groups(cells, p, 64, device_free=1) == []  # nothing fits on a full GPU
+    # checkpoints after different epochs (a scan stopped mid-group, one cell trained alone since):
+    # cells go together only with cells after the same epoch
+    epochs = {cells[0].key: 3, cells[1].key: 2, cells[2].key: 2}
+    monkeypatch.setattr(runner, "_checkpoint_epoch", lambda p, cell: epochs.get(cell.key, 0))
+    assert [[c.key for c in g] for g in runner._packed_groups(cells, p, 64)] == \
+        [[cells[1].key, cells[2].key], [cells[3].key, cells[4].key]]
+
+
+def test_a_damaged_or_foreign_checkpoint_counts_as_none(tmp_path):
+    (cell,) = tiny_spec(depth="1", n_train="200").cells()
+    p = runner._Paths(tmp_path)
+    (tmp_path / "cells").mkdir()
+    assert runner._checkpoint_epoch(p, cell) == 0
+    p.partial(cell.key).write_bytes(b"")
+    assert runner._checkpoint_epoch(p, cell) == 0
 
 
 def test_cells_of_different_shapes_are_not_packed(tmp_path, monkeypatch):
@@ -110,7 +126,7 @@ def test_a_diverging_pack_ends_like_the_cells_trained_alone(tmp_path, monkeypatc
     spec = tiny_spec(depth="1", n_train="200", lr="0.1,1e9", seed="0,2")
     seen = packs_seen(monkeypatch)
     packed = scan.run_scan(spec, tmp_path / "packed", pack=True)
-    alone = scan.run_scan(spec, tmp_path / "alone")
+    alone = scan.run_scan(spec, tmp_path / "alone", pack=False)
     assert seen == [4] and (packed.done, packed.failed) == (alone.done, alone.failed) == (2, 2)
     for cell in spec.cells():
         if cell.config.lr > 1:
@@ -122,15 +138,14 @@ def test_a_diverging_pack_ends_like_the_cells_trained_alone(tmp_path, monkeypatc
                             store.open_run(tmp_path / "alone" / "cells" / f"{cell.key}.nc"))
 
 
-def test_a_scan_stopped_in_the_middle_of_a_pack_trains_it_again(tmp_path, monkeypatch):
+def test_a_scan_interrupted_before_a_pack_trains_it_again(tmp_path, monkeypatch):
     spec = tiny_spec(**SEEDS)
-    family = type(registry.get("ffn"))
 
-    def stopped(self, configs, **kw):
+    def stopped(plans, **kw):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(family, "train_packed", stopped)
+        m.setattr(runner, "train_runs", stopped)
         with pytest.raises(KeyboardInterrupt):
             scan.run_scan(spec, tmp_path / "s", pack=True)
     status = scan.scan_status(tmp_path / "s")
@@ -139,6 +154,91 @@ def test_a_scan_stopped_in_the_middle_of_a_pack_trains_it_again(tmp_path, monkey
     report = scan.run_scan(spec, tmp_path / "s", pack=True)
     assert report.done == 6
     scan.run_scan(spec, tmp_path / "ref")
+    same_cells(tmp_path / "s", tmp_path / "ref", spec)
+
+
+#: three cells of one pack, long enough to be stopped or killed in the middle
+LONG_PACK = dict(depth="1", n_train="200", seed="0,2,5", epochs="30", batch_size="50")
+EVERY_EPOCH = CheckpointPolicy(every=1, seconds=0)
+
+
+def stop_after(epoch: int):
+    """A scan callback that stops the cells in progress after ``epoch``, as the first Ctrl-C does."""
+
+    def callback(ev):
+        if ev.kind == "epoch" and ev.record.epoch == epoch:
+            raise StopAfterEpoch
+
+    return callback
+
+
+def first_epochs(monkeypatch):
+    """The first epoch each packed run (or cell trained alone) starts from, with its size."""
+    seen = []
+    real = runner.train_runs
+
+    def spy(plans, **kw):
+        plans = list(plans)
+        seen.append((len(plans), plans[0].state.epoch if plans[0].state is not None else 0))
+        return real(plans, **kw)
+
+    monkeypatch.setattr(runner, "train_runs", spy)
+    monkeypatch.setattr(runfile, "train_runs", spy)  # a cell alone (runfile.train_run)
+    return seen
+
+
+def test_a_pack_checkpoints_every_cell_as_it_would_alone(tmp_path):
+    spec = tiny_spec(**LONG_PACK)
+    cells = spec.cells()
+    with pytest.raises(Interrupted) as stopped:
+        scan.run_scan(spec, tmp_path / "packed", checkpoint=EVERY_EPOCH, callback=stop_after(4))
+    assert stopped.value.epoch == 4
+    for cell in cells:  # every cell of the group keeps its own checkpoint after the same epoch
+        attrs = store.read_attrs(tmp_path / "packed" / "cells" / f"{cell.key}.partial.nc")
+        assert (int(attrs["epochs_done"]), attrs["status"], attrs["config_hash"]) == (4, "interrupted",
+                                                                                      cell.config_hash)
+    with pytest.raises(Interrupted):  # the first cell alone, stopped after the same epoch
+        scan.run_scan(spec, tmp_path / "alone", checkpoint=EVERY_EPOCH, callback=stop_after(4), pack=False)
+    key = cells[0].key
+    assert_same_run(store.open_run(tmp_path / "packed" / "cells" / f"{key}.partial.nc"),
+                    store.open_run(tmp_path / "alone" / "cells" / f"{key}.partial.nc"))
+
+
+def test_a_stopped_pack_resumes_together_and_ends_as_if_never_stopped(tmp_path, monkeypatch):
+    spec = tiny_spec(**LONG_PACK)
+    cells = spec.cells()
+    with pytest.raises(Interrupted):
+        scan.run_scan(spec, tmp_path / "s", checkpoint=EVERY_EPOCH, callback=stop_after(5))
+    # one cell loses its checkpoint: it starts again alone, the two others go on together
+    (tmp_path / "s" / "cells" / f"{cells[1].key}.partial.nc").unlink()
+    seen = first_epochs(monkeypatch)
+    report = scan.run_scan(spec, tmp_path / "s", checkpoint=EVERY_EPOCH)
+    assert report.done == 3 and sorted(seen) == [(1, 0), (2, 5)]
+    assert sorted(q.name for q in (tmp_path / "s" / "cells").iterdir()) == sorted(f"{c.key}.nc" for c in cells)
+    scan.run_scan(spec, tmp_path / "ref", checkpoint=None, pack=False)
+    same_cells(tmp_path / "s", tmp_path / "ref", spec)
+
+
+def test_a_scan_killed_in_the_middle_of_a_pack_resumes_every_cell(tmp_path, monkeypatch):
+    spec = tiny_spec(**LONG_PACK)
+    cells = spec.cells()
+    code = (f"from mfphys import scan\nfrom mfphys.runfile import CheckpointPolicy\n"
+            f"from tests.helpers import tiny_spec\n"
+            f"scan.run_scan(tiny_spec(**{LONG_PACK!r}), {str(tmp_path / 's')!r},\n"
+            f"              checkpoint=CheckpointPolicy(every=1, seconds=0))\n")
+    target = int(np.random.default_rng().integers(2, 20))
+    proc = start_python(code)
+    wait_for_checkpoint(tmp_path / "s" / "cells" / f"{cells[-1].key}.partial.nc", target, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # every cell has its checkpoint; a kill between two of a round's writes leaves some a round behind
+    done = [int(store.read_attrs(tmp_path / "s" / "cells" / f"{c.key}.partial.nc")["epochs_done"]) for c in cells]
+    assert target <= done[-1] < 30 and max(done) - min(done) <= 1
+    seen = first_epochs(monkeypatch)
+    report = scan.run_scan(spec, tmp_path / "s", checkpoint=EVERY_EPOCH)
+    # resumed, not restarted: the cells after the same epoch together
+    assert report.done == 3 and sorted(seen) == sorted((done.count(e), e) for e in set(done))
+    scan.run_scan(spec, tmp_path / "ref", checkpoint=None, pack=False)
     same_cells(tmp_path / "s", tmp_path / "ref", spec)
 
 

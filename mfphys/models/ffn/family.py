@@ -100,10 +100,26 @@ class FeedForward(ModelFamily):
 
         return train_estimate(packed_config(configs))
 
-    def train_packed(self, configs, *, data_dir=None) -> list:
-        from .train import train_packed
+    def prepare_packed(self, configs, *, data_dir=None, dynamics_every=None):
+        from . import train
 
-        return train_packed(configs, data_dir=data_dir)
+        every = train.DYNAMICS_EVERY if dynamics_every is None else dynamics_every
+        return train.prepare_packed(configs, data_dir=data_dir, dynamics_every=every)
+
+    def join_states(self, setup, states):
+        from .train import join_states
+
+        return join_states(setup, states)
+
+    def unpack(self, setup, result) -> list:
+        from .train import unpack
+
+        return unpack(setup, result)
+
+    def packed_epoch_logs(self, setup, state) -> list[dict]:
+        from .train import packed_epoch_logs
+
+        return packed_epoch_logs(setup, state)
 
     def load_data(self, config, data_dir=None):
         from .train import load_data

@@ -611,6 +611,98 @@ def packed_config(configs) -> TrainConfig:
     return dataclasses.replace(configs[0], seed=0, replicas=sum(c.replicas for c in configs))
 
 
+def prepare_packed(configs, *, data_dir=None, dataset=None, dynamics_every: int = DYNAMICS_EVERY) -> TrainSetup:
+    """The setup of ``configs`` (one :func:`pack_key`) trained as one run, their replicas side by
+    side: :func:`prepare` of :func:`packed_config`, with every replica's own seed and each
+    configuration's replicas as a group ``(start, stop)``. The steps (:func:`init_state`,
+    :func:`train_epoch`, :func:`finish` ...) then train them together; :func:`unpack` splits
+    what they return into one result per configuration."""
+    configs = list(configs)
+    keys = {pack_key(c) for c in configs}
+    if len(keys) != 1:
+        raise MfphysError(f"packed configurations must differ only in {', '.join(PACKABLE)}")
+    setup = prepare(packed_config(configs), data_dir=data_dir, dataset=dataset, dynamics_every=dynamics_every)
+    setup.seeds = tuple(c.seed + r for c in configs for r in range(c.replicas))
+    ends = np.cumsum([0] + [c.replicas for c in configs]).tolist()
+    setup.groups = tuple(zip(ends[:-1], ends[1:]))
+    setup.packed = tuple(configs)
+    return setup
+
+
+def _layers_cat(parts) -> tuple:
+    """Layer tuples of several runs joined along the replica axis (None stays None: a frozen kind)."""
+    return tuple(model.Layer(*(None if vs[0] is None else np.concatenate(vs) for vs in zip(*layers)))
+                 for layers in zip(*parts))
+
+
+def _layers_slice(layers, a: int, b: int) -> tuple:
+    return tuple(model.Layer(*(None if v is None else v[a:b].copy() for v in layer)) for layer in layers)
+
+
+def join_states(setup: TrainSetup, states) -> TrainState:
+    """The host state of a packed run (``setup`` of :func:`prepare_packed`) from each packed
+    configuration's own host state (a cell's checkpoint), all after the same epoch: their
+    replicas side by side, as :func:`unpack` splits them. Every number a replica's steps read is
+    its own (parameters, Adam moments, random streams), so the joined run continues each
+    configuration exactly as it would go on alone."""
+    states = list(states)
+    epochs = {s.epoch for s in states}
+    counts = {int(s.adam.count) for s in states}
+    if len(epochs) != 1 or len(counts) != 1:
+        raise MfphysError("packed checkpoints must all be after the same epoch")
+    history = {k: (np.concatenate([s.history[k] for s in states]) if k in CURVES else states[0].history[k].copy())
+               for k in states[0].history}
+    adam = optim.AdamState(counts.pop(), _layers_cat([s.adam.mu for s in states]),
+                           _layers_cat([s.adam.nu for s in states]))
+    rng = {k: [g for s in states for g in s.rng[k]] for k in states[0].rng}
+    return TrainState(epochs.pop(), _layers_cat([s.params for s in states]), adam, rng, history,
+                      tuple(s.dynamics for s in states), float(sum(s.seconds for s in states)))
+
+
+def unpack(setup: TrainSetup, result: TrainResult) -> list[TrainResult]:
+    """One :class:`TrainResult` per packed configuration from the packed run's result (finished,
+    or a checkpoint's part with its state): each configuration's replicas, learning rates,
+    dynamics and state, as the configuration trained alone has them. Times are each
+    configuration's share (by replicas) of the packed run's."""
+    out = []
+    R = setup.config.replicas
+    for c, (a, b), dyn in zip(setup.packed, setup.groups, result.dynamics):
+        share = (b - a) / R
+
+        def own(history, c=c, a=a, b=b):
+            h = {k: (v[a:b].copy() if k in CURVES else v.copy()) for k, v in history.items()}
+            h["lr"] = np.array([c.lr_at(e) for e in range(1, h["lr"].shape[-1] + 1)], dtype=h["lr"].dtype)
+            return h
+
+        state = None
+        if result.state is not None:
+            s = result.state
+            adam = optim.AdamState(s.adam.count, _layers_slice(s.adam.mu, a, b), _layers_slice(s.adam.nu, a, b))
+            state = TrainState(s.epoch, _layers_slice(s.params, a, b), adam,
+                               {k: list(v[a:b]) for k, v in s.rng.items()}, own(s.history), dyn, s.seconds * share)
+        out.append(TrainResult(c, _layers_slice(result.params, a, b), own(result.history),
+                               None if result.sampled_acc is None else result.sampled_acc[a:b].copy(),
+                               None if result.vote_acc is None else result.vote_acc[a:b].copy(), result.data,
+                               result.dead_inputs, result.backend,
+                               {k: v * share for k, v in result.timings.items()}, dyn, state))
+    return out
+
+
+def packed_epoch_logs(setup: TrainSetup, state: TrainState) -> list[dict]:
+    """Each packed configuration's line of the epoch log (:mod:`mfphys.runlog`) after
+    ``state.epoch``: its replicas' values, its learning rate, its order parameters."""
+    e = state.epoch
+    out = []
+    for c, (a, b), dyn in zip(setup.packed, setup.groups, state.dynamics):
+        values = {k: (v[a:b, e - 1] if k in CURVES else v[e - 1]) for k, v in state.history.items()}
+        values["lr"] = np.asarray(c.lr_at(e), dtype=state.history["lr"].dtype)
+        record = {"epoch": e, "values": values}
+        if dyn.epochs and dyn.epochs[-1] == e:
+            record["dyn"] = dict(dyn.samples[-1])
+        out.append(record)
+    return out
+
+
 def train_packed(configs, *, data_dir=None, dataset=None, dynamics_every: int = DYNAMICS_EVERY) -> list[TrainResult]:
     """Train ``configs`` (one :func:`pack_key`) as one run with their replicas side by side and
     return one :class:`TrainResult` per configuration, the numbers of each the same as
@@ -623,28 +715,11 @@ def train_packed(configs, *, data_dir=None, dataset=None, dynamics_every: int = 
     bit those of the configuration trained alone (``tests/scan/test_packed.py``). Each
     result's times are its replicas' share of the pack's.
     A divergence anywhere raises for the whole pack; the caller then trains the configurations
-    one by one.
+    one by one. (:func:`mfphys.runfile.train_runs` runs the same steps with checkpoints.)
     """
-    configs = list(configs)
-    keys = {pack_key(c) for c in configs}
-    if len(keys) != 1:
-        raise MfphysError(f"train_packed needs configurations that differ only in {', '.join(PACKABLE)}")
-    packed = packed_config(configs)
     with quiet_fp():
-        setup = prepare(packed, data_dir=data_dir, dataset=dataset, dynamics_every=dynamics_every)
-        setup.seeds = tuple(c.seed + r for c in configs for r in range(c.replicas))
-        ends = np.cumsum([0] + [c.replicas for c in configs]).tolist()
-        setup.groups = tuple(zip(ends[:-1], ends[1:]))
-        setup.packed = tuple(configs)
+        setup = prepare_packed(configs, data_dir=data_dir, dataset=dataset, dynamics_every=dynamics_every)
         state = init_state(setup)
-        while state.epoch < packed.epochs:
+        while state.epoch < setup.config.epochs:
             state, _ = train_epoch(setup, state)
-        res = finish(setup, state)
-    out = []
-    for c, (a, b), dyn in zip(configs, setup.groups, res.dynamics):
-        history = {k: (v[a:b].copy() if k in CURVES else v.copy()) for k, v in res.history.items()}
-        history["lr"] = np.array([c.lr_at(e) for e in range(1, packed.epochs + 1)], dtype=history["lr"].dtype)
-        out.append(TrainResult(c, _replica_slice(res.params, a, b), history, res.sampled_acc[a:b].copy(),
-                               res.vote_acc[a:b].copy(), res.data, res.dead_inputs, res.backend,
-                               {k: v * (b - a) / packed.replicas for k, v in res.timings.items()}, dyn, None))
-    return out
+        return unpack(setup, finish(setup, state))
