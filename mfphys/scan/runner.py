@@ -578,39 +578,16 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
             with contextlib.suppress(FileNotFoundError):
                 p.running(cell.key).unlink()
 
+        # packed groups first, then the cells that train alone (a group of one), in scan order
+        packs = _packed_groups(todo, p, pack_replicas or PACK_REPLICAS) if pack else []
+        packed = {c.key for group in packs for c in group}
+        groups = packs + [[c] for c in todo if c.key not in packed]
         if client is None:
-            packs = _packed_groups(todo, p, pack_replicas or PACK_REPLICAS) if pack else []
-            for group in packs:
+            for group in groups:
                 _run_pack(group, p, owner, data_dir, blas_threads, counts, emit, finish, skipped_claimed, checkpoint)
-            packed = {c.key for group in packs for c in group}
-            for cell in todo:
-                if cell.key in packed:
-                    continue
-                if not claim_cell(p, cell.key, owner):  # another scan process trains it
-                    counts["pending"] -= 1
-                    skipped_claimed.append(cell.key)
-                    emit(ScanEvent("tick", None, dict(counts)))
-                    continue
-                try:  # the claim (marker) goes whatever happens, an interrupt included
-                    counts["running"] = 1
-                    emit(ScanEvent("cell_start", cell, dict(counts)))
-                    outcome, payload, where = _train_cell(
-                        cell, data_dir, str(p.running(cell.key)), owner, blas_threads,
-                        callback=lambda rec, cell=cell: emit(ScanEvent("epoch", cell, dict(counts), rec)),
-                        partial=str(p.partial(cell.key)), checkpoint=checkpoint)
-                    counts["running"] = 0
-                    finish(cell, outcome, payload, where)
-                finally:
-                    with contextlib.suppress(FileNotFoundError):
-                        p.running(cell.key).unlink()
         else:
-            packs = _packed_groups(todo, p, pack_replicas or PACK_REPLICAS) if pack else []
-            if packs:
-                _run_dask_packs(client, packs, p, owner, data_dir, blas_threads, counts, emit, finish,
-                                skipped_claimed, checkpoint)
-            packed = {c.key for group in packs for c in group}
-            _run_dask(client, [c for c in todo if c.key not in packed], p, owner, data_dir, blas_threads, counts,
-                      emit, finish, skipped_claimed, checkpoint)
+            _run_dask(client, groups, p, owner, data_dir, blas_threads, counts, emit, finish, skipped_claimed,
+                      checkpoint)
         emit(ScanEvent("end", None, dict(counts)))
     except BaseException:
         if created and not p.scan_json.exists():
@@ -704,9 +681,10 @@ def _device_free(config) -> int | None:
 
 def _run_pack(group: list[Cell], p: _Paths, owner, data_dir, blas_threads, counts, emit, finish, skipped,
               checkpoint: CheckpointPolicy | None = None) -> None:
-    """Claim the cells of a packed group, train them as one run (checkpointed as each cell is
-    alone) and write each cell as it would be written trained alone (the claims go whatever
-    happens). The group's epochs are reported as the first cell's."""
+    """Claim the cells of a group (packed, or one cell alone), train them here as one run
+    (checkpointed as each cell is alone) and write each cell as it would be written trained
+    alone (the claims go whatever happens, an interrupt included). A packed group's epochs are
+    reported as its first cell's."""
     claimed = []
     for cell in group:
         if claim_cell(p, cell.key, owner):
@@ -776,15 +754,16 @@ def _train_pack(cells: list[Cell], data_dir, markers, owner: dict, blas_threads:
                 for c, f in zip(cells, alone)]
 
 
-def _run_dask_packs(client, packs, p: _Paths, owner, data_dir, blas_threads, counts, emit, finish, skipped,
-                    checkpoint=None) -> None:
-    """Claim the cells of every packed group and train each group as one Dask task, biggest first;
-    write each cell here as its group's results arrive."""
+def _run_dask(client, groups, p: _Paths, owner, data_dir, blas_threads, counts, emit, finish, skipped,
+              checkpoint=None) -> None:
+    """Claim the cells of every group (a packed group, or one cell alone) and train each group as
+    one Dask task, biggest first (idle workers take the first ones); write each cell here as its
+    group's results arrive."""
     from dask.distributed import wait
 
     tag = uuid.uuid4().hex[:8]
     futures = {}
-    for group in sorted(packs, key=lambda g: sum(_cost(c) for c in g), reverse=True):
+    for group in sorted(groups, key=lambda g: sum(_cost(c) for c in g), reverse=True):
         claimed = []
         for cell in group:
             if claim_cell(p, cell.key, owner):
@@ -794,9 +773,10 @@ def _run_dask_packs(client, packs, p: _Paths, owner, data_dir, blas_threads, cou
                 skipped.append(cell.key)
         if not claimed:
             continue
+        kind = "pack" if len(claimed) > 1 else "cell"
         f = client.submit(_train_pack, claimed, data_dir, [str(p.running(c.key)) for c in claimed], owner,
                           blas_threads, partials=[str(p.partial(c.key)) for c in claimed], checkpoint=checkpoint,
-                          key=f"mfphys-pack-{claimed[0].key}-{tag}",
+                          key=f"mfphys-{kind}-{claimed[0].key}-{tag}",
                           priority=int(sum(_cost(c) for c in claimed)), pure=False)
         futures[f] = claimed
     pending = set(futures)
@@ -809,48 +789,12 @@ def _run_dask_packs(client, packs, p: _Paths, owner, data_dir, blas_threads, cou
             cells = futures.pop(f)
             if f.status == "finished":
                 outcomes = f.result()
-            else:  # the task itself crashed (a worker killed by the OOM killer, say)
+            else:  # the task itself crashed (a worker killed by the OOM killer: KilledWorker, say)
                 outcomes = [("failed", _error_record(f.exception(), c), "dask") for c in cells]
             for cell, (outcome, payload, where) in zip(cells, outcomes):
                 finish(cell, outcome, payload, where)
             f.release()
+        # a worker adds "started" to a cell's marker (claimed at submission) when the cell starts
         counts["running"] = sum(1 for f, cells in futures.items() for c in cells
                                 if f.status == "pending" and "started" in (read_json(p.running(c.key)) or {}))
-        emit(ScanEvent("tick", None, dict(counts)))
-
-
-def _run_dask(client, todo, p: _Paths, owner, data_dir, blas_threads, counts, emit, finish, skipped,
-              checkpoint=None) -> None:
-    """Claim and submit every cell, biggest first; write each result here as it arrives."""
-    from dask.distributed import wait
-
-    tag = uuid.uuid4().hex[:8]
-    futures = {}
-    for cell in sorted(todo, key=_cost, reverse=True):  # submitted in order: idle workers take the first ones
-        if not claim_cell(p, cell.key, owner):  # another scan process trains it
-            counts["pending"] -= 1
-            skipped.append(cell.key)
-            continue
-        f = client.submit(_train_cell, cell, data_dir, str(p.running(cell.key)), owner, blas_threads,
-                          partial=str(p.partial(cell.key)), checkpoint=checkpoint,
-                          key=f"mfphys-cell-{cell.key}-{tag}", priority=int(_cost(cell)), pure=False)
-        futures[f] = cell
-    pending = set(futures)
-    while pending:
-        try:
-            finished, pending = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
-        except TimeoutError:
-            finished = set()
-        for f in finished:
-            cell = futures.pop(f)
-            if f.status == "finished":
-                outcome, payload, where = f.result()
-            else:  # the task itself crashed (e.g. a worker killed by the OOM killer: KilledWorker)
-                outcome, payload, where = "failed", _error_record(f.exception(), cell), "dask"
-            finish(cell, outcome, payload, where)
-            f.release()
-        # a worker adds "started" to the cell's marker (claimed at submission) when the cell starts
-        running = sum(1 for f, c in futures.items()
-                      if f.status == "pending" and "started" in (read_json(p.running(c.key)) or {}))
-        counts["running"] = running
         emit(ScanEvent("tick", None, dict(counts)))
