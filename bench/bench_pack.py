@@ -3,7 +3,8 @@
 For the default feed-forward set-up (784-100-100-10, 10,000 MNIST images, batch 500, R = 1
 per cell) it trains K cells that differ in their seed, packed (``train_packed``: one batched
 run) and alone (``train`` K times), alternately, and prints the seconds (wall-clock and CPU
-time of the process) per cell and their ratio, and checks that the numbers agree bit for bit.
+time of the process) per cell and their ratio, the training samples per second of the group
+(n_train x epochs x K over the wall time), and checks that the numbers agree bit for bit.
 
     python bench/bench_pack.py [--cells 1,4,8] [--epochs 3] [--blas-threads 1] [--json out.json]
 """
@@ -58,11 +59,16 @@ def main(argv=None):
                    for u, v in zip(l1, l2))
         row = {"cells": k, "epochs": a.epochs, "identical": same,
                **{f"{w}_{m}_per_cell": float(min(d[m])) / k for w, d in (("wall", t), ("cpu", c)) for m in d}}
+        # training samples (n_train x epochs x cells) per second of the group, packed and alone
+        samples = k * base.n_train * a.epochs
+        row.update(samples_per_s_packed=samples / min(t["packed"]), samples_per_s_alone=samples / min(t["alone"]))
         rows.append(row)
         print(f"{k} cells x {a.epochs} epochs: per cell packed {row['wall_packed_per_cell']:.3f} s "
               f"(CPU {row['cpu_packed_per_cell']:.3f}), alone {row['wall_alone_per_cell']:.3f} s "
               f"(CPU {row['cpu_alone_per_cell']:.3f}); alone / packed (CPU) "
-              f"{row['cpu_alone_per_cell'] / row['cpu_packed_per_cell']:.2f}x; bit-identical: {same}", flush=True)
+              f"{row['cpu_alone_per_cell'] / row['cpu_packed_per_cell']:.2f}x; samples/s packed "
+              f"{row['samples_per_s_packed']:,.0f}, alone {row['samples_per_s_alone']:,.0f}; bit-identical: {same}",
+              flush=True)
     print(f"load average after: {os.getloadavg()}")
     if a.json:
         with open(a.json, "w") as fh:

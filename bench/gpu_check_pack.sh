@@ -1,23 +1,48 @@
 #!/usr/bin/env bash
-# Packed cells on a GPU (docs/scans.md "Packed cells"): the packing tests, then K cells of the
-# default set-up (R = 1 each, different seeds) packed into one run against one by one, for
-# K = 1, 8, 64, 256 replicas per group (seconds per cell, whether the numbers agree), and the
-# same on the host's NumPy for comparison. Results in $OUT (log.txt and the JSON files).
+# Packed cells and the paper-scale diagram on a GPU, one call on a GPU machine without network access
+# (bench/README.md, docs/scans.md "Packed cells" and "The paper-scale diagram"), from a copy of the
+# repository prepared by bench/prepare_gpu.sh: installs mfphys (bench/gpu_env.sh), runs the packing
+# tests (NumPy, bit for bit), then K cells of the default set-up (R = 1 each, different seeds) packed
+# into one run against one by one for K = 1, 8, 64, 256 replicas per group (seconds per cell,
+# samples/s per group size, whether the numbers agree), and the whole paper-scale diagram (depth 1-4 x
+# n_train 1k-60k x 3 seeds x 100 epochs, packed by seed) through `mfphys scan --backend cupy`, timed.
+# Everything lands in $OUT: log.txt, pack_cupy.json, diagram_cupy.json, the diagram's phase.png.
+#
+#     OUT=/some/dir bash bench/gpu_check_pack.sh [--fake] [--small]
+#
+# --fake: against the CuPy emulation of tests/fake_cupy (a CPU machine: checks this script);
+# --small: few cells, 2 epochs and the 2 x 2 x 2 diagram of bench_diagram.py --small.
 set -u
+cd "$(dirname "$0")/.."
+FAKE=0; SMALL=0
+for a in "$@"; do
+  case $a in
+    --fake) FAKE=1 ;;
+    --small) SMALL=1 ;;
+    *) echo "error: unknown argument $a (usage: OUT=DIR bash bench/gpu_check_pack.sh [--fake] [--small])" >&2; exit 2 ;;
+  esac
+done
 OUT=${OUT:-/tmp/mfphys-gpu}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD MFPHYS_DATA_DIR=${MFPHYS_DATA_DIR:-$PWD/.gpu/mnist}
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=$PWD:/tmp/site
+PY=${PYTHON:-python3}
+SITE=${SITE:-/tmp/mfphys-site}; mkdir -p "$SITE"
+export PYTHONUNBUFFERED=1 MFPHYS_DATA_DIR=${MFPHYS_DATA_DIR:-$PWD/.gpu/mnist}
+if [ $FAKE = 1 ]; then
+  export MFPHYS_FAKE_CUPY=1 PYTHONPATH=$PWD/tests/fake_cupy${PYTHONPATH:+:$PYTHONPATH}
 fi
+CELLS=1,8,64,256; EPOCHS=3; DIAGRAM=(); [ $SMALL = 1 ] && CELLS=1,4 && EPOCHS=1 && DIAGRAM=(--small)
 {
-  date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  echo "== packing tests (NumPy, bit for bit)"
-  timeout 200 python3 -m pytest tests/scan/test_packed.py tests/test_kernels.py -q -p no:cacheprovider -o addopts="" \
-    -m "not slow" -ra 2>&1 | tail -8
-  echo "== packed cells on the GPU"
-  timeout 240 python3 bench/bench_pack.py --backend cupy --cells 1,8,64,256 --epochs 3 --rounds 1 --blas-threads 0 \
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "(no nvidia-smi)"
+  source bench/gpu_env.sh  # the wheels and mfphys, no network (sets PYTHONPATH)
+  echo "== the paper-scale diagram on the GPU (packed by seed, one process; stopped after 330 s if not done)"
+  timeout 400 $PY bench/bench_diagram.py --backend cupy --workers 0 "${DIAGRAM[@]}" --out /tmp/mfphys-diagram \
+    --timeout 330 --json "$OUT/diagram_cupy.json"
+  echo "== packed cells on the GPU: seconds per cell and samples/s per group size"
+  timeout 150 $PY bench/bench_pack.py --backend cupy --cells $CELLS --epochs $EPOCHS --rounds 1 --blas-threads 0 \
     --json "$OUT/pack_cupy.json"
-  echo "== packed cells on this machine's CPU (NumPy, one BLAS thread)"
-  timeout 120 python3 bench/bench_pack.py --backend numpy --cells 1,8 --epochs 2 --rounds 1 --json "$OUT/pack_numpy.json"
+  echo "== packing tests (NumPy, bit for bit)"
+  timeout 60 $PY -m pytest tests/scan/test_packed.py -q -p no:cacheprovider -o addopts="" -m "not slow" -ra \
+    2>&1 | tail -6
+  cp -f /tmp/mfphys-diagram/phase.png "$OUT/" 2>/dev/null
+  date -u
 } 2>&1 | tee "$OUT/log.txt"

@@ -45,16 +45,20 @@ def same_cells(a, b, spec):
             assert ra.attrs.get(k) == rb.attrs.get(k), k
 
 
-#: every packable axis of the feed-forward family (mfphys.train.PACKABLE; replicas is a fixed option)
+#: every scannable packable axis of the feed-forward family (mfphys.train.PACKABLE; replicas is a
+#: fixed option, decay_on cannot be scanned)
 AXES = {"seed": "0,2,5", "lr": "0.05,0.1,0.3", "weight_decay": "0,1e-4,1e-2", "init_m_std": "0.02,0.05,0.2",
-        "init_xi": "0,0.01,0.05"}
+        "init_xi": "0,0.01,0.05", "lr_halve_every": "0,1,2", "adam_b1": "0.5,0.9,0.95",
+        "adam_b2": "0.9,0.99,0.999", "adam_eps": "1e-8,1e-4,1e-2"}
 
 
 @pytest.mark.parametrize(("axis", "dtype"), [("seed", "float32"), ("seed", "float64"), ("lr", "float32"),
                                              ("weight_decay", "float32"), ("init_m_std", "float64"),
-                                             ("init_xi", "float32")])
+                                             ("init_xi", "float32"), ("lr_halve_every", "float32"),
+                                             ("adam_b1", "float64"), ("adam_b2", "float32"),
+                                             ("adam_eps", "float32")])
 def test_packed_cells_are_bit_identical_to_cells_trained_alone(tmp_path, monkeypatch, axis, dtype):
-    spec = tiny_spec(depth="1", n_train="200,400", **{axis: AXES[axis]}, dtype=dtype, lr_halve_every="2")
+    spec = tiny_spec(**{"depth": "1", "n_train": "200,400", "lr_halve_every": "2", axis: AXES[axis], "dtype": dtype})
     seen = packs_seen(monkeypatch)
     packed = scan.run_scan(spec, tmp_path / "packed", pack=True)
     assert seen == [3, 3] and packed.done == 6  # the values of the axis of each (depth, n_train) in one run

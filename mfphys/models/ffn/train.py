@@ -601,8 +601,11 @@ def pack_key(config: TrainConfig) -> str:
 
 
 #: what packed configurations may differ in (with the neutral value :func:`pack_key` puts in):
-#: the arrays' shapes, the data and the step count of an epoch are the same for all of them
-PACKABLE = {"seed": 0, "replicas": 1, "lr": 1.0, "weight_decay": 0.0, "init_m_std": 0.0, "init_xi": 0.0}
+#: the arrays' shapes, the data and the step count of an epoch are the same for all of them, and
+#: each of these is read by its own replicas only (the streams, the initial scales, each group's
+#: learning-rate schedule and Adam constants in :func:`mfphys.optim.adam_update_groups`)
+PACKABLE = {"seed": 0, "replicas": 1, "lr": 1.0, "lr_halve_every": 0, "weight_decay": 0.0, "decay_on": (),
+            "adam_b1": 0.0, "adam_b2": 0.0, "adam_eps": 1.0, "init_m_std": 0.0, "init_xi": 0.0}
 
 
 def packed_config(configs) -> TrainConfig:
