@@ -15,7 +15,7 @@ import signal
 import numpy as np
 import pytest
 
-from mfphys import registry, runfile, scan, store
+from mfphys import registry, runfile, runlog, scan, store
 from mfphys.runfile import CheckpointPolicy, Interrupted, StopAfterEpoch
 from mfphys.scan import runner
 from tests.helpers import TIMING_VARIABLES, assert_same_run, start_python, tiny_spec, wait_for_checkpoint
@@ -207,6 +207,16 @@ def test_a_pack_checkpoints_every_cell_as_it_would_alone(tmp_path):
     key = cells[0].key
     assert_same_run(store.open_run(tmp_path / "packed" / "cells" / f"{key}.partial.nc"),
                     store.open_run(tmp_path / "alone" / "cells" / f"{key}.partial.nc"))
+    # and its epoch log (what a watcher reads between checkpoints) holds the same lines, times aside
+    logs = [runlog.read_records(runlog.log_path(tmp_path / f / "cells" / f"{key}.partial.nc"))
+            for f in ("packed", "alone")]
+    assert [r["epoch"] for r in logs[0]] == [1, 2, 3, 4]
+
+    def untimed(records):
+        return [{**r, "at": None, "values": {k: v for k, v in r["values"].items() if not k.endswith("seconds")}}
+                for r in records]
+
+    assert untimed(logs[0]) == untimed(logs[1])
 
 
 def test_a_stopped_pack_resumes_together_and_ends_as_if_never_stopped(tmp_path, monkeypatch):
