@@ -85,8 +85,10 @@ def print_plan(plan, folder: Path) -> None:
     t.add_column("what")
     t.add_column("value", justify="right")
     t.add_row("cells", f"{plan.total} ({plan.done} done, {len(plan.todo)} to train)")
-    t.add_row("cells at once", str(plan.parallel))
-    t.add_row("memory of the cells at once", f"{mib(plan.memory)} ({free(plan.free_memory)} available)")
+    if plan.packed:  # docs/scans.md "Packed cells"
+        t.add_row("packed groups", f"{len(plan.packed)} ({sum(plan.packed)} cells, each group one run)")
+    t.add_row("runs at once", str(plan.parallel))
+    t.add_row("memory of the runs at once", f"{mib(plan.memory)} ({free(plan.free_memory)} available)")
     t.add_row("disk for the cell files", f"{mib(plan.disk)} ({free(plan.free_disk)} free)")
     if plan.seconds is not None:
         from mfphys.budget import RUN_OVERHEAD_SECONDS, load_factor
@@ -241,7 +243,8 @@ def scan(
     spec = scan_mod.spec_from_options(options, config=config, name=name, model=family)
     folder = out if out is not None else Path("runs") / (spec.name or spec.default_name())
     if dry_run:
-        print_plan(scan_mod.plan_scan(spec, folder, workers=workers, calibrate=True, blas_threads=blas_threads),
+        print_plan(scan_mod.plan_scan(spec, folder, workers=workers, calibrate=True, blas_threads=blas_threads,
+                                      pack=pack),
                    folder)
         return
     command = command_line()

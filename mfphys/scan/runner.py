@@ -385,6 +385,8 @@ class ScanPlan(NamedTuple):
     seconds: float | None  # estimated wall time (calibrated), None when not calibrated
     free_memory: int | None
     free_disk: int | None
+    #: the sizes (cells) of the packed groups among ``todo``, each one run (docs/scans.md "Packed cells")
+    packed: tuple = ()
 
 
 def _blas_limit(threads: int | None):
@@ -398,12 +400,14 @@ def _blas_limit(threads: int | None):
 
 
 def plan_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None = None,
-              calibrate: bool = False, blas_threads: int | None = 1) -> ScanPlan:
+              calibrate: bool = False, blas_threads: int | None = 1, pack: bool = True,
+              pack_replicas: int | None = None) -> ScanPlan:
     """The cells of ``spec`` not done in ``folder`` yet, and what they need: memory (the largest
-    cells, ``workers`` of them at once), disk (every cell file) and, with ``calibrate``, the time
-    from a short calibration of each distinct cell shape (the family's :meth:`~mfphys.family.ModelFamily.calibrate`),
-    timed with the BLAS threads the cells get (``blas_threads``: on a shared machine two threads
-    can be several times slower than one). Reads file names only; writes nothing."""
+    runs, ``workers`` of them at once: a packed group of cells is one run, ``pack``), disk (every
+    cell file) and, with ``calibrate``, the time from a short calibration of each distinct cell
+    shape (the family's :meth:`~mfphys.family.ModelFamily.calibrate`), timed with the BLAS threads
+    the cells get (``blas_threads``: on a shared machine two threads can be several times slower
+    than one). Reads file names (and the attributes of checkpoints) only; writes nothing."""
     from .. import budget
     from ..fileio import free_bytes
     from .folder import scan_status
@@ -413,10 +417,14 @@ def plan_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None 
     if Path(folder, "scan.json").exists():
         status = scan_status(folder)["cells"]
     todo = tuple(c for c in cells if status.get(c.key) != "done")
-    parallel = max(1, min(workers or 1, len(todo) or 1))
+    groups = _packed_groups(todo, _Paths(Path(folder)), pack_replicas or PACK_REPLICAS) if pack else []
+    packed = {c.key for g in groups for c in g}
     # a cell file holds no optimiser state (state=False), where the family's files can leave it out
     ests = [registry.get(c.model).estimate(c.config, state=False) for c in todo]
-    peaks = sorted((e.peak for e in ests), reverse=True)
+    peaks = sorted([e.peak for c, e in zip(todo, ests) if c.key not in packed]
+                   + [registry.get(g[0].model).packed_estimate([c.config for c in g]).peak for g in groups],
+                   reverse=True)
+    parallel = max(1, min(workers or 1, len(peaks) or 1))
     memory = sum(peaks[:parallel])
     seconds = None
     if calibrate and todo:
@@ -431,7 +439,7 @@ def plan_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None 
             total += family.seconds(c.config, steps[key])
         seconds = total / parallel
     return ScanPlan(len(cells), len(cells) - len(todo), todo, parallel, memory, sum(e.disk for e in ests), seconds,
-                    budget.available_memory(), free_bytes(folder))
+                    budget.available_memory(), free_bytes(folder), tuple(len(g) for g in groups))
 
 
 def _check_budget(plan: ScanPlan, folder: Path, remote: bool) -> None:
@@ -440,7 +448,7 @@ def _check_budget(plan: ScanPlan, folder: Path, remote: bool) -> None:
     from ..fileio import check_free_space, mib
 
     if plan.todo and not remote and plan.free_memory is not None and plan.memory > budget.MARGIN * plan.free_memory:
-        what = f"{plan.parallel} cells at once" if plan.parallel > 1 else "its largest cell"
+        what = f"{plan.parallel} runs at once" if plan.parallel > 1 else "its largest run"
         raise MfphysError(f"not enough memory: {what} need(s) about {mib(plan.memory)}, but {mib(plan.free_memory)} "
                           f"is available; use fewer --replicas or --workers, or smaller cells "
                           f"(mfphys scan --dry-run shows the estimate)")
@@ -512,7 +520,7 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
 
     done, failed_old, todo, copies = classify(meta)
     skipped_claimed = []
-    plan = plan_scan(spec, p.folder, workers=workers)
+    plan = plan_scan(spec, p.folder, workers=workers, pack=pack, pack_replicas=pack_replicas)
     _check_budget(plan, p.folder, remote=scheduler is not None or cluster is not None)
     if todo and scheduler is None:
         _preflight(todo, data_dir)
