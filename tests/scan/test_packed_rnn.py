@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from mfphys import registry, runfile, scan, store
+from mfphys.rnn.model import MatrixInit
 from mfphys.runfile import CheckpointPolicy, Interrupted, Plan, StopAfterEpoch
 from tests.helpers import TIMING_VARIABLES, assert_same_run
 from tests.scan.test_packed import first_epochs, packs_seen, same_cells, stop_after
@@ -85,8 +86,12 @@ def test_a_recurrent_pack_gives_each_configuration_its_own_run(mnist_dir):
     family = registry.get("rnn")
     base = rnn_spec({}, epochs=2).cells()[0].config
     decay = dataclasses.replace(base.optimizer, weight_decay=1e-2)
+    i, r, o = base.init
+    init = (dataclasses.replace(i, m_std=2 * i.m_std), MatrixInit("normal", 0.3, 0.05), dataclasses.replace(o, xi=0.0))
     configs = [dataclasses.replace(base, seed=3, replicas=2), with_lr(dataclasses.replace(base, replicas=1), 0.01),
-               dataclasses.replace(base, seed=9, replicas=3, optimizer=decay)]
+               dataclasses.replace(base, seed=9, replicas=3, optimizer=decay),
+               dataclasses.replace(base, seed=4, init=init)]
+    assert len({family.pack_key(c) for c in configs}) == 1
     results = family.train_packed(configs, data_dir=mnist_dir)
     for c, res in zip(configs, results):
         assert_same_result(res, family.train(c, data_dir=mnist_dir))

@@ -38,7 +38,7 @@ from ...errors import DivergenceError, MfphysError
 from ...layers import Layer, vote_counts
 from . import evaluate, noise, tasks
 from .config import RnnConfig
-from .model import RnnParams, init_params, loss_and_grad
+from .model import MatrixInit, RnnParams, init_params, loss_and_grad
 from .optim import OptState, opt_init, opt_update, tensor_settings
 
 
@@ -225,8 +225,14 @@ def init_state(setup: RnnSetup) -> RnnState:
     moments, fresh ``ORDER`` and ``NOISE`` streams, every replica active, epoch 0's order parameters."""
     config, be = setup.config, setup.be
     R, E = config.replicas, config.epochs
-    host = init_params(setup.spec, config.init, _rngs(setup, INIT), bp=setup.bp, dtype=be.dtype,
-                       input_mask=setup.mask)
+    if setup.packed is None:
+        host = init_params(setup.spec, config.init, _rngs(setup, INIT), bp=setup.bp, dtype=be.dtype,
+                           input_mask=setup.mask)
+    else:  # each packed configuration's own initial values, from its replicas' streams
+        inits = _rngs(setup, INIT)
+        parts = [init_params(setup.spec, c.init, inits[a:b], bp=setup.bp, dtype=be.dtype, input_mask=setup.mask)
+                 for c, (a, b) in zip(setup.packed, setup.groups)]
+        host = RnnParams(*(Layer(*(np.concatenate(vs) for vs in zip(*layers))) for layers in zip(*parts)))
     params = RnnParams(*(Layer(*(be.asarray(v) for v in layer)) for layer in host))
     opt = opt_init(params, config.optimizer, setup.spec.trainable(bp=setup.bp))
     noise_rngs = _rngs(setup, NOISE)
@@ -446,10 +452,11 @@ def finish(setup: RnnSetup, state: RnnState, *, keep_state: bool = False) -> Rnn
 
 
 #: what packed configurations may differ in (with the neutral value :func:`pack_key` puts in):
-#: ``seed`` and ``replicas`` (each replica keeps its own streams), and of the optimizer its
+#: ``seed`` and ``replicas`` (each replica keeps its own streams), ``init`` (each configuration's
+#: replicas start from its own initial values, :func:`init_state`), and of the optimizer its
 #: learning rates and weight decay (each configuration's replicas take their own steps,
 #: :func:`_opt_update_runs`). The arrays' shapes, the data and the steps of an epoch are the same.
-PACKABLE = {"seed": 0, "replicas": 1}
+PACKABLE = {"seed": 0, "replicas": 1, "init": (MatrixInit(),) * 3}
 PACKABLE_OPTIMIZER = {"lr_m": (0.0,) * 3, "lr_xi": (0.0,) * 3, "lr_pi": (0.0,) * 3, "weight_decay": 0.0}
 
 
@@ -463,7 +470,8 @@ def pack_key(config: RnnConfig) -> str:
 
 def packed_config(configs) -> RnnConfig:
     """The configuration of the batched run of ``configs`` (one :func:`pack_key`): their replicas
-    side by side (its seed and optimizer stand for nothing: each replica takes its configuration's)."""
+    side by side (its seed, initial values and optimizer stand for nothing: each replica takes its
+    configuration's)."""
     return dataclasses.replace(configs[0], seed=0, replicas=sum(c.replicas for c in configs))
 
 
