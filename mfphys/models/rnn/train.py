@@ -440,8 +440,14 @@ def finish(setup: RnnSetup, state: RnnState, *, keep_state: bool = False) -> Rnn
     if not all(np.all(np.isfinite(v)) for layer in host for v in layer):
         raise DivergenceError("training diverged: parameters are not finite at the end; try smaller learning rates")
     t0 = time.perf_counter()
-    evaluation = (_evaluate_mnist if config.task == "mnist" else _evaluate_multisensory)(
-        config, state.params, setup.data, be, _rngs(setup, EVAL))
+    evaluate_task = _evaluate_mnist if config.task == "mnist" else _evaluate_multisensory
+    rngs = _rngs(setup, EVAL)
+    if setup.groups is None or be.name != "numpy":
+        evaluation = evaluate_task(config, state.params, setup.data, be, rngs)
+    else:  # on a CPU each packed configuration's evaluation alone: the temporaries of one run stay in cache
+        parts = [evaluate_task(config, _params_slice(state.params, a, b), setup.data, be, rngs[a:b])
+                 for a, b in setup.groups]
+        evaluation = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     timings = {"train_seconds": state.seconds, "eval_seconds": time.perf_counter() - t0}
     final = to_host(be, state) if keep_state else None
     return RnnResult(config, host, hist, evaluation, state.stop_epoch.copy(), setup.data["summary"], be.describe(),
