@@ -116,29 +116,40 @@ def test_a_configuration_that_stops_early_in_a_pack_ends_as_alone(mnist_dir):
         assert_same_result(res, family.train(c, data_dir=mnist_dir))
 
 
-def test_a_stopped_pack_with_the_stop_rule_resumes_each_run_as_alone(tmp_path, mnist_dir):
+@pytest.fixture(scope="module")
+def stopping_alone(tmp_path_factory, mnist_dir):
+    """Each configuration of :func:`stopping_configs` trained alone into its own run file."""
+    folder = tmp_path_factory.mktemp("alone")
+    paths = []
+    for c in stopping_configs():
+        paths.append(folder / f"seed{c.seed}.nc")
+        runfile.train_run(Plan("new", paths[-1], c), policy=CheckpointPolicy(every=0, seconds=0), data_dir=mnist_dir)
+    return paths
+
+
+@pytest.mark.parametrize(("stop_at", "done"), [(5, [5, 5, 5]), (6, [5, 6, 6])])
+def test_a_stopped_pack_with_the_stop_rule_resumes_each_run_as_alone(tmp_path, mnist_dir, stopping_alone, stop_at,
+                                                                     done):
+    from mfphys import runlog
+
     configs = stopping_configs()
     paths = [tmp_path / f"seed{c.seed}.nc" for c in configs]
 
-    def stop_at_6(record):
-        if record.epoch == 6:
+    def stop(record):
+        if record.epoch == stop_at:
             raise StopAfterEpoch
 
     with pytest.raises(Interrupted):
         runfile.train_runs([Plan("new", p, c) for p, c in zip(paths, configs)], policy=EVERY_EPOCH,
-                           data_dir=mnist_dir, callback=stop_at_6)
+                           data_dir=mnist_dir, callback=stop)
     # the first configuration's run ended after epoch 5: its file and its epoch log stay there
-    assert [int(store.read_attrs(p)["epochs_done"]) for p in paths] == [5, 6, 6]
-    from mfphys import runlog
-
+    assert [int(store.read_attrs(p)["epochs_done"]) for p in paths] == done
     assert [r["epoch"] for r in runlog.read_records(runlog.log_path(paths[0]))][-1] == 5
     plans = [runfile.plan_run(p, c, resume=True) for p, c in zip(paths, configs)]
     assert [pl.action for pl in plans] == ["resume"] * 3
-    runfile.train_run(plans[0], policy=EVERY_EPOCH, data_dir=mnist_dir)  # only its evaluation is left
-    runfile.train_runs(plans[1:], policy=EVERY_EPOCH, data_dir=mnist_dir)
-    for p, c in zip(paths, configs):
-        ref = tmp_path / f"ref-seed{c.seed}.nc"
-        runfile.train_run(Plan("new", ref, c), policy=CheckpointPolicy(every=0, seconds=0), data_dir=mnist_dir)
+    for e in sorted(set(done)):  # the runs after the same epoch go on together (as a scan groups them)
+        runfile.train_runs([pl for pl, d in zip(plans, done) if d == e], policy=EVERY_EPOCH, data_dir=mnist_dir)
+    for p, ref in zip(paths, stopping_alone):
         assert_same_run(store.open_run(p), store.open_run(ref))
 
 
