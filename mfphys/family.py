@@ -259,7 +259,8 @@ class ModelFamily(abc.ABC):
         raise NotImplementedError(f"the {self.title} family does not pack configurations")
 
     def packed_epoch_logs(self, setup, state) -> list[dict]:
-        """Each packed configuration's line of the epoch log (:meth:`epoch_log`) after ``state.epoch``."""
+        """Each packed configuration's line of the epoch log (:meth:`epoch_log`) after ``state.epoch``;
+        None for a configuration whose run alone would have ended before that epoch (a stop rule)."""
         raise NotImplementedError(f"the {self.title} family does not pack configurations")
 
     def train_packed(self, configs, *, data_dir=None) -> list:

@@ -377,7 +377,8 @@ def train_runs(plans, *, policy: CheckpointPolicy = CheckpointPolicy(),
                 state, record = family.train_epoch(setup, state)
                 if epoch_log:
                     for f, line in zip(files, steps.logs(setup, state)):
-                        f["log"].append(line)
+                        if line is not None:  # None: that plan's run ended before this epoch
+                            f["log"].append(line)
                 asked = False
                 if callback is not None:
                     try:

@@ -78,6 +78,24 @@ def rnn_estimate(config, *, full_train: int = 60000, full_test: int = 10000, sta
     return Estimate(memory, int(sum(memory.values())), int(disk))
 
 
+def rnn_packed_estimate(configs) -> Estimate:
+    """The memory and disk of ``configs`` (one pack key) trained as one run
+    (:func:`mfphys.rnn.train.prepare_packed`): :func:`rnn_estimate` of their replicas side by
+    side, and with the stop rule the host copies of the states of configurations that stop
+    before the others (parameters and optimiser moments of all their replicas at most)."""
+    from .train import packed_config
+
+    config = packed_config(configs)
+    est = rnn_estimate(config)
+    if config.stop_loss is None:
+        return est
+    n_in, n_out = config.io
+    W = config.n * n_in + config.n * config.n + n_out * config.n
+    kept = 9 * config.replicas * W * (4 if config.dtype == "float32" else 8)
+    memory = {**est.memory, "states of stopped configurations": kept}
+    return Estimate(memory, int(sum(memory.values())), est.disk)
+
+
 class RnnTimes(NamedTuple):
     """Measured seconds of a recurrent configuration: one training step (a mini-batch) and the
     final evaluation of one chunk of ``chunk`` test sequences in every mode."""

@@ -102,6 +102,38 @@ class Recurrent(ModelFamily):
 
         return train_rnn(config, data_dir=data_dir, dataset=dataset, callback=callback)
 
+    def pack_key(self, config):
+        from .train import pack_key
+
+        return pack_key(config)
+
+    def packed_estimate(self, configs):
+        from .budget import rnn_packed_estimate
+
+        return rnn_packed_estimate(list(configs))
+
+    def prepare_packed(self, configs, *, data_dir=None, dynamics_every=None):
+        from ...dynamics import DYNAMICS_EVERY
+        from . import train
+
+        every = DYNAMICS_EVERY if dynamics_every is None else dynamics_every
+        return train.prepare_packed(configs, data_dir=data_dir, dynamics_every=every)
+
+    def join_states(self, setup, states):
+        from .train import join_states
+
+        return join_states(setup, states)
+
+    def unpack(self, setup, result) -> list:
+        from .train import unpack
+
+        return unpack(setup, result)
+
+    def packed_epoch_logs(self, setup, state) -> list:
+        from .train import packed_epoch_logs
+
+        return packed_epoch_logs(setup, state)
+
     def preflight(self, configs, data_dir=None) -> None:
         """Every MNIST configuration reads MNIST: its largest training and test sets, once."""
         from ...data import load_dataset

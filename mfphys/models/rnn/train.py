@@ -24,6 +24,7 @@ not the identical numbers (docs/model-rnn.md section 9).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
@@ -37,7 +38,7 @@ from ...errors import DivergenceError, MfphysError
 from ...layers import Layer, vote_counts
 from . import evaluate, noise, tasks
 from .config import RnnConfig
-from .model import RnnParams, init_params, loss_and_grad
+from .model import MatrixInit, RnnParams, init_params, loss_and_grad
 from .optim import OptState, opt_init, opt_update, tensor_settings
 
 
@@ -76,6 +77,8 @@ class RnnResult:
     timings: dict = field(default_factory=dict)
     dynamics: Dynamics | None = None
     state: RnnState | None = None
+    #: a packed run's (:func:`prepare_packed`): :attr:`RnnState.ended`, for :func:`unpack`
+    ended: tuple | None = None
 
     @property
     def complete(self) -> bool:
@@ -98,6 +101,11 @@ class RnnState(NamedTuple):
     training and ``stop_epoch`` (R,) the last epoch of each (docs/model-rnn.md section 7);
     ``history`` the (R, E) / (E,) arrays of the whole run filled up to ``epoch``;
     ``dynamics`` the order parameters so far; ``seconds`` the training time so far.
+
+    A packed run (:func:`prepare_packed`) has one :class:`Dynamics` per packed configuration in
+    ``dynamics`` and, in ``ended``, per configuration the host state of that configuration alone
+    (:func:`_cell_state`) from the epoch its replicas had all stopped (None while it trains): its
+    run alone would have ended there, and the packed run only goes on for the others.
     """
 
     epoch: int
@@ -109,6 +117,7 @@ class RnnState(NamedTuple):
     history: dict
     dynamics: Dynamics
     seconds: float = 0.0
+    ended: tuple | None = None
 
 
 @dataclass
@@ -133,6 +142,13 @@ class RnnSetup:
     dynamics_every: int = DYNAMICS_EVERY
     seconds: float = 0.0
     device_noise: list | None = None
+    #: packed configurations (:func:`prepare_packed`): every replica's own seed (None: ``seed + r``),
+    #: the replicas of each packed configuration as (start, stop), the configurations, and the
+    #: optimizer steps as ``(start, stop, OptConfig, settings)`` over runs of replicas that share one
+    seeds: tuple | None = None
+    groups: tuple | None = None
+    packed: tuple | None = None
+    opt_runs: tuple | None = None
 
     @property
     def bp(self) -> bool:
@@ -209,18 +225,33 @@ def init_state(setup: RnnSetup) -> RnnState:
     moments, fresh ``ORDER`` and ``NOISE`` streams, every replica active, epoch 0's order parameters."""
     config, be = setup.config, setup.be
     R, E = config.replicas, config.epochs
-    host = init_params(setup.spec, config.init, replica_rngs(config.seed, R, INIT), bp=setup.bp, dtype=be.dtype,
-                       input_mask=setup.mask)
+    if setup.packed is None:
+        host = init_params(setup.spec, config.init, _rngs(setup, INIT), bp=setup.bp, dtype=be.dtype,
+                           input_mask=setup.mask)
+    else:  # each packed configuration's own initial values, from its replicas' streams
+        inits = _rngs(setup, INIT)
+        parts = [init_params(setup.spec, c.init, inits[a:b], bp=setup.bp, dtype=be.dtype, input_mask=setup.mask)
+                 for c, (a, b) in zip(setup.packed, setup.groups)]
+        host = RnnParams(*(Layer(*(np.concatenate(vs) for vs in zip(*layers))) for layers in zip(*parts)))
     params = RnnParams(*(Layer(*(be.asarray(v) for v in layer)) for layer in host))
     opt = opt_init(params, config.optimizer, setup.spec.trainable(bp=setup.bp))
-    noise_rngs = replica_rngs(config.seed, R, NOISE)
+    noise_rngs = _rngs(setup, NOISE)
     if _device_noise(setup):  # the device streams are seeded from the host ones (mfphys.rnn.noise)
         setup.device_noise = noise.device_rngs(noise_rngs, be)
-    rng = {"order": [g.bit_generator.state for g in replica_rngs(config.seed, R, ORDER)],
+    rng = {"order": [g.bit_generator.state for g in _rngs(setup, ORDER)],
            "noise": [g.bit_generator.state for g in noise_rngs]}
-    state = RnnState(0, params, opt, rng, np.ones(R, bool), np.full(R, E), _empty_history(R, E), Dynamics(),
-                     setup.seconds)
+    packed = setup.groups is not None
+    state = RnnState(0, params, opt, rng, np.ones(R, bool), np.full(R, E), _empty_history(R, E),
+                     tuple(Dynamics() for _ in setup.groups) if packed else Dynamics(), setup.seconds,
+                     (None,) * len(setup.groups) if packed else None)
     return _record_dynamics(setup, state)
+
+
+def _rngs(setup: RnnSetup, stream: int) -> list[np.random.Generator]:
+    """Every replica's generator of one stream: ``seed + r``'s, or a packed replica's own seed's."""
+    if setup.seeds is None:
+        return replica_rngs(setup.config.seed, setup.config.replicas, stream)
+    return [replica_rngs(s, 1, stream)[0] for s in setup.seeds]
 
 
 def finished(setup: RnnSetup, state: RnnState) -> bool:
@@ -258,8 +289,11 @@ def train_epoch(setup: RnnSetup, state: RnnState) -> tuple[RnnState, RnnEpoch]:
         T, B = xb.shape[-2], xb.shape[-3]
         nz = noise.draw(noise_rngs, spec, T, B, bp=bp, xp=xp, dtype=dt)
         loss, grads, _ = loss_and_grad(params, xb, target, nz, spec, mask=loss_mask, bp=bp)
-        params, ostate = opt_update(grads, ostate, params, cfg=opt, settings=setup.settings, lr_scale=lr_scale,
-                                    input_mask=setup.mask_dev)
+        if setup.opt_runs is None:
+            params, ostate = opt_update(grads, ostate, params, cfg=opt, settings=setup.settings, lr_scale=lr_scale,
+                                        input_mask=setup.mask_dev)
+        else:
+            params, ostate = _opt_update_runs(setup, grads, ostate, params, epoch)
         loss_sum += loss
         n += 1
     if frozen is not None:
@@ -283,9 +317,10 @@ def train_epoch(setup: RnnSetup, state: RnnState) -> tuple[RnnState, RnnEpoch]:
         stop_epoch[done] = epoch
         active &= ~done
     rng = {"order": [g.bit_generator.state for g in order_rngs], "noise": [g.bit_generator.state for g in noise_host]}
-    state = RnnState(epoch, params, ostate, rng, active, stop_epoch, hist, state.dynamics, state.seconds + seconds)
+    state = RnnState(epoch, params, ostate, rng, active, stop_epoch, hist, state.dynamics, state.seconds + seconds,
+                     state.ended)
     record = RnnEpoch(epoch, hist["train_loss"][:, e], hist["test_acc"][:, e], was_active, seconds)
-    return _record_dynamics(setup, state), record
+    return _end_cells(setup, _record_dynamics(setup, state)), record
 
 
 def dynamics_order(params) -> dict:
@@ -312,19 +347,33 @@ def _record_dynamics(setup: RnnSetup, state: RnnState) -> RnnState:
     of a run whose replicas all stopped early."""
     from ... import order
 
-    config, epoch, dyn = setup.config, state.epoch, state.dynamics
-    last = epoch > 0 and finished(setup, state)
-    sample = (dynamics_due(epoch, config.epochs, setup.dynamics_every) or last) and epoch not in dyn.epochs
-    snap = (epoch in order.snapshot_epochs(config.epochs) or last) and epoch not in dyn.snap_epochs
-    if not (sample or snap):
+    config, epoch = setup.config, state.epoch
+    if setup.groups is None:
+        cells = [(state.dynamics, None, finished(setup, state))]
+    else:  # each packed configuration as its run alone: over at the last epoch or once its replicas stopped
+        cells = [(d, (a, b), ended is None and (epoch >= config.epochs or not state.active[a:b].any()))
+                 for d, (a, b), ended in zip(state.dynamics, setup.groups, state.ended)]
+    host, out, t0 = None, [], time.perf_counter()
+    for i, (dyn, rows, over) in enumerate(cells):
+        last = epoch > 0 and over
+        live = state.ended is None or state.ended[i] is None
+        sample = live and (dynamics_due(epoch, config.epochs, setup.dynamics_every) or last) and \
+            epoch not in dyn.epochs
+        snap = live and (epoch in order.snapshot_epochs(config.epochs) or last) and epoch not in dyn.snap_epochs
+        if sample or snap:
+            if host is None:
+                host = RnnParams(*(Layer(*(setup.be.to_numpy(v) for v in layer)) for layer in state.params))
+            own = host if rows is None else _params_slice(host, *rows)  # a packed cell's own histogram edges
+            if sample:
+                dyn = dyn._replace(epochs=dyn.epochs + (epoch,), samples=dyn.samples + (dynamics_order(own),))
+            if snap:
+                dyn = dyn._replace(snap_epochs=dyn.snap_epochs + (epoch,),
+                                   snaps=dyn.snaps + (order.histogram_snapshot(own),))
+        out.append(dyn)
+    if host is None:
         return state
-    t0 = time.perf_counter()
-    host = RnnParams(*(Layer(*(setup.be.to_numpy(v) for v in layer)) for layer in state.params))
-    if sample:
-        dyn = dyn._replace(epochs=dyn.epochs + (epoch,), samples=dyn.samples + (dynamics_order(host),))
-    if snap:
-        dyn = dyn._replace(snap_epochs=dyn.snap_epochs + (epoch,), snaps=dyn.snaps + (order.histogram_snapshot(host),))
-    return state._replace(dynamics=dyn, seconds=state.seconds + time.perf_counter() - t0)
+    dynamics = out[0] if setup.groups is None else tuple(out)
+    return state._replace(dynamics=dynamics, seconds=state.seconds + time.perf_counter() - t0)
 
 
 def to_host(be, state: RnnState) -> RnnState:
@@ -363,9 +412,12 @@ def resume_state(setup: RnnSetup, checkpoint: RnnState) -> RnnState:
     stop_epoch = np.asarray(checkpoint.stop_epoch, dtype=np.int64).copy()
     stop_epoch[active] = E
     setup.device_noise = None  # reseeded from the stored host streams (RnnSetup)
+    packed = setup.groups is not None
     state = RnnState(n, params, opt, checkpoint.rng, active, stop_epoch, history, checkpoint.dynamics,
-                     checkpoint.seconds + setup.seconds)
-    return _record_dynamics(setup, state)  # the last epoch of a continued run was sampled already
+                     checkpoint.seconds + setup.seconds, (None,) * len(setup.groups) if packed else None)
+    # the last epoch of a continued run was sampled already; a packed configuration whose
+    # replicas had all stopped ends here, as its run alone would
+    return _end_cells(setup, _record_dynamics(setup, state))
 
 
 def current_result(setup: RnnSetup, state: RnnState) -> RnnResult:
@@ -373,7 +425,7 @@ def current_result(setup: RnnSetup, state: RnnState) -> RnnResult:
     without the final evaluation (``evaluation`` None), its state on the host."""
     host = to_host(setup.be, state)
     return RnnResult(setup.config, host.params, host.history, None, host.stop_epoch, setup.data["summary"],
-                     setup.be.describe(), {"train_seconds": state.seconds}, state.dynamics, host)
+                     setup.be.describe(), {"train_seconds": state.seconds}, state.dynamics, host, state.ended)
 
 
 def finish(setup: RnnSetup, state: RnnState, *, keep_state: bool = False) -> RnnResult:
@@ -388,12 +440,212 @@ def finish(setup: RnnSetup, state: RnnState, *, keep_state: bool = False) -> Rnn
     if not all(np.all(np.isfinite(v)) for layer in host for v in layer):
         raise DivergenceError("training diverged: parameters are not finite at the end; try smaller learning rates")
     t0 = time.perf_counter()
-    evaluation = (_evaluate_mnist if config.task == "mnist" else _evaluate_multisensory)(config, state.params,
-                                                                                         setup.data, be)
+    evaluate_task = _evaluate_mnist if config.task == "mnist" else _evaluate_multisensory
+    rngs = _rngs(setup, EVAL)
+    if setup.groups is None or be.name != "numpy":
+        evaluation = evaluate_task(config, state.params, setup.data, be, rngs)
+    else:  # on a CPU each packed configuration's evaluation alone: the temporaries of one run stay in cache
+        parts = [evaluate_task(config, _params_slice(state.params, a, b), setup.data, be, rngs[a:b])
+                 for a, b in setup.groups]
+        evaluation = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     timings = {"train_seconds": state.seconds, "eval_seconds": time.perf_counter() - t0}
     final = to_host(be, state) if keep_state else None
     return RnnResult(config, host, hist, evaluation, state.stop_epoch.copy(), setup.data["summary"], be.describe(),
-                     timings, state.dynamics, final)
+                     timings, state.dynamics, final, state.ended)
+
+
+# --- packed cells (docs/scans.md, "Packed cells") ------------------------------------------------------------
+
+
+#: what packed configurations may differ in (with the neutral value :func:`pack_key` puts in):
+#: ``seed`` and ``replicas`` (each replica keeps its own streams), ``init`` (each configuration's
+#: replicas start from its own initial values, :func:`init_state`), and of the optimizer its
+#: learning rates and weight decay (each configuration's replicas take their own steps,
+#: :func:`_opt_update_runs`). The arrays' shapes, the data and the steps of an epoch are the same.
+PACKABLE = {"seed": 0, "replicas": 1, "init": (MatrixInit(),) * 3}
+PACKABLE_OPTIMIZER = {"lr_m": (0.0,) * 3, "lr_xi": (0.0,) * 3, "lr_pi": (0.0,) * 3, "weight_decay": 0.0}
+
+
+def pack_key(config: RnnConfig) -> str:
+    """Configurations with the same key train as one batched run (:func:`train_packed`): all but
+    :data:`PACKABLE` and :data:`PACKABLE_OPTIMIZER` agree. The stop rule (``stop_loss``) packs
+    too: a configuration whose replicas have all stopped ends as alone (:func:`_end_cells`)."""
+    optimizer = dataclasses.replace(config.optimizer, **PACKABLE_OPTIMIZER)
+    return dataclasses.replace(config, optimizer=optimizer, **PACKABLE).to_json()
+
+
+def packed_config(configs) -> RnnConfig:
+    """The configuration of the batched run of ``configs`` (one :func:`pack_key`): their replicas
+    side by side (its seed, initial values and optimizer stand for nothing: each replica takes its
+    configuration's)."""
+    return dataclasses.replace(configs[0], seed=0, replicas=sum(c.replicas for c in configs))
+
+
+def prepare_packed(configs, *, data_dir=None, dataset=None, dynamics_every: int = DYNAMICS_EVERY) -> RnnSetup:
+    """The setup of ``configs`` (one :func:`pack_key`) trained as one run, their replicas side by
+    side: :func:`prepare` of :func:`packed_config`, with every replica's own seed, each
+    configuration's replicas as a group ``(start, stop)`` and its own optimizer steps. The steps
+    (:func:`init_state`, :func:`train_epoch`, :func:`finish` ...) then train them together;
+    :func:`unpack` splits what they return into one result per configuration."""
+    configs = list(configs)
+    if len({pack_key(c) for c in configs}) != 1:
+        raise MfphysError(f"packed configurations must differ only in "
+                          f"{', '.join([*PACKABLE, *(f'optimizer.{k}' for k in PACKABLE_OPTIMIZER)])}")
+    setup = prepare(packed_config(configs), data_dir=data_dir, dataset=dataset, dynamics_every=dynamics_every)
+    setup.seeds = tuple(c.seed + r for c in configs for r in range(c.replicas))
+    ends = np.cumsum([0] + [c.replicas for c in configs]).tolist()
+    setup.groups = tuple(zip(ends[:-1], ends[1:]))
+    setup.packed = tuple(configs)
+    runs = []  # neighbours with one optimizer take one step together
+    for c, (a, b) in zip(configs, setup.groups):
+        if runs and runs[-1][2] == c.optimizer:
+            runs[-1][1] = b
+        else:
+            runs.append([a, b, c.optimizer, tensor_settings(c.optimizer, setup.spec)])
+    setup.opt_runs = tuple(tuple(r) for r in runs)
+    return setup
+
+
+def _params_slice(params: RnnParams, a: int, b: int) -> RnnParams:
+    """Replicas ``a:b`` of every array of ``params`` (views; None stays None: a frozen kind)."""
+    return RnnParams(*(Layer(*(None if v is None else v[a:b] for v in layer)) for layer in params))
+
+
+def _opt_update_runs(setup: RnnSetup, grads, ostate: OptState, params, epoch: int):
+    """:func:`opt_update` of a packed run: the replicas of each run of ``setup.opt_runs`` take
+    their configuration's step (learning rates, schedule, decay), in place on their slices,
+    exactly as their run alone (every operation of a step is per replica; one step count)."""
+    for a, b, cfg, settings in setup.opt_runs:
+        lr_scale = {k: cfg.lr_factor(epoch, k) for k in ("pi", "m", "xi")}
+        opt_update(_params_slice(grads, a, b), OptState(ostate.count, _params_slice(ostate.mu, a, b),
+                                                        _params_slice(ostate.nu, a, b)),
+                   _params_slice(params, a, b), cfg=cfg, settings=settings, lr_scale=lr_scale,
+                   input_mask=setup.mask_dev)
+    return params, OptState(ostate.count + 1, ostate.mu, ostate.nu)
+
+
+def _cell_state(setup: RnnSetup, state: RnnState, i: int) -> RnnState:
+    """The host state of packed configuration ``i`` alone after ``state.epoch`` (copies), from a
+    packed state on the backend or on the host (:func:`to_host`): its replicas' parameters,
+    moments, streams, stop rule, history and order parameters."""
+    (a, b), R = setup.groups[i], setup.config.replicas
+
+    def cut(layer):
+        return Layer(*(None if v is None else np.array(setup.be.to_numpy(v[a:b])) for v in layer))
+
+    e = state.epoch
+    opt = OptState(int(state.opt.count), RnnParams(*(cut(l) for l in state.opt.mu)),
+                   RnnParams(*(cut(l) for l in state.opt.nu)))
+    history = {k: (v[a:b, :e] if k in CURVES else v[:e]).copy() for k, v in state.history.items()}
+    return RnnState(e, RnnParams(*(cut(l) for l in state.params)), opt, {k: list(v[a:b]) for k, v in state.rng.items()},
+                    state.active[a:b].copy(), state.stop_epoch[a:b].copy(), history, state.dynamics[i],
+                    state.seconds * (b - a) / R)
+
+
+def _end_cells(setup: RnnSetup, state: RnnState) -> RnnState:
+    """A packed ``state`` with the host state of every configuration whose replicas have all
+    stopped kept from now on (``state.ended``): its run alone ends at this epoch, while the packed
+    run goes on for the others and keeps drawing from (and stepping the moments of) its replicas.
+    Done after the order parameters of the epoch (:func:`_record_dynamics` records a configuration's
+    last epoch as its run alone does)."""
+    if setup.groups is None:
+        return state
+    ended = list(state.ended)
+    for i, (a, b) in enumerate(setup.groups):
+        if ended[i] is None and not state.active[a:b].any():
+            ended[i] = _cell_state(setup, state, i)
+    return state._replace(ended=tuple(ended))
+
+
+def join_states(setup: RnnSetup, states) -> RnnState:
+    """The host state of a packed run (``setup`` of :func:`prepare_packed`) from each packed
+    configuration's own host state (a cell's checkpoint), all after the same epoch: their
+    replicas side by side, as :func:`unpack` splits them. A configuration whose replicas have
+    all stopped ends again when the packed run resumes (:func:`resume_state`)."""
+    states = list(states)
+    epochs = {s.epoch for s in states}
+    counts = {int(s.opt.count) for s in states}
+    if len(epochs) != 1 or len(counts) != 1:
+        raise MfphysError("packed checkpoints must all be after the same epoch")
+
+    def cat(parts):
+        return RnnParams(*(Layer(*(None if vs[0] is None else np.concatenate(vs) for vs in zip(*layers)))
+                           for layers in zip(*parts)))
+
+    history = {k: (np.concatenate([s.history[k] for s in states]) if k in CURVES else states[0].history[k].copy())
+               for k in states[0].history}
+    opt = OptState(counts.pop(), cat([s.opt.mu for s in states]), cat([s.opt.nu for s in states]))
+    rng = {k: [g for s in states for g in s.rng[k]] for k in states[0].rng}
+    return RnnState(epochs.pop(), cat([s.params for s in states]), opt, rng,
+                    np.concatenate([np.asarray(s.active, dtype=bool) for s in states]),
+                    np.concatenate([np.asarray(s.stop_epoch, dtype=np.int64) for s in states]), history,
+                    tuple(s.dynamics for s in states), float(sum(s.seconds for s in states)))
+
+
+def unpack(setup: RnnSetup, result: RnnResult) -> list[RnnResult]:
+    """One :class:`RnnResult` per packed configuration from the packed run's result (finished, or
+    a checkpoint's part with its state): each configuration's replicas, history, stop epochs,
+    order parameters, evaluation and state as its run alone has them; a configuration whose
+    replicas all stopped before the packed run ended is its state kept from that epoch
+    (``result.ended``, :func:`_end_cells`). Times are each configuration's share (by replicas)
+    of the packed run's."""
+    out = []
+    R = setup.config.replicas
+    ended = result.ended or (None,) * len(setup.groups)
+    for i, (c, (a, b)) in enumerate(zip(setup.packed, setup.groups)):
+        share = (b - a) / R
+        if ended[i] is not None:  # its run alone ended at its own epoch
+            own = ended[i]
+            history, stop_epoch, dyn = own.history, own.stop_epoch, own.dynamics
+            state = own if result.state is not None else None
+        else:
+            history = {k: (v[a:b].copy() if k in CURVES else v.copy()) for k, v in result.history.items()}
+            stop_epoch, dyn = result.stop_epoch[a:b].copy(), result.dynamics[i]
+            state = None if result.state is None else _cell_state(setup, result.state, i)
+        evaluation = None if result.evaluation is None else {k: v[a:b].copy() for k, v in result.evaluation.items()}
+        params = RnnParams(*(Layer(*(None if v is None else v[a:b].copy() for v in layer)) for layer in result.params))
+        out.append(RnnResult(c, params, history, evaluation, stop_epoch, result.data, result.backend,
+                             {k: v * share for k, v in result.timings.items()}, dyn, state))
+    return out
+
+
+def packed_epoch_logs(setup: RnnSetup, state: RnnState) -> list:
+    """Each packed configuration's line of the epoch log (:mod:`mfphys.runlog`) after
+    ``state.epoch``: its replicas' values and its order parameters; None for a configuration
+    whose run ended before this epoch (its replicas all stopped: its log has no such epoch)."""
+    e = state.epoch
+    out = []
+    for (a, b), dyn, ended in zip(setup.groups, state.dynamics, state.ended):
+        if ended is not None and ended.epoch < e:
+            out.append(None)
+            continue
+        record = {"epoch": e, "values": {k: (v[a:b, e - 1] if k in CURVES else v[e - 1])
+                                         for k, v in state.history.items()}}
+        if dyn.epochs and dyn.epochs[-1] == e:
+            record["dyn"] = dict(dyn.samples[-1])
+        out.append(record)
+    return out
+
+
+def train_packed(configs, *, data_dir=None, dataset=None, dynamics_every: int = DYNAMICS_EVERY) -> list[RnnResult]:
+    """Train ``configs`` (one :func:`pack_key`) as one run with their replicas side by side and
+    return one :class:`RnnResult` per configuration, the numbers of each the same as
+    ``train_rnn(config)`` gives alone.
+
+    Each packed replica keeps its own configuration's streams (``INIT``, ``ORDER``, ``NOISE``,
+    ``EVAL`` of ``seed + r``), learning rates and decay, and every computation of a step is per
+    replica, so on NumPy the numbers are bit for bit those of the configuration trained alone
+    (``tests/scan/test_packed_rnn.py``); a configuration whose replicas all stop (the stop rule,
+    docs/model-rnn.md section 7) ends at that epoch as alone. A divergence anywhere raises for the
+    whole pack; the caller then trains the configurations one by one.
+    """
+    configs = list(configs)
+    with running(configs[0]):
+        setup = prepare_packed(configs, data_dir=data_dir, dataset=dataset, dynamics_every=dynamics_every)
+        state = init_state(setup)
+        while not finished(setup, state):
+            state, _ = train_epoch(setup, state)
+        return unpack(setup, finish(setup, state))
 
 
 # --- tasks: data, batches, per-epoch test, final evaluation ------------------------------------------------
@@ -431,10 +683,9 @@ def _mnist(config: RnnConfig, be, data_dir, dataset):
     return data, batches, test
 
 
-def _evaluate_mnist(config: RnnConfig, params, data, be) -> dict:
+def _evaluate_mnist(config: RnnConfig, params, data, be, rngs) -> dict:
     spec, bp, K = config.spec(), config.mode == "bp", config.eval_samples
     x, y = data["x_test"], data["y_test"]
-    rngs = replica_rngs(config.seed, config.replicas, EVAL)
     res = {}
     for mode in evaluate.EVAL_MODES:
         if mode in ("quenched", "annealed") and K == 0:
@@ -464,10 +715,9 @@ def _multisensory(config: RnnConfig, be):
     return {"task": task, "summary": summary}, batches, None
 
 
-def _evaluate_multisensory(config: RnnConfig, params, data, be) -> dict:
+def _evaluate_multisensory(config: RnnConfig, params, data, be, rngs) -> dict:
     spec, bp, K = config.spec(), config.mode == "bp", config.eval_samples
     task = data["task"]
-    rngs = replica_rngs(config.seed, config.replicas, EVAL)
     trials = tasks.multisensory_trials(task, rngs, phase="test", repeats=config.test_repeats, dtype=be.dtype)
     x = be.asarray(trials.x)
     res = {}
