@@ -236,12 +236,14 @@ def phase_figure(ds, variables, *, layer: Optional[int] = None, live: bool = Tru
             ax.text(j, i, "—" if not np.isfinite(v) else f"{v:.3f}", ha="center", va="center", fontsize=8,
                     color="white" if np.isfinite(v) and v < mid else "black")
     f = json.loads(ds.attrs.get("fixed", "{}"))
+    seeds = int(ds.attrs.get("seeds_averaged", 1))  # a scanned seed axis averaged as replicas are
+    copies = f"{ds.sizes['replica']} replica(s)" + (f" x {seeds} seeds (mean)" if seeds > 1 else "")
     if rnn:
         fig.suptitle(f"scan {ds.attrs.get('name', '')}: recurrent, MNIST {f.get('preset', '')}, N = {f.get('n', '')}, "
-                     f"{f.get('epochs', '')} epochs, {ds.sizes['replica']} replica(s), mode {f.get('mode', '')}")
+                     f"{f.get('epochs', '')} epochs, {copies}, mode {f.get('mode', '')}")
     else:
         fig.suptitle(f"scan {ds.attrs.get('name', '')}: {f.get('dataset', '')}, width {f.get('width', '')}, "
-                     f"{f.get('epochs', '')} epochs, {ds.sizes['replica']} replica(s), mode {f.get('mode', '')}")
+                     f"{f.get('epochs', '')} epochs, {copies}, mode {f.get('mode', '')}")
     fig.tight_layout()
     return fig
 

@@ -305,6 +305,27 @@ def scan(
         raise typer.Exit(EXIT_FAILED_CELLS)
 
 
+def mean_over_seeds(ds):
+    """A scan's ``seed`` axis averaged as its replicas are (seeds are independent copies of a cell):
+    every numeric variable's mean over the seeds (NaN where a seed's cell is not done, shown as
+    "—"), a cell's status ``done`` when all its seeds are (else the first other status), and the
+    number of seeds in the ``seeds_averaged`` attribute (the figure's title says it)."""
+    import numpy as np
+
+    n = ds.sizes["seed"]
+    status = ds.status.transpose(..., "seed")
+    st = status.values
+    other = np.take_along_axis(st, (st != "done").argmax(-1)[..., None], -1)[..., 0]
+    merged = np.where((st == "done").all(-1), "done", other)
+    numeric = [v for v in ds.data_vars if "seed" in ds[v].dims and ds[v].dtype.kind in "fiub"]
+    out = ds.drop_vars([v for v in ds.data_vars if "seed" in ds[v].dims])
+    out = out.assign({v: ds[v].mean("seed", skipna=False) for v in numeric})
+    out["status"] = (status.dims[:-1], merged)
+    out = out.drop_vars("seed", errors="ignore")
+    out.attrs = {**ds.attrs, "seeds_averaged": n}
+    return out
+
+
 def interrupted_text(folder: Path, last: dict, exc: BaseException, command: str) -> str:
     """What a Ctrl-C on a scan says: the cells done, what the cell in progress kept, and the
     command (as typed, so it works from the same folder) that continues the scan."""
@@ -348,7 +369,7 @@ def scan_plot(
     level: Optional[float] = typer.Option(None, help="adaptive scans: draw the boundary where the variable "
                                                      "crosses this level (e.g. sparsity 0.05)"),
 ):
-    """Draw a scan's phase-like picture: heatmaps over depth x n_train (mean over replicas).
+    """Draw a scan's phase-like picture: heatmaps over depth x n_train (mean over replicas and seeds).
 
     Layer 1's order parameters count the connections from live inputs only (those that vary
     over the training set; docs/order-parameters.md), unless --all-inputs. A recurrent scan
@@ -398,6 +419,9 @@ def scan_plot(
         except (KeyError, ValueError, MfphysError):
             raise MfphysError(f"--sel {quote(item)}: {key} takes one of "
                               f"{', '.join(map(str, ds[key].values))}") from None
+    cell_status = ds.status  # every cell, before the seeds are averaged
+    if "seed" in ds.status.dims and ds.sizes["seed"] > 1:
+        ds = mean_over_seeds(ds)
     extra = [d for d in ds.status.dims if d not in plane and ds.sizes[d] > 1]
     if extra:
         raise MfphysError(f"{folder} also scans {', '.join(extra)}: pick one value with --sel {extra[0]}=...")
@@ -423,6 +447,6 @@ def scan_plot(
                                diagonal=diagonal)
     with atomic_file(out) as tmp:  # like every file we write: a reader never sees half a PNG
         fig.savefig(tmp, dpi=120, format="png")
-    counts = {s: int((ds.status == s).sum()) for s in ("done", "failed", "running", "pending")}
+    counts = {s: int((cell_status == s).sum()) for s in ("done", "failed", "running", "pending")}
     console.print(f"wrote {out} ({counts['done']} cell(s) done, {counts['pending'] + counts['running']} not yet, "
                   f"{counts['failed']} failed)")

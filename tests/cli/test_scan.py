@@ -392,3 +392,23 @@ def test_ctrl_c_to_the_process_group_of_a_dask_scan_is_quiet_and_prompt(tmp_path
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()
     assert b"Traceback" not in err and b"KeyboardInterrupt" not in err, err.decode()
+
+
+def test_scan_plot_averages_a_seed_axis_as_replicas(tmp_path, cli):
+    """Seeds are independent copies of a cell: the picture shows their mean (a pending seed: "—")."""
+    from mfphys.cli.scan import mean_over_seeds
+
+    folder = tmp_path / "seeds"
+    result = cli("scan", "--depth", "1", "--n-train", "200,400", "--seed", "0,3", "--dataset", "teacher",
+                 "--input-dim", "20", "--width", "16", "--epochs", "2", "--batch-size", "100", "-R", "2",
+                 "--n-test", "100", "--backend", "numpy", "-q", "--out", folder)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "p.png"
+    result = cli("scan-plot", folder, "--out", out)
+    assert result.exit_code == 0 and "4 cell(s) done" in result.stdout, result.output
+    ds = scan.open_scan(folder)
+    mean = mean_over_seeds(ds)
+    np.testing.assert_array_equal(mean.test_error.values, ds.test_error.mean("seed").values)
+    assert "seed" not in mean.dims and (mean.status == "done").all() and mean.attrs["seeds_averaged"] == 2
+    ds["status"][dict(seed=1, n_train=0)] = "pending"  # one seed of one cell not done: that cell is not
+    assert list(mean_over_seeds(ds).status.values.ravel()) == ["pending", "done"]
