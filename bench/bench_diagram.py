@@ -10,8 +10,9 @@ such a scan made) and prints: the wall time of the command (start-up, data loadi
 cluster and the files included), the training samples it computed (n_train x epochs summed over
 the cells) and samples/s, the cells' own times summed (``train_seconds``), the phase picture
 (``mfphys scan-plot``, written to ``<folder>/phase.png``) and the table of test error, sampled
-error, sparsity (``frac_uip``, layer 1 over live inputs) and entropy per connection over depth x
-n_train (mean over the seeds, with the seeds' standard deviation). ``--small`` is a 2 x 2 x 2 grid
+error, sparsity (``frac_uip``), very important connections (``frac_vip``) and entropy per
+connection of the whole network (layer 1 over live inputs, as the picture) over depth x n_train
+(mean over the seeds, with the seeds' standard deviation). ``--small`` is a 2 x 2 x 2 grid
 of 2 epochs (checks the script in under a minute). ``--timeout S`` stops the scan after S seconds
 (as Ctrl-C does) and reports the cells done by then. The load average is printed before and after.
 """
@@ -30,10 +31,10 @@ from pathlib import Path
 
 PAPER = {"depth": "1,2,3,4", "n_train": "1000,3000,10000,30000,60000", "seed": "0,1,2", "epochs": "100"}
 SMALL = {"depth": "1,2", "n_train": "500,1000", "seed": "0,1", "epochs": "2", "n_test": "1000"}
-#: what the table shows, with its scale: the errors in %, the sparsity of layer 1 over live
-#: inputs, the network's entropy per connection
-SHOWN = (("test_error", None, 100.0), ("sampled_error", None, 100.0), ("frac_uip", 1, 1.0),
-         ("entropy", None, 1.0))
+#: what the table shows, with its scale: the errors in %, the order parameters of the whole
+#: network (connection-weighted, layer 1 over live inputs, as ``mfphys scan-plot`` draws them)
+SHOWN = (("test_error", None, 100.0), ("sampled_error", None, 100.0), ("frac_uip", None, 1.0),
+         ("frac_vip", None, 1.0), ("entropy", None, 1.0))
 
 
 def scan_args(grid: dict, args) -> list[str]:
@@ -64,11 +65,10 @@ def report(folder: Path) -> dict:
         samples += int(cfg["n_train"]) * int(cfg["epochs"]) * int(cfg["replicas"])
         timings = json.loads(attrs.get("timings", "{}")) if isinstance(attrs.get("timings"), str) else {}
         train_seconds += float(timings.get("train_seconds", 0.0))
-    # the network's entropy: the connection-weighted mean over its layers (docs/scans.md)
-    n = ds["n_connections"].where(ds["entropy"].notnull())
+    # as the picture shows them: the network's connection-weighted means, layer 1 over live inputs
     views = {"test_error": ds["test_error"], "sampled_error": 1 - ds["test_acc_sampled"],
-             "frac_uip": ds["frac_uip_live"].sel(layer=1),
-             "entropy": (ds["entropy"] * n).sum("layer", min_count=1) / n.sum("layer", min_count=1)}
+             "frac_uip": scan.network_mean(ds, "frac_uip"), "frac_vip": scan.network_mean(ds, "frac_vip"),
+             "entropy": scan.network_mean(ds, "entropy")}
     table = {}
     for name, _, scale in SHOWN:
         per_seed = views[name].mean("replica")
