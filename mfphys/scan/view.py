@@ -256,8 +256,9 @@ def _belongs(meta, key: str, coords, cell_coords, scan_hash, cell_config_hash) -
 
 @functools.lru_cache(maxsize=8)
 def _check_spec(text: str, where: str) -> None:
-    """Refuse, in one line, a scan.json whose values make no configuration (once per scan and process)."""
-    scan_spec(json.loads(text), where).cells()
+    """Refuse, in one line, a scan.json whose values make no configuration (once per scan and process:
+    :func:`~mfphys.scan.folder.scan_spec` builds every cell's configuration)."""
+    scan_spec(json.loads(text), where)
 
 
 #: what :func:`_entry_from_file` says of a cell file of another configuration or scan
