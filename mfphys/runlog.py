@@ -93,6 +93,18 @@ class EpochLog:
             self.path.unlink()
 
 
+def packed_line(epoch: int, history: dict, curves, a: int, b: int, dyn) -> dict:
+    """One packed configuration's line after ``epoch`` (``ModelFamily.packed_epoch_logs``): the
+    packed run's ``history`` at that epoch, replicas ``a:b`` of the per-replica ``curves`` and
+    the series as they are, and ``dyn`` (its :class:`~mfphys.dynamics.Dynamics`) when it
+    recorded the order parameters after that epoch, as the line of the run alone has them."""
+    record = {"epoch": epoch, "values": {k: (v[a:b, epoch - 1] if k in curves else v[epoch - 1])
+                                         for k, v in history.items()}}
+    if dyn.epochs and dyn.epochs[-1] == epoch:
+        record["dyn"] = dict(dyn.samples[-1])
+    return record
+
+
 def read_records(path: str | os.PathLike, created: str | None = None) -> list[dict]:
     """The epoch records of a log file, by epoch (the last line of an epoch wins), or [] when
     there is no log, or it belongs to another run (``created`` differs). Lines that are not

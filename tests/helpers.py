@@ -63,6 +63,18 @@ def assert_same_run(a, b, *, dynamics: bool = True) -> None:
         assert a.attrs.get(k) == b.attrs.get(k), k
 
 
+def assert_same_scan_views(a, b) -> None:
+    """Two scan folders' ``open_scan`` views hold the same numbers, bit for bit (times aside)."""
+    import numpy as np
+
+    from mfphys import scan
+
+    va, vb = scan.open_scan(a), scan.open_scan(b)
+    for k in va.data_vars:
+        if k not in TIMING_VARIABLES and not k.endswith("seconds") and va[k].dtype.kind == "f":
+            np.testing.assert_array_equal(va[k].values, vb[k].values, err_msg=k)
+
+
 def default_sigint() -> None:
     """A child's Ctrl-C as a terminal gives it: a test suite started in the background by a
     non-interactive shell (``pytest &``) ignores SIGINT, its children inherit that, and Python

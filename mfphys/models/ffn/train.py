@@ -699,14 +699,13 @@ def unpack(setup: TrainSetup, result: TrainResult) -> list[TrainResult]:
 def packed_epoch_logs(setup: TrainSetup, state: TrainState) -> list[dict]:
     """Each packed configuration's line of the epoch log (:mod:`mfphys.runlog`) after
     ``state.epoch``: its replicas' values, its learning rate, its order parameters."""
+    from ...runlog import packed_line
+
     e = state.epoch
     out = []
     for c, (a, b), dyn in zip(setup.packed, setup.groups, state.dynamics):
-        values = {k: (v[a:b, e - 1] if k in CURVES else v[e - 1]) for k, v in state.history.items()}
-        values["lr"] = np.asarray(c.lr_at(e), dtype=state.history["lr"].dtype)
-        record = {"epoch": e, "values": values}
-        if dyn.epochs and dyn.epochs[-1] == e:
-            record["dyn"] = dict(dyn.samples[-1])
+        record = packed_line(e, state.history, CURVES, a, b, dyn)
+        record["values"]["lr"] = np.asarray(c.lr_at(e), dtype=state.history["lr"].dtype)
         out.append(record)
     return out
 

@@ -613,18 +613,11 @@ def packed_epoch_logs(setup: RnnSetup, state: RnnState) -> list:
     """Each packed configuration's line of the epoch log (:mod:`mfphys.runlog`) after
     ``state.epoch``: its replicas' values and its order parameters; None for a configuration
     whose run ended before this epoch (its replicas all stopped: its log has no such epoch)."""
+    from ...runlog import packed_line
+
     e = state.epoch
-    out = []
-    for (a, b), dyn, ended in zip(setup.groups, state.dynamics, state.ended):
-        if ended is not None and ended.epoch < e:
-            out.append(None)
-            continue
-        record = {"epoch": e, "values": {k: (v[a:b, e - 1] if k in CURVES else v[e - 1])
-                                         for k, v in state.history.items()}}
-        if dyn.epochs and dyn.epochs[-1] == e:
-            record["dyn"] = dict(dyn.samples[-1])
-        out.append(record)
-    return out
+    return [None if ended is not None and ended.epoch < e else packed_line(e, state.history, CURVES, a, b, dyn)
+            for (a, b), dyn, ended in zip(setup.groups, state.dynamics, state.ended)]
 
 
 def train_packed(configs, *, data_dir=None, dataset=None, dynamics_every: int = DYNAMICS_EVERY) -> list[RnnResult]:
