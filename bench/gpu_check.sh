@@ -12,26 +12,13 @@
 # --small: tiny shapes and few replicas (with --fake: about two minutes on 2 cores).
 set -u
 cd "$(dirname "$0")/.."
-FAKE=0; SMALL=0
-for a in "$@"; do
-  case $a in
-    --fake) FAKE=1 ;;
-    --small) SMALL=1 ;;
-    *) echo "error: unknown argument $a (usage: OUT=DIR bash bench/gpu_check.sh [--fake] [--small])" >&2; exit 2 ;;
-  esac
-done
-OUT=${OUT:-/tmp/mfphys-gpu}; mkdir -p "$OUT"
-PY=${PYTHON:-python3}
+source bench/gpu_env.sh
+gpu_setup "bench/gpu_check.sh" "$@"
 RUNS=${RUNS:-/tmp/mfphys-gpu-runs}; rm -rf "$RUNS"; mkdir -p "$RUNS"
-SITE=${SITE:-/tmp/mfphys-site}; mkdir -p "$SITE"
-export PYTHONUNBUFFERED=1 MFPHYS_DATA_DIR=${MFPHYS_DATA_DIR:-$PWD/.gpu/mnist}
-if [ $FAKE = 1 ]; then
-  export MFPHYS_FAKE_CUPY=1 PYTHONPATH=$PWD/tests/fake_cupy${PYTHONPATH:+:$PYTHONPATH}
-fi
 {
   date -u
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "(no nvidia-smi)"
-  source bench/gpu_env.sh  # the wheels and mfphys, no network (sets PYTHONPATH)
+  gpu_install  # the wheels and mfphys, no network (bench/gpu_env.sh)
   echo "== gpu tests of both families"
   timeout 420 $PY -m pytest -m gpu -q -p no:cacheprovider -ra --durations=5 2>&1 | tee "$OUT/tests.txt" | tail -30
   echo "== benchmarks (host syncs per epoch counted)"

@@ -14,26 +14,13 @@
 # --small: few cells, 2 epochs and the 2 x 2 x 2 diagram of bench_diagram.py --small.
 set -u
 cd "$(dirname "$0")/.."
-FAKE=0; SMALL=0
-for a in "$@"; do
-  case $a in
-    --fake) FAKE=1 ;;
-    --small) SMALL=1 ;;
-    *) echo "error: unknown argument $a (usage: OUT=DIR bash bench/gpu_check_pack.sh [--fake] [--small])" >&2; exit 2 ;;
-  esac
-done
-OUT=${OUT:-/tmp/mfphys-gpu}; mkdir -p "$OUT"
-PY=${PYTHON:-python3}
-SITE=${SITE:-/tmp/mfphys-site}; mkdir -p "$SITE"
-export PYTHONUNBUFFERED=1 MFPHYS_DATA_DIR=${MFPHYS_DATA_DIR:-$PWD/.gpu/mnist}
-if [ $FAKE = 1 ]; then
-  export MFPHYS_FAKE_CUPY=1 PYTHONPATH=$PWD/tests/fake_cupy${PYTHONPATH:+:$PYTHONPATH}
-fi
+source bench/gpu_env.sh
+gpu_setup "bench/gpu_check_pack.sh" "$@"
 CELLS=1,8,64,256; EPOCHS=3; DIAGRAM=(); [ $SMALL = 1 ] && CELLS=1,4 && EPOCHS=1 && DIAGRAM=(--small)
 {
   date -u
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "(no nvidia-smi)"
-  source bench/gpu_env.sh  # the wheels and mfphys, no network (sets PYTHONPATH)
+  gpu_install  # the wheels and mfphys, no network (bench/gpu_env.sh)
   echo "== the paper-scale diagram on the GPU (packed by seed, one process; stopped after 330 s if not done)"
   timeout 400 $PY bench/bench_diagram.py --backend cupy --workers 0 "${DIAGRAM[@]}" --out /tmp/mfphys-diagram \
     --timeout 330 --json "$OUT/diagram_cupy.json"
