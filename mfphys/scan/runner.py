@@ -417,7 +417,8 @@ def plan_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None 
     if Path(folder, "scan.json").exists():
         status = scan_status(folder)["cells"]
     todo = tuple(c for c in cells if status.get(c.key) != "done")
-    groups = _packed_groups(todo, _Paths(Path(folder)), pack_replicas or PACK_REPLICAS) if pack else []
+    groups = _packed_groups(todo, _Paths(Path(folder)), pack_replicas or PACK_REPLICAS,
+                            parallel=max(1, workers or 1)) if pack else []
     packed = {c.key for g in groups for c in g}
     # a cell file holds no optimiser state (state=False), where the family's files can leave it out
     ests = [registry.get(c.model).estimate(c.config, state=False) for c in todo]
@@ -587,7 +588,8 @@ def run_scan(spec: ScanSpec, folder: str | os.PathLike, *, workers: int | None =
                 p.running(cell.key).unlink()
 
         # packed groups first, then the cells that train alone (a group of one), in scan order
-        packs = _packed_groups(todo, p, pack_replicas or PACK_REPLICAS) if pack else []
+        packs = _packed_groups(todo, p, pack_replicas or PACK_REPLICAS, parallel=max(1, workers or 1)) \
+            if pack else []
         packed = {c.key for group in packs for c in group}
         groups = packs + [[c] for c in todo if c.key not in packed]
         if client is None:
@@ -635,14 +637,16 @@ def _checkpoint_epoch(p: _Paths, cell: Cell) -> int:
 
 
 def _packed_groups(todo: Sequence[Cell], p: _Paths, max_replicas: int, *,
-                   device_free: int | None = None) -> list[list[Cell]]:
+                   device_free: int | None = None, parallel: int = 1) -> list[list[Cell]]:
     """The groups of two or more cells to train as one batched run each: cells whose family gives
     them the same :meth:`~mfphys.family.ModelFamily.pack_key` and whose checkpoints (left by a
     stopped scan) are after the same epoch (none: 0), in scan order, each group at most
     ``max_replicas`` replicas and small enough that its batched run fits in the memory available
     (the family's :meth:`~mfphys.family.ModelFamily.packed_estimate`, :data:`mfphys.budget.MARGIN`),
     the GPU's included (``device_free``: the free GPU memory; default that of a CuPy backend
-    when the cells compute on one, :func:`_device_free`)."""
+    when the cells compute on one, :func:`_device_free`), with ``parallel`` runs at once
+    (``--workers``) sharing it: a group gets its share, so that packing never makes a scan
+    need more memory than its cells alone would take with as many runs at once."""
     from .. import budget
 
     by_key: dict = {}
@@ -651,12 +655,14 @@ def _packed_groups(todo: Sequence[Cell], p: _Paths, max_replicas: int, *,
         if key is not None:
             by_key.setdefault((cell.model, key, _checkpoint_epoch(p, cell)), []).append(cell)
     free = budget.available_memory()
+    free = None if free is None else free // parallel
     groups = []
     for (model, _, _), cells in by_key.items():
         if len(cells) < 2:
             continue
         family = registry.get(model)
         gpu = device_free if device_free is not None else _device_free(cells[0].config)
+        gpu = None if gpu is None else gpu // parallel
         size = len(cells)
 
         def fits(group, family=family, gpu=gpu):

@@ -107,6 +107,17 @@ def test_groups_respect_the_replica_limit_memory_and_checkpoint_epochs(tmp_path,
     assert [len(g) for g in runner._packed_groups(cells, p, 4)] == [2, 2]  # the fifth alone
     assert runner._packed_groups(cells, p, 2) == []
     assert runner._packed_groups(cells, p, 64, device_free=1) == []  # nothing fits on a full GPU
+    # memory for one run of the 5 cells: two runs at once (--workers 2) share it, so each gets half
+    # (a process's own memory is most of these tiny runs' estimate: half fits no group at all)
+    from mfphys import budget
+
+    five = registry.get("ffn").packed_estimate([c.config for c in cells]).peak
+    with monkeypatch.context() as m:
+        m.setattr(budget, "available_memory", lambda: int(five / budget.MARGIN) + 1)
+        assert [len(g) for g in runner._packed_groups(cells, p, 64)] == [5]
+        assert runner._packed_groups(cells, p, 64, parallel=2) == []
+        m.setattr(budget, "available_memory", lambda: 2 * (int(five / budget.MARGIN) + 1))
+        assert [len(g) for g in runner._packed_groups(cells, p, 64, parallel=2)] == [5]
     # checkpoints after different epochs (a scan stopped mid-group, one cell trained alone since):
     # cells go together only with cells after the same epoch
     epochs = {cells[0].key: 3, cells[1].key: 2, cells[2].key: 2}
