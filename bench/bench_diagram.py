@@ -33,8 +33,7 @@ PAPER = {"depth": "1,2,3,4", "n_train": "1000,3000,10000,30000,60000", "seed": "
 SMALL = {"depth": "1,2", "n_train": "500,1000", "seed": "0,1", "epochs": "2", "n_test": "1000"}
 #: what the table shows, with its scale: the errors in %, the order parameters of the whole
 #: network (connection-weighted, layer 1 over live inputs, as ``mfphys scan-plot`` draws them)
-SHOWN = (("test_error", None, 100.0), ("sampled_error", None, 100.0), ("frac_uip", None, 1.0),
-         ("frac_vip", None, 1.0), ("entropy", None, 1.0))
+SHOWN = (("test_error", 100.0), ("sampled_error", 100.0), ("frac_uip", 1.0), ("frac_vip", 1.0), ("entropy", 1.0))
 
 
 def scan_args(grid: dict, args) -> list[str]:
@@ -53,31 +52,27 @@ def report(folder: Path) -> dict:
     """The numbers of a finished diagram folder (its cells' files are the truth)."""
     import numpy as np
 
-    from mfphys import scan, store
+    from mfphys import scan
 
     ds = scan.open_scan(folder)
-    cells = [c for c in (folder / "cells").glob("*.nc") if not c.name.endswith(".partial.nc")]
-    total = int(ds.sizes["depth"] * ds.sizes["n_train"] * ds.sizes["seed"])
-    train_seconds, samples = 0.0, 0
-    for path in cells:
-        attrs = store.read_attrs(path)
-        cfg = json.loads(attrs["config"])
-        samples += int(cfg["n_train"]) * int(cfg["epochs"]) * int(cfg["replicas"])
-        timings = json.loads(attrs.get("timings", "{}")) if isinstance(attrs.get("timings"), str) else {}
-        train_seconds += float(timings.get("train_seconds", 0.0))
+    done = ds.status == "done"
+    total = int(done.size)
+    # training samples: n_train x epochs x replicas over the cells done
+    samples = int(ds.n_train.broadcast_like(done).where(done).sum()) * ds.sizes["epoch"] * ds.sizes["replica"]
+    train_seconds = float(ds.train_seconds.where(done).sum())
     # as the picture shows them: the network's connection-weighted means, layer 1 over live inputs
     views = {"test_error": ds["test_error"], "sampled_error": 1 - ds["test_acc_sampled"],
              "frac_uip": scan.network_mean(ds, "frac_uip"), "frac_vip": scan.network_mean(ds, "frac_vip"),
              "entropy": scan.network_mean(ds, "entropy")}
     table = {}
-    for name, _, scale in SHOWN:
+    for name, scale in SHOWN:
         per_seed = views[name].mean("replica")
         mean, std = per_seed.mean("seed"), per_seed.std("seed")
         table[name] = {"scale": scale, "depth": [int(d) for d in ds.depth.values],
                        "n_train": [int(x) for x in ds.n_train.values],
                        "mean": (np.asarray(mean.transpose("depth", "n_train").values) * scale).tolist(),
                        "std": (np.asarray(std.transpose("depth", "n_train").values) * scale).tolist()}
-    return {"cells": len(cells), "cells_total": total, "samples": samples,
+    return {"cells": int(done.sum()), "cells_total": total, "samples": samples,
             "cells_train_seconds": round(train_seconds, 1), "table": table}
 
 

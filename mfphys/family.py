@@ -272,7 +272,7 @@ class ModelFamily(abc.ABC):
         if self.pack_key(configs[0]) is None:
             return [self.train(c, data_dir=data_dir) for c in configs]
         setup = self.prepare_packed(configs, data_dir=data_dir)
-        with self.running(setup.config if hasattr(setup, "config") else configs[0]):
+        with self.running(configs[0]):  # one pack key: the same running context for all
             state = self.init_state(setup)
             while not self.finished(setup, state):
                 state, _ = self.train_epoch(setup, state)

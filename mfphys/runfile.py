@@ -319,9 +319,11 @@ def train_runs(plans, *, policy: CheckpointPolicy = CheckpointPolicy(),
     names the first plan's file.
     """
     plans = list(plans)
-    if not plans or any(p.action == "done" for p in plans):
-        done = next((p for p in plans if p.action == "done"), None)
-        raise MfphysError(f"{done.path} is done: nothing to train" if done else "no run to train")
+    if not plans:
+        raise MfphysError("no run to train")
+    for plan in plans:
+        if plan.action == "done":
+            raise MfphysError(f"{plan.path} is done: nothing to train")
     policy = policy.validate()
     family = family_of(plans[0].config)
     if len(plans) > 1 and (dataset is not None or on_start is not None):

@@ -693,12 +693,9 @@ def _device_free(config) -> int | None:
         return None
 
 
-def _run_pack(group: list[Cell], p: _Paths, owner, data_dir, blas_threads, counts, emit, finish, skipped,
-              checkpoint: CheckpointPolicy | None = None) -> None:
-    """Claim the cells of a group (packed, or one cell alone), train them here as one run
-    (checkpointed as each cell is alone) and write each cell as it would be written trained
-    alone (the claims go whatever happens, an interrupt included). A packed group's epochs are
-    reported as its first cell's."""
+def _claim_group(group: list[Cell], p: _Paths, owner, counts, skipped, emit=None) -> list[Cell]:
+    """The cells of ``group`` this process claims (:func:`claim_cell`); a cell another scan process
+    trains counts as no longer pending here, is noted in ``skipped`` and, with ``emit``, ticks."""
     claimed = []
     for cell in group:
         if claim_cell(p, cell.key, owner):
@@ -706,7 +703,18 @@ def _run_pack(group: list[Cell], p: _Paths, owner, data_dir, blas_threads, count
         else:  # another scan process trains it
             counts["pending"] -= 1
             skipped.append(cell.key)
-            emit(ScanEvent("tick", None, dict(counts)))
+            if emit is not None:
+                emit(ScanEvent("tick", None, dict(counts)))
+    return claimed
+
+
+def _run_pack(group: list[Cell], p: _Paths, owner, data_dir, blas_threads, counts, emit, finish, skipped,
+              checkpoint: CheckpointPolicy | None = None) -> None:
+    """Claim the cells of a group (packed, or one cell alone), train them here as one run
+    (checkpointed as each cell is alone) and write each cell as it would be written trained
+    alone (the claims go whatever happens, an interrupt included). A packed group's epochs are
+    reported as its first cell's."""
+    claimed = _claim_group(group, p, owner, counts, skipped, emit)
     if not claimed:
         return
     try:
@@ -778,13 +786,7 @@ def _run_dask(client, groups, p: _Paths, owner, data_dir, blas_threads, counts, 
     tag = uuid.uuid4().hex[:8]
     futures = {}
     for group in sorted(groups, key=lambda g: sum(_cost(c) for c in g), reverse=True):
-        claimed = []
-        for cell in group:
-            if claim_cell(p, cell.key, owner):
-                claimed.append(cell)
-            else:  # another scan process trains it
-                counts["pending"] -= 1
-                skipped.append(cell.key)
+        claimed = _claim_group(group, p, owner, counts, skipped)
         if not claimed:
             continue
         kind = "pack" if len(claimed) > 1 else "cell"

@@ -65,13 +65,9 @@ def _zeros_like(a):
     return z
 
 
-def adam_update(grads, state: AdamState, params, *, lr: float, cfg: AdamConfig = AdamConfig()):
-    """Adam + decay step, then the projection, for every array whose gradient is not ``None``.
-
-    Updates ``params`` and the state's moments in place and returns them. The gradients are
-    used as scratch space.
-    """
-    count = state.count + 1
+def _adam_step(grads, state: AdamState, params, *, count: int, lr: float, cfg: AdamConfig, part=slice(None)):
+    """Step ``count`` of Adam + decay, then the projection, on replicas ``part`` of every array
+    whose gradient is not ``None`` (in place)."""
     c1 = 1 - cfg.b1**count
     c2 = 1 - cfg.b2**count
     for layer, g, mu, nu in zip(params, grads, state.mu, state.nu):
@@ -80,9 +76,19 @@ def adam_update(grads, state: AdamState, params, *, lr: float, cfg: AdamConfig =
             if gk is None:
                 continue
             # the projection of docs/model.md section 4 is fused into the step
-            kernels.adam_leaf(getattr(layer, k), gk, getattr(mu, k), getattr(nu, k), lr=lr, c1=c1, c2=c2,
-                              b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, wd=cfg.weight_decay if k in cfg.decay_on else 0.0,
-                              **BOUNDS[k])
+            kernels.adam_leaf(getattr(layer, k)[part], gk[part], getattr(mu, k)[part], getattr(nu, k)[part], lr=lr,
+                              c1=c1, c2=c2, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+                              wd=cfg.weight_decay if k in cfg.decay_on else 0.0, **BOUNDS[k])
+
+
+def adam_update(grads, state: AdamState, params, *, lr: float, cfg: AdamConfig = AdamConfig()):
+    """Adam + decay step, then the projection, for every array whose gradient is not ``None``.
+
+    Updates ``params`` and the state's moments in place and returns them. The gradients are
+    used as scratch space.
+    """
+    count = state.count + 1
+    _adam_step(grads, state, params, count=count, lr=lr, cfg=cfg)
     return params, AdamState(count, state.mu, state.nu)
 
 
@@ -93,14 +99,5 @@ def adam_update_groups(grads, state: AdamState, params, *, groups, lrs, cfgs):
     their steps together)."""
     count = state.count + 1
     for (a, b), lr, cfg in zip(groups, lrs, cfgs):
-        c1 = 1 - cfg.b1**count
-        c2 = 1 - cfg.b2**count
-        for layer, g, mu, nu in zip(params, grads, state.mu, state.nu):
-            for k in PARAM_NAMES:
-                gk = getattr(g, k)
-                if gk is None:
-                    continue
-                kernels.adam_leaf(getattr(layer, k)[a:b], gk[a:b], getattr(mu, k)[a:b], getattr(nu, k)[a:b], lr=lr,
-                                  c1=c1, c2=c2, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
-                                  wd=cfg.weight_decay if k in cfg.decay_on else 0.0, **BOUNDS[k])
+        _adam_step(grads, state, params, count=count, lr=lr, cfg=cfg, part=slice(a, b))
     return params, AdamState(count, state.mu, state.nu)
