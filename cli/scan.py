@@ -180,8 +180,8 @@ def scan(
                                              "where a cell ran (use --workers for speed)"),
     retry_failed: bool = typer.Option(True, help="train cells that failed before again"),
     pack: bool = typer.Option(True, "--pack/--no-pack", help="train cells that differ only in seed, lr (and its "
-                              "schedule), weight decay, Adam's constants or initial scales as one batched run "
-                              "per group (checkpointed, resumable), the same numbers and files as alone; "
+                              "schedule), weight decay, Adam's constants, initial scales or n_train as one "
+                              "batched run per group (checkpointed, resumable), the same numbers and files as alone; "
                               "--no-pack trains every cell on its own (docs/scans.md, \"Packed cells\")"),
     reuse: List[Path] = typer.Option([], help="another scan folder whose finished cells (same key and "
                                               "configuration) are copied instead of trained; repeatable"),

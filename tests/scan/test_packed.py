@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from mfphys import registry, runfile, runlog, scan, store
+from mfphys.errors import MfphysError
 from mfphys.runfile import CheckpointPolicy, Interrupted, StopAfterEpoch
 from mfphys.scan import runner
 from tests.helpers import (
@@ -67,9 +68,9 @@ def test_packed_cells_are_bit_identical_to_cells_trained_alone(tmp_path, monkeyp
     spec = tiny_spec(**{"depth": "1", "n_train": "200,400", "lr_halve_every": "2", axis: AXES[axis], "dtype": dtype})
     seen = packs_seen(monkeypatch)
     packed = scan.run_scan(spec, tmp_path / "packed", pack=True)
-    assert seen == [3, 3] and packed.done == 6  # the values of the axis of each (depth, n_train) in one run
+    assert seen == [6] and packed.done == 6  # the values of the axis and both n_train of the depth in one run
     alone = scan.run_scan(spec, tmp_path / "alone", pack=False)
-    assert seen == [3, 3] and alone.done == 6
+    assert seen == [6] and alone.done == 6
     same_cells(tmp_path / "packed", tmp_path / "alone", spec)
     assert_same_scan_views(tmp_path / "packed", tmp_path / "alone")
     assert sorted(p.name for p in (tmp_path / "packed" / "cells").iterdir()) == \
@@ -135,10 +136,91 @@ def test_a_damaged_or_foreign_checkpoint_counts_as_none(tmp_path):
     assert runner._checkpoint_epoch(p, cell) == 0
 
 
-def test_cells_of_different_shapes_are_not_packed(tmp_path, monkeypatch):
+def test_cells_of_different_shapes_or_data_are_not_packed(tmp_path, monkeypatch):
     seen = packs_seen(monkeypatch)
-    report = scan.run_scan(tiny_spec(depth="1,2", n_train="200,400"), tmp_path / "s", pack=True)
-    assert report.done == 4 and seen == []
+    report = scan.run_scan(tiny_spec(depth="1,2", n_train="200"), tmp_path / "s", pack=True)
+    assert report.done == 2 and seen == []
+    report = scan.run_scan(tiny_spec(depth="1", n_train="200", teacher_seed="0,1"), tmp_path / "t", pack=True)
+    assert report.done == 2 and seen == []  # another teacher: other data
+
+
+# --- packed across n_train: each cell its own first n_train patterns and steps per epoch ---------
+
+
+def test_cells_of_one_depth_pack_across_n_train(tmp_path):
+    cells = tiny_spec(depth="1,2", n_train="200,400,600", seed="0,2").cells()
+    p = runner._Paths(tmp_path)
+    (tmp_path / "cells").mkdir()
+    groups = runner._packed_groups(cells, p, 64)
+    assert sorted(len(g) for g in groups) == [6, 6]
+    for g in groups:
+        assert len({c.config.layers for c in g}) == 1 and {c.config.n_train for c in g} == {200, 400, 600}
+    # the estimate of a group counts its largest training set
+    family = registry.get("ffn")
+    small = [c.config for c in cells if c.config.layers == groups[0][0].config.layers and c.config.n_train == 200]
+    assert family.packed_estimate(small).peak < family.packed_estimate([c.config for c in groups[0]]).peak
+
+
+#: sizes that are not multiples of the batch (a last, partial batch), in no particular order
+SIZES = dict(depth="1", n_train="150,400,230,100", seed="0,2", batch_size="100", lr_halve_every="2")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cells_packed_across_n_train_are_bit_identical_to_cells_trained_alone(tmp_path, monkeypatch, dtype):
+    spec = tiny_spec(**SIZES, dtype=dtype)
+    seen = packs_seen(monkeypatch)
+    packed = scan.run_scan(spec, tmp_path / "packed", pack=True)
+    assert seen == [8] and packed.done == 8
+    alone = scan.run_scan(spec, tmp_path / "alone", pack=False)
+    assert seen == [8] and alone.done == 8
+    same_cells(tmp_path / "packed", tmp_path / "alone", spec)
+    assert_same_scan_views(tmp_path / "packed", tmp_path / "alone")
+
+
+def test_a_pack_across_n_train_keeps_each_cells_data_steps_and_adam_state():
+    from mfphys.data import Dataset, TeacherConfig, load_dataset
+    from mfphys.models.ffn import train as ffn_train
+
+    family = registry.get("ffn")
+    base = dataclasses.replace(tiny_spec(depth="1", n_train="200").cells()[0].config, batch_size=50, epochs=2)
+    full = load_dataset("teacher", n_train=230, n_test=200, teacher=TeacherConfig(n_in=20))
+    x = np.array(full.x_train)
+    x[:100, 3] = 0.5  # an input constant over the first 100 patterns only: dead in the small cells
+    data = Dataset(full.name, x, full.y_train, full.x_test, full.y_test, full.n_classes, full.checksum, full.source)
+
+    def cut(n):
+        return Dataset(data.name, x[:n], data.y_train[:n], data.x_test, data.y_test, data.n_classes, data.checksum,
+                       data.source)
+
+    configs = [dataclasses.replace(base, seed=s, n_train=n, replicas=r)
+               for s, n, r in ((3, 100, 2), (0, 230, 1), (9, 200, 2), (1, 100, 1))]
+    setup = ffn_train.prepare_packed(configs, dataset=data)
+    assert [c.n_train for c in setup.packed] == [230, 200, 100, 100]  # largest first
+    state = ffn_train.init_state(setup)
+    while state.epoch < 2:
+        state, _ = ffn_train.train_epoch(setup, state)
+    assert state.adam.count == (2 * 5, 2 * 4, 2 * 2, 2 * 2)  # ceil(n / 50) steps an epoch each
+    results = ffn_train.unpack(setup, ffn_train.finish(setup, state, keep_state=True))
+    for c, res in zip(configs, results):  # in the given order
+        alone = family.train(c, dataset=cut(c.n_train))
+        assert res.config == c and res.data == alone.data and res.data["P"] == c.n_train
+        np.testing.assert_array_equal(res.dead_inputs, alone.dead_inputs)
+        assert bool(res.dead_inputs[3]) == (c.n_train == 100)
+        for la, lb in zip(res.params, alone.params):
+            for u, v in zip(la, lb):
+                np.testing.assert_array_equal(u, v)
+        for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr"):
+            np.testing.assert_array_equal(res.history[k], alone.history[k], err_msg=k)
+        np.testing.assert_array_equal(res.sampled_acc, alone.sampled_acc)
+        for s1, s2 in zip(res.dynamics.samples, alone.dynamics.samples):
+            for k in s1:
+                np.testing.assert_array_equal(s1[k], s2[k], err_msg=k)
+        assert res.state.adam.count == 2 * -(-c.n_train // 50)
+    # a cell whose batch is larger than its training set (refused when it starts) packs with no other size
+    small = dataclasses.replace(base, n_train=40)
+    assert len({ffn_train.pack_key(c) for c in configs}) == 1 and ffn_train.pack_key(small) != ffn_train.pack_key(base)
+    with pytest.raises(MfphysError, match="packed configurations must differ only in"):
+        ffn_train.prepare_packed([configs[0], small], dataset=data)
 
 
 def test_a_diverging_pack_ends_like_the_cells_trained_alone(tmp_path, monkeypatch):
@@ -267,6 +349,32 @@ def test_a_scan_killed_in_the_middle_of_a_pack_resumes_every_cell(tmp_path, monk
     report = scan.run_scan(spec, tmp_path / "s", checkpoint=EVERY_EPOCH)
     # resumed, not restarted: the cells after the same epoch together
     assert report.done == 3 and sorted(seen) == sorted((done.count(e), e) for e in set(done))
+    scan.run_scan(spec, tmp_path / "ref", checkpoint=None, pack=False)
+    same_cells(tmp_path / "s", tmp_path / "ref", spec)
+
+
+#: a pack across n_train (steps of 2, 4 and a partial 3 per epoch), long enough to be stopped
+SIZED_PACK = dict(depth="1", n_train="100,200,130", seed="0,2", epochs="8", batch_size="50")
+
+
+def test_a_pack_across_n_train_stopped_and_resumed_ends_as_if_never_stopped(tmp_path):
+    spec = tiny_spec(**SIZED_PACK)
+    cells = spec.cells()
+    with pytest.raises(Interrupted):
+        scan.run_scan(spec, tmp_path / "s", checkpoint=EVERY_EPOCH, callback=stop_after(3))
+    compared = set()
+    for _ in cells:  # each cell alone stopped after epoch 3 in turn (the earlier ones finish first)
+        with pytest.raises(Interrupted):
+            scan.run_scan(spec, tmp_path / "alone", checkpoint=EVERY_EPOCH, callback=stop_after(3), pack=False)
+        (path,) = (tmp_path / "alone" / "cells").glob("*.partial.nc")
+        # the cell's checkpoint (its own Adam step count) is the one it writes alone
+        a, b = store.open_run(tmp_path / "s" / "cells" / path.name), store.open_run(path)
+        assert int(a.attrs["epochs_done"]) == 3 and a.attrs["adam_count"] == b.attrs["adam_count"]
+        assert_same_run(a, b)
+        compared.add(path.name)
+    assert compared == {f"{c.key}.partial.nc" for c in cells}
+    report = scan.run_scan(spec, tmp_path / "s", checkpoint=EVERY_EPOCH)
+    assert report.done == 6
     scan.run_scan(spec, tmp_path / "ref", checkpoint=None, pack=False)
     same_cells(tmp_path / "s", tmp_path / "ref", spec)
 

@@ -95,9 +95,12 @@ def adam_update(grads, state: AdamState, params, *, lr: float, cfg: AdamConfig =
 def adam_update_groups(grads, state: AdamState, params, *, groups, lrs, cfgs):
     """:func:`adam_update` for packed configurations (``mfphys.train.train_packed``): replicas
     ``a:b`` of ``groups[i]`` take learning rate ``lrs[i]`` and decay ``cfgs[i]``, each slice updated
-    exactly as :func:`adam_update` updates a run of its own (one step counter: packed runs take
-    their steps together)."""
-    count = state.count + 1
-    for (a, b), lr, cfg in zip(groups, lrs, cfgs):
+    exactly as :func:`adam_update` updates a run of its own. ``state.count`` is one step counter
+    (the groups take their steps together) or a tuple of one per group (packed configurations
+    with different training sets take different numbers of steps per epoch); the counter(s) come
+    back the same way."""
+    one = not isinstance(state.count, tuple)
+    counts = tuple(state.count + 1 for _ in groups) if one else tuple(c + 1 for c in state.count)
+    for (a, b), lr, cfg, count in zip(groups, lrs, cfgs, counts):
         _adam_step(grads, state, params, count=count, lr=lr, cfg=cfg, part=slice(a, b))
-    return params, AdamState(count, state.mu, state.nu)
+    return params, AdamState(state.count + 1 if one else counts, state.mu, state.nu)

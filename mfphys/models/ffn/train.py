@@ -231,6 +231,11 @@ class TrainSetup:
     seeds: tuple | None = None
     groups: tuple | None = None
     packed: tuple | None = None  # the packed configurations, one per group
+    #: each packed cell's training patterns (the first ``sizes[i]`` rows of ``x_train``) and the
+    #: inputs constant over them; ``order[j]``: the group of the j-th configuration as given
+    sizes: tuple | None = None
+    dead: tuple | None = None
+    order: tuple | None = None
 
     @property
     def trainable(self) -> tuple:
@@ -360,8 +365,10 @@ def init_state(setup: TrainSetup) -> TrainState:
            "noise": [g.bit_generator.state for g in noise]}
     history = {**{k: np.zeros((R, E)) for k in CURVES}, **{k: np.zeros(E) for k in SERIES}}
     dynamics = Dynamics() if setup.groups is None else tuple(Dynamics() for _ in setup.groups)
-    state = TrainState(0, params, optim.adam_init(params, trainable=setup.trainable), rng, history, dynamics,
-                       setup.seconds)
+    adam = optim.adam_init(params, trainable=setup.trainable)
+    if setup.groups is not None:  # one step counter per packed cell (their epochs may differ in steps)
+        adam = adam._replace(count=(0,) * len(setup.groups))
+    state = TrainState(0, params, adam, rng, history, dynamics, setup.seconds)
     return _record_dynamics(setup, state)
 
 
@@ -397,11 +404,12 @@ def train_epoch(setup: TrainSetup, state: TrainState) -> tuple[TrainState, Epoch
             setup.device_noise = [be.device_rng(int(g.integers(2**32))) for g in noise_host]
         noise_dev = setup.device_noise
 
-    def draw_noise(b):
-        """One (R, b, N_l) standard-normal array per layer, from each replica's own stream."""
+    def draw_noise(b, part=slice(None)):
+        """One (R, b, N_l) standard-normal array per layer, from each replica's own stream
+        (replicas ``part`` only: (b - a, b, N_l))."""
         if bp:
             return None
-        draws = [g.standard_normal((b, sum(widths)), dtype=dt) for g in noise_dev]
+        draws = [g.standard_normal((b, sum(widths)), dtype=dt) for g in noise_dev[part]]
         e = xp.asarray(np.stack(draws)) if noise_dev is noise_host else xp.stack(draws)
         return xp.split(e, splits, axis=-1) if splits else [e]
 
@@ -409,27 +417,33 @@ def train_epoch(setup: TrainSetup, state: TrainState) -> tuple[TrainState, Epoch
     params, adam = state.params, state.adam
     if config.adam_reset == "epoch":  # the 2020 code's fresh optimizer every epoch (docs/model.md section 4)
         adam = optim.adam_reset(adam)
+        if setup.groups is not None:
+            adam = adam._replace(count=(0,) * len(setup.groups))
     lr = config.lr_at(epoch)
-    perm = xp.asarray(np.stack([g.permutation(P) for g in order_rngs]))  # (R, P)
     loss_sum = xp.zeros(R, dtype=dt)
     correct = xp.zeros(R, dtype=dt)
-    for i in range(math.ceil(P / B)):
-        idx = perm[:, i * B:(i + 1) * B]
-        xb, yb = x_train[idx], y_train[idx]
-        x2b = None if bp else x2_train[idx]
-        loss, grads, logits = model.loss_and_grad(params, xb, yb, draw_noise(idx.shape[1]),
-                                                  activation=config.activation, bp=bp, x2=x2b)
-        if setup.packed is None:
+    if setup.packed is None:
+        perm = xp.asarray(np.stack([g.permutation(P) for g in order_rngs]))  # (R, P)
+        for i in range(math.ceil(P / B)):
+            idx = perm[:, i * B:(i + 1) * B]
+            xb, yb = x_train[idx], y_train[idx]
+            x2b = None if bp else x2_train[idx]
+            loss, grads, logits = model.loss_and_grad(params, xb, yb, draw_noise(idx.shape[1]),
+                                                      activation=config.activation, bp=bp, x2=x2b)
             params, adam = optim.adam_update(grads, adam, params, lr=lr, cfg=setup.adam_cfg)
-        else:  # each packed configuration's own learning rate and decay
-            params, adam = optim.adam_update_groups(grads, adam, params, groups=setup.groups,
-                                                    lrs=[c.lr_at(epoch) for c in setup.packed],
-                                                    cfgs=[_adam_config(c) for c in setup.packed])
-        loss_sum += loss * idx.shape[1]
-        correct += (logits.argmax(axis=-1) == yb).sum(axis=-1)
+            loss_sum += loss * idx.shape[1]
+            correct += (logits.argmax(axis=-1) == yb).sum(axis=-1)
+    else:
+        adam = _packed_steps(setup, params, adam, epoch, order_rngs, draw_noise, loss_sum, correct)
     hist, e = state.history, epoch - 1
-    hist["train_loss"][:, e] = be.to_numpy(loss_sum) / P
-    hist["train_acc"][:, e] = be.to_numpy(correct) / P
+    if setup.packed is None:
+        hist["train_loss"][:, e] = be.to_numpy(loss_sum) / P
+        hist["train_acc"][:, e] = be.to_numpy(correct) / P
+    else:  # each packed cell over its own training patterns
+        loss_host, correct_host = be.to_numpy(loss_sum), be.to_numpy(correct)
+        for (a, b), n in zip(setup.groups, setup.sizes):
+            hist["train_loss"][a:b, e] = loss_host[a:b] / n
+            hist["train_acc"][a:b, e] = correct_host[a:b] / n
     if not np.all(np.isfinite(hist["train_loss"][:, e])):
         bad = int(np.flatnonzero(~np.isfinite(hist["train_loss"][:, e]))[0])
         raise DivergenceError(f"training diverged at epoch {epoch} (replica {bad}, loss is not finite): "
@@ -451,6 +465,65 @@ def train_epoch(setup: TrainSetup, state: TrainState) -> tuple[TrainState, Epoch
     return _record_dynamics(setup, state), record
 
 
+def _views(layers, a: int, b: int) -> tuple:
+    """Replicas ``a:b`` of every array (views: an update in place updates the whole arrays)."""
+    return tuple(model.Layer(*(None if v is None else v[a:b] for v in layer)) for layer in layers)
+
+
+def _segments(setup: TrainSetup, i: int) -> list[tuple]:
+    """The packed replicas that take step ``i`` of the epoch, as runs ``(a, b, n, first, last)``
+    of neighbouring cells whose batch ``i`` has the same size ``n``, cells ``first:last``: a
+    cell of ``P`` patterns takes ceil(P / B) steps, the last one of P % B patterns when B does
+    not divide P, exactly as it does alone."""
+    B = setup.config.batch_size
+    out = []
+    for j, ((a, b), P) in enumerate(zip(setup.groups, setup.sizes)):
+        n = min(B, P - i * B)
+        if n <= 0:
+            continue
+        if out and out[-1][1] == a and out[-1][2] == n:
+            out[-1] = (out[-1][0], b, n, out[-1][3], j + 1)
+        else:
+            out.append((a, b, n, j, j + 1))
+    return out
+
+
+def _packed_steps(setup: TrainSetup, params, adam, epoch: int, order_rngs, draw_noise, loss_sum, correct):
+    """The steps of one epoch of packed cells (in place; returns the Adam state). Each cell takes
+    its own ceil(P / B) steps over its own ``P`` patterns (the first ``P`` rows of the shared
+    training set) in its replicas' own order: at step ``i`` only the replicas of the cells with a
+    batch ``i`` compute, draw noise and update, on views of the packed arrays
+    (:func:`_segments`), every product one per replica as alone (docs/scans.md "Packed cells")."""
+    config, be = setup.config, setup.be
+    xp, bp, B = be.xp, config.mode == "bp", config.batch_size
+    x_train, x2_train, y_train = setup.x_train, setup.x2_train, setup.y_train
+    R, P = config.replicas, x_train.shape[0]
+    perm = np.zeros((R, P), dtype=np.int64)  # each replica's order of its own patterns, padded
+    for (a, b), n in zip(setup.groups, setup.sizes):
+        for r in range(a, b):
+            perm[r, :n] = order_rngs[r].permutation(n)
+    perm = xp.asarray(perm)
+    lrs = [c.lr_at(epoch) for c in setup.packed]
+    cfgs = [_adam_config(c) for c in setup.packed]
+    counts = list(adam.count)
+    for i in range(math.ceil(max(setup.sizes) / B)):
+        for a, b, n, first, last in _segments(setup, i):
+            idx = perm[a:b, i * B:i * B + n]
+            xb, yb = x_train[idx], y_train[idx]
+            x2b = None if bp else x2_train[idx]
+            part = _views(params, a, b)
+            loss, grads, logits = model.loss_and_grad(part, xb, yb, draw_noise(n, slice(a, b)),
+                                                      activation=config.activation, bp=bp, x2=x2b)
+            sub = optim.AdamState(tuple(counts[first:last]), _views(adam.mu, a, b), _views(adam.nu, a, b))
+            groups = [(c - a, d - a) for c, d in setup.groups[first:last]]
+            _, sub = optim.adam_update_groups(grads, sub, part, groups=groups, lrs=lrs[first:last],
+                                              cfgs=cfgs[first:last])
+            counts[first:last] = sub.count
+            loss_sum[a:b] += loss * n
+            correct[a:b] += (logits.argmax(axis=-1) == yb).sum(axis=-1)
+    return adam._replace(count=tuple(counts))
+
+
 def _record_dynamics(setup: TrainSetup, state: TrainState) -> TrainState:
     """``state`` with the order parameters (and the histograms at a snapshot epoch) of its
     parameters appended, when due (:func:`dynamics_due`, :func:`mfphys.order.snapshot_epochs`)."""
@@ -465,9 +538,9 @@ def _record_dynamics(setup: TrainSetup, state: TrainState) -> TrainState:
     t0 = time.perf_counter()
     host = tuple(model.Layer(*(setup.be.to_numpy(v) for v in layer)) for layer in state.params)
 
-    def record(dyn, host):
+    def record(dyn, host, dead=setup.dead_inputs):
         if sample:
-            values = order.training_order(host, live_inputs=~setup.dead_inputs)
+            values = order.training_order(host, live_inputs=~dead)
             dyn = dyn._replace(epochs=dyn.epochs + (epoch,), samples=dyn.samples + (values,))
         if snap:
             dyn = dyn._replace(snap_epochs=dyn.snap_epochs + (epoch,),
@@ -477,7 +550,8 @@ def _record_dynamics(setup: TrainSetup, state: TrainState) -> TrainState:
     if setup.groups is None:
         dyn = record(dyn, host)
     else:  # each packed cell's own numbers (its histograms have its own bin edges)
-        dyn = tuple(record(d, _replica_slice(host, a, b)) for d, (a, b) in zip(dyn, setup.groups))
+        dyn = tuple(record(d, _replica_slice(host, a, b), dead)
+                    for d, (a, b), dead in zip(dyn, setup.groups, setup.dead))
     return state._replace(dynamics=dyn, seconds=state.seconds + time.perf_counter() - t0)
 
 
@@ -511,7 +585,9 @@ def resume_state(setup: TrainSetup, checkpoint: TrainState) -> TrainState:
     def dev(layer):
         return model.Layer(*(None if v is None else be.asarray(v) for v in layer))
 
-    adam = optim.AdamState(int(checkpoint.adam.count), tuple(dev(l) for l in checkpoint.adam.mu),
+    count = checkpoint.adam.count
+    count = tuple(int(c) for c in count) if isinstance(count, tuple) else int(count)  # packed: one per cell
+    adam = optim.AdamState(count, tuple(dev(l) for l in checkpoint.adam.mu),
                            tuple(dev(l) for l in checkpoint.adam.nu))
     history = {**{k: np.zeros((R, E)) for k in CURVES}, **{k: np.zeros(E) for k in SERIES}}
     for k, v in history.items():
@@ -601,22 +677,28 @@ def evaluate_sampled(params, x, y, *, n_draws: int, rngs, activation: str, be=No
 def pack_key(config: TrainConfig) -> str:
     """Configurations with the same key train as one batched run (:func:`train_packed`): all
     but :data:`PACKABLE` agree (the seed only picks each replica's random streams, the replicas
-    of every configuration go side by side, the rest are numbers each replica uses alone)."""
-    return dataclasses.replace(config, **PACKABLE).to_json()
+    of every configuration go side by side, the rest are numbers each replica uses alone). A
+    training set smaller than a batch (refused when the run starts) keeps its ``n_train`` in the
+    key: such a cell fails as it does alone, with the cells of its own size only."""
+    neutral = PACKABLE if config.n_train >= config.batch_size else {**PACKABLE, "n_train": config.n_train}
+    return dataclasses.replace(config, **neutral).to_json()
 
 
 #: what packed configurations may differ in (with the neutral value :func:`pack_key` puts in):
-#: the arrays' shapes, the data and the step count of an epoch are the same for all of them, and
-#: each of these is read by its own replicas only (the streams, the initial scales, each group's
-#: learning-rate schedule and Adam constants in :func:`mfphys.optim.adam_update_groups`)
+#: the arrays' shapes are the same for all of them, and each of these is read by its own
+#: replicas only (the streams, the initial scales, each group's learning-rate schedule and Adam
+#: constants in :func:`mfphys.optim.adam_update_groups`, its training set: the first ``n_train``
+#: patterns of one data set, so the largest one holds them all, with its own steps per epoch)
 PACKABLE = {"seed": 0, "replicas": 1, "lr": 1.0, "lr_halve_every": 0, "weight_decay": 0.0, "decay_on": (),
-            "adam_b1": 0.0, "adam_b2": 0.0, "adam_eps": 1.0, "init_m_std": 0.0, "init_xi": 0.0}
+            "adam_b1": 0.0, "adam_b2": 0.0, "adam_eps": 1.0, "init_m_std": 0.0, "init_xi": 0.0, "n_train": 1}
 
 
 def packed_config(configs) -> TrainConfig:
     """The configuration of the batched run of ``configs`` (one :func:`pack_key`): their replicas side by side
-    (its own seed, learning rate, decay and scales stand for nothing: each replica takes its configuration's)."""
-    return dataclasses.replace(configs[0], seed=0, replicas=sum(c.replicas for c in configs))
+    on the largest training set (its own seed, learning rate, decay and scales stand for nothing: each
+    replica takes its configuration's, and its own first ``n_train`` patterns)."""
+    return dataclasses.replace(configs[0], seed=0, replicas=sum(c.replicas for c in configs),
+                               n_train=max(c.n_train for c in configs))
 
 
 def prepare_packed(configs, *, data_dir=None, dataset=None, dynamics_every: int = DYNAMICS_EVERY) -> TrainSetup:
@@ -625,15 +707,32 @@ def prepare_packed(configs, *, data_dir=None, dataset=None, dynamics_every: int 
     configuration's replicas as a group ``(start, stop)``. The steps (:func:`init_state`,
     :func:`train_epoch`, :func:`finish` ...) then train them together; :func:`unpack` splits
     what they return into one result per configuration."""
-    configs = list(configs)
-    keys = {pack_key(c) for c in configs}
+    from ...data import dead_inputs
+
+    given = list(configs)
+    keys = {pack_key(c) for c in given}
     if len(keys) != 1:
         raise MfphysError(f"packed configurations must differ only in {', '.join(PACKABLE)}")
+    # the largest training sets first: the cells still taking steps late in an epoch are then the
+    # first replicas (few, wide steps; _segments); the results come back in the given order
+    rank = sorted(range(len(given)), key=lambda j: -given[j].n_train)
+    configs = [given[j] for j in rank]
     setup = prepare(packed_config(configs), data_dir=data_dir, dataset=dataset, dynamics_every=dynamics_every)
     setup.seeds = tuple(c.seed + r for c in configs for r in range(c.replicas))
     ends = np.cumsum([0] + [c.replicas for c in configs]).tolist()
     setup.groups = tuple(zip(ends[:-1], ends[1:]))
     setup.packed = tuple(configs)
+    setup.order = tuple(rank.index(j) for j in range(len(given)))
+    P = setup.data.x_train.shape[0]
+    if len({c.n_train for c in configs}) == 1:  # one training set: all of it, as prepare() uses it
+        setup.sizes = (P,) * len(configs)
+        setup.dead = (setup.dead_inputs,) * len(configs)
+    else:
+        if configs[0].n_train > P:
+            raise MfphysError(f"--n-train {configs[0].n_train} is larger than the {P} training patterns given")
+        setup.sizes = tuple(c.n_train for c in configs)
+        masks = {n: dead_inputs(setup.data.x_train[:n]) for n in set(setup.sizes)}
+        setup.dead = tuple(masks[n] for n in setup.sizes)
     return setup
 
 
@@ -653,14 +752,18 @@ def join_states(setup: TrainSetup, states) -> TrainState:
     replicas side by side, as :func:`unpack` splits them. Every number a replica's steps read is
     its own (parameters, Adam moments, random streams), so the joined run continues each
     configuration exactly as it would go on alone."""
-    states = list(states)
+    given = list(states)
+    states = [None] * len(given)
+    for j, s in zip(setup.order, given):  # into the packed order (prepare_packed)
+        states[j] = s
     epochs = {s.epoch for s in states}
-    counts = {int(s.adam.count) for s in states}
-    if len(epochs) != 1 or len(counts) != 1:
+    # the same step count in cells of one training-set size (their epochs take the same steps)
+    counts = {(n, int(s.adam.count)) for n, s in zip(setup.sizes, states)}
+    if len(epochs) != 1 or len(counts) != len({n for n, _ in counts}):
         raise MfphysError("packed checkpoints must all be after the same epoch")
     history = {k: (np.concatenate([s.history[k] for s in states]) if k in CURVES else states[0].history[k].copy())
                for k in states[0].history}
-    adam = optim.AdamState(counts.pop(), _layers_cat([s.adam.mu for s in states]),
+    adam = optim.AdamState(tuple(int(s.adam.count) for s in states), _layers_cat([s.adam.mu for s in states]),
                            _layers_cat([s.adam.nu for s in states]))
     rng = {k: [g for s in states for g in s.rng[k]] for k in states[0].rng}
     return TrainState(epochs.pop(), _layers_cat([s.params for s in states]), adam, rng, history,
@@ -674,7 +777,8 @@ def unpack(setup: TrainSetup, result: TrainResult) -> list[TrainResult]:
     configuration's share (by replicas) of the packed run's."""
     out = []
     R = setup.config.replicas
-    for c, (a, b), dyn in zip(setup.packed, setup.groups, result.dynamics):
+    for c, (a, b), dyn, n, dead, count in zip(setup.packed, setup.groups, result.dynamics, setup.sizes, setup.dead,
+                                             _counts(setup, result.state)):
         share = (b - a) / R
 
         def own(history, c=c, a=a, b=b):
@@ -685,15 +789,23 @@ def unpack(setup: TrainSetup, result: TrainResult) -> list[TrainResult]:
         state = None
         if result.state is not None:
             s = result.state
-            adam = optim.AdamState(s.adam.count, _layers_slice(s.adam.mu, a, b), _layers_slice(s.adam.nu, a, b))
+            adam = optim.AdamState(count, _layers_slice(s.adam.mu, a, b), _layers_slice(s.adam.nu, a, b))
             state = TrainState(s.epoch, _layers_slice(s.params, a, b), adam,
                                {k: list(v[a:b]) for k, v in s.rng.items()}, own(s.history), dyn, s.seconds * share)
         out.append(TrainResult(c, _layers_slice(result.params, a, b), own(result.history),
                                None if result.sampled_acc is None else result.sampled_acc[a:b].copy(),
-                               None if result.vote_acc is None else result.vote_acc[a:b].copy(), result.data,
-                               result.dead_inputs, result.backend,
+                               None if result.vote_acc is None else result.vote_acc[a:b].copy(),
+                               {**result.data, "P": int(n)}, dead.copy(), result.backend,
                                {k: v * share for k, v in result.timings.items()}, dyn, state))
-    return out
+    return [out[j] for j in setup.order]
+
+
+def _counts(setup: TrainSetup, state) -> tuple:
+    """Each packed cell's Adam step counter in ``state`` (None: no state)."""
+    if state is None:
+        return (None,) * len(setup.groups)
+    count = state.adam.count
+    return tuple(int(c) for c in count) if isinstance(count, tuple) else (int(count),) * len(setup.groups)
 
 
 def packed_epoch_logs(setup: TrainSetup, state: TrainState) -> list[dict]:
@@ -707,7 +819,7 @@ def packed_epoch_logs(setup: TrainSetup, state: TrainState) -> list[dict]:
         record = packed_line(e, state.history, CURVES, a, b, dyn)
         record["values"]["lr"] = np.asarray(c.lr_at(e), dtype=state.history["lr"].dtype)
         out.append(record)
-    return out
+    return [out[j] for j in setup.order]
 
 
 def train_packed(configs, *, data_dir=None, dataset=None, dynamics_every: int = DYNAMICS_EVERY) -> list[TrainResult]:
