@@ -363,6 +363,18 @@ def test_rnn_scan_refusals(tmp_path, cli, args, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_dry_run_packs_the_sizes_and_seeds_of_a_depth(tmp_path, cli):
+    # the 3 x 3 grid with 2 seeds: one group per depth (its 3 sizes x 2 seeds), docs/scans.md "Packed cells"
+    result = cli("scan", *ARGS, "--seed", "0,3", "--out", str(tmp_path / "out"), "--dry-run",
+                 env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "18 (0 done, 18 to train)" in result.stdout and "3 (18 cells, each group one run)" in result.stdout
+    result = cli("scan", *ARGS, "--seed", "0,3", "--no-pack", "--out", str(tmp_path / "out"), "--dry-run",
+                 env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "packed groups" not in result.stdout
+    assert not (tmp_path / "out").exists()
+
+
 def test_rnn_dry_run_writes_nothing(tmp_path, cli):
     result = cli("scan", *RNN_ARGS, "--out", str(tmp_path / "out"), "--dry-run", env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
