@@ -663,7 +663,6 @@ def _packed_groups(todo: Sequence[Cell], p: _Paths, max_replicas: int, *,
         family = registry.get(model)
         gpu = device_free if device_free is not None else _device_free(cells[0].config)
         gpu = None if gpu is None else gpu // parallel
-        size = len(cells)
 
         def fits(group, family=family, gpu=gpu):
             if sum(c.config.replicas for c in group) > max_replicas:
@@ -673,9 +672,15 @@ def _packed_groups(todo: Sequence[Cell], p: _Paths, max_replicas: int, *,
                 return False
             return free is None or estimate.peak <= budget.MARGIN * free
 
-        while size > 1 and not fits(cells[:size]):
-            size -= 1
-        groups += [cells[i:i + size] for i in range(0, len(cells), size) if len(cells[i:i + size]) > 1]
+        # in scan order, each group as large as fits: packed cells may differ in their data size
+        # (the family's estimate of a group counts its largest), so every group is checked
+        chunk: list = []
+        for cell in cells:
+            if chunk and not fits([*chunk, cell]):
+                groups += [chunk] if len(chunk) > 1 else []
+                chunk = []
+            chunk.append(cell)
+        groups += [chunk] if len(chunk) > 1 else []
     return groups
 
 

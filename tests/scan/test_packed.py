@@ -161,6 +161,23 @@ def test_cells_of_one_depth_pack_across_n_train(tmp_path):
     assert family.packed_estimate(small).peak < family.packed_estimate([c.config for c in groups[0]]).peak
 
 
+def test_every_group_of_several_sizes_fits_in_the_memory(tmp_path, monkeypatch):
+    from mfphys import budget
+
+    cells = tiny_spec(depth="1", n_train="200,20000", seed="0,2,5").cells()  # the small ones first
+    p = runner._Paths(tmp_path)
+    (tmp_path / "cells").mkdir()
+    family = registry.get("ffn")
+    small = [c for c in cells if c.config.n_train == 200]
+    room = family.packed_estimate([c.config for c in small]).peak
+    assert family.packed_estimate([c.config for c in cells[2:4]]).peak > room  # a large one with a small one
+    monkeypatch.setattr(budget, "available_memory", lambda: int(room / budget.MARGIN) + 1)
+    groups = runner._packed_groups(cells, p, 64)
+    assert [c.key for c in groups[0]] == [c.key for c in small]
+    for g in groups:
+        assert family.packed_estimate([c.config for c in g]).peak <= budget.MARGIN * (int(room / budget.MARGIN) + 1)
+
+
 #: sizes that are not multiples of the batch (a last, partial batch), in no particular order
 SIZES = dict(depth="1", n_train="150,400,230,100", seed="0,2", batch_size="100", lr_halve_every="2")
 
