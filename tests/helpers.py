@@ -289,8 +289,8 @@ def write_scan(folder: Path, depth, n_train, *, stop_at_cell: int | None = None,
         if ev.kind == "begin" and stop_at_cell == 0:
             raise _Stop
 
-    with contextlib.suppress(_Stop):
-        scan.run_scan(spec, folder, callback=stop)
+    with contextlib.suppress(_Stop):  # cells one at a time (not packed), as stop_at_cell counts them
+        scan.run_scan(spec, folder, callback=stop, pack=False)
     _pin_created(folder)
     return spec
 

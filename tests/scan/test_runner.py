@@ -118,7 +118,7 @@ def test_crashing_cell_keeps_its_traceback_and_retry_clears_it(tmp_path, monkeyp
 
     monkeypatch.setattr(runner, "train_run", flaky)
     spec = tiny_spec(depth="1,2", n_train="200,400")
-    report = scan.run_scan(spec, tmp_path / "s")
+    report = scan.run_scan(spec, tmp_path / "s", pack=False)  # each cell alone, through train_run
     assert (report.done, report.failed) == (2, 2)
     rec = json.loads((tmp_path / "s" / "cells" / "depth=2,n_train=400.failed.json").read_text())
     assert rec["error"] == "ZeroDivisionError: boom" and "flaky" in rec["traceback"]

@@ -31,7 +31,7 @@ class AdamConfig:
 
 
 class AdamState(NamedTuple):
-    count: int
+    count: int  # a tuple of one per packed configuration in a packed run (adam_update_groups)
     mu: tuple  # first moments, one Layer per layer (None where a kind is frozen)
     nu: tuple  # second moments
 

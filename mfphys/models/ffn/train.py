@@ -406,7 +406,7 @@ def train_epoch(setup: TrainSetup, state: TrainState) -> tuple[TrainState, Epoch
 
     def draw_noise(b, part=slice(None)):
         """One (R, b, N_l) standard-normal array per layer, from each replica's own stream
-        (replicas ``part`` only: (b - a, b, N_l))."""
+        (of the replicas ``part`` only, when packed cells step apart)."""
         if bp:
             return None
         draws = [g.standard_normal((b, sum(widths)), dtype=dt) for g in noise_dev[part]]
