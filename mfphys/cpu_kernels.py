@@ -14,9 +14,10 @@ checks each kernel against the NumPy path bit for bit, special values included, 
 training run of each family.
 
 Numba is optional (``pip install "mfphys[fast]"``): without it, or with the environment
-variable ``MFPHYS_NUMBA=0``, :func:`available` is False and the NumPy code runs. The random
-numbers are never drawn here: Numba's own normal generator does not reproduce NumPy's streams
-in every case, and the noise must stay the seeded stream of docs/model.md section 4.
+variable ``MFPHYS_NUMBA=0`` (read once, when the kernels are first asked for), :func:`available`
+is False and the NumPy code runs. The random numbers are never drawn here: Numba's own
+normal generator does not reproduce NumPy's streams in every case, and the noise must stay the
+seeded stream of docs/model.md section 4.
 """
 
 from __future__ import annotations
@@ -41,11 +42,18 @@ def _numba():
     return numba
 
 
+@functools.cache
+def _env_on() -> bool:
+    """The environment's word (:data:`ENV_VAR`), read once per process: the kernels ask on every
+    call, and reading ``os.environ`` each time cost a few per cent of a small step."""
+    return os.environ.get(ENV_VAR, "1").strip() not in ("0", "false", "no", "off")
+
+
 def available() -> bool:
     """Whether the compiled kernels are used: Numba importable and not turned off."""
     on = _override[0]
     if on is None:
-        on = os.environ.get(ENV_VAR, "1").strip() not in ("0", "false", "no", "off")
+        on = _env_on()
     return bool(on) and _numba() is not None
 
 

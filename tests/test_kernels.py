@@ -177,12 +177,15 @@ def test_recurrent_runs_are_bit_identical_with_and_without_numba(mnist_dir):
 
 
 @needs_numba
-def test_the_environment_variable_and_the_switch_turn_the_kernels_off(monkeypatch):
+def test_the_environment_variable_and_the_switch_turn_the_kernels_off(monkeypatch, request):
+    request.addfinalizer(cpu_kernels._env_on.cache_clear)  # the variable is read once per process
     monkeypatch.setenv(cpu_kernels.ENV_VAR, "0")
+    cpu_kernels._env_on.cache_clear()
     assert not cpu_kernels.available()
     with cpu_kernels.enabled(True):
         assert cpu_kernels.available()
     monkeypatch.setenv(cpu_kernels.ENV_VAR, "1")
+    cpu_kernels._env_on.cache_clear()
     assert cpu_kernels.available()
     with cpu_kernels.enabled(False):
         assert not cpu_kernels.available()
