@@ -183,5 +183,55 @@ def kernels():
                     t = hi
             theta[i] = t
 
+    @jit
+    def rnn_step(G, V, t, mm, mm2, E, h, leak, alpha, zero, one, W, r, r2):
+        # step t of the recurrent forward pass (docs/model-rnn.md section 2), after its two products
+        # mm = r_{t-1} mu_r^T and mm2 = r_{t-1}^2 var_r^T; arrays (R, [T,] B*N), C order.
+        # NumPy (mfphys.models.rnn.model.forward): g = G[t] + mm; D2 = V[t] + mm2 (both kept);
+        # u = s e + g, w = e / s (0 where s = 0) with s = sqrt(D2); h = h leak + u alpha;
+        # r[t + 1] = maximum(h, 0); r2 = r[t + 1]^2 (the next step's left operand)
+        for k in range(G.shape[0]):
+            g, d2, e, w, rk = G[k, t], V[k, t], E[k, t], W[k, t], r[k, t + 1]
+            hk, r2k, m1, m2 = h[k], r2[k], mm[k], mm2[k]
+            for i in range(g.size):
+                gv = g[i] + m1[i]
+                g[i] = gv
+                dv = d2[i] + m2[i]
+                d2[i] = dv
+                s = np.sqrt(dv)
+                ev = e[i]
+                u = s * ev + gv
+                if s > zero:
+                    w[i] = (ev / s) * one
+                else:
+                    w[i] = ev * zero
+                hv = hk[i] * leak + u * alpha
+                hk[i] = hv
+                if hv > zero:
+                    rv = hv
+                elif hv != hv:
+                    rv = hv  # np.maximum propagates NaN
+                else:
+                    rv = zero  # np.maximum(-0.0, 0) is +0.0
+                rk[i] = rv
+                r2k[i] = rv * rv
+
+    @jit
+    def rnn_back_step(acc, buf, r, t, z, leak, alpha, zero, one, D, W):
+        # step t < T of BPTT (docs/model-rnn.md section 4), after its two products
+        # acc = d_{t+1} mu_r and buf = d~_{t+1} var_r; arrays (R, [T,] B*N), C order.
+        # NumPy (mfphys.models.rnn.model.backward): acc += buf r_t; acc *= (r_t > 0);
+        # z = z leak + acc; D[t - 1] = z alpha; W[t - 1] *= D[t - 1]
+        for k in range(acc.shape[0]):
+            a, b, rt, zk, d, w = acc[k], buf[k], r[k, t], z[k], D[k, t - 1], W[k, t - 1]
+            for i in range(a.size):
+                av = a[i] + b[i] * rt[i]
+                av = av * (one if rt[i] > zero else zero)
+                zv = zk[i] * leak + av
+                zk[i] = zv
+                dv = zv * alpha
+                d[i] = dv
+                w[i] = w[i] * dv
+
     return {"moments": moments, "noise": noise, "scale_delta": scale_delta, "relu_delta": relu_delta,
-            "chain": chain, "adam": adam}
+            "chain": chain, "adam": adam, "rnn_step": rnn_step, "rnn_back_step": rnn_back_step}
