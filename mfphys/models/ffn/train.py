@@ -399,8 +399,13 @@ def train_epoch(setup: TrainSetup, state: TrainState) -> tuple[TrainState, Epoch
         """One (R, b, N_l) standard-normal array per layer, from each replica's own stream."""
         if bp:
             return None
-        draws = [g.standard_normal((b, sum(widths)), dtype=dt) for g in noise_dev]
-        e = xp.asarray(np.stack(draws)) if noise_dev is noise_host else xp.stack(draws)
+        if noise_dev is noise_host:  # drawn straight into one host array: no stacking copy
+            e = np.empty((len(noise_host), b, sum(widths)), dt)
+            for g, out in zip(noise_host, e):
+                g.standard_normal(out=out, dtype=dt)
+            e = xp.asarray(e)
+        else:
+            e = xp.stack([g.standard_normal((b, sum(widths)), dtype=dt) for g in noise_dev])
         return xp.split(e, splits, axis=-1) if splits else [e]
 
     t0 = time.perf_counter()
@@ -413,7 +418,7 @@ def train_epoch(setup: TrainSetup, state: TrainState) -> tuple[TrainState, Epoch
     correct = xp.zeros(R, dtype=dt)
     for i in range(math.ceil(P / B)):
         idx = perm[:, i * B:(i + 1) * B]
-        xb, yb = x_train[idx], y_train[idx]
+        xb, yb = xp.take(x_train, idx, axis=0), y_train[idx]  # take: the faster gather of whole rows
         # a**2 of the input layer from the gathered rows: squaring them while they are in cache
         # beats gathering a stored x**2 (bench/README.md), and the numbers are the same
         x2b = None if bp else xb * xb
