@@ -28,8 +28,8 @@ import dataclasses
 import io
 import json
 import os
-import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -116,13 +116,10 @@ def main(argv=None):
     for k, v in med.items():
         if k.startswith("ours"):
             print(f"  reference / {k}: {ref / v:.2f}x")
-    out = {"load_after": os.getloadavg(), "epoch": med, "rounds": times}
-    print(f"load average after: {out['load_after']}")
+    print(f"load average after: {os.getloadavg()}")
     if a.json:
-        with open(a.json, "w") as fh:
-            json.dump(out, fh, indent=1)
-    return 0
+        Path(a.json).write_text(json.dumps({"load_after": os.getloadavg(), "epoch": med, "rounds": times}, indent=1))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

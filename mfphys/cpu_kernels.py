@@ -101,6 +101,18 @@ def kernels():
     jit = nb.njit(cache=True, fastmath=False, nogil=True, error_model="numpy")
 
     @jit
+    def inv_noise(ev, s, zero, one):
+        # NumPy: w = (e / (s if s > 0 else 1)) * (s > 0); e / 1 * False keeps the sign of zero NumPy gives
+        return (ev / s) * one if s > zero else ev * zero
+
+    @jit
+    def relu(hv, zero):
+        # NumPy: maximum(h, 0), which propagates NaN and makes maximum(-0.0, 0) +0.0
+        if hv > zero or hv != hv:
+            return hv
+        return zero
+
+    @jit
     def moments(pi, m, xi, one, c_mu, c_var, mu_hat, var_hat):
         # NumPy: q = 1 - pi; mu_hat = q m c_mu; var_hat = (((pi m) m) + xi) q c_var
         for i in range(m.size):
@@ -109,7 +121,7 @@ def kernels():
             var_hat[i] = ((((pi[i] * m[i]) * m[i]) + xi[i]) * q) * c_var
 
     @jit
-    def noise(G, D, e, zero, one, relu, h, w, a, a2):
+    def noise(G, D, e, zero, one, is_relu, h, w, a, a2):
         # NumPy: s = sqrt(D); h = s e + G; w = (e / (s if s > 0 else 1)) * (s > 0);
         # then, for a hidden ReLU layer, a = maximum(h, 0) and a2 = a a
         for i in range(G.size):
@@ -117,17 +129,9 @@ def kernels():
             ev = e[i]
             hv = s * ev + G[i]
             h[i] = hv
-            if s > zero:
-                w[i] = (ev / s) * one
-            else:
-                w[i] = ev * zero  # e / 1 * False: keeps the sign of zero NumPy gives
-            if relu:
-                if hv > zero:
-                    av = hv
-                elif hv != hv:
-                    av = hv  # np.maximum propagates NaN
-                else:
-                    av = zero  # np.maximum(-0.0, 0) is +0.0
+            w[i] = inv_noise(ev, s, zero, one)
+            if is_relu:
+                av = relu(hv, zero)
                 a[i] = av
                 a2[i] = av * av
 
@@ -201,18 +205,10 @@ def kernels():
                 s = np.sqrt(dv)
                 ev = e[i]
                 u = s * ev + gv
-                if s > zero:
-                    w[i] = (ev / s) * one
-                else:
-                    w[i] = ev * zero
+                w[i] = inv_noise(ev, s, zero, one)
                 hv = hk[i] * leak + u * alpha
                 hk[i] = hv
-                if hv > zero:
-                    rv = hv
-                elif hv != hv:
-                    rv = hv  # np.maximum propagates NaN
-                else:
-                    rv = zero  # np.maximum(-0.0, 0) is +0.0
+                rv = relu(hv, zero)
                 rk[i] = rv
                 r2k[i] = rv * rv
 
