@@ -262,11 +262,13 @@ def _check_done(p: _Paths, meta, grid, cells: dict) -> None:
     from .index import read
 
     entries = None
+    cells_dir = os.path.join(p.cells, "")  # plain strings: a monitor polls this for every cell
     for _, coords, key in grid:
         if cells[key] != "done":
             continue
+        path = f"{cells_dir}{key}.nc"
         try:
-            info = os.stat(p.nc(key))
+            info = os.stat(path)
         except OSError:  # went away since the listing
             cells[key] = "pending"
             continue
@@ -277,7 +279,7 @@ def _check_done(p: _Paths, meta, grid, cells: dict) -> None:
         if e is not None and (e.cell.get("mtime_ns"), e.cell.get("size")) == stat:
             ours = _belongs(meta, key, coords, e.cell.get("coords"), e.cell.get("scan_hash"), e.cell.get("config_hash"))
         else:
-            attrs = _cell_attrs(str(p.nc(key)), stat)
+            attrs = _cell_attrs(path, stat)
             ours = None if attrs is None else _file_belongs(attrs, meta, key, coords)
         if ours is None:  # damaged: the runner trains it again, the view leaves it out
             cells[key] = "pending"
