@@ -13,9 +13,9 @@ they come from CuPy's generator, seeded from the replica's host stream.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -92,9 +92,20 @@ def ahead_pays(rngs) -> bool:
     return cpus > 1 and isinstance(rngs[0], np.random.Generator)
 
 
-@functools.cache
+_DRAWERS: dict = {}
+_DRAWERS_LOCK = threading.Lock()
+
+
 def _drawer() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(1, thread_name_prefix="mfphys-noise")
+    """This process's noise thread. One per process id: a process forked from one that had it
+    (a Dask worker, say) inherits the executor but not its thread, and would wait forever."""
+    pid = os.getpid()
+    with _DRAWERS_LOCK:
+        ex = _DRAWERS.get(pid)
+        if ex is None:
+            _DRAWERS.clear()
+            ex = _DRAWERS[pid] = ThreadPoolExecutor(1, thread_name_prefix="mfphys-noise")
+        return ex
 
 
 def with_noise(batches, draw_for, *, ahead: bool):

@@ -228,3 +228,29 @@ def test_noise_ahead_draws_nothing_past_the_last_batch():
     assert calls[3:] in ([0], [0, 1])
     noise._drawer().submit(lambda: None).result()  # the thread is free: nothing else queued
     assert calls[3:] in ([0], [0, 1])
+
+
+def _draw_in_child(q):
+    from mfphys.models.rnn import noise
+
+    q.put(list(noise.with_noise(range(3), lambda b: b * 2, ahead=True)))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork is POSIX")
+def test_noise_thread_works_in_a_forked_process():
+    """A process forked after the noise thread started (a Dask worker from a nanny, say) gets its own."""
+    import multiprocessing
+
+    from mfphys.models.rnn import noise
+
+    assert list(noise.with_noise(range(2), lambda b: b, ahead=True)) == [(0, 0), (1, 1)]  # the parent's thread
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    child = ctx.Process(target=_draw_in_child, args=(q,))
+    child.start()
+    child.join(60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "the forked process waited for a thread it does not have"
+    assert q.get(timeout=5) == [(0, 0), (1, 2), (2, 4)]
