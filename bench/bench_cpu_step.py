@@ -19,7 +19,12 @@ step into its pieces (CPU time): the noise draws, the mini-batch gathers, the pr
 the element-wise work (moments, noise and ReLU, deltas, chain rule) and Adam, each on the
 NumPy path and compiled.
 
-    python bench/bench_cpu_step.py [--rounds 5] [--authors DIR] [--blas-threads 1] [--json out.json]
+    python bench/bench_cpu_step.py [--rounds 5] [--block 1] [--authors DIR] [--blas-threads 1] [--json out.json]
+
+``--block K`` runs K epochs of each program in a row per round and times all but the first of
+each block: each program in the steady state a run is in (its arrays and the allocator's free
+lists warm), the programs still alternating so that the load hits them alike. With the default
+``--block 1`` every epoch follows another program's.
 
 Prints medians over the rounds; nothing here is a test.
 """
@@ -123,7 +128,8 @@ def piece_times(setup, state, compiled: bool, n_batches: int):
         t0 = time.process_time()
         for i in range(n_batches):
             idx = perm[:, i * B:(i + 1) * B]
-            xb, x2b = setup.x_train[idx], setup.x2_train[idx]
+            xb = setup.x_train[idx]
+            x2b = xb * xb
             setup.y_train[idx]
         out["gathers"] = time.process_time() - t0
         # element-wise: the forward and backward passes with the products taken out (done
@@ -160,6 +166,9 @@ def piece_times(setup, state, compiled: bool, n_batches: int):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--block", type=int, default=1,
+                   help="epochs of each program in a row per round, the first of each block not timed "
+                        "(default 1: one epoch each, every one timed)")
     p.add_argument("--dtypes", default="float32,float64")
     p.add_argument("--authors", default=None, help="the 'Training for MNIST' folder of the authors' repository")
     p.add_argument("--data-dir", default=os.environ.get("MFPHYS_DATA_DIR"))
@@ -174,7 +183,8 @@ def main(argv=None):
     if not cpu_kernels.available():
         print("Numba is not installed (or MFPHYS_NUMBA=0): only the NumPy path is timed")
     print(f"load average before: {os.getloadavg()}")
-    res = {"load_before": os.getloadavg(), "numba": cpu_kernels.available(), "blas_threads": a.blas_threads}
+    res = {"load_before": os.getloadavg(), "numba": cpu_kernels.available(), "blas_threads": a.blas_threads,
+           "block": a.block}
     cfg0 = TrainConfig(epochs=1000, eval_samples=0)
     ds = load_data(cfg0, a.data_dir)
     runs = {}
@@ -193,14 +203,16 @@ def main(argv=None):
         if c is not None:
             cpu.setdefault(key, []).append(c)
 
+    timed = range(1, a.block) if a.block > 1 else range(1)  # in a block, the epochs after its first
     for rnd in range(a.rounds + 1):  # round 0 warms up (and compiles)
         for (dtype, compiled), st in runs.items():
-            with cpu_kernels.enabled(compiled), np.errstate(all="ignore"):
-                t0, c0 = time.perf_counter(), time.process_time()
-                st[1], _ = train_epoch(st[0], st[1])
-                t, c = time.perf_counter() - t0, time.process_time() - c0
-            if rnd:
-                rec(f"epoch {dtype} {'compiled' if compiled else 'numpy'}", t, c)
+            for i in range(max(1, a.block)):
+                with cpu_kernels.enabled(compiled), np.errstate(all="ignore"):
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    st[1], _ = train_epoch(st[0], st[1])
+                    t, c = time.perf_counter() - t0, time.process_time() - c0
+                if rnd and i in timed:
+                    rec(f"epoch {dtype} {'compiled' if compiled else 'numpy'}", t, c)
         for dtype, (step, ev) in ops.items():
             c0 = time.process_time()
             ts, te = time_matmuls(step, ev, n_batches, P_test)
@@ -210,14 +222,16 @@ def main(argv=None):
                 rec(f"products {dtype} evaluation", te)
                 rec(f"products {dtype} all", ts + te, c)
         if authors is not None:
-            t0, c0 = time.perf_counter(), time.process_time()
-            authors()
-            if rnd:
-                rec("authors epoch (float64)", time.perf_counter() - t0, time.process_time() - c0)
+            for i in range(max(1, a.block)):
+                t0, c0 = time.perf_counter(), time.process_time()
+                authors()
+                if rnd and i in timed:
+                    rec("authors epoch (float64)", time.perf_counter() - t0, time.process_time() - c0)
     for what, table in (("wall-clock", times), ("CPU time of this process", cpu)):
         med = {k: float(np.median(v)) for k, v in table.items()}
         res["epoch" if table is times else "epoch_cpu"] = med
-        print(f"\n{what}: medians over {a.rounds} interleaved rounds (seconds per epoch, R = 1, "
+        print(f"\n{what}: medians over {a.rounds} interleaved rounds of {max(1, a.block)} epoch(s) each "
+              "(seconds per epoch, R = 1, "
               f"evaluation included):")
         for k, v in med.items():
             print(f"  {k:40s} {v:.4f}")

@@ -14,9 +14,10 @@ checks each kernel against the NumPy path bit for bit, special values included, 
 training run of each family.
 
 Numba is optional (``pip install "mfphys[fast]"``): without it, or with the environment
-variable ``MFPHYS_NUMBA=0``, :func:`available` is False and the NumPy code runs. The random
-numbers are never drawn here: Numba's own normal generator does not reproduce NumPy's streams
-in every case, and the noise must stay the seeded stream of docs/model.md section 4.
+variable ``MFPHYS_NUMBA=0`` (read once, when the kernels are first asked for), :func:`available`
+is False and the NumPy code runs. The random numbers are never drawn here: Numba's own
+normal generator does not reproduce NumPy's streams in every case, and the noise must stay the
+seeded stream of docs/model.md section 4.
 """
 
 from __future__ import annotations
@@ -41,11 +42,18 @@ def _numba():
     return numba
 
 
+@functools.cache
+def _env_on() -> bool:
+    """The environment's word (:data:`ENV_VAR`), read once per process: the kernels ask on every
+    call, and reading ``os.environ`` each time cost a few per cent of a small step."""
+    return os.environ.get(ENV_VAR, "1").strip() not in ("0", "false", "no", "off")
+
+
 def available() -> bool:
     """Whether the compiled kernels are used: Numba importable and not turned off."""
     on = _override[0]
     if on is None:
-        on = os.environ.get(ENV_VAR, "1").strip() not in ("0", "false", "no", "off")
+        on = _env_on()
     return bool(on) and _numba() is not None
 
 
@@ -93,6 +101,18 @@ def kernels():
     jit = nb.njit(cache=True, fastmath=False, nogil=True, error_model="numpy")
 
     @jit
+    def inv_noise(ev, s, zero, one):
+        # NumPy: w = (e / (s if s > 0 else 1)) * (s > 0); e / 1 * False keeps the sign of zero NumPy gives
+        return (ev / s) * one if s > zero else ev * zero
+
+    @jit
+    def relu(hv, zero):
+        # NumPy: maximum(h, 0), which propagates NaN and makes maximum(-0.0, 0) +0.0
+        if hv > zero or hv != hv:
+            return hv
+        return zero
+
+    @jit
     def moments(pi, m, xi, one, c_mu, c_var, mu_hat, var_hat):
         # NumPy: q = 1 - pi; mu_hat = q m c_mu; var_hat = (((pi m) m) + xi) q c_var
         for i in range(m.size):
@@ -101,7 +121,7 @@ def kernels():
             var_hat[i] = ((((pi[i] * m[i]) * m[i]) + xi[i]) * q) * c_var
 
     @jit
-    def noise(G, D, e, zero, one, relu, h, w, a, a2):
+    def noise(G, D, e, zero, one, is_relu, h, w, a, a2):
         # NumPy: s = sqrt(D); h = s e + G; w = (e / (s if s > 0 else 1)) * (s > 0);
         # then, for a hidden ReLU layer, a = maximum(h, 0) and a2 = a a
         for i in range(G.size):
@@ -109,17 +129,9 @@ def kernels():
             ev = e[i]
             hv = s * ev + G[i]
             h[i] = hv
-            if s > zero:
-                w[i] = (ev / s) * one
-            else:
-                w[i] = ev * zero  # e / 1 * False: keeps the sign of zero NumPy gives
-            if relu:
-                if hv > zero:
-                    av = hv
-                elif hv != hv:
-                    av = hv  # np.maximum propagates NaN
-                else:
-                    av = zero  # np.maximum(-0.0, 0) is +0.0
+            w[i] = inv_noise(ev, s, zero, one)
+            if is_relu:
+                av = relu(hv, zero)
                 a[i] = av
                 a2[i] = av * av
 
@@ -175,5 +187,47 @@ def kernels():
                     t = hi
             theta[i] = t
 
+    @jit
+    def rnn_step(G, V, t, mm, mm2, E, h, leak, alpha, zero, one, W, r, r2):
+        # step t of the recurrent forward pass (docs/model-rnn.md section 2), after its two products
+        # mm = r_{t-1} mu_r^T and mm2 = r_{t-1}^2 var_r^T; arrays (R, [T,] B*N), C order.
+        # NumPy (mfphys.models.rnn.model.forward): g = G[t] + mm; D2 = V[t] + mm2 (both kept);
+        # u = s e + g, w = e / s (0 where s = 0) with s = sqrt(D2); h = h leak + u alpha;
+        # r[t + 1] = maximum(h, 0); r2 = r[t + 1]^2 (the next step's left operand)
+        for k in range(G.shape[0]):
+            g, d2, e, w, rk = G[k, t], V[k, t], E[k, t], W[k, t], r[k, t + 1]
+            hk, r2k, m1, m2 = h[k], r2[k], mm[k], mm2[k]
+            for i in range(g.size):
+                gv = g[i] + m1[i]
+                g[i] = gv
+                dv = d2[i] + m2[i]
+                d2[i] = dv
+                s = np.sqrt(dv)
+                ev = e[i]
+                u = s * ev + gv
+                w[i] = inv_noise(ev, s, zero, one)
+                hv = hk[i] * leak + u * alpha
+                hk[i] = hv
+                rv = relu(hv, zero)
+                rk[i] = rv
+                r2k[i] = rv * rv
+
+    @jit
+    def rnn_back_step(acc, buf, r, t, z, leak, alpha, zero, one, D, W):
+        # step t < T of BPTT (docs/model-rnn.md section 4), after its two products
+        # acc = d_{t+1} mu_r and buf = d~_{t+1} var_r; arrays (R, [T,] B*N), C order.
+        # NumPy (mfphys.models.rnn.model.backward): acc += buf r_t; acc *= (r_t > 0);
+        # z = z leak + acc; D[t - 1] = z alpha; W[t - 1] *= D[t - 1]
+        for k in range(acc.shape[0]):
+            a, b, rt, zk, d, w = acc[k], buf[k], r[k, t], z[k], D[k, t - 1], W[k, t - 1]
+            for i in range(a.size):
+                av = a[i] + b[i] * rt[i]
+                av = av * (one if rt[i] > zero else zero)
+                zv = zk[i] * leak + av
+                zk[i] = zv
+                dv = zv * alpha
+                d[i] = dv
+                w[i] = w[i] * dv
+
     return {"moments": moments, "noise": noise, "scale_delta": scale_delta, "relu_delta": relu_delta,
-            "chain": chain, "adam": adam}
+            "chain": chain, "adam": adam, "rnn_step": rnn_step, "rnn_back_step": rnn_back_step}

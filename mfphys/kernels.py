@@ -25,7 +25,8 @@ from .backend import namespace_of
 
 
 def _is_cupy(a) -> bool:
-    return type(a).__module__.split(".")[0] == "cupy"
+    # NumPy arrays first: asked several times per step, on the CPU path it must cost nothing
+    return type(a) is not np.ndarray and type(a).__module__.split(".")[0] == "cupy"
 
 
 @functools.cache

@@ -177,12 +177,15 @@ def test_recurrent_runs_are_bit_identical_with_and_without_numba(mnist_dir):
 
 
 @needs_numba
-def test_the_environment_variable_and_the_switch_turn_the_kernels_off(monkeypatch):
+def test_the_environment_variable_and_the_switch_turn_the_kernels_off(monkeypatch, request):
+    request.addfinalizer(cpu_kernels._env_on.cache_clear)  # the variable is read once per process
     monkeypatch.setenv(cpu_kernels.ENV_VAR, "0")
+    cpu_kernels._env_on.cache_clear()
     assert not cpu_kernels.available()
     with cpu_kernels.enabled(True):
         assert cpu_kernels.available()
     monkeypatch.setenv(cpu_kernels.ENV_VAR, "1")
+    cpu_kernels._env_on.cache_clear()
     assert cpu_kernels.available()
     with cpu_kernels.enabled(False):
         assert not cpu_kernels.available()
@@ -202,3 +205,73 @@ def test_without_numba_the_numpy_path_runs(monkeypatch):
     np.testing.assert_array_equal(w, 0)
     np.testing.assert_array_equal(h, -1)
     np.testing.assert_array_equal(a, 0)
+
+
+@needs_numba
+@pytest.mark.parametrize("dt", DTYPES)
+def test_recurrent_steps_are_bit_identical_special_values_included(dt):
+    """The compiled recurrent step and BPTT step (cpu_kernels rnn_step, rnn_back_step) against the
+    NumPy loops of mfphys.models.rnn.model, with zero variances, dead units and NaN/inf noise."""
+    from mfphys.backend import INIT, replica_rngs
+    from mfphys.rnn import preset
+    from mfphys.rnn.model import Noise, backward, forward, init_params
+
+    spec = preset("row_mnist").spec()
+    R, B, T = 2, 8, spec.n_in
+    rng = np.random.default_rng(5)
+    params = init_params(spec, preset("row_mnist").init, replica_rngs(1, R, INIT), dtype=dt)
+    x = rng.random((R, B, T, spec.n_in)).astype(dt)
+    x[..., :3] = 0  # inputs that are 0: no input variance there
+    eps = rng.standard_normal((R, T, B, spec.n)).astype(dt)
+    eps[:, T - 3:] = special(rng, (R, 3, B, spec.n), dt)  # late: NaN and inf spread through what follows
+    noise = Noise(eps, rng.standard_normal((R, B, spec.n_out)).astype(dt), None)
+    e = special(rng, (R, B, spec.n_out), dt, scale=0.1)
+
+    def run():
+        y, trace = forward(params, x, noise, spec)
+        grads = backward(params, trace, e.copy(), spec)
+        return y, trace, grads
+
+    (a, _), (b, _) = both(run)
+    pairs = [(a[0], b[0], "outputs")] + [(getattr(a[1], k), getattr(b[1], k), k) for k in ("r", "w", "scratch", "h")]
+    pairs += [(u, v, "gradients") for la, lb in zip(a[2], b[2]) for u, v in zip(la, lb) if u is not None]
+    for u, v, what in pairs:
+        # NaN where NaN (the sign bit of a NaN made by 0 * inf in a matrix product is the BLAS's
+        # business), every other number bit for bit
+        nan = np.isnan(u)
+        np.testing.assert_array_equal(nan, np.isnan(v), err_msg=what)
+        assert_same_bits(np.where(nan, 0, u).astype(dt), np.where(nan, 0, v).astype(dt), what)
+        assert what != "r" or (~nan).any(), what
+
+
+@needs_numba
+@pytest.mark.parametrize("dt", DTYPES)
+def test_recurrent_steps_are_bit_identical_on_finite_noise(dt):
+    """The same without NaN or inf in the noise: every bit, signed zeros included."""
+    from mfphys.backend import INIT, replica_rngs
+    from mfphys.rnn import preset
+    from mfphys.rnn.model import Noise, backward, forward, init_params
+
+    spec = preset("row_mnist").spec()
+    R, B, T = 3, 8, spec.n_in
+    rng = np.random.default_rng(6)
+    params = init_params(spec, preset("row_mnist").init, replica_rngs(2, R, INIT), dtype=dt)
+    x = rng.random((R, B, T, spec.n_in)).astype(dt)
+    x[..., :5] = 0
+    eps = rng.standard_normal((R, T, B, spec.n)).astype(dt)
+    eps.reshape(-1)[::7] = -0.0
+    noise = Noise(eps, rng.standard_normal((R, B, spec.n_out)).astype(dt), None)
+    e = rng.standard_normal((R, B, spec.n_out)).astype(dt)
+
+    def run():
+        y, trace = forward(params, x, noise, spec)
+        return y, trace, backward(params, trace, e.copy(), spec)
+
+    (a, _), (b, _) = both(run)
+    assert_same_bits(a[0], b[0], "outputs")
+    for k in ("r", "w", "scratch", "h"):
+        assert_same_bits(getattr(a[1], k), getattr(b[1], k), k)
+    for la, lb in zip(a[2], b[2]):
+        for u, v in zip(la, lb):
+            if u is not None:
+                assert_same_bits(u, v, "gradients")

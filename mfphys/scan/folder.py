@@ -1,13 +1,15 @@
 """A scan folder on disk: its layout, ``.running`` markers and whose they are, progress.
 
-Everything here works from file names, scan.json and the small marker JSON files, never
-from the netCDF cell files, so a monitor (the TUI, :func:`scan_status`) can poll a large
-running scan cheaply; no xarray. Layout and contract: :mod:`mfphys.scan`, docs/scans.md.
+Everything here works from file names, scan.json, the small marker JSON files and the scan
+index, never from the cell files' arrays (only the attributes of a done cell the index does not
+vouch for, once per file), so a monitor (the TUI, :func:`scan_status`) can poll a large running
+scan cheaply; no xarray. Layout and contract: :mod:`mfphys.scan`, docs/scans.md.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -178,6 +180,45 @@ def _grid_cells(meta: Mapping) -> list[tuple[tuple, tuple, str]]:
     return list(grid_points([(k, meta["grid"][k]) for k in meta["dims"]]))
 
 
+# --- is a done cell's file this scan's? ---------------------------------------------------------
+
+
+def _belongs(meta, key: str, coords, cell_coords, scan_hash, cell_config_hash) -> bool:
+    """Whether a cell file (or its index entry) is this scan's cell ``key``: its coordinates, and
+    the scan's ``scan_hash`` (written by this scan) or the configuration hash the cell must have
+    (a cell copied from another scan with ``reuse``)."""
+    if cell_coords != dict(coords):
+        return False
+    if scan_hash is not None and scan_hash == meta.get("scan_hash"):
+        return True
+    return cell_config_hash is not None and cell_config_hash == _expected_hashes(meta).get(key)
+
+
+def _file_belongs(attrs, meta, key: str, coords) -> bool:
+    try:
+        cell_coords = json.loads(attrs["scan_cell"])
+    except (KeyError, ValueError, TypeError):
+        return False
+    return _belongs(meta, key, coords, cell_coords, attrs.get("scan_hash"), attrs.get("config_hash"))
+
+
+@functools.lru_cache(maxsize=8)
+def _expected_hashes_of(text: str) -> dict:
+    from .spec import ScanSpec
+
+    meta = json.loads(text)
+    try:
+        spec = ScanSpec.build(meta["grid"], meta["fixed"], model=meta.get("model"))
+        return {c.key: c.config_hash for c in spec.cells()}
+    except MfphysError:
+        return {}
+
+
+def _expected_hashes(meta) -> dict:
+    """The ``config_hash`` of every cell of a scan.json's grid (built once per scan and process)."""
+    return _expected_hashes_of(json.dumps({k: meta.get(k) for k in ("grid", "fixed", "model")}, sort_keys=True))
+
+
 def _cell_status(p: _Paths, key: str, names: set) -> str:
     """Status of a cell from file names alone (plus the tiny marker JSON)."""
     if f"{key}.nc" in names:
@@ -193,7 +234,10 @@ def scan_status(folder: str | os.PathLike) -> dict:
     """Cheap progress of a scan for a monitor: counts from file names and scan.json, no netCDF reads.
 
     Returns ``{"name", "total", "done", "failed", "running", "pending", "cells": {key: status}}``.
-    A cell counts as done as soon as its file exists (files are only ever written whole).
+    A cell counts as done as soon as its file exists (files are only ever written whole) and is
+    this scan's: its entry in the scan index says so, or else its attributes do (read once per
+    file and process). A file of another scan or configuration counts as failed, as
+    :func:`mfphys.scan.open_scan` reports it; an unreadable one as pending (a resume retrains it).
     """
     meta = read_scan_json(folder)
     if "adaptive" in meta:  # its cells are the files it wrote, not a grid (docs/scans.md "Adaptive scans")
@@ -205,9 +249,56 @@ def scan_status(folder: str | os.PathLike) -> dict:
         names = set(os.listdir(p.cells))
     except OSError:
         names = set()
-    cells = {key: _cell_status(p, key, names) for _, _, key in _grid_cells(meta)}
+    grid = _grid_cells(meta)
+    cells = {key: _cell_status(p, key, names) for _, _, key in grid}
+    _check_done(p, meta, grid, cells)
     counts = {s: sum(v == s for v in cells.values()) for s in ("done", "failed", "running", "pending")}
     return {"name": meta.get("name"), "total": len(cells), **counts, "cells": cells}
+
+
+def _check_done(p: _Paths, meta, grid, cells: dict) -> None:
+    """Mark done cells whose file is not this scan's as failed (in place), from the index's
+    entries where they match the file, else from the file's attributes."""
+    from .index import read
+
+    entries = None
+    cells_dir = os.path.join(p.cells, "")  # plain strings: a monitor polls this for every cell
+    for _, coords, key in grid:
+        if cells[key] != "done":
+            continue
+        path = f"{cells_dir}{key}.nc"
+        try:
+            info = os.stat(path)
+        except OSError:  # went away since the listing
+            cells[key] = "pending"
+            continue
+        stat = (info.st_mtime_ns, info.st_size)
+        if entries is None:
+            entries = read(p.index)[0]
+        e = entries.get(key)
+        if e is not None and (e.cell.get("mtime_ns"), e.cell.get("size")) == stat:
+            ours = _belongs(meta, key, coords, e.cell.get("coords"), e.cell.get("scan_hash"), e.cell.get("config_hash"))
+        else:
+            attrs = _cell_attrs(path, stat)
+            ours = None if attrs is None else _file_belongs(attrs, meta, key, coords)
+        if ours is None:  # damaged: the runner trains it again, the view leaves it out
+            cells[key] = "pending"
+        elif not ours:
+            cells[key] = "failed"
+
+
+@functools.lru_cache(maxsize=65536)
+def _cell_attrs(path: str, stat: tuple) -> dict | None:
+    """What tells whose a cell file (as of ``stat``) is: its ``scan_cell``, ``scan_hash`` and
+    ``config_hash`` attributes; None when they cannot be read (a damaged file: the runner
+    retrains it, the view skips it)."""
+    from ..storage import read_attrs
+
+    try:
+        attrs = read_attrs(path)
+    except MfphysError:
+        return None
+    return {k: attrs[k] for k in ("scan_cell", "scan_hash", "config_hash") if k in attrs}
 
 
 # --- is this folder ours to write? ----------------------------------------------------------------

@@ -21,7 +21,7 @@ from .. import registry, store
 from ..errors import MfphysError
 from ..fileio import read_json
 from . import index as scan_index
-from .folder import KIND, _cell_status, _grid_cells, _Paths, read_scan_json, scan_spec
+from .folder import KIND, _belongs, _cell_status, _file_belongs, _grid_cells, _Paths, read_scan_json, scan_spec
 from .spec import cell_key
 
 #: new names of run variables that collide with a scanned coordinate (others get a "_cell" suffix)
@@ -243,17 +243,6 @@ def _listing(cells: Path) -> tuple[set, dict]:
     return names, stats
 
 
-def _belongs(meta, key: str, coords, cell_coords, scan_hash, cell_config_hash) -> bool:
-    """Whether a cell file (or its index entry) is this scan's cell ``key``: its coordinates, and
-    the scan's ``scan_hash`` (written by this scan) or the configuration hash the cell must have
-    (a cell copied from another scan with ``reuse``)."""
-    if cell_coords != dict(coords):
-        return False
-    if scan_hash is not None and scan_hash == meta.get("scan_hash"):
-        return True
-    return cell_config_hash is not None and cell_config_hash == _expected_hashes(meta).get(key)
-
-
 @functools.lru_cache(maxsize=8)
 def _check_spec(text: str, where: str) -> None:
     """Refuse, in one line, a scan.json whose values make no configuration (once per scan and process:
@@ -263,31 +252,6 @@ def _check_spec(text: str, where: str) -> None:
 
 #: what :func:`_entry_from_file` says of a cell file of another configuration or scan
 FOREIGN = "foreign"
-
-
-def _file_belongs(attrs, meta, key: str, coords) -> bool:
-    try:
-        cell_coords = json.loads(attrs["scan_cell"])
-    except (KeyError, ValueError, TypeError):
-        return False
-    return _belongs(meta, key, coords, cell_coords, attrs.get("scan_hash"), attrs.get("config_hash"))
-
-
-@functools.lru_cache(maxsize=8)
-def _expected_hashes_of(text: str) -> dict:
-    from .spec import ScanSpec
-
-    meta = json.loads(text)
-    try:
-        spec = ScanSpec.build(meta["grid"], meta["fixed"], model=meta.get("model"))
-        return {c.key: c.config_hash for c in spec.cells()}
-    except MfphysError:
-        return {}
-
-
-def _expected_hashes(meta) -> dict:
-    """The ``config_hash`` of every cell of a scan.json's grid (built once per scan and process)."""
-    return _expected_hashes_of(json.dumps({k: meta.get(k) for k in ("grid", "fixed", "model")}, sort_keys=True))
 
 
 def _combined_vars(ds: xr.Dataset) -> list[tuple]:

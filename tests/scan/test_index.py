@@ -84,12 +84,32 @@ def test_foreign_cell_never_enters(fresh_scan, tmp_path):
     scan.run_scan(tiny_spec(lr="0.05", depth="2", n_train="400"), other)
     shutil.copy2(other / "cells" / f"{KEY}.nc", fresh_scan / "cells" / f"{KEY}.nc")
     (fresh_scan / "cells.index").unlink()
+    assert_status_as_view(fresh_scan, KEY, "failed")  # before any reader rebuilt the index
     ds = assert_same_view(fresh_scan)
     assert ds.status.sel(depth=2, n_train=400) != "done" and KEY not in entries(fresh_scan)
     # nor does a foreign record appended to the index (a record for a file it does not describe)
     shutil.copy2(other / "cells.index", fresh_scan / "cells.index")
     ds = assert_same_view(fresh_scan)
     assert ds.status.sel(depth=2, n_train=400) != "done"
+    assert_status_as_view(fresh_scan, KEY, "failed")
+
+
+def assert_status_as_view(folder, key, expected):
+    """The monitor's cheap progress (scan_status) says of every cell what open_scan says."""
+    status = scan.scan_status(folder)
+    view_status = scan.open_scan(folder).status
+    assert status["cells"][key] == expected
+    for cell, st in status["cells"].items():
+        coords = dict(part.split("=") for part in cell.split(","))
+        assert view_status.sel({k: int(v) for k, v in coords.items()}).item() == st, cell
+    assert status["done"] == int((view_status == "done").sum())
+
+
+def test_scan_status_counts_a_damaged_cell_file_as_not_done(fresh_scan):
+    """A cell file that is not netCDF (no index entry vouches for it) is pending, as a resume
+    and open_scan treat it; the others stay done, from their index entries."""
+    (fresh_scan / "cells" / f"{KEY}.nc").write_bytes(b"not a netCDF file")
+    assert_status_as_view(fresh_scan, KEY, "pending")
 
 
 def test_cells_reused_from_another_scan_enter_by_their_configuration(done_scan, tmp_path):

@@ -46,9 +46,8 @@ def train_estimate(config, *, n_train: int | None = None, n_test: int | None = N
 
     weights = (WEIGHT_ARRAYS_BP if bp else WEIGHT_ARRAYS_GBP) * R * W * item
     # the data set as loaded (float32, shared read-only cache), the training/test inputs on the
-    # compute backend, a**2 of the inputs (gBP), the per-epoch permutations
-    data = (max(full_train, P) + max(full_test, Pt)) * N0 * 4 + (P * (1 if bp else 2) + Pt) * N0 * item \
-        + R * P * 8
+    # compute backend, the per-epoch permutations (a**2 of a mini-batch's inputs is in ``step``)
+    data = (max(full_train, P) + max(full_test, Pt)) * N0 * 4 + (P + Pt) * N0 * item + R * P * 8
     step = R * B * (UNIT_ARRAYS * U + 2 * N0) * item
     chunk = min(Pt, 4096)
     evaluation = R * chunk * Nmax * 3 * item + R * Pt * C * 3 * item

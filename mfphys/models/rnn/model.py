@@ -37,6 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ... import cpu_kernels as _cpu
 from ... import kernels
 from ...backend import namespace_of
 from ...errors import MfphysError
@@ -220,27 +221,52 @@ def forward(params: RnnParams, x, noise: Noise | None, spec: RnnSpec, *, bp: boo
     priv = noise.private if (noise.private is not None and spec.sigma_rec > 0) else None
     priv_scale = spec.sigma_rec * math.sqrt(2 * spec.alpha)
     leak, alpha = 1 - spec.alpha, spec.alpha
-    for t in range(T):
-        rp = r[:, t]
-        g = G[:, t]
-        g += xp.matmul(rp, muT_rec, out=buf)  # g_t, written over the input drive
-        if hidden_var:
-            D2 = V[:, t]
-            xp.multiply(rp, rp, out=buf)
-            D2 += xp.matmul(buf, varT_rec, out=buf2)
-            # u = g + D eps and w = eps / D masked where D = 0 (docs/model-rnn.md section 4)
-            u, w[:, t] = kernels.noisy_preactivation(g, D2, noise.eps[:, t])
-        else:
-            u = g
-        h *= leak
-        u *= alpha
-        h += u
-        if priv is not None:
-            h += priv_scale * priv[:, t]
-        xp.maximum(h, 0, out=r[:, t + 1])
+    if hidden_var and priv is None and _cpu.applies(G, V, w, r, h, buf, buf2, noise.eps, muT_rec, varT_rec):
+        _forward_compiled(G, V, w, r, h, buf, buf2, noise.eps, muT_rec, varT_rec, leak, alpha)
+    else:
+        for t in range(T):
+            rp = r[:, t]
+            g = G[:, t]
+            g += xp.matmul(rp, muT_rec, out=buf)  # g_t, written over the input drive
+            if hidden_var:
+                D2 = V[:, t]
+                xp.multiply(rp, rp, out=buf)
+                D2 += xp.matmul(buf, varT_rec, out=buf2)
+                # u = g + D eps and w = eps / D masked where D = 0 (docs/model-rnn.md section 4)
+                u, w[:, t] = kernels.noisy_preactivation(g, D2, noise.eps[:, t])
+            else:
+                u = g
+            h *= leak
+            u *= alpha
+            h += u
+            if priv is not None:
+                h += priv_scale * priv[:, t]
+            xp.maximum(h, 0, out=r[:, t + 1])
 
     y, w_out = _readout(r, mom_out, noise.eps_out, spec, xp)
     return y, Trace(xs, x2s, r, w, w_out, G, mom, h)
+
+
+def _rows(a):
+    """(R, ..., B, N) -> a (R, ..., B*N) view (C-contiguous arrays only)."""
+    return a.reshape(a.shape[:-2] + (-1,))
+
+
+def _forward_compiled(G, V, w, r, h, buf, buf2, eps, muT_rec, varT_rec, leak, alpha):
+    """The steps of :func:`forward` with the element-wise work of each step in one compiled loop
+    (:mod:`mfphys.cpu_kernels`): the same products and the same numbers bit for bit, a dozen
+    NumPy calls per step fewer (bench/README.md, the recurrent epoch)."""
+    step = _cpu.kernels()["rnn_step"]
+    dt = G.dtype.type
+    T = G.shape[1]
+    G3, V3, E3, W3, r3, h2, m1, m2 = (_rows(a) for a in (G, V, eps, w, r, h, buf, buf2))
+    r2 = np.empty_like(buf)
+    np.multiply(r[:, 0], r[:, 0], out=r2)
+    r2_2 = _rows(r2)
+    for t in range(T):
+        np.matmul(r[:, t], muT_rec, out=buf)
+        np.matmul(r2, varT_rec, out=buf2)
+        step(G3, V3, t, m1, m2, E3, h2, dt(leak), dt(alpha), dt(0), dt(1), W3, r3, r2_2)
 
 
 def _readout(r, mom_out: Moments, eps_out, spec: RnnSpec, xp):
@@ -320,10 +346,19 @@ def backward(params: RnnParams, trace: Trace, e, spec: RnnSpec, *, bp: bool = Fa
 
     # z_t = dL/dh_t, from t = T down to 1; d_t = alpha z_t is kept for the weight gradients
     z = xp.zeros((R, B, N), r.dtype)
+    dt = r.dtype.type
     acc = xp.empty((R, B, N), r.dtype)
     buf = xp.empty((R, B, N), r.dtype)
+    fused = (w is not None and spec.readout == "last"
+             and _cpu.applies(acc, buf, r, z, d_all, w, mom_rec.mu_hat, mom_rec.var_hat))
     for t in range(T, 0, -1):
         rt = r[:, t]
+        if t < T and fused:  # the same step, its element-wise work in one compiled loop
+            np.matmul(d_all[:, t], mom_rec.mu_hat, out=acc)
+            np.matmul(w[:, t], mom_rec.var_hat, out=buf)
+            _cpu.kernels()["rnn_back_step"](_rows(acc), _rows(buf), _rows(r), t, _rows(z), dt(leak), dt(alpha),
+                                            dt(0), dt(1), _rows(d_all), _rows(w))
+            continue
         if t < T:  # dL/dr_t through u_{t+1}: c_r mu_r^T d_{t+1} + c_r^2 r_t (var_r^T d~_{t+1})
             xp.matmul(d_all[:, t], mom_rec.mu_hat, out=acc)
             if w is not None:

@@ -14,6 +14,9 @@ they come from CuPy's generator, seeded from the replica's host stream.
 from __future__ import annotations
 
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -76,3 +79,59 @@ def draw(rngs, spec: RnnSpec, steps: int, batch: int, *, bp: bool = False, xp=np
     if spec.sigma_rec > 0:
         private = _fill(rngs, (steps, batch, spec.n), xp, dtype)
     return Noise(eps, eps_out, private)
+
+
+def ahead_pays(rngs) -> bool:
+    """Whether drawing the next mini-batch's noise on a second thread can save time: the draws
+    are on the host (NumPy releases the GIL while it fills them) and the process has a second
+    core, which a recurrent run's one BLAS thread leaves idle (bench/README.md)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return cpus > 1 and isinstance(rngs[0], np.random.Generator)
+
+
+_DRAWERS: dict = {}
+_DRAWERS_LOCK = threading.Lock()
+
+
+def _drawer() -> ThreadPoolExecutor:
+    """This process's noise thread. One per process id: a process forked from one that had it
+    (a Dask worker, say) inherits the executor but not its thread, and would wait forever."""
+    pid = os.getpid()
+    with _DRAWERS_LOCK:
+        ex = _DRAWERS.get(pid)
+        if ex is None:
+            _DRAWERS.clear()
+            ex = _DRAWERS[pid] = ThreadPoolExecutor(1, thread_name_prefix="mfphys-noise")
+        return ex
+
+
+def with_noise(batches, draw_for, *, ahead: bool):
+    """``(batch, draw_for(batch))`` for every mini-batch of ``batches``, in order.
+
+    With ``ahead``, the noise of batch ``i + 1`` is drawn on a second thread while the caller
+    trains on batch ``i``. Every replica's stream is still read by one thread at a time and in
+    the same order, and nothing is drawn past the epoch's last batch, so the numbers (and the
+    streams' states after the epoch) are exactly those drawn in line.
+    """
+    it = iter(batches)
+    if not ahead:
+        for b in it:
+            yield b, draw_for(b)
+        return
+    ex = _drawer()
+    nxt = next(it, None)
+    fut = None if nxt is None else ex.submit(draw_for, nxt)
+    try:
+        while nxt is not None:
+            cur, nz = nxt, fut.result()
+            fut = None
+            nxt = next(it, None)
+            if nxt is not None:
+                fut = ex.submit(draw_for, nxt)
+            yield cur, nz
+    finally:  # an epoch cut short (divergence, Ctrl-C): let the pending draw end before its streams are dropped
+        if fut is not None:
+            fut.cancel() or fut.exception()

@@ -285,9 +285,11 @@ def train_epoch(setup: RnnSetup, state: RnnState) -> tuple[RnnState, RnnEpoch]:
         idx = xp.asarray(np.flatnonzero(~active))
         frozen = [(a, idx, a[idx].copy()) for layer in params for a in layer]
     loss_sum, n = xp.zeros(config.replicas, dtype=dt), 0
-    for xb, target, loss_mask in setup.batches(order_rngs):
-        T, B = xb.shape[-2], xb.shape[-3]
-        nz = noise.draw(noise_rngs, spec, T, B, bp=bp, xp=xp, dtype=dt)
+    def draw_for(batch):  # the mini-batch's noise, time-major (T, B, ...) from its (R, B, T, ...) inputs
+        return noise.draw(noise_rngs, spec, batch[0].shape[-2], batch[0].shape[-3], bp=bp, xp=xp, dtype=dt)
+
+    ahead = noise.ahead_pays(noise_rngs) and not (bp and spec.sigma_rec == 0)
+    for (xb, target, loss_mask), nz in noise.with_noise(setup.batches(order_rngs), draw_for, ahead=ahead):
         loss, grads, _ = loss_and_grad(params, xb, target, nz, spec, mask=loss_mask, bp=bp)
         if setup.opt_runs is None:
             params, ostate = opt_update(grads, ostate, params, cfg=opt, settings=setup.settings, lr_scale=lr_scale,

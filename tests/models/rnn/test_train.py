@@ -187,3 +187,70 @@ def test_multisensory_reference_protocol_stops_early_and_decides_well():
     assert np.all(res.stop_epoch < 500)
     assert np.all(res.history["train_loss"][np.arange(3), res.stop_epoch - 1] <= 0.002)
     assert np.all(acc >= 0.95)
+
+
+@pytest.mark.parametrize("task", ["mnist", "multisensory"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_noise_drawn_ahead_on_a_thread_is_the_noise_drawn_in_line(task, dtype, mnist_small, monkeypatch):
+    """The next mini-batch's noise drawn on a second thread (noise.with_noise) gives the same
+    run bit for bit, random streams after each epoch included."""
+    from mfphys.models.rnn import noise
+
+    if task == "mnist":
+        cfg, data = RnnConfig(**{**TINY_MNIST, "dtype": dtype}, replicas=2, seed=3), mnist_small
+    else:
+        cfg, data = tiny_ms(replicas=2, seed=3, dtype=dtype, sigma_rec=0.1), None
+    runs = {}
+    for ahead in (False, True):
+        monkeypatch.setattr(noise, "ahead_pays", lambda rngs, ahead=ahead: ahead)
+        runs[ahead] = train_rnn(cfg, dataset=data)
+    a, b = runs[False], runs[True]
+    for k, v in a.history.items():
+        if not k.endswith("seconds"):
+            np.testing.assert_array_equal(v, b.history[k], err_msg=k)
+    for k, v in a.evaluation.items():
+        np.testing.assert_array_equal(v, b.evaluation[k], err_msg=k)
+    for la, lb in zip(a.params, b.params):
+        for u, w in zip(la, lb):
+            assert u.tobytes() == w.tobytes()
+
+
+def test_noise_ahead_draws_nothing_past_the_last_batch():
+    from mfphys.models.rnn import noise
+
+    calls = []
+    got = list(noise.with_noise(range(3), lambda b: calls.append(b) or b * 10, ahead=True))
+    assert got == [(0, 0), (1, 10), (2, 20)] and calls == [0, 1, 2]
+    # a consumer that stops early leaves no draw running (the next one is cancelled or waited for)
+    gen = noise.with_noise(range(5), lambda b: calls.append(b) or b, ahead=True)
+    next(gen)
+    gen.close()
+    assert calls[3:] in ([0], [0, 1])
+    noise._drawer().submit(lambda: None).result()  # the thread is free: nothing else queued
+    assert calls[3:] in ([0], [0, 1])
+
+
+def _draw_in_child(q):
+    from mfphys.models.rnn import noise
+
+    q.put(list(noise.with_noise(range(3), lambda b: b * 2, ahead=True)))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork is POSIX")
+def test_noise_thread_works_in_a_forked_process():
+    """A process forked after the noise thread started (a Dask worker from a nanny, say) gets its own."""
+    import multiprocessing
+
+    from mfphys.models.rnn import noise
+
+    assert list(noise.with_noise(range(2), lambda b: b, ahead=True)) == [(0, 0), (1, 1)]  # the parent's thread
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    child = ctx.Process(target=_draw_in_child, args=(q,))
+    child.start()
+    child.join(60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "the forked process waited for a thread it does not have"
+    assert q.get(timeout=5) == [(0, 0), (1, 2), (2, 4)]
