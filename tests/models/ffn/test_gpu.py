@@ -154,3 +154,24 @@ def test_sampled_evaluation_draws_on_the_device(teacher_data):
         copies.append(len(c.copies) if c is not None else 0)
     assert copies[0] == copies[1], copies
     np.testing.assert_allclose(acc, np.broadcast_to(res.history["test_acc"][:, -1:], acc.shape), rtol=1e-12)
+
+
+def test_cells_packed_across_n_train_on_the_gpu_path_train_as_alone(teacher_data):
+    """Packed cells of several training-set sizes (mfphys.models.ffn.train.train_packed) on CuPy
+    give each cell what it gives trained alone on CuPy (same host noise streams): the views,
+    gathers and per-cell Adam counters of the packed steps work on device arrays too."""
+    from mfphys.models.ffn.train import train_packed
+
+    base = TrainConfig(dataset="teacher", layers=(20, 16, 10), epochs=2, batch_size=50, n_test=200, eval_samples=0,
+                       backend="cupy", host_noise=True)
+    configs = [dataclasses.replace(base, n_train=n, seed=s) for n, s in ((230, 0), (100, 1), (200, 2))]
+    full = teacher_data
+    packed = train_packed(configs, dataset=full)
+    for c, res in zip(configs, packed):
+        cut = dataclasses.replace(full, x_train=full.x_train[: c.n_train], y_train=full.y_train[: c.n_train])
+        alone = _train(c, dataset=cut)
+        for la, lb in zip(res.params, alone.params):
+            for u, v in zip(la, lb):
+                # the emulation gives the same bits; a GPU's batched products may round differently
+                np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(res.history["train_loss"], alone.history["train_loss"], rtol=1e-4)
