@@ -194,6 +194,15 @@ def _belongs(meta, key: str, coords, cell_coords, scan_hash, cell_config_hash) -
     return cell_config_hash is not None and cell_config_hash == _expected_hashes(meta).get(key)
 
 
+def _entry_vouches(meta, key: str, coords, entry, stat) -> bool:
+    """Whether the scan index's ``entry`` for cell ``key`` speaks for its file as it is now
+    (``stat`` = ``(mtime_ns, size)``) and says the cell is this scan's; else the file is asked."""
+    if entry is None or stat is None or (entry.cell.get("mtime_ns"), entry.cell.get("size")) != stat:
+        return False
+    c = entry.cell
+    return _belongs(meta, key, coords, c.get("coords"), c.get("scan_hash"), c.get("config_hash"))
+
+
 def _file_belongs(attrs, meta, key: str, coords) -> bool:
     try:
         cell_coords = json.loads(attrs["scan_cell"])
@@ -275,9 +284,8 @@ def _check_done(p: _Paths, meta, grid, cells: dict) -> None:
         stat = (info.st_mtime_ns, info.st_size)
         if entries is None:
             entries = read(p.index)[0]
-        e = entries.get(key)
-        if e is not None and (e.cell.get("mtime_ns"), e.cell.get("size")) == stat:
-            ours = _belongs(meta, key, coords, e.cell.get("coords"), e.cell.get("scan_hash"), e.cell.get("config_hash"))
+        if _entry_vouches(meta, key, coords, entries.get(key), stat):
+            ours = True
         else:
             attrs = _cell_attrs(path, stat)
             ours = None if attrs is None else _file_belongs(attrs, meta, key, coords)

@@ -21,7 +21,7 @@ from .. import registry, store
 from ..errors import MfphysError
 from ..fileio import read_json
 from . import index as scan_index
-from .folder import KIND, _belongs, _cell_status, _file_belongs, _grid_cells, _Paths, read_scan_json, scan_spec
+from .folder import KIND, _cell_status, _entry_vouches, _file_belongs, _grid_cells, _Paths, read_scan_json, scan_spec
 from .spec import cell_key
 
 #: new names of run variables that collide with a scanned coordinate (others get a "_cell" suffix)
@@ -98,7 +98,7 @@ def open_scan(folder: str | os.PathLike, *, index: bool = True) -> xr.Dataset:
         return open_adaptive(folder, meta)
     p = _Paths(folder)
     # every value of scan.json makes a configuration (else one line); a cell is done only if its
-    # file is of this cell's configuration (_belongs; docs/guarantees.md)
+    # file is of this cell's configuration (_entry_vouches, _file_belongs; docs/guarantees.md)
     _check_spec(json.dumps(meta, sort_keys=True), str(p.scan_json))
     dims = tuple(meta["dims"])
     grid, fixed = meta["grid"], meta["fixed"]
@@ -139,9 +139,7 @@ def open_scan(folder: str | os.PathLike, *, index: bool = True) -> xr.Dataset:
             continue
         entry = entries.get(key)
         stat = stats.get(key)
-        if entry is None or stat is None or (entry.cell.get("mtime_ns"), entry.cell.get("size")) != stat \
-                or not _belongs(meta, key, coords, entry.cell.get("coords"), entry.cell.get("scan_hash"),
-                                entry.cell.get("config_hash")):
+        if not _entry_vouches(meta, key, coords, entry, stat):
             entry = _entry_from_file(p, meta, key, coords, stat)
             if entry == FOREIGN:  # another scan's cell (or another configuration's): reported, never combined
                 status[row] = "failed"

@@ -47,7 +47,8 @@ def adam_init(params, *, trainable=PARAM_NAMES) -> AdamState:
 
 
 def adam_reset(state: AdamState) -> AdamState:
-    """The state of a fresh start: moments zeroed (in place) and the step counter back to 0.
+    """The state of a fresh start: moments zeroed (in place) and the step counter back to 0
+    (each packed configuration's, where there is one per configuration).
 
     The paper's 2020 code rebuilt its optimizer at the start of every epoch, which is this
     (docs/model.md section 4, ``adam_reset = "epoch"``); its later revision never resets.
@@ -56,7 +57,7 @@ def adam_reset(state: AdamState) -> AdamState:
         for a in layer:
             if a is not None:
                 a[...] = 0
-    return AdamState(0, state.mu, state.nu)
+    return AdamState((0,) * len(state.count) if isinstance(state.count, tuple) else 0, state.mu, state.nu)
 
 
 def _zeros_like(a):

@@ -421,8 +421,6 @@ def train_epoch(setup: TrainSetup, state: TrainState) -> tuple[TrainState, Epoch
     params, adam = state.params, state.adam
     if config.adam_reset == "epoch":  # the 2020 code's fresh optimizer every epoch (docs/model.md section 4)
         adam = optim.adam_reset(adam)
-        if setup.groups is not None:
-            adam = adam._replace(count=(0,) * len(setup.groups))
     lr = config.lr_at(epoch)
     loss_sum = xp.zeros(R, dtype=dt)
     correct = xp.zeros(R, dtype=dt)
@@ -814,8 +812,7 @@ def _counts(setup: TrainSetup, state) -> tuple:
     """Each packed cell's Adam step counter in ``state`` (None: no state)."""
     if state is None:
         return (None,) * len(setup.groups)
-    count = state.adam.count
-    return tuple(int(c) for c in count) if isinstance(count, tuple) else (int(count),) * len(setup.groups)
+    return tuple(int(c) for c in state.adam.count)  # one per packed cell (init_state, join_states)
 
 
 def packed_epoch_logs(setup: TrainSetup, state: TrainState) -> list[dict]:

@@ -349,15 +349,20 @@ def backward(params: RnnParams, trace: Trace, e, spec: RnnSpec, *, bp: bool = Fa
     dt = r.dtype.type
     acc = xp.empty((R, B, N), r.dtype)
     buf = xp.empty((R, B, N), r.dtype)
-    fused = (w is not None and spec.readout == "last"
-             and _cpu.applies(acc, buf, r, z, d_all, w, mom_rec.mu_hat, mom_rec.var_hat))
+    fused = None
+    if w is not None and spec.readout == "last" and _cpu.applies(acc, buf, r, z, d_all, w, mom_rec.mu_hat,
+                                                                 mom_rec.var_hat):
+        step = _cpu.kernels()["rnn_back_step"]
+        acc2, buf2, r3, z2, d3, w3 = (_rows(a) for a in (acc, buf, r, z, d_all, w))  # views, made once
+
+        def fused(t):
+            step(acc2, buf2, r3, t, z2, dt(leak), dt(alpha), dt(0), dt(1), d3, w3)
     for t in range(T, 0, -1):
         rt = r[:, t]
-        if t < T and fused:  # the same step, its element-wise work in one compiled loop
+        if t < T and fused is not None:  # the same step, its element-wise work in one compiled loop
             np.matmul(d_all[:, t], mom_rec.mu_hat, out=acc)
             np.matmul(w[:, t], mom_rec.var_hat, out=buf)
-            _cpu.kernels()["rnn_back_step"](_rows(acc), _rows(buf), _rows(r), t, _rows(z), dt(leak), dt(alpha),
-                                            dt(0), dt(1), _rows(d_all), _rows(w))
+            fused(t)
             continue
         if t < T:  # dL/dr_t through u_{t+1}: c_r mu_r^T d_{t+1} + c_r^2 r_t (var_r^T d~_{t+1})
             xp.matmul(d_all[:, t], mom_rec.mu_hat, out=acc)

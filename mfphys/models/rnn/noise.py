@@ -133,5 +133,5 @@ def with_noise(batches, draw_for, *, ahead: bool):
                 fut = ex.submit(draw_for, nxt)
             yield cur, nz
     finally:  # an epoch cut short (divergence, Ctrl-C): let the pending draw end before its streams are dropped
-        if fut is not None:
-            fut.cancel() or fut.exception()
+        if fut is not None and not fut.cancel():
+            fut.exception()  # waits for it
